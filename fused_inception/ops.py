@@ -1,0 +1,158 @@
+"""The functional forward of one Inception block: validation, output allocation and dispatch.
+
+``inception_forward`` runs the block in three Triton launches (branch 1 + pool projection, the
+reduce -> k3 x k3 branch, the reduce -> k5 x k5 branch), each writing its channel slice of one
+output. CUDA tensors, and CPU tensors while the Triton interpreter is on (``TRITON_INTERPRET=1``),
+go to the kernels; other CPU tensors take an equivalent PyTorch path so that a fused model keeps
+working on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from . import kernels
+from .params import InceptionParams
+
+Tensor = torch.Tensor
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def interpreter_enabled() -> bool:
+    """True when Triton runs kernels on the CPU through its interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def uses_triton(x: Tensor) -> bool:
+    """Whether ``inception_forward`` sends ``x`` to the Triton kernels (else the PyTorch path)."""
+    return x.is_cuda or (x.device.type == "cpu" and interpreter_enabled())
+
+
+def output_memory_format(x: Tensor) -> torch.memory_format:
+    """channels_last when ``x`` is (only) channels_last-contiguous, as PyTorch convs decide."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def dot_precision(x: Tensor) -> str:
+    """TF32 for fp32 inputs only where PyTorch's conv rule allows it (cudnn.allow_tf32)."""
+    if x.dtype == torch.float32 and x.is_cuda and torch.backends.cudnn.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def check_inputs(x: Tensor, params: InceptionParams, out: Tensor | None, out_channel_offset: int) -> None:
+    """Raise TypeError/ValueError naming expected and actual for input the block cannot take."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"expected a 4-D input [N, C, H, W], got {x.dim()}-D with shape {tuple(x.shape)}")
+    if x.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"expected input dtype float32, float16 or bfloat16, got {x.dtype}")
+    if x.dtype != params.dtype:
+        raise TypeError(f"input dtype {x.dtype} does not match the weights' dtype {params.dtype}")
+    if x.shape[1] != params.in_channels:
+        raise ValueError(f"expected {params.in_channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
+    if x.device != params.device:
+        raise ValueError(f"input is on {x.device} but the weights are on {params.device}")
+    if out is None:
+        if out_channel_offset != 0:
+            raise ValueError("out_channel_offset needs an out tensor")
+        return
+    n, _, h, w = x.shape
+    need = out_channel_offset + params.out_channels
+    if out.dim() != 4 or out.shape[0] != n or out.shape[2:] != (h, w):
+        raise ValueError(f"expected out of shape [{n}, >= {need}, {h}, {w}], got {tuple(out.shape)}")
+    if out_channel_offset < 0 or out.shape[1] < need:
+        raise ValueError(
+            f"out has {out.shape[1]} channels; the block writes [{out_channel_offset}, {need}) and needs at least {need}"
+        )
+    if out.dtype != x.dtype:
+        raise TypeError(f"out dtype {out.dtype} does not match the input dtype {x.dtype}")
+    if out.device != x.device:
+        raise ValueError(f"out is on {out.device} but the input is on {x.device}")
+
+
+def inception_forward(
+    x: Tensor,
+    params: InceptionParams,
+    out: Tensor | None = None,
+    out_channel_offset: int = 0,
+) -> Tensor:
+    """Run one Inception block (eval semantics: BN already folded into ``params``).
+
+    x: [N, C_in, H, W], NCHW or channels_last, dtype = params.dtype. Returns ``out``
+    [N, C_total, H, W] with the block's [1x1 | k3 | k5 | pool] outputs in channels
+    [out_channel_offset, out_channel_offset + params.out_channels); channels outside that range
+    are not touched. Without ``out``, a new tensor of exactly the block's channels is allocated in
+    the input's memory format.
+    """
+    check_inputs(x, params, out, out_channel_offset)
+    if out is None:
+        n, _, h, w = x.shape
+        out = torch.empty((n, params.out_channels, h, w), dtype=x.dtype, device=x.device,
+                          memory_format=output_memory_format(x))
+    if uses_triton(x):
+        _forward_triton(x, params, out, out_channel_offset)
+    else:
+        _forward_torch(x, params, out, out_channel_offset)
+    return out
+
+
+def _forward_triton(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> None:
+    dtype_name = str(x.dtype).removeprefix("torch.")
+    precision = dot_precision(x)
+    _, h, w = x.shape[1:]
+    off1, off3, off5, offp = (c0 + o for o in _offsets(params))
+    kernels.launch_pointwise_pool(
+        x, params.w_point, params.b_point, params.ch1x1, out, off1, offp, params.relu, precision,
+        kernels.pick_pointwise_config(dtype_name),
+    )
+    conv_cfg = kernels.pick_reduce_conv_config(dtype_name, h, w)
+    kernels.launch_reduce_conv(x, params.w_red3, params.b_red3, params.w_conv3, params.b_conv3, params.k3,
+                               out, off3, params.relu, precision, conv_cfg)
+    kernels.launch_reduce_conv(x, params.w_red5, params.b_red5, params.w_conv5, params.b_conv5, params.k5,
+                               out, off5, params.relu, precision, conv_cfg)
+
+
+def _offsets(params: InceptionParams) -> tuple[int, int, int, int]:
+    c1, c3, c5, _ = params.branch_channels
+    return (0, c1, c1 + c3, c1 + c3 + c5)
+
+
+def _forward_torch(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> None:
+    """The same computation with PyTorch ops (CPU without the interpreter).
+
+    Half-precision inputs compute in float32, rounding the reduced tensors to the input dtype as
+    the kernels' scratch does.
+    """
+    compute = torch.float32 if x.dtype != torch.float32 else x.dtype
+    xc = x.to(compute)
+    conv = {name: (w.to(compute), b.to(compute)) for name, (w, b) in params.to_conv_weights().items()}
+
+    def act(t: Tensor) -> Tensor:
+        return F.relu(t) if params.relu else t
+
+    def branch(t: Tensor, name: str) -> Tensor:
+        w, b = conv[name]
+        return act(F.conv2d(t, w, b, padding=w.shape[-1] // 2))
+
+    def reduced(name: str) -> Tensor:
+        return branch(xc, name).to(x.dtype).to(compute)
+
+    pooled = F.max_pool2d(xc, kernel_size=3, stride=1, padding=1)
+    results = (
+        branch(xc, "branch1"),
+        branch(reduced("reduce3"), "conv3"),
+        branch(reduced("reduce5"), "conv5"),
+        branch(pooled, "pool_proj"),
+    )
+    start = c0
+    for r in results:
+        out[:, start:start + r.shape[1]].copy_(r)
+        start += r.shape[1]

@@ -1,0 +1,187 @@
+"""Folded Inception-block weights in the layouts the kernels read, and BatchNorm folding.
+
+PyTorch conv weights are [C_out, C_in, kh, kw]. The kernels want the GEMM K dimension (input
+channels) first, so the layouts here are:
+
+* ``w_point`` [C_in, ch1x1 + pool_proj]: columns [0, ch1x1) are branch 1, the rest the pool
+  projection (both read the block input, so they share one launch);
+* ``w_red3`` / ``w_red5`` [C_in, R]: the 1x1 reductions;
+* ``w_conv3`` / ``w_conv5`` [k*k, R, C_out]: the k x k convs, tap-major (tap = kh*k + kw).
+
+Weights are stored in the compute dtype (the input's), biases in float32 since the kernels add
+them to the fp32 accumulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def fold_batch_norm(
+    weight: Tensor,
+    bias: Tensor | None,
+    bn_weight: Tensor | None,
+    bn_bias: Tensor | None,
+    running_mean: Tensor,
+    running_var: Tensor,
+    eps: float,
+) -> tuple[Tensor, Tensor]:
+    """Fold an eval-mode BatchNorm2d into the conv before it.
+
+    weight: [C_out, C_in, kh, kw]; bias: [C_out] or None; BN tensors: [C_out] (affine ones may be
+    None for affine=False). Returns (w', b') with s = gamma / sqrt(var + eps), w' = w * s,
+    b' = (b - mean) * s + beta, computed in float64 and returned in float32.
+    """
+    w = weight.detach().double()
+    c_out = w.shape[0]
+    b = bias.detach().double() if bias is not None else torch.zeros(c_out, dtype=torch.float64, device=w.device)
+    gamma = bn_weight.detach().double() if bn_weight is not None else torch.ones_like(b)
+    beta = bn_bias.detach().double() if bn_bias is not None else torch.zeros_like(b)
+    scale = gamma / torch.sqrt(running_var.detach().double() + eps)
+    w_folded = w * scale.view(-1, 1, 1, 1)
+    b_folded = (b - running_mean.detach().double()) * scale + beta
+    return w_folded.float(), b_folded.float()
+
+
+def _bias_or_zeros(bias: Tensor | None, weight: Tensor) -> Tensor:
+    if bias is None:
+        return torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device)
+    return bias.detach().float()
+
+
+def _pointwise(weight: Tensor) -> Tensor:
+    """[C_out, C_in, 1, 1] -> [C_in, C_out]."""
+    if weight.dim() != 4 or weight.shape[2:] != (1, 1):
+        raise ValueError(f"expected a 1x1 conv weight [C_out, C_in, 1, 1], got shape {tuple(weight.shape)}")
+    return weight.detach()[:, :, 0, 0].t()
+
+
+def _taps(weight: Tensor) -> Tensor:
+    """[C_out, R, k, k] -> [k*k, R, C_out]."""
+    c_out, r, kh, kw = weight.shape
+    if kh != kw or kh % 2 == 0:
+        raise ValueError(f"expected an odd square k x k conv weight, got shape {tuple(weight.shape)}")
+    return weight.detach().permute(2, 3, 1, 0).reshape(kh * kw, r, c_out)
+
+
+@dataclass
+class InceptionParams:
+    """One block's folded weights in kernel layout (see the module docstring)."""
+
+    w_point: Tensor
+    b_point: Tensor
+    w_red3: Tensor
+    b_red3: Tensor
+    w_conv3: Tensor
+    b_conv3: Tensor
+    w_red5: Tensor
+    b_red5: Tensor
+    w_conv5: Tensor
+    b_conv5: Tensor
+    ch1x1: int
+    relu: bool
+
+    @property
+    def in_channels(self) -> int:
+        return self.w_point.shape[0]
+
+    @property
+    def pool_proj(self) -> int:
+        return self.w_point.shape[1] - self.ch1x1
+
+    @property
+    def k3(self) -> int:
+        return _side(self.w_conv3)
+
+    @property
+    def k5(self) -> int:
+        return _side(self.w_conv5)
+
+    @property
+    def branch_channels(self) -> tuple[int, int, int, int]:
+        """Output channels of the 1x1, 3x3, 5x5 and pool branches."""
+        return (self.ch1x1, self.w_conv3.shape[2], self.w_conv5.shape[2], self.pool_proj)
+
+    @property
+    def out_channels(self) -> int:
+        return sum(self.branch_channels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.w_point.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.w_point.device
+
+    @classmethod
+    def from_conv_weights(
+        cls,
+        branch1: tuple[Tensor, Tensor | None],
+        reduce3: tuple[Tensor, Tensor | None],
+        conv3: tuple[Tensor, Tensor | None],
+        reduce5: tuple[Tensor, Tensor | None],
+        conv5: tuple[Tensor, Tensor | None],
+        pool_proj: tuple[Tensor, Tensor | None],
+        relu: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> "InceptionParams":
+        """Build from (weight, bias) pairs in PyTorch conv layout (BN already folded, bias may be None).
+
+        ``dtype`` is the compute dtype the weights are cast to (default: the weights' own).
+        """
+        dtype = dtype or branch1[0].dtype
+        c1 = branch1[0].shape[0]
+        w_point = torch.cat([_pointwise(branch1[0]), _pointwise(pool_proj[0])], dim=1)
+        b_point = torch.cat([_bias_or_zeros(branch1[1], branch1[0]), _bias_or_zeros(pool_proj[1], pool_proj[0])])
+
+        def weight(w: Tensor) -> Tensor:
+            return w.to(dtype).contiguous()
+
+        return cls(
+            w_point=weight(w_point), b_point=b_point.contiguous(),
+            w_red3=weight(_pointwise(reduce3[0])), b_red3=_bias_or_zeros(reduce3[1], reduce3[0]),
+            w_conv3=weight(_taps(conv3[0])), b_conv3=_bias_or_zeros(conv3[1], conv3[0]),
+            w_red5=weight(_pointwise(reduce5[0])), b_red5=_bias_or_zeros(reduce5[1], reduce5[0]),
+            w_conv5=weight(_taps(conv5[0])), b_conv5=_bias_or_zeros(conv5[1], conv5[0]),
+            ch1x1=c1, relu=relu,
+        )
+
+    def to_conv_weights(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """The same weights back in PyTorch conv layout: name -> (weight [C_out, C_in, k, k], bias)."""
+        c1 = self.ch1x1
+
+        def pointwise(w: Tensor) -> Tensor:
+            return w.t()[:, :, None, None]
+
+        def square(w: Tensor) -> Tensor:
+            k = _side(w)
+            return w.reshape(k, k, w.shape[1], w.shape[2]).permute(3, 2, 0, 1)
+
+        return {
+            "branch1": (pointwise(self.w_point[:, :c1]), self.b_point[:c1]),
+            "reduce3": (pointwise(self.w_red3), self.b_red3),
+            "conv3": (square(self.w_conv3), self.b_conv3),
+            "reduce5": (pointwise(self.w_red5), self.b_red5),
+            "conv5": (square(self.w_conv5), self.b_conv5),
+            "pool_proj": (pointwise(self.w_point[:, c1:]), self.b_point[c1:]),
+        }
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "InceptionParams":
+        """A copy with weights in ``dtype`` (biases stay float32) on ``device``."""
+        fields = {}
+        for name in ("w_point", "w_red3", "w_conv3", "w_red5", "w_conv5"):
+            fields[name] = getattr(self, name).to(device=device, dtype=dtype).contiguous()
+        for name in ("b_point", "b_red3", "b_conv3", "b_red5", "b_conv5"):
+            fields[name] = getattr(self, name).to(device=device)
+        return InceptionParams(**fields, ch1x1=self.ch1x1, relu=self.relu)
+
+
+def _side(taps: Tensor) -> int:
+    k = int(round(taps.shape[0] ** 0.5))
+    assert k * k == taps.shape[0], taps.shape
+    return k

@@ -1,0 +1,75 @@
+"""Numerical parity against a float64 reference, with the per-dtype tolerances of DESIGN.md §6.
+
+Used by the tests and by ``python -m fused_inception parity``. Errors are measured as the
+relative norm ``||out - ref|| / ||ref||`` and the max absolute error; a result passes when the
+relative error is within the dtype's tolerance and every element is finite (outputs are poisoned
+with NaN before a kernel runs, so an unwritten element shows up as non-finite).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+# relative-error tolerances: fp32 IEEE, fp32 with TF32 dots, fp16, bf16
+TOLERANCES: dict[str, float] = {"float32": 1e-5, "tf32": 1e-3, "float16": 5e-3, "bfloat16": 2e-2}
+
+
+def tolerance_key(dtype: torch.dtype, tf32: bool = False) -> str:
+    """The TOLERANCES key for a compute dtype (``tf32`` for fp32 with TF32 dots)."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in TOLERANCES:
+        raise ValueError(f"no tolerance for dtype {dtype}; expected float32, float16 or bfloat16")
+    return "tf32" if tf32 and name == "float32" else name
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """Error of one output against its float64 reference."""
+
+    rel_error: float
+    max_abs_error: float
+    tolerance: float
+    dtype: str
+    all_finite: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.all_finite and self.rel_error <= self.tolerance
+
+    def __str__(self) -> str:
+        verdict = "pass" if self.passed else "FAIL"
+        finite = "" if self.all_finite else ", non-finite values"
+        return (f"{verdict}: rel {self.rel_error:.3e} (tol {self.tolerance:.0e}), "
+                f"max abs {self.max_abs_error:.3e}, {self.dtype}{finite}")
+
+
+def compare(out: torch.Tensor, ref: torch.Tensor, dtype_key: str) -> ParityResult:
+    """Compare ``out`` with the float64 reference ``ref`` (same shape) at TOLERANCES[dtype_key]."""
+    if out.shape != ref.shape:
+        raise ValueError(f"shape mismatch: out {tuple(out.shape)} vs reference {tuple(ref.shape)}")
+    if ref.dtype != torch.float64:
+        raise TypeError(f"the reference must be float64, got {ref.dtype}")
+    o = out.detach().to(device=ref.device, dtype=torch.float64)
+    finite = bool(torch.isfinite(o).all())
+    diff = torch.nan_to_num(o - ref, nan=math.inf)
+    ref_norm = float(torch.linalg.vector_norm(ref))
+    diff_norm = float(torch.linalg.vector_norm(diff))
+    rel = diff_norm / ref_norm if ref_norm > 0 else diff_norm
+    max_abs = float(diff.abs().max()) if diff.numel() else 0.0
+    return ParityResult(rel, max_abs, TOLERANCES[dtype_key], dtype_key, finite)
+
+
+def assert_close(out: torch.Tensor, ref: torch.Tensor, dtype_key: str, what: str = "output") -> ParityResult:
+    """compare(), raising AssertionError with the numbers when it fails."""
+    result = compare(out, ref, dtype_key)
+    if not result.passed:
+        raise AssertionError(f"{what}: {result}")
+    return result
+
+
+def poisoned(shape, dtype: torch.dtype, device, memory_format=torch.contiguous_format) -> torch.Tensor:
+    """A new tensor filled with NaN: any element a kernel fails to write stays NaN."""
+    return torch.full(shape, math.nan, dtype=dtype, device=device).contiguous(memory_format=memory_format)
