@@ -52,6 +52,7 @@ def compare(out: torch.Tensor, ref: torch.Tensor, dtype_key: str) -> ParityResul
         raise ValueError(f"shape mismatch: out {tuple(out.shape)} vs reference {tuple(ref.shape)}")
     if ref.dtype != torch.float64:
         raise TypeError(f"the reference must be float64, got {ref.dtype}")
+    ref = ref.detach()
     o = out.detach().to(device=ref.device, dtype=torch.float64)
     finite = bool(torch.isfinite(o).all())
     diff = torch.nan_to_num(o - ref, nan=math.inf)

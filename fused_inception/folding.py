@@ -1,0 +1,54 @@
+"""From nn modules to InceptionParams: fold each (Conv2d, BatchNorm2d) unit of a block.
+
+A block is described by its six conv units, keyed ``branch1``, ``reduce3``, ``conv3``,
+``reduce5``, ``conv5``, ``pool_proj``: each a (conv, bn-or-None) pair. Eval-mode BatchNorm (running
+statistics) is folded into the conv's weight and bias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from .params import InceptionParams, fold_batch_norm
+
+UNIT_NAMES = ("branch1", "reduce3", "conv3", "reduce5", "conv5", "pool_proj")
+
+ConvUnit = tuple[nn.Conv2d, "nn.BatchNorm2d | None"]
+
+
+def fold_conv_unit(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight [C_out, C_in, k, k], bias [C_out]) in float32 of conv followed by eval-mode ``bn``."""
+    if bn is None:
+        bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(
+            conv.out_channels, dtype=torch.float32, device=conv.weight.device)
+        return conv.weight.detach().float(), bias
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
+    return fold_batch_norm(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+
+
+def params_from_units(units: Mapping[str, ConvUnit], relu: bool, dtype: torch.dtype) -> InceptionParams:
+    """Fold the six conv units of a block into InceptionParams with weights in ``dtype``."""
+    missing = [name for name in UNIT_NAMES if name not in units]
+    if missing:
+        raise ValueError(f"missing conv units {missing}; expected {list(UNIT_NAMES)}")
+    folded = [fold_conv_unit(*units[name]) for name in UNIT_NAMES]
+    return InceptionParams.from_conv_weights(*folded, relu=relu, dtype=dtype)
+
+
+def units_of_reference_block(block: nn.Module) -> dict[str, ConvUnit]:
+    """The conv units of a ``fused_inception.models.Inception`` (torchvision's layout of names)."""
+    def unit(m: nn.Module) -> ConvUnit:
+        return (m.conv, getattr(m, "bn", None))
+
+    return {
+        "branch1": unit(block.branch1),
+        "reduce3": unit(block.branch2[0]),
+        "conv3": unit(block.branch2[1]),
+        "reduce5": unit(block.branch3[0]),
+        "conv5": unit(block.branch3[1]),
+        "pool_proj": unit(block.branch4[1]),
+    }

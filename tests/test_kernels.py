@@ -1,0 +1,194 @@
+"""Parity of the fused Inception forward (Triton kernels, interpreter on the CPU) against a float64
+reference block, plus its launch count, slice writes and input errors."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+import fused_inception.kernels.pointwise_pool as pointwise_mod
+import fused_inception.kernels.reduce_conv as reduce_mod
+from block_factory import fused_params, random_block, random_input
+from fused_inception import inception_forward, ops
+from fused_inception.parity import assert_close, poisoned, tolerance_key
+from fused_inception.spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
+
+TRITON = ops.uses_triton(torch.empty(0))  # True under the interpreter (conftest) or with CUDA
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_and_check(spec: InceptionSpec, shape, dtype, channels_last, gen, extra=(0, 0)):
+    """Run the fused block on a NaN-poisoned output and compare with the float64 reference.
+
+    ``extra`` = (channels before, channels after) the block's slice in the output buffer; they
+    hold a sentinel that must survive.
+    """
+    block = random_block(spec, gen)
+    x64 = random_input(shape, gen)
+    x = x64.to(dtype)
+    with torch.no_grad():
+        ref = block(x.double())  # the reference sees the same rounded input
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = x.to(DEVICE).contiguous(memory_format=fmt)
+    params = fused_params(block, dtype).to(device=DEVICE)
+    before, after = extra
+    n, _, h, w = shape
+    out = poisoned((n, before + spec.out_channels + after, h, w), dtype, DEVICE, fmt)
+    sentinel = 12345.0
+    out[:, :before] = sentinel
+    out[:, before + spec.out_channels:] = sentinel
+    result = inception_forward(x, params, out=out, out_channel_offset=before)
+    assert result is out
+    assert_close(out[:, before:before + spec.out_channels], ref, tolerance_key(dtype),
+                 f"{spec} {tuple(shape)} {dtype}")
+    assert bool((out[:, :before] == sentinel).all()), "channels before the slice were written"
+    assert bool((out[:, before + spec.out_channels:] == sentinel).all()), "channels after the slice were written"
+    return out
+
+
+@pytest.mark.parametrize("variant", ["paper", "torchvision"])
+@pytest.mark.parametrize("name", list(GOOGLENET_BLOCKS))
+def test_googlenet_block_7x7_fp32(name, variant, gen):
+    run_and_check(googlenet_spec(name, variant), (2, GOOGLENET_BLOCKS[name][0][0], 7, 7),
+                  torch.float32, channels_last=False, gen=gen)
+
+
+@pytest.mark.parametrize("variant", ["paper", "torchvision"])
+@pytest.mark.parametrize("name", list(GOOGLENET_BLOCKS))
+def test_googlenet_block_odd_size_fp16_channels_last(name, variant, gen):
+    out = run_and_check(googlenet_spec(name, variant), (1, GOOGLENET_BLOCKS[name][0][0], 5, 9),
+                        torch.float16, channels_last=True, gen=gen)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def _random_spec(rng: random.Random) -> InceptionSpec:
+    ch = [rng.randint(1, 64) for _ in range(7)]
+    return InceptionSpec(*ch, k3=rng.choice([1, 3, 5, 7]), k5=rng.choice([1, 3, 5, 7]),
+                         batch_norm=rng.random() < 0.5, conv_bias=rng.random() < 0.5,
+                         relu=rng.random() < 0.7, bn_eps=rng.choice([1e-3, 1e-5]))
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_random_configs(case, gen):
+    rng = random.Random(int(torch.randint(0, 2**31, (1,), generator=gen)))
+    spec = _random_spec(rng)
+    shape = (rng.randint(1, 2), spec.in_channels, rng.randint(1, 10), rng.randint(1, 10))
+    dtype = rng.choice([torch.float32, torch.float16])
+    run_and_check(spec, shape, dtype, channels_last=rng.random() < 0.5, gen=gen,
+                  extra=(rng.randint(0, 5), rng.randint(0, 5)))
+
+
+def test_padding_semantics_negative_input(gen):
+    """All-negative input: a 0-padded max-pool would give 0 at the border instead of the max of
+    negatives; a large positive reduce bias makes act(bias) at out-of-image halo pixels nonzero."""
+    spec = InceptionSpec(24, 8, 16, 16, 16, 8, 8, k3=3, k5=5, batch_norm=False, conv_bias=True)
+    block = random_block(spec, gen)
+    with torch.no_grad():
+        block.branch2[0].conv.bias.fill_(3.0)
+        block.branch3[0].conv.bias.fill_(3.0)
+    x64 = -random_input((1, 24, 6, 5), gen).abs() - 1.0
+    ref = block(x64)
+    out = inception_forward(x64.float().to(DEVICE), fused_params(block, torch.float32).to(device=DEVICE))
+    assert_close(out, ref, "float32")
+
+
+def test_extra_channels_on_both_sides(gen):
+    spec = googlenet_spec("3a", "torchvision")
+    run_and_check(spec, (1, 192, 4, 6), torch.float32, channels_last=True, gen=gen, extra=(7, 5))
+
+
+def test_empty_batch_and_1x1_image(gen):
+    spec = InceptionSpec(16, 16, 16, 16, 16, 16, 16)
+    block = random_block(spec, gen)
+    params = fused_params(block, torch.float32).to(device=DEVICE)
+    empty = inception_forward(torch.randn(0, 16, 5, 5, device=DEVICE), params)
+    assert empty.shape == (0, 64, 5, 5)
+    run_and_check(spec, (2, 16, 1, 1), torch.float32, channels_last=False, gen=gen)
+
+
+class _LaunchCounter:
+    """Wraps a jitted kernel and counts ``kernel[grid](...)`` launches."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.launches = 0
+
+    def __getitem__(self, grid):
+        self.launches += 1
+        return self.kernel[grid]
+
+
+@pytest.mark.skipif(not TRITON, reason="counts Triton launches; the PyTorch path launches none")
+def test_three_launches_per_block(gen, monkeypatch):
+    pw = _LaunchCounter(pointwise_mod._pointwise_pool_kernel)
+    rc = _LaunchCounter(reduce_mod._reduce_conv_kernel)
+    monkeypatch.setattr(pointwise_mod, "_pointwise_pool_kernel", pw)
+    monkeypatch.setattr(reduce_mod, "_reduce_conv_kernel", rc)
+    spec = googlenet_spec("3a", "paper")
+    run_and_check(spec, (1, 192, 3, 3), torch.float32, channels_last=False, gen=gen)
+    assert (pw.launches, rc.launches) == (1, 2)
+
+
+def test_pytorch_path_without_interpreter(gen, monkeypatch):
+    """A CPU tensor with the interpreter off runs the equivalent PyTorch path, with the same results."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    x = torch.randn(1, 8, 4, 4)
+    assert not ops.uses_triton(x)
+    spec = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bias=False)
+    block = random_block(spec, gen)
+    x64 = random_input((2, 8, 5, 7), gen)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        x = x64.to(dtype)
+        out = inception_forward(x, fused_params(block, dtype))
+        assert_close(out, block(x.double()), tolerance_key(dtype), f"PyTorch path {dtype}")
+
+
+class TestErrors:
+    spec = InceptionSpec(8, 4, 4, 4, 4, 4, 4)
+
+    @pytest.fixture
+    def params(self, gen):
+        return fused_params(random_block(self.spec, gen), torch.float32)
+
+    def test_not_4d(self, params):
+        with pytest.raises(ValueError, match=r"4-D input.*got 3-D"):
+            inception_forward(torch.randn(8, 4, 4), params)
+
+    def test_channel_mismatch(self, params):
+        with pytest.raises(ValueError, match="expected 8 input channels, got 6"):
+            inception_forward(torch.randn(1, 6, 4, 4), params)
+
+    def test_dtype_mismatch(self, params):
+        with pytest.raises(TypeError, match="torch.float16 does not match the weights' dtype torch.float32"):
+            inception_forward(torch.randn(1, 8, 4, 4, dtype=torch.float16), params)
+
+    def test_unsupported_dtype(self, params):
+        with pytest.raises(TypeError, match="got torch.float64"):
+            inception_forward(torch.randn(1, 8, 4, 4, dtype=torch.float64), params)
+
+    def test_device_mismatch(self, params):
+        with pytest.raises(ValueError, match="input is on meta but the weights are on cpu"):
+            inception_forward(torch.empty(1, 8, 4, 4, device="meta"), params)
+
+    def test_out_too_narrow(self, params):
+        with pytest.raises(ValueError, match="needs at least 19"):
+            inception_forward(torch.randn(1, 8, 4, 4), params, out=torch.empty(1, 18, 4, 4),
+                              out_channel_offset=3)
+
+    def test_out_wrong_spatial(self, params):
+        with pytest.raises(ValueError, match=r"expected out of shape \[1, >= 16, 4, 4\]"):
+            inception_forward(torch.randn(1, 8, 4, 4), params, out=torch.empty(1, 16, 4, 5))
+
+    def test_not_a_tensor(self, params):
+        with pytest.raises(TypeError, match="got ndarray"):
+            inception_forward(torch.randn(1, 8, 4, 4).numpy(), params)
+
+
+def test_output_memory_format_follows_input():
+    x = torch.randn(2, 3, 4, 5)
+    assert ops.output_memory_format(x) == torch.contiguous_format
+    assert ops.output_memory_format(x.contiguous(memory_format=torch.channels_last)) == torch.channels_last
+    assert math.isnan(poisoned((1,), torch.float32, "cpu").item())
