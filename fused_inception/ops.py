@@ -108,7 +108,7 @@ def _forward_triton(x: Tensor, params: InceptionParams, out: Tensor, c0: int) ->
     dtype_name = str(x.dtype).removeprefix("torch.")
     precision = dot_precision(x)
     _, h, w = x.shape[1:]
-    off1, off3, off5, offp = (c0 + o for o in _offsets(params))
+    off1, off3, off5, offp = (c0 + o for o in params.branch_offsets)
     kernels.launch_pointwise_pool(
         x, params.w_point, params.b_point, params.ch1x1, out, off1, offp, params.relu, precision,
         kernels.pick_pointwise_config(dtype_name),
@@ -118,11 +118,6 @@ def _forward_triton(x: Tensor, params: InceptionParams, out: Tensor, c0: int) ->
                                out, off3, params.relu, precision, conv_cfg)
     kernels.launch_reduce_conv(x, params.w_red5, params.b_red5, params.w_conv5, params.b_conv5, params.k5,
                                out, off5, params.relu, precision, conv_cfg)
-
-
-def _offsets(params: InceptionParams) -> tuple[int, int, int, int]:
-    c1, c3, c5, _ = params.branch_channels
-    return (0, c1, c1 + c3, c1 + c3 + c5)
 
 
 def _forward_torch(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> None:
@@ -152,7 +147,5 @@ def _forward_torch(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> 
         branch(reduced("reduce5"), "conv5"),
         branch(pooled, "pool_proj"),
     )
-    start = c0
-    for r in results:
-        out[:, start:start + r.shape[1]].copy_(r)
-        start += r.shape[1]
+    for r, start in zip(results, params.branch_offsets):
+        out[:, c0 + start:c0 + start + r.shape[1]].copy_(r)

@@ -20,6 +20,9 @@ import torch
 
 Tensor = torch.Tensor
 
+# the four branches, named by their output conv unit, in GoogLeNet's concatenation order
+CAT_ORDER: tuple[str, str, str, str] = ("branch1", "conv3", "conv5", "pool_proj")
+
 
 def fold_batch_norm(
     weight: Tensor,
@@ -34,30 +37,31 @@ def fold_batch_norm(
 
     weight: [C_out, C_in, kh, kw]; bias: [C_out] or None; BN tensors: [C_out] (affine ones may be
     None for affine=False). Returns (w', b') with s = gamma / sqrt(var + eps), w' = w * s,
-    b' = (b - mean) * s + beta, computed in float64 and returned in float32.
+    b' = (b - mean) * s + beta, computed in float64 and returned in float32. Differentiable with
+    respect to every input (call it under torch.no_grad() for weights that need no gradient).
     """
-    w = weight.detach().double()
+    w = weight.double()
     c_out = w.shape[0]
-    b = bias.detach().double() if bias is not None else torch.zeros(c_out, dtype=torch.float64, device=w.device)
-    gamma = bn_weight.detach().double() if bn_weight is not None else torch.ones_like(b)
-    beta = bn_bias.detach().double() if bn_bias is not None else torch.zeros_like(b)
-    scale = gamma / torch.sqrt(running_var.detach().double() + eps)
+    b = bias.double() if bias is not None else torch.zeros(c_out, dtype=torch.float64, device=w.device)
+    gamma = bn_weight.double() if bn_weight is not None else torch.ones_like(b)
+    beta = bn_bias.double() if bn_bias is not None else torch.zeros_like(b)
+    scale = gamma / torch.sqrt(running_var.double() + eps)
     w_folded = w * scale.view(-1, 1, 1, 1)
-    b_folded = (b - running_mean.detach().double()) * scale + beta
+    b_folded = (b - running_mean.double()) * scale + beta
     return w_folded.float(), b_folded.float()
 
 
 def _bias_or_zeros(bias: Tensor | None, weight: Tensor) -> Tensor:
     if bias is None:
         return torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device)
-    return bias.detach().float()
+    return bias.float()
 
 
 def _pointwise(weight: Tensor) -> Tensor:
     """[C_out, C_in, 1, 1] -> [C_in, C_out]."""
     if weight.dim() != 4 or weight.shape[2:] != (1, 1):
         raise ValueError(f"expected a 1x1 conv weight [C_out, C_in, 1, 1], got shape {tuple(weight.shape)}")
-    return weight.detach()[:, :, 0, 0].t()
+    return weight[:, :, 0, 0].t()
 
 
 def _taps(weight: Tensor) -> Tensor:
@@ -65,7 +69,7 @@ def _taps(weight: Tensor) -> Tensor:
     c_out, r, kh, kw = weight.shape
     if kh != kw or kh % 2 == 0:
         raise ValueError(f"expected an odd square k x k conv weight, got shape {tuple(weight.shape)}")
-    return weight.detach().permute(2, 3, 1, 0).reshape(kh * kw, r, c_out)
+    return weight.permute(2, 3, 1, 0).reshape(kh * kw, r, c_out)
 
 
 @dataclass
@@ -84,6 +88,12 @@ class InceptionParams:
     b_conv5: Tensor
     ch1x1: int
     relu: bool
+    # the branches in concatenation order, named by their output conv unit
+    cat_order: tuple[str, str, str, str] = CAT_ORDER
+
+    def __post_init__(self) -> None:
+        if sorted(self.cat_order) != sorted(CAT_ORDER):
+            raise ValueError(f"cat_order must be a permutation of {CAT_ORDER}, got {self.cat_order}")
 
     @property
     def in_channels(self) -> int:
@@ -111,6 +121,16 @@ class InceptionParams:
         return sum(self.branch_channels)
 
     @property
+    def branch_offsets(self) -> tuple[int, int, int, int]:
+        """First output channel of the 1x1, 3x3, 5x5 and pool branches, following ``cat_order``."""
+        width = dict(zip(CAT_ORDER, self.branch_channels))
+        start, offsets = 0, {}
+        for name in self.cat_order:
+            offsets[name] = start
+            start += width[name]
+        return tuple(offsets[name] for name in CAT_ORDER)
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.w_point.dtype
 
@@ -129,10 +149,14 @@ class InceptionParams:
         pool_proj: tuple[Tensor, Tensor | None],
         relu: bool = True,
         dtype: torch.dtype | None = None,
+        cat_order: tuple[str, str, str, str] | None = None,
     ) -> "InceptionParams":
         """Build from (weight, bias) pairs in PyTorch conv layout (BN already folded, bias may be None).
 
-        ``dtype`` is the compute dtype the weights are cast to (default: the weights' own).
+        Differentiable: gradients reaching the result's tensors flow back to the given weights.
+
+        ``dtype`` is the compute dtype the weights are cast to (default: the weights' own);
+        ``cat_order`` the branches' order in the output (default: 1x1, 3x3, 5x5, pool).
         """
         dtype = dtype or branch1[0].dtype
         c1 = branch1[0].shape[0]
@@ -148,7 +172,7 @@ class InceptionParams:
             w_conv3=weight(_taps(conv3[0])), b_conv3=_bias_or_zeros(conv3[1], conv3[0]),
             w_red5=weight(_pointwise(reduce5[0])), b_red5=_bias_or_zeros(reduce5[1], reduce5[0]),
             w_conv5=weight(_taps(conv5[0])), b_conv5=_bias_or_zeros(conv5[1], conv5[0]),
-            ch1x1=c1, relu=relu,
+            ch1x1=c1, relu=relu, cat_order=cat_order or CAT_ORDER,
         )
 
     def to_conv_weights(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -178,7 +202,7 @@ class InceptionParams:
             fields[name] = getattr(self, name).to(device=device, dtype=dtype).contiguous()
         for name in ("b_point", "b_red3", "b_conv3", "b_red5", "b_conv5"):
             fields[name] = getattr(self, name).to(device=device)
-        return InceptionParams(**fields, ch1x1=self.ch1x1, relu=self.relu)
+        return InceptionParams(**fields, ch1x1=self.ch1x1, relu=self.relu, cat_order=self.cat_order)
 
 
 def _side(taps: Tensor) -> int:

@@ -36,7 +36,8 @@ def random_block(spec: InceptionSpec, gen: torch.Generator) -> Inception:
 
 def fused_params(block: Inception, dtype: torch.dtype):
     """The block's folded InceptionParams in ``dtype``."""
-    return params_from_units(units_of_reference_block(block), relu=block.spec.relu, dtype=dtype)
+    with torch.no_grad():
+        return params_from_units(units_of_reference_block(block), relu=block.spec.relu, dtype=dtype)
 
 
 def random_input(shape, gen: torch.Generator) -> torch.Tensor:
