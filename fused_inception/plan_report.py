@@ -1,0 +1,199 @@
+"""``python -m fused_inception plan``: the launch-by-launch cost model of fused_inception.plan as tables.
+
+Interface for the CLI dispatcher: ``DESCRIPTION``, ``add_arguments(parser)``, ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Sequence
+
+from .plan import (BLOCK_NAMES, DEFAULT_LAUNCH_OVERHEAD_US, DTYPE_BYTES, GPUS, VARIANTS, Plan, build_plan,
+                   launch_time)
+
+DESCRIPTION = (
+    "Model every launch of the fused and the eager GoogLeNet (inference): FLOPs, minimal HBM bytes, "
+    "per-block eager vs fused traffic and FLOP overhead, and a datasheet roofline for H100 SXM and "
+    "H200 SXM. Pure shape arithmetic; needs no GPU."
+)
+
+MB = 1e6
+GB = 1e9
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variant", choices=VARIANTS, default="torchvision",
+                        help="GoogLeNet variant (default: torchvision)")
+    parser.add_argument("--batch", type=int, default=256, help="batch size (default: 256)")
+    parser.add_argument("--size", type=int, default=224, help="input height = width (default: 224)")
+    parser.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="bfloat16",
+                        help="activation and weight dtype (default: bfloat16)")
+    parser.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
+                        help="float32 only: convs and fused kernels at the TF32 peak (PyTorch's default "
+                             "cudnn.allow_tf32=True); --no-tf32: fp32 non-tensor peak")
+    parser.add_argument("--launch-overhead-us", type=float, default=DEFAULT_LAUNCH_OVERHEAD_US,
+                        help=f"assumed fixed cost per launch in microseconds (default: {DEFAULT_LAUNCH_OVERHEAD_US})")
+    parser.add_argument("--l2-tbps", type=float, default=None,
+                        help="also charge the fused kernels' scratch L2 traffic at this assumed L2 "
+                             "bandwidth in TB/s (no datasheet figure; default: not charged)")
+    parser.add_argument("--bias-in-conv", action="store_true",
+                        help="paper variant: count the conv bias as fused into the cuDNN conv (ATen "
+                             "actually adds it in a separate kernel, the default here)")
+    parser.add_argument("--per-launch", action="store_true",
+                        help="also list every launch of both networks")
+    parser.add_argument("--json", metavar="PATH", help="write the whole plan as JSON to PATH")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        plan = build_plan(args.variant, args.batch, args.size, args.dtype, tf32=args.tf32,
+                          launch_overhead_us=args.launch_overhead_us, l2_tbps=args.l2_tbps,
+                          bias_add_separate=not getattr(args, "bias_in_conv", False))
+    except ValueError as err:
+        print(f"error: {err}")
+        return 2
+    print(format_plan(plan, per_launch=args.per_launch))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(plan.to_dict(), f, indent=1)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """Columns aligned; the first ``left`` columns left-aligned, the rest right-aligned."""
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+
+    def line(r: Sequence[str]) -> str:
+        cells = [f"{str(c):<{w}}" if i < left else f"{str(c):>{w}}" for i, (c, w) in enumerate(zip(r, widths))]
+        return "  ".join(cells).rstrip()
+
+    out = [line(header), "-" * len(line(header))]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.1f}%"
+
+
+def format_plan(plan: Plan, per_launch: bool = False) -> str:
+    p = plan
+    e_tot = sum(l.hbm_bytes for l in p.eager)
+    f_tot = sum(l.hbm_bytes for l in p.fused)
+    f_high = sum(l.hbm_bytes_high for l in p.fused)
+    useful = sum(l.flops for l in p.eager)
+    out = [
+        f"GoogLeNet inference plan: {p.variant} variant, batch {p.batch}, {p.dtype}, input 3x{p.size}x{p.size}, eval",
+        f"useful work {useful / 2 / p.batch / 1e9:.3f} GMAC/image ({useful / 1e12:.3f} TFLOP per batch); "
+        f"eager {len(p.eager)} launches, {e_tot / GB:.2f} GB HBM; fused {len(p.fused)} launches, "
+        f"{f_tot / GB:.2f} GB HBM ({f_high / GB:.2f} GB pessimistic)",
+        "",
+    ]
+
+    # -- per block: launches and bytes
+    rows = []
+    for b in p.blocks:
+        rows.append([b.block, b.shape, f"{b.input_bytes / MB:.1f}" if b.input_bytes else "",
+                     b.eager_launches, f"{b.eager_hbm_bytes / MB:.1f}", b.fused_launches,
+                     f"{b.fused_hbm_bytes / MB:.1f}", f"{b.bytes_ratio:.2f}x", f"{b.fused_hbm_bytes_high / MB:.1f}"])
+    rows.append(["total", "", "", len(p.eager), f"{e_tot / MB:.1f}", len(p.fused), f"{f_tot / MB:.1f}",
+                 f"{e_tot / f_tot:.2f}x", f"{f_high / MB:.1f}"])
+    out.append("Launches and minimal HBM traffic per block (MB = 1e6 bytes; stem, pool3/4 and head are eager in both)")
+    out.append(_table(["block", "HxW Cin>Cout", "input MB", "eager launches", "eager HBM MB",
+                       "fused launches", "fused HBM MB", "eager/fused", "fused high MB"], rows, left=2))
+    out.append("")
+
+    # -- per block: FLOPs of the fused kernels
+    rows = []
+    for b in p.blocks:
+        if not b.fused_launches or b.block in ("stem", "pool3", "pool4", "head"):
+            continue
+        rows.append([b.block, f"{b.mmac_per_image:.1f}", f"{b.useful_flops / GB:.1f}",
+                     f"{b.fused_exec_flops / GB:.1f}", _pct(b.exec_overhead),
+                     f"{b.fused_padded_flops / GB:.1f}", _pct(b.padded_overhead),
+                     f"{b.halo_bytes / MB:.1f}", f"{b.l2_bytes / MB:.1f}", f"{b.scratch_bytes / MB:.2f}"])
+    inc = [b for b in p.blocks if b.block not in ("stem", "pool3", "pool4", "head")]
+    if inc:
+        u, x, pd = (sum(getattr(b, a) for b in inc) for a in ("useful_flops", "fused_exec_flops", "fused_padded_flops"))
+        rows.append(["blocks", f"{sum(b.mmac_per_image for b in inc):.1f}", f"{u / GB:.1f}", f"{x / GB:.1f}",
+                     _pct(x / u - 1), f"{pd / GB:.1f}", _pct(pd / u - 1),
+                     f"{sum(b.halo_bytes for b in inc) / MB:.1f}", f"{sum(b.l2_bytes for b in inc) / MB:.1f}",
+                     f"{max(b.scratch_bytes for b in inc) / MB:.2f}"])
+    out.append("Fused Inception blocks: executed vs useful work (GFLOP per batch; exec = halo recompute + edge "
+               "tiles + BLOCK_M rounding; issued = exec + channel padding of the dot blocks)")
+    out.append(_table(["block", "MMAC/img", "useful GFLOP", "exec GFLOP", "exec", "issued GFLOP", "issued",
+                       "halo MB", "L2 scratch MB", "scratch MB"], rows))
+    out.append("")
+
+    # -- roofline
+    rows = []
+    by_gpu: dict[str, dict[str, object]] = {}
+    for r in p.rooflines:
+        label = {"fused-high": "fused (high bytes)"}.get(r.network, r.network)
+        by_gpu.setdefault(r.gpu, {})[r.network] = r
+        rows.append([r.gpu, label, r.launches, f"{r.flops / 1e12:.3f}", f"{r.hbm_bytes / GB:.2f}",
+                     f"{r.compute_s * 1e3:.3f}", f"{r.memory_s * 1e3:.3f}", f"{r.roofline_s * 1e3:.3f}",
+                     f"{r.img_per_s_no_overhead:,.0f}", f"{r.total_s * 1e3:.3f}", f"{r.img_per_s:,.0f}"])
+    out.append(f"Roofline (datasheet peaks, dense; per launch max(FLOP/peak, bytes/BW), summed; "
+               f"'+overhead' adds an assumed {p.launch_overhead_us:g} us per launch)")
+    out.append(_table(["GPU", "network", "launches", "TFLOP", "HBM GB", "compute ms", "memory ms", "roofline ms",
+                       "img/s", "+overhead ms", "img/s"], rows, left=2))
+    blocks = set(BLOCK_NAMES)
+    for gpu_obj in GPUS:
+        rs = by_gpu[gpu_obj.name]
+        e, f, h = rs["eager"], rs["fused"], rs["fused-high"]
+        out.append(f"  {gpu_obj.name}: fused/eager speed-up {e.roofline_s / f.roofline_s:.2f}x roofline "
+                   f"({e.roofline_s / h.roofline_s:.2f}x with high bytes), {e.total_s / f.total_s:.2f}x with overhead "
+                   f"({e.total_s / h.total_s:.2f}x high)")
+
+        def t(launches, inside, high=False, g=gpu_obj):
+            return sum(launch_time(l, g, p.dtype, p.tf32, high=high, l2_tbps=p.l2_tbps)
+                       for l in launches if (l.block in blocks) == inside)
+
+        te, tf, th = t(p.eager, True), t(p.fused, True), t(p.fused, True, True)
+        out.append(f"    Inception blocks alone: eager {te * 1e3:.3f} ms, fused {tf * 1e3:.3f} ms ({te / tf:.2f}x; "
+                   f"{te / th:.2f}x with high bytes); stem, pools and head (eager in both) "
+                   f"{t(p.eager, False) * 1e3:.3f} ms")
+    l2 = sum(l.l2_bytes for l in p.fused)
+    reread = sum(l.cache_reread_bytes for l in p.fused)
+    if p.l2_tbps:
+        out.append(f"  scratch L2 traffic {l2 / GB:.2f} GB charged at an assumed {p.l2_tbps:g} TB/s L2 bandwidth")
+    else:
+        out.append(f"  not charged: scratch L2 traffic {l2 / GB:.2f} GB ({l2 / 5e12 * 1e3:.2f} ms at 5 TB/s, "
+                   f"{l2 / 10e12 * 1e3:.2f} ms at 10 TB/s if it did not overlap; no datasheet L2 bandwidth, "
+                   f"see --l2-tbps) and other L1/L2 re-reads {reread / GB:.2f} GB")
+    gpus = ", ".join(f"{g.name} {g.half_tflops:g}/{g.tf32_tflops:g}/{g.fp32_tflops:g} TFLOP/s "
+                     f"(half/TF32/fp32), {g.hbm_tbps:g} TB/s, {g.l2_mb:g} MB L2" for g in GPUS)
+    out.append(f"  datasheet: {gpus}")
+    out.append("")
+
+    if per_launch:
+        for net, launches in (("eager", p.eager), ("fused", p.fused)):
+            gpu = GPUS[0]
+            rows = []
+            for l in launches:
+                t = launch_time(l, gpu, p.dtype, p.tf32)
+                t_mem = l.hbm_bytes / (gpu.hbm_tbps * 1e12)
+                rows.append([l.block, l.name, l.kind, f"{l.flops / GB:.2f}", f"{l.padded_flops / GB:.2f}",
+                             f"{l.hbm_bytes / MB:.1f}", f"{l.halo_bytes / MB:.1f}", f"{l.l2_bytes / MB:.1f}",
+                             f"{t * 1e6:.1f}", "memory" if t_mem >= t else "compute"])
+            out.append(f"Every {net} launch ({len(launches)}; time = roofline on {gpu.name}, no overhead)")
+            out.append(_table(["block", "launch", "kind", "GFLOP", "issued GFLOP", "HBM MB", "halo MB", "L2 MB",
+                               "us", "bound"], rows, left=3))
+            out.append("")
+
+    out.append("Assumptions:")
+    out += [f"- {a}" for a in p.assumptions]
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fused_inception plan", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
