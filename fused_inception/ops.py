@@ -19,7 +19,9 @@ from .params import InceptionParams
 
 Tensor = torch.Tensor
 
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# the PyTorch path also takes float64 (gradcheck and float64 references)
+TORCH_PATH_DTYPES = KERNEL_DTYPES + (torch.float64,)
 
 
 def interpreter_enabled() -> bool:
@@ -52,8 +54,9 @@ def check_inputs(x: Tensor, params: InceptionParams, out: Tensor | None, out_cha
         raise TypeError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
         raise ValueError(f"expected a 4-D input [N, C, H, W], got {x.dim()}-D with shape {tuple(x.shape)}")
-    if x.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"expected input dtype float32, float16 or bfloat16, got {x.dtype}")
+    if x.dtype not in (KERNEL_DTYPES if uses_triton(x) else TORCH_PATH_DTYPES):
+        extra = "" if uses_triton(x) else " (or float64 on the PyTorch path)"
+        raise TypeError(f"expected input dtype float32, float16 or bfloat16{extra}, got {x.dtype}")
     if x.dtype != params.dtype:
         raise TypeError(f"input dtype {x.dtype} does not match the weights' dtype {params.dtype}")
     if x.shape[1] != params.in_channels:
@@ -126,7 +129,7 @@ def _forward_torch(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> 
     Half-precision inputs compute in float32, rounding the reduced tensors to the input dtype as
     the kernels' scratch does.
     """
-    compute = torch.float32 if x.dtype != torch.float32 else x.dtype
+    compute = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     xc = x.to(compute)
     conv = {name: (w.to(compute), b.to(compute)) for name, (w, b) in params.to_conv_weights().items()}
 

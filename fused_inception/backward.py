@@ -1,0 +1,91 @@
+"""Backward of the fused Inception block, from the block input and output only.
+
+The forward saves x and its own output. The ReLU masks of the four output convs come from the
+output (relu(z) > 0 exactly where z > 0, which is what PyTorch's ReLU backward uses too); only the
+two 1x1 reductions and the max-pool indices are recomputed, so no reduced intermediate outlives
+the forward. dgrad/wgrad run on PyTorch's convolution_backward; the concat's slice gradients,
+ReLU masks and max-pool gradient routing are exact.
+
+Written with explicit aten backward ops (no autograd.grad inside) so that AOTAutograd can trace it
+under torch.compile.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .params import InceptionParams
+
+Tensor = torch.Tensor
+aten = torch.ops.aten
+
+
+def _conv_grads(grad: Tensor, inp: Tensor, weight: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """(grad_input, (grad_weight, grad_bias float32)) of conv2d(inp, weight, bias), stride 1, same padding."""
+    pad = weight.shape[-1] // 2
+    gi, gw, gb = aten.convolution_backward(
+        grad, inp, weight, [weight.shape[0]], [1, 1], [pad, pad], [1, 1], False, [0, 0], 1, [True, True, True],
+    )
+    return gi, (gw, gb.float())
+
+
+def _masked(grad: Tensor, activation: Tensor, relu: bool) -> Tensor:
+    return grad * (activation > 0) if relu else grad
+
+
+def inception_backward(
+    grad_out: Tensor, x: Tensor, out: Tensor, params: InceptionParams
+) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor]]]:
+    """Gradients of the fused block.
+
+    grad_out, out: [N, C_total, H, W] (the block's output slice only); x: [N, C_in, H, W];
+    params: the weights the forward ran with. Returns (grad_x, {unit: (grad_weight [C_out, C_in,
+    k, k], grad_bias [C_out] float32)}) for the six units of fused_inception.folding.UNIT_NAMES.
+    """
+    relu = params.relu
+    conv = params.to_conv_weights()
+    widths = dict(zip(("branch1", "conv3", "conv5", "pool_proj"), params.branch_channels))
+    offsets = dict(zip(("branch1", "conv3", "conv5", "pool_proj"), params.branch_offsets))
+    grad_out = grad_out.to(x.dtype)
+
+    def branch_grad(name: str) -> Tensor:
+        lo = offsets[name]
+        g = grad_out[:, lo:lo + widths[name]]
+        return _masked(g, out[:, lo:lo + widths[name]], relu)
+
+    grads: dict[str, tuple[Tensor, Tensor]] = {}
+    gx, grads["branch1"] = _conv_grads(branch_grad("branch1"), x, conv["branch1"][0])
+
+    pooled, indices = aten.max_pool2d_with_indices(x, [3, 3], [1, 1], [1, 1])
+    g_pooled, grads["pool_proj"] = _conv_grads(branch_grad("pool_proj"), pooled, conv["pool_proj"][0])
+    gx = gx + aten.max_pool2d_with_indices_backward(g_pooled, x, [3, 3], [1, 1], [1, 1], [1, 1], False, indices)
+
+    for reduce, kxk in (("reduce3", "conv3"), ("reduce5", "conv5")):
+        w_red, b_red = conv[reduce]
+        # the reduced tensor, recomputed as the forward rounded it (x's dtype)
+        reduced = aten.convolution(x, w_red, b_red.to(x.dtype), [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+        if relu:
+            reduced = torch.relu(reduced)
+        g_reduced, grads[kxk] = _conv_grads(branch_grad(kxk), reduced, conv[kxk][0])
+        g_x_red, grads[reduce] = _conv_grads(_masked(g_reduced, reduced, relu), x, w_red)
+        gx = gx + g_x_red
+    return gx, grads
+
+
+def kernel_layout_grads(grads: dict[str, tuple[Tensor, Tensor]]) -> tuple[Tensor, ...]:
+    """The unit gradients in InceptionParams' layout and field order (w_point, b_point, w_red3, ...)."""
+    def pointwise(w: Tensor) -> Tensor:
+        return w[:, :, 0, 0].t()
+
+    def taps(w: Tensor) -> Tensor:
+        c_out, r, k, _ = w.shape
+        return w.permute(2, 3, 1, 0).reshape(k * k, r, c_out)
+
+    (w1, b1), (wp, bp) = grads["branch1"], grads["pool_proj"]
+    return (
+        torch.cat([pointwise(w1), pointwise(wp)], dim=1), torch.cat([b1, bp]),
+        pointwise(grads["reduce3"][0]), grads["reduce3"][1],
+        taps(grads["conv3"][0]), grads["conv3"][1],
+        pointwise(grads["reduce5"][0]), grads["reduce5"][1],
+        taps(grads["conv5"][0]), grads["conv5"][1],
+    )

@@ -1,0 +1,99 @@
+"""FusedInception: an nn.Module that runs an existing Inception block through the fused kernels.
+
+It adopts the block's children under their own names, so parameter and buffer names, and hence
+state_dicts, are unchanged in both directions, and ``to_module()`` gives the plain block back
+(sharing the same parameters).
+
+Modes:
+
+* eval (and any block without BatchNorm, in training too): one ``fused_inception::inception_block``
+  op. BN is folded with its running statistics. Without autograd, the folded weights are cached
+  per (dtype, device) and re-folded when any parameter or buffer changes (tensor ``_version``,
+  storage and device), so they are never stale after an optimizer step or load_state_dict. With
+  autograd, they are folded inside the graph so gradients reach the conv and BN parameters.
+* training with BatchNorm: batch statistics need every conv's whole output before it can be
+  normalised, which splits the fusion apart at each BN. The block then runs its original modules
+  (cuDNN convs, nn.BatchNorm2d updating running_mean, running_var and num_batches_tracked exactly
+  as usual).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .folding import UNIT_NAMES, params_from_units
+from .library import inception_block, op_arguments
+from .matching import InceptionMatch, match_inception
+from .params import InceptionParams
+
+Tensor = torch.Tensor
+
+
+class FusedInception(nn.Module):
+    """Drop-in replacement for an Inception-shaped block: ``(N, C_in, H, W) -> (N, C_out, H, W)``."""
+
+    def __init__(self, block: nn.Module, match: InceptionMatch) -> None:
+        super().__init__()
+        for name, child in block.named_children():
+            self.add_module(name, child)
+        for name, param in block.named_parameters(recurse=False):
+            self.register_parameter(name, param)
+        for name, buf in block.named_buffers(recurse=False):
+            self.register_buffer(name, buf)
+        # the plain block, not registered (its children are ours already): unfuse returns it
+        object.__setattr__(self, "_block", block)
+        self.match = match
+        self._cache: tuple[tuple, InceptionParams] | None = None
+
+    @classmethod
+    def from_module(cls, block: nn.Module, match: InceptionMatch | None = None) -> "FusedInception":
+        """Wrap ``block``; raises fused_inception.matching.NotInception if it is not Inception-shaped."""
+        return cls(block, match if match is not None else match_inception(block))
+
+    def to_module(self) -> nn.Module:
+        """The original block, with the current weights (it shares this module's parameters)."""
+        self._block.train(self.training)
+        return self._block
+
+    def extra_repr(self) -> str:
+        return f"fused={type(self._block).__name__}, relu={self.match.relu}"
+
+    def _units(self) -> dict[str, tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
+        units = {}
+        for name in UNIT_NAMES:
+            ref = self.match.units[name]
+            units[name] = (self.get_submodule(ref.conv), self.get_submodule(ref.bn) if ref.bn else None)
+        return units
+
+    def _has_batch_norm(self) -> bool:
+        return any(ref.bn is not None for ref in self.match.units.values())
+
+    def _state_key(self, dtype: torch.dtype, device: torch.device) -> tuple:
+        tensors = [t for _, t in self._block.named_parameters()] + [t for _, t in self._block.named_buffers()]
+        return (dtype, device) + tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+
+    def folded_params(self, dtype: torch.dtype, device: torch.device) -> InceptionParams:
+        """Folded weights in kernel layout; cached unless autograd needs them in its graph."""
+        units = self._units()
+        needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        if needs_graph:
+            return params_from_units(units, self.match.relu, dtype, self.match.cat_order)
+        key = self._state_key(dtype, device)
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                params = params_from_units(units, self.match.relu, dtype, self.match.cat_order)
+            self._cache = (key, params)
+        return self._cache[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and self._has_batch_norm():
+            return self._block(x)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
+        dtype = x.dtype
+        if torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x = x.to(dtype)
+        params = self.folded_params(dtype, x.device)
+        return inception_block(x, *op_arguments(params))

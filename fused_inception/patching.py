@@ -1,0 +1,178 @@
+"""Swap every Inception-shaped submodule of a model for ``FusedInception``, and back.
+
+``fuse(model)`` walks the model top-down (``named_modules`` order, the model itself first). Each
+*candidate* is offered to ``matching.match_inception``, which judges it by its dataflow, not its
+class: a match is replaced in its parent by ``FusedInception.from_module(block, match)`` and not
+descended into; a non-match is descended into. A candidate is a module with at least six distinct
+``nn.Conv2d`` among its submodules — fewer cannot form an Inception block (and no submodule of it
+can), so such subtrees are neither traced nor searched — other than an ``nn.ModuleList`` or
+``nn.ModuleDict`` (no ``forward`` to trace; their entries are candidates themselves).
+
+What the report calls *skipped* (kept narrow, so it lists near-misses rather than every module):
+a candidate that did not match and
+
+* whose own ``forward`` (not one of its submodules') concatenates along dim 1
+  (``torch.cat``/``concat``/``concatenate``), or
+* that cannot be traced by ``torch.fx`` and contains an ``nn.MaxPool2d`` (with its six convs it
+  may be an Inception block hidden behind Python control flow).
+
+Every other non-matching candidate (a whole GoogLeNet, an aux head, a stage ``nn.Sequential``)
+is only logged at DEBUG. One INFO line per swap and per skip, and a summary line, go to the
+``fused_inception`` logger.
+
+State dicts keep their keys: ``FusedInception`` registers the block's children under their own
+names. ``unfuse`` puts the original block objects (with the current weights) back.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .matching import NotInception, channel_cats, match_traced, trace_block
+
+logger = logging.getLogger("fused_inception")
+
+MIN_CONVS = 6  # an Inception block has six convs: 1x1, 2 x (1x1 -> kxk), pool -> 1x1
+
+__all__ = ["FuseReport", "fuse", "fuse_with_report", "unfuse"]
+
+
+def _display(name: str) -> str:
+    return name if name else "<model>"
+
+
+@dataclass
+class FuseReport:
+    """What ``fuse_with_report`` did: swapped blocks and skipped near-misses (see the module docstring)."""
+
+    swapped: list[tuple[str, str]] = field(default_factory=list)
+    """(qualified name in the model, "" for the model itself; class name of the replaced module)"""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(qualified name; why it did not match)"""
+
+    def __str__(self) -> str:
+        lines = [f"fuse: {len(self.swapped)} Inception block(s) swapped, {len(self.skipped)} candidate(s) skipped"]
+        lines += [f"  swapped {_display(name)} ({cls}) -> FusedInception" for name, cls in self.swapped]
+        lines += [f"  skipped {_display(name)}: {reason}" for name, reason in self.skipped]
+        return "\n".join(lines)
+
+
+def _conv_count(module: nn.Module) -> int:
+    # modules() yields each module object once, so shared convs count once
+    return sum(1 for m in module.modules() if isinstance(m, nn.Conv2d))
+
+
+def _has_maxpool(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.MaxPool2d) for m in module.modules())
+
+
+def _walk_replace(model: nn.Module, visit) -> nn.Module:
+    """Top-down walk calling ``visit(name, module)``; where it returns a module, put that in the
+    parent's place and do not descend. A module reached twice (shared) is visited once, and its
+    replacement, if any, is put in every place. Returns the (possibly replaced) model."""
+    done: dict[int, nn.Module | None] = {}
+
+    def walk(name: str, module: nn.Module) -> nn.Module | None:
+        if id(module) in done:
+            return done[id(module)]
+        done[id(module)] = None  # set before descending: a module inside itself must not loop
+        replacement = visit(name, module)
+        if replacement is not None:
+            done[id(module)] = replacement
+            return replacement
+        # _modules, not named_children(): that yields a module shared by two slots only once
+        for child_name, child in list(module._modules.items()):
+            if child is None:
+                continue
+            new = walk(f"{name}.{child_name}" if name else child_name, child)
+            if new is not None:
+                # setattr re-registers under the same key; Sequential/ModuleList/ModuleDict keys are
+                # their _modules keys, so this works for them too
+                setattr(module, child_name, new)
+        return None
+
+    replaced = walk("", model)
+    return replaced if replaced is not None else model
+
+
+def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Module, FuseReport]:
+    """``fuse`` that also returns a :class:`FuseReport` of what was swapped and skipped."""
+    from .module import FusedInception  # lazy: module.py imports this package's ops
+
+    if not inplace:
+        model = copy.deepcopy(model)
+    report = FuseReport()
+
+    def visit(name: str, module: nn.Module) -> nn.Module | None:
+        if isinstance(module, FusedInception):
+            return module  # already fused: keep it, do not look inside
+        if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+            return None  # containers without a forward: only their entries can be blocks
+        if _conv_count(module) < MIN_CONVS:
+            return None  # the walk then finds nothing below either: children have fewer convs still
+        try:
+            graph = trace_block(module)
+        except NotInception as error:
+            if _has_maxpool(module):
+                report.skipped.append((name, str(error)))
+                logger.info("fuse: skipped %s (%s): %s", _display(name), type(module).__name__, error)
+            else:
+                logger.debug("fuse: not a candidate %s: %s", _display(name), error)
+            return None
+        try:
+            match = match_traced(module, graph)
+        except NotInception as error:
+            if channel_cats(graph, own_only=True):
+                report.skipped.append((name, str(error)))
+                logger.info("fuse: skipped %s (%s): %s", _display(name), type(module).__name__, error)
+            else:
+                logger.debug("fuse: not Inception %s: %s", _display(name), error)
+            return None
+        fused = FusedInception.from_module(module, match)
+        report.swapped.append((name, type(module).__name__))
+        logger.info("fuse: swapped %s (%s) -> FusedInception", _display(name), type(module).__name__)
+        return fused
+
+    model = _walk_replace(model, visit)
+    logger.info("fuse: %d Inception block(s) swapped, %d candidate(s) skipped",
+                len(report.swapped), len(report.skipped))
+    return model, report
+
+
+def fuse(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Replace every Inception-shaped submodule of ``model`` with a ``FusedInception``.
+
+    Blocks are found by dataflow (``matching.match_inception``), whatever their class or
+    attribute names. ``inplace=False`` (default) works on a deep copy and leaves ``model`` as it
+    was; ``inplace=True`` changes ``model`` and returns it — except when ``model`` itself is an
+    Inception block, where the returned ``FusedInception`` replaces it. Parameter and buffer
+    names (state_dict keys) are unchanged. Swaps and skips are logged to the ``fused_inception``
+    logger; ``fuse_with_report`` returns them as a report.
+    """
+    return fuse_with_report(model, inplace=inplace)[0]
+
+
+def unfuse(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Replace every ``FusedInception`` in ``model`` with its plain block (``to_module()``), which
+    holds the current weights; returns the model (a deep copy unless ``inplace``), or the plain
+    block when ``model`` itself is a ``FusedInception``."""
+    from .module import FusedInception  # lazy, as in fuse
+
+    if not inplace:
+        model = copy.deepcopy(model)
+    count = 0
+
+    def visit(name: str, module: nn.Module) -> nn.Module | None:
+        nonlocal count
+        if isinstance(module, FusedInception):
+            count += 1
+            return module.to_module()
+        return None
+
+    model = _walk_replace(model, visit)
+    logger.info("unfuse: %d FusedInception block(s) restored", count)
+    return model

@@ -1,0 +1,313 @@
+"""The drop-in: FusedInceptionFunction, the custom op, FusedInception and fuse() on whole networks,
+in eval and in training (Triton interpreter on the CPU)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fused_inception as fi
+from block_factory import fused_params, random_block, random_input
+from fused_inception.library import inception_block, op_arguments
+from fused_inception.models import GoogLeNetLoss, googlenet
+from fused_inception.parity import assert_close
+from fused_inception.spec import InceptionSpec, googlenet_spec
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+
+SMALL = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bias=False)
+SMALL_NO_BN = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=False, conv_bias=True)
+
+
+def _randomize(model: torch.nn.Module, gen: torch.Generator) -> torch.nn.Module:
+    """He-scaled random weights and random nonzero BN statistics and affine (signed gamma)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
+                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.weight.copy_(torch.randn(c, generator=gen).abs() + 0.5)
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+    return model
+
+
+def _network(variant: str, gen: torch.Generator) -> torch.nn.Module:
+    return _randomize(googlenet(variant=variant, aux_logits=True, num_classes=10, init_weights=False), gen)
+
+
+# ---------------------------------------------------------------------------------------------
+# the autograd Function and the custom op
+
+
+def test_gradcheck_float64(gen, monkeypatch):
+    """Analytical backward against numerical differences (float64 runs on the PyTorch path)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    block = random_block(SMALL_NO_BN, gen)
+    params = fused_params(block, torch.float64)
+    tensors = {f: getattr(params, f).double().requires_grad_() for f in fi.library.WEIGHT_FIELDS}
+    params = fi.InceptionParams(**tensors, ch1x1=params.ch1x1, relu=True)
+    x = random_input((1, 8, 4, 5), gen).requires_grad_()
+
+    def f(x, *ts):
+        p = fi.InceptionParams(**dict(zip(fi.library.WEIGHT_FIELDS, ts)), ch1x1=params.ch1x1, relu=True)
+        return fi.FusedInceptionFunction.apply(x, p)
+
+    assert torch.autograd.gradcheck(f, (x, *tensors.values()), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("entry", ["function", "custom_op"])
+def test_kernel_forward_and_backward_match_reference(entry, gen):
+    """fp32 through the kernels: output, input grad and every conv/BN parameter grad (BN folded)."""
+    block = random_block(SMALL, gen).float()
+    x = random_input((2, 8, 5, 6), gen).float().requires_grad_()
+    ref_block = copy.deepcopy(block).double()
+    x_ref = x.detach().double().requires_grad_()
+    ref = ref_block(x_ref)
+    grad_out = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    ref.backward(grad_out)
+
+    from fused_inception.folding import params_from_units, units_of_reference_block
+    params = params_from_units(units_of_reference_block(block), True, torch.float32)
+    out = (fi.FusedInceptionFunction.apply(x, params) if entry == "function"
+           else inception_block(x, *op_arguments(params)))
+    out.backward(grad_out.float())
+    assert_close(out, ref, "float32", "output")
+    assert_close(x.grad, x_ref.grad, "float32", "grad x")
+    ref_params = dict(ref_block.named_parameters())
+    for name, p in block.named_parameters():
+        assert_close(p.grad, ref_params[name].grad, "float32", f"grad {name}")
+
+
+def test_opcheck(gen):
+    block = random_block(SMALL_NO_BN, gen)
+    params = fused_params(block, torch.float32)
+    x = random_input((1, 8, 3, 4), gen).float().requires_grad_()
+    args = (x, *(t.clone().requires_grad_() if t.is_floating_point() else t for t in op_arguments(params)[:10]),
+            *op_arguments(params)[10:])
+    torch.library.opcheck(torch.ops.fused_inception.inception_block.default, args)
+
+
+# ---------------------------------------------------------------------------------------------
+# FusedInception
+
+
+def test_module_state_dict_names_and_unfuse(gen):
+    block = random_block(SMALL, gen)
+    fused = fi.FusedInception.from_module(block)
+    assert list(fused.state_dict()) == list(block.state_dict())
+    assert fused.to_module() is block
+
+
+def test_folded_weights_refresh_after_optimizer_step_and_load(gen):
+    block = random_block(SMALL, gen).float()
+    fused = fi.FusedInception.from_module(copy.deepcopy(block)).eval()
+    x = random_input((1, 8, 4, 4), gen).float()
+    with torch.no_grad():
+        fused(x)  # fills the cache
+    opt = torch.optim.SGD(fused.parameters(), lr=0.5)
+    fused(x).square().sum().backward()
+    opt.step()
+    with torch.no_grad():
+        block.load_state_dict(fused.state_dict())
+        assert_close(fused(x), block.double()(x.double()), "float32", "after optimizer step")
+        # load_state_dict copies in place: the cache must notice
+        other = random_block(SMALL, gen)
+        fused.load_state_dict({k: v.float() for k, v in other.state_dict().items()})
+        assert_close(fused(x), other(x.double()), "float32", "after load_state_dict")
+        # running statistics are buffers: changing one must refresh too
+        fused.branch1.bn.running_mean.add_(1.0)
+        other.branch1.bn.running_mean.add_(1.0)
+        assert_close(fused(x), other(x.double()), "float32", "after a buffer change")
+
+
+def test_no_grad_inference_mode_channels_last(gen):
+    block = random_block(googlenet_spec("4a", "torchvision"), gen)
+    fused = fi.FusedInception.from_module(copy.deepcopy(block).float()).eval()
+    x = random_input((1, 480, 3, 3), gen)
+    ref = block(x)
+    with torch.no_grad():
+        assert_close(fused(x.float()), ref, "float32", "no_grad")
+    with torch.inference_mode():
+        out = fused(x.float().contiguous(memory_format=torch.channels_last))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert_close(out, ref, "float32", "inference_mode, channels_last")
+
+
+def test_autocast_and_half(gen, monkeypatch):
+    block = random_block(SMALL, gen)
+    fused = fi.FusedInception.from_module(copy.deepcopy(block).float()).eval()
+    x = random_input((2, 8, 5, 5), gen)
+    with torch.no_grad(), torch.autocast(DEVICE, dtype=torch.float16):
+        out = fused(x.float().to(DEVICE))
+    assert out.dtype == torch.float16
+    assert_close(out, block(x.half().double()), "float16", "autocast fp16")
+    half = copy.deepcopy(fused).half()
+    with torch.no_grad():
+        assert_close(half(x.half()), block(x.half().double()), "float16", ".half()")
+    # bf16 dots are wrong in the Triton interpreter (DESIGN.md §6): on the CPU check the module's
+    # bf16 plumbing on the PyTorch path
+    if not CUDA:
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with torch.no_grad(), torch.autocast(DEVICE, dtype=torch.bfloat16):
+        out = fused(x.float().to(DEVICE))
+    assert out.dtype == torch.bfloat16
+    assert_close(out, block(x.bfloat16().double()), "bfloat16", "autocast bf16")
+
+
+def test_module_bad_input_errors(gen):
+    fused = fi.FusedInception.from_module(random_block(SMALL, gen).float()).eval()
+    with pytest.raises(ValueError, match="expected 8 input channels, got 3"):
+        fused(torch.randn(1, 3, 4, 4))
+    with pytest.raises(ValueError, match="4-D input"):
+        fused(torch.randn(8, 4, 4))
+
+
+def _saved_activation_bytes(fn, x: torch.Tensor) -> int:
+    """Bytes of the saved tensors shaped like activations: [N, *, H, W] with x's N, H, W.
+
+    Weights (and the folding's weight copies) are left out: they are not activations.
+    """
+    n, _, h, w = x.shape
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        if t.dim() == 4 and t.shape[0] == n and tuple(t.shape[2:]) == (h, w):
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+@pytest.mark.parametrize("spec", [googlenet_spec("3a", "paper"), googlenet_spec("3a", "torchvision")],
+                         ids=["paper-train", "torchvision-eval-with-grad"])
+def test_saved_activation_bytes_lower_than_unfused(spec, gen):
+    block = random_block(spec, gen).float()
+    if spec.batch_norm:
+        block.eval()  # BN training runs the original modules (see FusedInception's docstring)
+    else:
+        block.train()
+    fused = fi.FusedInception.from_module(copy.deepcopy(block)).train(block.training)
+    x = random_input((2, 192, 5, 5), gen).float().requires_grad_()
+    unfused = _saved_activation_bytes(lambda: block(x), x)
+    ours = _saved_activation_bytes(lambda: fused(x), x)
+    # ours: exactly the block input and its output
+    assert ours == (192 + spec.out_channels) * 2 * 5 * 5 * 4
+    assert ours < unfused, (ours, unfused)
+
+
+def test_training_with_batch_norm_updates_running_stats_like_batchnorm(gen):
+    block = random_block(SMALL, gen).float().train()
+    fused = fi.FusedInception.from_module(copy.deepcopy(block)).train()
+    x = random_input((3, 8, 4, 4), gen).float()
+    block(x).sum().backward()
+    fused(x).sum().backward()
+    for (name, a), b in zip(block.named_buffers(), fused.buffers()):
+        assert torch.equal(a, b), name
+    for (name, a), b in zip(block.named_parameters(), fused.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-6), name
+
+
+# ---------------------------------------------------------------------------------------------
+# whole networks
+
+
+@pytest.mark.parametrize("variant", ["paper", "torchvision"])
+def test_fused_network_eval_logits(variant, gen):
+    model = _network(variant, gen).eval()
+    fused = fi.fuse(model)
+    assert sum(isinstance(m, fi.FusedInception) for m in fused.modules()) == 9
+    x = random_input((2, 3, 64, 64), gen)
+    with torch.no_grad():
+        ref = copy.deepcopy(model).double()(x)
+        out = fused(x.float())
+    assert_close(out, ref, "float32", f"{variant} eval logits")
+
+
+@pytest.mark.parametrize("variant", ["paper", "torchvision"])
+def test_fused_network_training_step(variant, gen):
+    """One SGD step with aux heads and GoogLeNetLoss: loss, every gradient, BN running stats."""
+    model = _network(variant, gen).train()
+    fused = fi.fuse(model)
+    ref = copy.deepcopy(model).double()
+    x = random_input((2, 3, 96, 96), gen)
+    target = torch.randint(0, 10, (2,), generator=gen)
+    loss_fn = GoogLeNetLoss(aux_weight=0.3)
+    torch.manual_seed(1)
+    ref_loss = loss_fn(ref(x), target)
+    ref_loss.backward()
+    torch.manual_seed(1)  # same dropout masks
+    loss = loss_fn(fused(x.float()), target)
+    loss.backward()
+    assert abs(loss.item() - ref_loss.item()) <= 1e-4 * abs(ref_loss.item())
+    ref_params = dict(ref.named_parameters())
+    for name, p in fused.named_parameters():
+        assert p.grad is not None, name
+        assert_close(p.grad, ref_params[name].grad, "tf32", f"grad {name}")
+    ref_buffers = dict(ref.named_buffers())
+    for name, b in fused.named_buffers():
+        if b.is_floating_point():
+            assert_close(b, ref_buffers[name], "float32", f"buffer {name}")
+        else:
+            assert torch.equal(b, ref_buffers[name]), name
+
+
+def test_torchvision_checkpoint_loads_into_fused_model(gen):
+    tv = pytest.importorskip("torchvision")
+    reference = _randomize(tv.models.googlenet(weights=None, aux_logits=False, init_weights=True), gen).eval()
+    fused = fi.fuse(googlenet(variant="torchvision", aux_logits=False)).eval()
+    fused.load_state_dict(reference.state_dict(), strict=True)
+    x = random_input((1, 3, 48, 48), gen).float()
+    with torch.no_grad():
+        assert_close(fused(x), copy.deepcopy(reference).double()(x.double()), "float32", "torchvision weights")
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.compile and CUDA graphs
+
+
+def test_torch_compile_fullgraph(gen):
+    """A model around a fused block compiles with fullgraph=True (no graph break), forward and
+    backward, and matches the float64 reference."""
+    block = random_block(SMALL_NO_BN, gen)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1).double()
+    reference = torch.nn.Sequential(conv, block, torch.nn.ReLU())
+    model = torch.nn.Sequential(copy.deepcopy(conv), fi.FusedInception.from_module(copy.deepcopy(block)),
+                                torch.nn.ReLU()).float().train()
+    x = random_input((2, 3, 5, 5), gen)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True)
+    out = compiled(x.float())
+    ref = reference(x)
+    assert_close(out, ref, "float32", "compiled forward")
+    out.sum().backward()
+    ref.sum().backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert_close(p.grad, q.grad, "float32", f"compiled grad {name}")
+
+
+@pytest.mark.skipif(not CUDA, reason="CUDA graph capture needs a GPU")
+def test_cuda_graph_capture(gen):
+    block = random_block(googlenet_spec("3a", "torchvision"), gen)
+    fused = fi.FusedInception.from_module(copy.deepcopy(block).float()).cuda().eval()
+    x = torch.randn(4, 192, 28, 28, device="cuda")
+    with torch.no_grad():
+        fused(x)  # compile the kernels and fill the weight cache outside the capture
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = fused(x)
+        x.copy_(torch.randn_like(x))
+        graph.replay()
+        assert_close(out, block(x.double().cpu()).cuda(), "tf32", "CUDA graph replay")
