@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import fused_inception as fi
 from block_factory import fused_params, random_block, random_input
 from fused_inception.library import inception_block, op_arguments
-from fused_inception.models import GoogLeNetLoss, googlenet
+from fused_inception.models import GoogLeNetLoss, googlenet, randomize_
 from fused_inception.parity import assert_close
 from fused_inception.spec import InceptionSpec, googlenet_spec
 
@@ -23,26 +23,8 @@ SMALL = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bia
 SMALL_NO_BN = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=False, conv_bias=True)
 
 
-def _randomize(model: torch.nn.Module, gen: torch.Generator) -> torch.nn.Module:
-    """He-scaled random weights and random nonzero BN statistics and affine (signed gamma)."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-            elif isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.weight.copy_(torch.randn(c, generator=gen).abs() + 0.5)
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
-    return model
-
-
 def _network(variant: str, gen: torch.Generator) -> torch.nn.Module:
-    return _randomize(googlenet(variant=variant, aux_logits=True, num_classes=10, init_weights=False), gen)
+    return randomize_(googlenet(variant=variant, aux_logits=True, num_classes=10, init_weights=False), gen)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +248,7 @@ def test_fused_network_training_step(variant, gen):
 
 def test_torchvision_checkpoint_loads_into_fused_model(gen):
     tv = pytest.importorskip("torchvision")
-    reference = _randomize(tv.models.googlenet(weights=None, aux_logits=False, init_weights=True), gen).eval()
+    reference = randomize_(tv.models.googlenet(weights=None, aux_logits=False, init_weights=True), gen).eval()
     fused = fi.fuse(googlenet(variant="torchvision", aux_logits=False)).eval()
     fused.load_state_dict(reference.state_dict(), strict=True)
     x = random_input((1, 3, 48, 48), gen).float()

@@ -3,6 +3,7 @@
 from .googlenet import VARIANTS, GoogLeNet, GoogLeNetOutputs, InceptionAux, googlenet
 from .inception import BasicConv2d, Inception
 from .loss import GoogLeNetLoss
+from .randomize import randomize_
 from .summary import format_shape_table, stage_shapes
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "InceptionAux",
     "format_shape_table",
     "googlenet",
+    "randomize_",
     "stage_shapes",
 ]
