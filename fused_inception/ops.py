@@ -63,6 +63,9 @@ def check_inputs(x: Tensor, params: InceptionParams, out: Tensor | None, out_cha
         raise ValueError(f"expected {params.in_channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
     if x.device != params.device:
         raise ValueError(f"input is on {x.device} but the weights are on {params.device}")
+    if x.shape[0] * x.shape[2] * x.shape[3] >= 2**31:
+        # element offsets are int64 in the kernels, pixel indices int32
+        raise ValueError(f"N*H*W must be below 2**31 pixels, got {x.shape[0] * x.shape[2] * x.shape[3]}")
     if out is None:
         if out_channel_offset != 0:
             raise ValueError("out_channel_offset needs an out tensor")
@@ -110,13 +113,12 @@ def inception_forward(
 def _forward_triton(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> None:
     dtype_name = str(x.dtype).removeprefix("torch.")
     precision = dot_precision(x)
-    _, h, w = x.shape[1:]
     off1, off3, off5, offp = (c0 + o for o in params.branch_offsets)
     kernels.launch_pointwise_pool(
         x, params.w_point, params.b_point, params.ch1x1, out, off1, offp, params.relu, precision,
-        kernels.pick_pointwise_config(dtype_name),
+        kernels.pick_pointwise_config(dtype_name, precision),
     )
-    conv_cfg = kernels.pick_reduce_conv_config(dtype_name, h, w)
+    conv_cfg = kernels.pick_reduce_conv_config(dtype_name, precision)
     kernels.launch_reduce_conv(x, params.w_red3, params.b_red3, params.w_conv3, params.b_conv3, params.k3,
                                out, off3, params.relu, precision, conv_cfg)
     kernels.launch_reduce_conv(x, params.w_red5, params.b_red5, params.w_conv5, params.b_conv5, params.k5,

@@ -9,21 +9,29 @@ What is counted
 * ``flops``: useful work, 2 x multiply-accumulates of the convolutions and the linear layer, the
   same count as DESIGN.md §4 (1.50 GMAC per image for the torchvision variant). Elementwise,
   normalisation, pooling and copy launches count 0 FLOPs: they are memory-bound by a wide margin.
-* ``exec_flops`` (fused launches): the MACs the fused kernels' loops execute over the image grid:
-  the reduction recomputed on each tile's halo (``ReduceConvConfig.halo_rows(k)`` rows per tile),
-  the k x k conv over whole TILE_H x TILE_W tiles (edge waste), the pointwise GEMM over
-  M = N*H*W rounded up to BLOCK_M. ``padded_flops`` adds the channel padding of the ``tl.dot``
-  blocks (channel counts rounded up to BLOCK_K / BLOCK_R / BLOCK_N): the work the tensor cores
-  are actually issued. Eager launches are counted at their useful FLOPs (cuDNN's own padding and
-  tiling waste is unknown here, which favours eager).
+* ``exec_flops`` (fused launches): the MACs the fused kernels' loops execute over the pixels.
+  Both kernels tile the flattened pixel index p = (n*H + h)*W + w, BLOCK_M consecutive pixels per
+  tile (tiles cross row and image boundaries), so M = N*H*W is only rounded up to BLOCK_M (the
+  last tile). The reduce -> k x k kernel recomputes the 1x1 reduction on each tile's run of pixels
+  [p0 - OFF, p0 + BLOCK_M + OFF), OFF = PAD*W + PAD, PAD = k//2, rounded up to BLOCK_HALO rows
+  (``ReduceConvConfig.halo_rows(k, W)``); run rows outside the tensor are masked, not skipped, so
+  they count. ``padded_flops`` adds the channel padding of the ``tl.dot`` blocks (channel counts
+  rounded up to BLOCK_K / BLOCK_R / BLOCK_N): the work the tensor cores (or, for fp32 IEEE dots,
+  the FMA units) are actually issued. Eager launches are counted at their useful FLOPs (cuDNN's own
+  padding and tiling waste is unknown here, which favours eager).
+* Configs: the kernels' pickers take the dtype and the dot precision (``dot_precision``): "tf32"
+  for float32 when TF32 is allowed (``torch.backends.cudnn.allow_tf32``, PyTorch's default; the
+  ``tf32`` flag here), else "ieee"; float32 IEEE gets the smaller "fma" reduce -> k x k config.
 * ``hbm_bytes``: the minimal HBM traffic of the launch: every input read once, weights read once,
   every output written once (an in-place op reads and writes its tensor). Between launches every
   tensor is assumed to go through HBM.
 * ``halo_bytes`` (reduce -> k x k launches): the extra input loads of the tile halos, beyond reading
-  the input once. Neighbouring tiles run at the same time, so these should mostly hit L2; they are
-  kept out of ``hbm_bytes`` and counted in ``hbm_bytes_high``.
+  the input once: 2*OFF pixels per tile, less those outside the tensor, times C_in. Neighbouring
+  tiles run at the same time, so these should mostly hit L2; they are kept out of ``hbm_bytes``
+  and counted in ``hbm_bytes_high``.
 * ``l2_bytes`` (reduce -> k x k launches): traffic to the per-program scratch (the reduced tensor on
-  tile + halo): written once per tile, read once per tap and per BLOCK_N block of output channels.
+  the tile's run of pixels): halo_rows x R_pad written once per tile; BLOCK_M x R_pad read once per
+  tap and per BLOCK_N block of output channels.
   Its footprint (``scratch_bytes`` = programs x halo rows x padded reduced channels) is a few MB,
   far under the 50 MB L2, so it is counted as L2 traffic, not HBM.
 * ``hbm_bytes_high``: a pessimistic HBM figure for the fused launches: adds the halo re-reads, one
@@ -31,7 +39,7 @@ What is counted
   pointwise kernel's re-read of the input for every column tile (its grid walks all of M for one
   column tile before the next). For eager launches it equals ``hbm_bytes``.
 * ``cache_reread_bytes``: every load beyond the minimal that goes through L1/L2 (input re-reads per
-  reduced-channel block, pool taps, halo, column tiles; weights reloaded per tile). Not in any
+  reduced-channel block, pool taps, halo, column tiles; weights reloaded per tile or per chunk). Not in any
   roofline (there is no datasheet L2 bandwidth), reported so that it is visible.
 
 Eager launches are those PyTorch eager issues for the reference model in eval mode (NCHW): per
@@ -56,7 +64,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from .kernels.configs import PointwiseConfig, ReduceConvConfig, pick_pointwise_config, pick_reduce_conv_config
+from .kernels.configs import (PointwiseConfig, ReduceConvConfig, config_name, pick_pointwise_config,
+                              pick_reduce_conv_config)
 from .spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -119,7 +128,7 @@ class Launch:
     flops: int  # useful FLOPs (2 x MAC)
     hbm_bytes: int  # minimal HBM traffic
     math: str = "none"  # "conv", "matmul" or "none": which peak its FLOPs run at
-    exec_flops: int = -1  # FLOPs the loops execute (halo, edge tiles, M rounding); -1: = flops
+    exec_flops: int = -1  # FLOPs the loops execute (halo runs, BLOCK_HALO/BLOCK_M rounding); -1: = flops
     padded_flops: int = -1  # exec_flops with channel padding to the dot blocks; -1: = exec_flops
     hbm_bytes_high: int = -1  # pessimistic HBM traffic; -1: = hbm_bytes
     halo_bytes: int = 0  # extra input loads of tile halos (cache level)
@@ -310,23 +319,41 @@ def eager_launches(variant: str = "torchvision", batch: int = 256, size: int = 2
 # Fused blocks
 
 
-def _halo_extent(size: int, tile: int, pad: int) -> int:
-    """Sum over the tiles along one axis of the input rows each tile's halo window covers."""
-    total = 0
-    for i in range(_cdiv(size, tile)):
-        lo, hi = max(0, i * tile - pad), min(size, i * tile + tile + pad)
-        total += hi - lo
+def dot_precision(dtype: str, tf32: bool = True) -> str:
+    """The ``input_precision`` of the fused kernels' dots, as ``ops.dot_precision`` picks it on a GPU:
+    "tf32" for float32 when TF32 is allowed (``torch.backends.cudnn.allow_tf32``, PyTorch's default
+    True), else "ieee"."""
+    return "tf32" if dtype == "float32" and tf32 else "ieee"
+
+
+def _run_pixels(m: int, block_m: int, off: int) -> int:
+    """Input pixels the reduce phase loads, summed over the tiles: tile t covers the pixel run
+    [t*BLOCK_M - OFF, (t+1)*BLOCK_M + OFF) of the flattened index, clipped to [0, M) (pixels
+    outside the tensor are masked, not loaded)."""
+    tiles = _cdiv(m, block_m)
+    total = tiles * (block_m + 2 * off)
+    # clipped below 0: only the first tiles (t*BLOCK_M < OFF)
+    for t in range(min(tiles, _cdiv(off, block_m) + 1)):
+        total -= max(0, off - t * block_m)
+    # clipped at M: only the last tiles ((t+1)*BLOCK_M + OFF > M)
+    t = tiles - 1
+    while t >= 0 and (t + 1) * block_m + off > m:
+        total -= (t + 1) * block_m + off - m
+        t -= 1
     return total
 
 
 def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
-                          cfg: PointwiseConfig | None = None, l2_capacity: float = 50e6) -> Launch:
+                          cfg: PointwiseConfig | None = None, l2_capacity: float = 50e6, *,
+                          tf32: bool = True) -> Launch:
     """Launch 1: branch 1 and max-pool -> pool projection, one implicit GEMM writing both slices.
 
     ``l2_capacity`` (bytes): the pessimistic figure charges the per-column-tile input re-reads as
-    HBM traffic only when the input is larger than half of it.
+    HBM traffic only when the input is larger than half of it. ``tf32``: picks the config with the
+    dot precision (``dot_precision``) when ``cfg`` is not given.
     """
-    cfg = cfg or pick_pointwise_config(dtype)
+    precision = dot_precision(dtype, tf32)
+    cfg = cfg or pick_pointwise_config(dtype, precision)
     e = DTYPE_BYTES[dtype]
     cin, c1, cp = spec.in_channels, spec.ch1x1, spec.pool_proj
     m = batch * h * w
@@ -350,74 +377,97 @@ def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w
         "fused", block, f"pointwise_pool 1x1 {cin}>{c1} | maxpool3x3+1x1 {cin}>{cp}", "pointwise_pool",
         useful, hbm, math="conv", exec_flops=exec_, padded_flops=padded, hbm_bytes_high=high,
         cache_reread_bytes=reread,
-        detail=f"grid {m_tiles}x{n1 + npool} BLOCK_M/N/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/{cfg.BLOCK_K}",
+        detail=(f"grid {m_tiles}x{n1 + npool} BLOCK_M/N/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/{cfg.BLOCK_K} "
+                f"({config_name(cfg)}, {precision})"),
     )
 
 
 def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int, batch: int, h: int, w: int,
-                       dtype: str, cfg: ReduceConvConfig | None = None, sms: int = 132) -> Launch:
-    """Launches 2/3: 1x1 reduce (cin -> r) fused with the k x k conv (r -> c), persistent tiles."""
-    cfg = cfg or pick_reduce_conv_config(dtype, h, w)
+                       dtype: str, cfg: ReduceConvConfig | None = None, sms: int = 132, *,
+                       tf32: bool = True) -> Launch:
+    """Launches 2/3: 1x1 reduce (cin -> r) fused with the k x k conv (r -> c), persistent grid.
+
+    Tiles are BLOCK_M consecutive pixels of the flattened index p = (n*H + h)*W + w (crossing row
+    and image boundaries); tile t reduces the run [p0 - OFF, p0 + BLOCK_M + OFF), OFF = PAD*W + PAD,
+    rounded up to BLOCK_HALO rows (``ReduceConvConfig.halo_rows(k, W)``), into its program's
+    scratch slot, then runs the k x k conv from it (kernels/reduce_conv.py).
+    """
+    precision = dot_precision(dtype, tf32)
+    cfg = cfg or pick_reduce_conv_config(dtype, precision)
     e = DTYPE_BYTES[dtype]
-    x = batch * cin * h * w * e
-    hbm = x + cin * r * e + r * BIAS_BYTES + k * k * r * c * e + c * BIAS_BYTES + batch * c * h * w * e
-    tiles_h, tiles_w = _cdiv(h, cfg.TILE_H), _cdiv(w, cfg.TILE_W)
-    tiles = batch * tiles_h * tiles_w
-    halo_rows = cfg.halo_rows(k)
+    m = batch * h * w
+    x = m * cin * e
+    hbm = x + cin * r * e + r * BIAS_BYTES + k * k * r * c * e + c * BIAS_BYTES + m * c * e
+    tiles = _cdiv(m, cfg.BLOCK_M)
+    pad = k // 2
+    off = pad * w + pad
+    halo_rows = cfg.halo_rows(k, w)
     r_pad = _round_up(r, cfg.BLOCK_R)
     c_pad = _round_up(c, cfg.BLOCK_N)
     cin_pad = _round_up(cin, cfg.BLOCK_K)
-    tile_px = cfg.TILE_H * cfg.TILE_W
-    useful = 2 * batch * h * w * (cin * r + k * k * r * c)
-    exec_ = 2 * tiles * (halo_rows * cin * r + tile_px * k * k * r * c)
+    useful = 2 * m * (cin * r + k * k * r * c)
+    # the reduce dots run over all halo_rows rows (rows outside the tensor or past the run are
+    # masked, not skipped); the conv dots over all BLOCK_M lanes (the last tile's too)
+    exec_ = 2 * tiles * (halo_rows * cin * r + cfg.BLOCK_M * k * k * r * c)
     padded = 2 * tiles * (halo_rows * cin_pad * r_pad + cfg.BLOCK_M * k * k * r_pad * c_pad)
-    # input pixels the halo windows cover (inside the image), summed over an image's tiles
-    pad = k // 2
-    covered = _halo_extent(h, cfg.TILE_H, pad) * _halo_extent(w, cfg.TILE_W, pad)
-    halo = batch * cin * e * (covered - h * w)
-    # scratch: written once per tile, read per output-channel block, per tap, per reduced block
+    # halo: input pixels loaded beyond each tile's own, 2*OFF per tile less what lies outside [0, M)
+    covered = _run_pixels(m, cfg.BLOCK_M, off)
+    halo = (covered - m) * cin * e
+    # scratch: written once per tile (all halo_rows x R_pad), read per output-channel block, per
+    # tap, per reduced-channel block (BLOCK_M rows each)
     n_blocks = _cdiv(c, cfg.BLOCK_N)
     l2 = tiles * (halo_rows * r_pad + n_blocks * k * k * cfg.BLOCK_M * r_pad) * e
     programs = max(1, min(tiles, 2 * sms))
     scratch = programs * halo_rows * r_pad * e
-    # x is reloaded for each BLOCK_R block of reduced channels; weights are reloaded per tile
+    # x is reloaded for each BLOCK_R block of reduced channels. Weights per tile: the reduce
+    # weights once per BLOCK_HALO chunk; the k x k weights once per output-channel block: BLOCK_R
+    # rows per (tap, reduced block), clipped to the [k*k*R, C] matrix: min(R_pad, (k*k - tap)*R)
+    # rows for a tap.
     r_blocks = r_pad // cfg.BLOCK_R
-    x_loads = r_blocks * batch * cin * e * covered
-    w_loads = tiles * ((halo_rows // cfg.BLOCK_HALO) * cin * r + k * k * r * c) * e
+    x_loads = r_blocks * covered * cin * e
+    conv_w_rows = sum(min(r_pad, j * r) for j in range(1, k * k + 1))
+    w_loads = tiles * ((halo_rows // cfg.BLOCK_HALO) * cin * r + conv_w_rows * c) * e
     reread = (x_loads - x) + (w_loads - (cin * r + k * k * r * c) * e)
     return Launch(
         "fused", block, f"reduce_conv {branch} 1x1 {cin}>{r} -> {k}x{k} {r}>{c}", "reduce_conv",
         useful, hbm, math="conv", exec_flops=exec_, padded_flops=padded,
         hbm_bytes_high=hbm + halo + scratch, halo_bytes=halo, l2_bytes=l2, scratch_bytes=scratch,
         cache_reread_bytes=reread,
-        detail=(f"tiles {tiles_h}x{tiles_w}/img of {cfg.TILE_H}x{cfg.TILE_W}, halo rows {halo_rows}, "
-                f"R_pad {r_pad}, {programs} programs"),
+        detail=(f"{tiles} tiles of {cfg.BLOCK_M} px, run {cfg.BLOCK_M + 2 * off} -> {halo_rows} halo rows, "
+                f"R_pad {r_pad}, {programs} programs ({config_name(cfg)}, {precision})"),
     )
 
 
 def fused_block_launches(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
-                         sms: int = 132, l2_capacity: float = 50e6) -> list[Launch]:
-    """The three launches of one fused Inception block (ops._forward_triton)."""
-    cfg = pick_reduce_conv_config(dtype, h, w)
+                         sms: int = 132, l2_capacity: float = 50e6, *, tf32: bool = True) -> list[Launch]:
+    """The three launches of one fused Inception block (ops._forward_triton): the configs are
+    picked for the dtype and the dot precision (``dot_precision(dtype, tf32)``)."""
+    precision = dot_precision(dtype, tf32)
+    pw_cfg = pick_pointwise_config(dtype, precision)
+    cfg = pick_reduce_conv_config(dtype, precision)
     s = spec
     return [
-        pointwise_pool_launch(block, s, batch, h, w, dtype, l2_capacity=l2_capacity),
-        reduce_conv_launch(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype, cfg, sms),
-        reduce_conv_launch(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype, cfg, sms),
+        pointwise_pool_launch(block, s, batch, h, w, dtype, pw_cfg, l2_capacity, tf32=tf32),
+        reduce_conv_launch(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype, cfg, sms,
+                           tf32=tf32),
+        reduce_conv_launch(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype, cfg, sms,
+                           tf32=tf32),
     ]
 
 
 def fused_launches(variant: str = "torchvision", batch: int = 256, size: int = 224, dtype: str = "bfloat16",
-                   *, sms: int = 132, l2_capacity: float = 50e6, bias_add_separate: bool = True) -> list[Launch]:
+                   *, sms: int = 132, l2_capacity: float = 50e6, bias_add_separate: bool = True,
+                   tf32: bool = True) -> list[Launch]:
     """The fused network: eager stem, pools and head; three fused launches per Inception block.
 
     ``sms`` sizes the reduce -> k x k persistent grid (two programs per SM), hence the scratch;
-    ``l2_capacity`` (bytes) only affects the pessimistic ``hbm_bytes_high``.
+    ``l2_capacity`` (bytes) only affects the pessimistic ``hbm_bytes_high``; ``tf32`` (float32
+    only) picks the kernels' dot precision and with it their configs (``dot_precision``).
     """
     _check(variant, batch, size, dtype)
 
     def block(name: str, spec: InceptionSpec, h: int, w: int) -> list[Launch]:
-        return fused_block_launches(name, spec, batch, h, w, dtype, sms, l2_capacity)
+        return fused_block_launches(name, spec, batch, h, w, dtype, sms, l2_capacity, tf32=tf32)
 
     return _network(_Eager("fused", variant, batch, dtype, bias_add_separate), variant, size, dtype, block)
 
@@ -598,7 +648,8 @@ class Plan:
         totals = {net: _totals(ls) for net, ls in (("eager", self.eager), ("fused", self.fused))}
         return {
             "config": {"variant": self.variant, "batch": self.batch, "size": self.size, "dtype": self.dtype,
-                       "tf32": self.tf32, "launch_overhead_us": self.launch_overhead_us,
+                       "tf32": self.tf32, "input_precision": dot_precision(self.dtype, self.tf32),
+                       "launch_overhead_us": self.launch_overhead_us,
                        "l2_tbps": self.l2_tbps},
             "gpus": [asdict(g) for g in GPUS],
             "assumptions": list(self.assumptions),
@@ -639,7 +690,8 @@ ASSUMPTIONS = [
     "pure roofline).",
     "FLOPs = 2 x MAC of convs and the linear layer; elementwise, BN, pool, LRN and cat launches "
     "count 0 FLOPs and are charged bytes only. Fused launches are charged their padded FLOPs "
-    "(halo recompute, edge tiles, BLOCK_M rounding and channel padding to the dot blocks); eager "
+    "(halo recompute over each tile's pixel run rounded up to BLOCK_HALO, the last tile's BLOCK_M "
+    "rounding and channel padding to the dot blocks); eager "
     "convs their useful FLOPs (cuDNN's own waste is unknown here, which favours eager).",
     "Minimal HBM bytes: every launch reads its inputs and weights once and writes its outputs "
     "once; between launches every tensor goes through HBM. At batch 256 bf16 the 14x14 and 7x7 "
@@ -658,8 +710,9 @@ ASSUMPTIONS = [
     "1 cuBLASLt GEMM with bias epilogue. cuDNN layout transposes and workspace traffic are not "
     "modelled.",
     "fp32: convs and the fused kernels run at the TF32 peak when tf32 is on (PyTorch's default "
-    "torch.backends.cudnn.allow_tf32 = True, which the fused kernels follow), else at the fp32 "
-    "non-tensor peak; the linear layer runs at the fp32 non-tensor peak (default matmul "
+    "torch.backends.cudnn.allow_tf32 = True, which the fused kernels follow: input_precision "
+    "'tf32', 'mma' configs), else at the fp32 non-tensor peak (IEEE dots, 'fma' reduce -> kxk "
+    "config); the linear layer runs at the fp32 non-tensor peak (default matmul "
     "precision 'highest').",
     "Not in the roofline unless an L2 bandwidth is given (there is no datasheet figure): the "
     "scratch L2 traffic (l2_bytes); never in it: the other L1/L2 re-reads (cache_reread_bytes: "
@@ -682,7 +735,7 @@ def build_plan(variant: str = "torchvision", batch: int = 256, size: int = 224, 
     for gpu in GPUS:
         fused = fused_by_gpu.setdefault((gpu.sms, gpu.l2_mb), fused_launches(
             variant, batch, size, dtype, sms=gpu.sms, l2_capacity=gpu.l2_mb * 1e6,
-            bias_add_separate=bias_add_separate))
+            bias_add_separate=bias_add_separate, tf32=tf32))
         kw = dict(tf32=tf32, launch_overhead_us=launch_overhead_us, l2_tbps=l2_tbps)
         rooflines.append(roofline(eager, gpu, dtype, batch, **kw))
         rooflines.append(roofline(fused, gpu, dtype, batch, **kw))
@@ -707,6 +760,7 @@ __all__ = [
     "block_shapes",
     "block_summaries",
     "build_plan",
+    "dot_precision",
     "eager_launches",
     "fused_block_launches",
     "fused_launches",

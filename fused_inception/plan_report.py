@@ -10,7 +10,7 @@ import json
 from typing import Sequence
 
 from .plan import (BLOCK_NAMES, DEFAULT_LAUNCH_OVERHEAD_US, DTYPE_BYTES, GPUS, VARIANTS, Plan, build_plan,
-                   launch_time)
+                   dot_precision, launch_time)
 
 DESCRIPTION = (
     "Model every launch of the fused and the eager GoogLeNet (inference): FLOPs, minimal HBM bytes, "
@@ -85,7 +85,8 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
     f_high = sum(l.hbm_bytes_high for l in p.fused)
     useful = sum(l.flops for l in p.eager)
     out = [
-        f"GoogLeNet inference plan: {p.variant} variant, batch {p.batch}, {p.dtype}, input 3x{p.size}x{p.size}, eval",
+        f"GoogLeNet inference plan: {p.variant} variant, batch {p.batch}, {p.dtype}, input 3x{p.size}x{p.size}, eval; "
+        f"fused kernels' dots: input_precision {dot_precision(p.dtype, p.tf32)!r}",
         f"useful work {useful / 2 / p.batch / 1e9:.3f} GMAC/image ({useful / 1e12:.3f} TFLOP per batch); "
         f"eager {len(p.eager)} launches, {e_tot / GB:.2f} GB HBM; fused {len(p.fused)} launches, "
         f"{f_tot / GB:.2f} GB HBM ({f_high / GB:.2f} GB pessimistic)",
@@ -121,8 +122,9 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
                      _pct(x / u - 1), f"{pd / GB:.1f}", _pct(pd / u - 1),
                      f"{sum(b.halo_bytes for b in inc) / MB:.1f}", f"{sum(b.l2_bytes for b in inc) / MB:.1f}",
                      f"{max(b.scratch_bytes for b in inc) / MB:.2f}"])
-    out.append("Fused Inception blocks: executed vs useful work (GFLOP per batch; exec = halo recompute + edge "
-               "tiles + BLOCK_M rounding; issued = exec + channel padding of the dot blocks)")
+    out.append("Fused Inception blocks: executed vs useful work (GFLOP per batch; exec = halo recompute on each "
+               "tile's pixel run rounded up to BLOCK_HALO + last-tile BLOCK_M rounding; issued = exec + channel "
+               "padding of the dot blocks)")
     out.append(_table(["block", "MMAC/img", "useful GFLOP", "exec GFLOP", "exec", "issued GFLOP", "issued",
                        "halo MB", "L2 scratch MB", "scratch MB"], rows))
     out.append("")

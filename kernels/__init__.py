@@ -8,7 +8,7 @@ from .configs import (
     ReduceConvConfig,
     pick_pointwise_config,
     pick_reduce_conv_config,
-    shipped_configs,
+    launchable_configs,
 )
 from .pointwise_pool import launch_pointwise_pool
 from .reduce_conv import launch_reduce_conv
@@ -20,5 +20,5 @@ __all__ = [
     "launch_reduce_conv",
     "pick_pointwise_config",
     "pick_reduce_conv_config",
-    "shipped_configs",
+    "launchable_configs",
 ]

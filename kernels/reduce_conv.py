@@ -1,21 +1,25 @@
 """A reduce -> k x k Inception branch (1x1 conv, act, k x k conv, act) in one launch.
 
-The reduced tensor is never materialised as a whole. The grid is persistent: each program walks
-spatial tiles of TILE_H x TILE_W output pixels (all output channels of a tile in one program) and
-owns one small scratch slot. Per tile:
+The reduced tensor is never materialised as a whole. Output pixels are tiled along the flattened
+pixel index p = (n*H + h)*W + w, BLOCK_M consecutive pixels per tile (tiles cross row and image
+boundaries, so GoogLeNet's 28/14/7 grids waste no lanes). The pixels a tile's k x k taps read form
+one contiguous run of that index: [p0 - OFF, p0 + BLOCK_M + OFF) with OFF = PAD*W + PAD, PAD =
+(k-1)/2. The grid is persistent: each program walks tiles and owns one small scratch slot. Per tile:
 
-1. reduce: the 1x1 reduction (+ bias, act) over the tile and its (k-1)/2 halo, in chunks of
-   BLOCK_HALO pixels, goes into the program's scratch slot as rows [halo pixel, reduced channel].
-   Halo pixels outside the image are stored as 0: the k x k conv zero-pads the *reduced* tensor,
-   so they must not become act(bias).
-2. conv: after a barrier, the k x k conv reads the scratch slot with one shifted row gather per
-   tap and accumulates [TILE pixels, BLOCK_N] in fp32; bias, act and the cast run while the
-   accumulator is still on chip, and the result is stored into the output channel slice.
+1. reduce: the 1x1 reduction (+ bias, act) over that run of pixels, in chunks of BLOCK_HALO
+   pixels, goes into the program's scratch slot as rows [run position, reduced channel]. Positions
+   outside the tensor are stored as 0.
+2. conv: after a barrier, tap (kh, kw) of output lane i reads scratch row i + kh*W + kw, masked to
+   0 where the tap falls outside the image (the k x k conv zero-pads the *reduced* tensor, so
+   padding must be 0, not act(bias); the mask also stops a tap from wrapping into the next row or
+   image). The fp32 accumulator gets bias, act and the cast on chip and is stored into the output
+   channel slice, BLOCK_N channels at a time.
 
-The scratch totals programs x halo rows x reduced channels: with a grid of a few programs per SM
-it stays L2-resident (about 8 MB for GoogLeNet's widest reduction on 132 SMs), unlike one slot
-per tile, which would be as large as the reduced tensor. The cost is recomputing the reduction on
-the halo: halo_rows / (TILE_H * TILE_W) times the reduce FLOPs (see benchmarks/NOTES.md).
+The scratch totals programs x halo rows x reduced channels: with a grid of a few programs per SM it
+stays L2-resident, unlike one slot per tile, which would be as large as the reduced tensor. The
+cost is recomputing the reduction on the run's 2*OFF extra pixels: halo_rows / BLOCK_M times the
+reduce FLOPs (k = 3, BLOCK_M 64, BLOCK_HALO 32: 1.5x at W = 7 or 14, 2x at W = 28; the reduction
+is a small share of a block's FLOPs, see benchmarks/NOTES.md).
 """
 
 from __future__ import annotations
@@ -35,18 +39,16 @@ def _reduce_conv_kernel(
     wk_ptr,  # k x k weights [KSIZE * KSIZE, R, C_OUT], row-major, tap = kh * KSIZE + kw
     bk_ptr,  # k x k bias [C_OUT], float32
     out_ptr,  # concatenated output [N, C_TOTAL, H, W], any strides
-    scratch_ptr,  # [programs, HALO_ROWS, R_PAD] in x's dtype, one slot per program
-    N, H, W, C_IN, R, C_OUT, R_PAD,
+    scratch_ptr,  # [programs, halo_rows, R_PAD] in x's dtype, one slot per program
+    M, H, W, C_IN, R, C_OUT, R_PAD,  # M = N * H * W
     sx_n, sx_c, sx_h, sx_w,
     so_n, so_c, so_h, so_w,
     out_c0,  # output channel of the branch's channel 0
-    tiles_h, tiles_w, num_tiles,
+    halo_rows,  # BLOCK_M + 2 * (PAD * W + PAD), rounded up to BLOCK_HALO
+    num_tiles,
     KSIZE: tl.constexpr,
-    TILE_H: tl.constexpr,
-    TILE_W: tl.constexpr,
-    BLOCK_M: tl.constexpr,  # next pow2 of TILE_H * TILE_W
+    BLOCK_M: tl.constexpr,
     BLOCK_HALO: tl.constexpr,
-    HALO_ROWS: tl.constexpr,  # halo pixels rounded up to BLOCK_HALO
     BLOCK_R: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -54,32 +56,26 @@ def _reduce_conv_kernel(
     INPUT_PRECISION: tl.constexpr,
 ):
     PAD: tl.constexpr = KSIZE // 2
-    HALO_W: tl.constexpr = TILE_W + KSIZE - 1
-    HALO_PIX: tl.constexpr = (TILE_H + KSIZE - 1) * HALO_W
     dtype = x_ptr.dtype.element_ty
+    off = PAD * W + PAD
+    halo_len = BLOCK_M + 2 * off
 
     pid = tl.program_id(0)
     n_programs = tl.num_programs(0)
-    slot = scratch_ptr + pid.to(tl.int64) * (HALO_ROWS * R_PAD)
-
-    offs_m = tl.arange(0, BLOCK_M)
-    m_in_tile = offs_m < TILE_H * TILE_W
-    tile_r = offs_m // TILE_W
-    tile_c = offs_m % TILE_W
+    slot = scratch_ptr + pid.to(tl.int64) * halo_rows * R_PAD
+    lanes = tl.arange(0, BLOCK_M)
 
     for tile in range(pid, num_tiles, n_programs):
-        img = tile // (tiles_h * tiles_w)
-        h0 = ((tile // tiles_w) % tiles_h) * TILE_H
-        w0 = (tile % tiles_w) * TILE_W
-        x_img = img.to(tl.int64) * sx_n
+        p0 = tile * BLOCK_M
 
-        # 1. reduce over tile + halo into the scratch slot
-        for p0 in range(0, HALO_ROWS, BLOCK_HALO):
-            offs_p = p0 + tl.arange(0, BLOCK_HALO)
-            hh = h0 - PAD + offs_p // HALO_W
-            ww = w0 - PAD + offs_p % HALO_W
-            inside = (offs_p < HALO_PIX) & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            x_rows = x_img + hh.to(tl.int64) * sx_h + ww.to(tl.int64) * sx_w
+        # 1. reduce over the tile's run of pixels into the scratch slot
+        for q0 in range(0, halo_rows, BLOCK_HALO):
+            offs_q = q0 + tl.arange(0, BLOCK_HALO)
+            pix = p0 - off + offs_q
+            inside = (offs_q < halo_len) & (pix >= 0) & (pix < M)
+            pix = tl.where(inside, pix, 0)
+            x_rows = ((pix // (H * W)).to(tl.int64) * sx_n + ((pix // W) % H).to(tl.int64) * sx_h
+                      + (pix % W).to(tl.int64) * sx_w)
             for r0 in range(0, R_PAD, BLOCK_R):
                 offs_r = r0 + tl.arange(0, BLOCK_R)
                 r_mask = offs_r < R
@@ -95,17 +91,18 @@ def _reduce_conv_kernel(
                 acc_r += tl.load(br_ptr + offs_r, mask=r_mask, other=0.0)[None, :]
                 if APPLY_RELU:
                     acc_r = tl.maximum(acc_r, 0.0)
-                # zero padding of the reduced tensor (and zero in the padded channels)
                 acc_r = tl.where(inside[:, None] & r_mask[None, :], acc_r, 0.0)
-                tl.store(slot + offs_p[:, None] * R_PAD + offs_r[None, :], acc_r.to(dtype))
+                tl.store(slot + offs_q[:, None] * R_PAD + offs_r[None, :], acc_r.to(dtype))
         # the conv below reads rows other threads of this program wrote
         tl.debug_barrier()
 
         # 2. k x k conv from the scratch slot
-        oh = h0 + tile_r
-        ow = w0 + tile_c
-        out_mask_m = m_in_tile & (oh < H) & (ow < W)
-        out_rows = img.to(tl.int64) * so_n + oh.to(tl.int64) * so_h + ow.to(tl.int64) * so_w
+        p = p0 + lanes
+        m_mask = p < M
+        n_idx = p // (H * W)
+        h_idx = (p // W) % H
+        w_idx = p % W
+        out_rows = n_idx.to(tl.int64) * so_n + h_idx.to(tl.int64) * so_h + w_idx.to(tl.int64) * so_w
         for n0 in range(0, C_OUT, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
             n_mask = offs_n < C_OUT
@@ -113,11 +110,13 @@ def _reduce_conv_kernel(
             for tap in range(0, KSIZE * KSIZE):
                 kh = tap // KSIZE
                 kw = tap % KSIZE
-                rows = (tile_r + kh) * HALO_W + (tile_c + kw)
+                hh = h_idx + kh - PAD
+                ww = w_idx + kw - PAD
+                tap_ok = m_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+                rows = lanes + kh * W + kw
                 for r0 in range(0, R_PAD, BLOCK_R):
                     offs_r = r0 + tl.arange(0, BLOCK_R)
-                    a = tl.load(slot + rows[:, None] * R_PAD + offs_r[None, :],
-                                mask=m_in_tile[:, None], other=0.0)
+                    a = tl.load(slot + rows[:, None] * R_PAD + offs_r[None, :], mask=tap_ok[:, None], other=0.0)
                     b = tl.load(wk_ptr + (tap * R + offs_r[:, None]) * C_OUT + offs_n[None, :],
                                 mask=(offs_r[:, None] < R) & n_mask[None, :], other=0.0)
                     acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
@@ -125,7 +124,7 @@ def _reduce_conv_kernel(
             if APPLY_RELU:
                 acc = tl.maximum(acc, 0.0)
             out_ptrs = out_ptr + out_rows[:, None] + ((out_c0 + offs_n).to(tl.int64) * so_c)[None, :]
-            tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=out_mask_m[:, None] & n_mask[None, :])
+            tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
         # the next tile overwrites the slot: every read of this one must be done
         tl.debug_barrier()
 
@@ -159,24 +158,22 @@ def launch_reduce_conv(
     out: [N, C_total, H, W] (any strides). Weights are in x's dtype.
     """
     n, c_in, h, w = x.shape
-    if n * h * w == 0:
+    m = n * h * w
+    if m == 0:
         return
     r = w_reduce.shape[1]
     c_out = w_conv.shape[2]
-    tiles_h = triton.cdiv(h, config.TILE_H)
-    tiles_w = triton.cdiv(w, config.TILE_W)
-    num_tiles = n * tiles_h * tiles_w
+    num_tiles = triton.cdiv(m, config.BLOCK_M)
     programs = reduce_conv_programs(num_tiles, x.device)
     r_pad = triton.cdiv(r, config.BLOCK_R) * config.BLOCK_R
-    halo_rows = config.halo_rows(ksize)
+    halo_rows = config.halo_rows(ksize, w)
     scratch = torch.empty((programs, halo_rows, r_pad), dtype=x.dtype, device=x.device)
     _reduce_conv_kernel[(programs,)](
         x, w_reduce, b_reduce, w_conv, b_conv, out, scratch,
-        n, h, w, c_in, r, c_out, r_pad,
+        m, h, w, c_in, r, c_out, r_pad,
         *x.stride(), *out.stride(),
-        out_c0, tiles_h, tiles_w, num_tiles,
-        KSIZE=ksize, TILE_H=config.TILE_H, TILE_W=config.TILE_W, BLOCK_M=config.BLOCK_M,
-        BLOCK_HALO=config.BLOCK_HALO, HALO_ROWS=halo_rows, BLOCK_R=config.BLOCK_R,
+        out_c0, halo_rows, num_tiles,
+        KSIZE=ksize, BLOCK_M=config.BLOCK_M, BLOCK_HALO=config.BLOCK_HALO, BLOCK_R=config.BLOCK_R,
         BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K,
         APPLY_RELU=relu, INPUT_PRECISION=input_precision,
         num_warps=config.num_warps, num_stages=config.num_stages,

@@ -14,7 +14,7 @@ from torch import nn
 
 from fused_inception import plan as P
 from fused_inception import plan_report
-from fused_inception.kernels.configs import pick_reduce_conv_config
+from fused_inception.kernels.configs import pick_pointwise_config, pick_reduce_conv_config
 
 # DESIGN.md §4: MMAC per image of each Inception block, torchvision variant.
 DESIGN_MMAC = {"3a": 122, "3b": 266, "4a": 71, "4b": 83, "4c": 95, "4d": 112, "4e": 157, "5a": 48, "5b": 66}
@@ -148,29 +148,128 @@ def test_block_3a_by_hand():
     assert row.fused_hbm_bytes == fused_bytes
     assert [l.hbm_bytes for l in plan.fused if l.block == "3a"] == [pw, r3, r5]
 
-    # FLOPs: 28x28 bf16 takes the 16x8 tile config: 2 x 4 tiles per image; the halo of a 3x3
-    # conv is 18 x 10 = 180 pixels, rounded up to BLOCK_HALO 64 -> 192 reduced rows per tile
-    cfg = pick_reduce_conv_config("bfloat16", 28, 28)
-    assert (cfg.TILE_H, cfg.TILE_W, cfg.BLOCK_HALO, cfg.halo_rows(3)) == (16, 8, 64, 192)
-    tiles = 256 * 2 * 4
+    # FLOPs. bf16 dots are "ieee" and take the "mma" configs: pointwise 64/64/32; reduce_conv
+    # BLOCK_M 64, BLOCK_HALO 32, BLOCK_R 32, BLOCK_N 32, BLOCK_K 32.
+    assert P.dot_precision("bfloat16", True) == "ieee"
+    pw_cfg = pick_pointwise_config("bfloat16", "ieee")
+    assert (pw_cfg.BLOCK_M, pw_cfg.BLOCK_N, pw_cfg.BLOCK_K) == (64, 64, 32)
+    cfg = pick_reduce_conv_config("bfloat16", "ieee")
+    assert (cfg.BLOCK_M, cfg.BLOCK_HALO, cfg.BLOCK_R, cfg.BLOCK_N, cfg.BLOCK_K) == (64, 32, 32, 32, 32)
+    # Tiles: 64 consecutive pixels of the flattened (n, h, w) index; M = 256 * 784 = 200704 = 3136 x 64.
+    # Both k x k convs of 3a are 3x3 (torchvision): OFF = 1*28 + 1 = 29, so a tile reduces a run of
+    # 64 + 2*29 = 122 pixels, rounded up to BLOCK_HALO 32 -> 128 rows.
+    tiles = 3136
+    assert tiles * 64 == n * hw
+    assert cfg.halo_rows(3, 28) == 128
     useful = 2 * n * hw * (192 * 64 + 192 * 96 + 9 * 96 * 128 + 192 * 16 + 9 * 16 * 32 + 192 * 32)
-    exec_ = 2 * (n * hw * 192 * 96  # pointwise: M = 200704 is a multiple of BLOCK_M 128
-                 + tiles * (192 * 192 * 96 + 128 * 9 * 96 * 128)
-                 + tiles * (192 * 192 * 16 + 128 * 9 * 16 * 32))
+    exec_ = 2 * (n * hw * 192 * 96  # pointwise: M is a multiple of BLOCK_M 64, no rounding
+                 + tiles * (128 * 192 * 96 + 64 * 9 * 96 * 128)  # branch 2: reduce on 128 rows, conv on 64
+                 + tiles * (128 * 192 * 16 + 64 * 9 * 16 * 32))  # branch 3
     assert row.useful_flops == useful
     assert row.fused_exec_flops == exec_
-    # channel padding: pool proj 32 -> 64 columns (BLOCK_N 64); branch 3: R 16 -> 32, C 32 -> 64
-    padded = 2 * (n * hw * 192 * 128 + tiles * (192 * 192 * 96 + 128 * 9 * 96 * 128)
-                  + tiles * (192 * 192 * 32 + 128 * 9 * 32 * 64))
+    # channel padding: pool proj 32 -> 64 columns (BLOCK_N 64); branch 3: R 16 -> 32 (BLOCK_R 32),
+    # C 32 stays (BLOCK_N 32); branch 2 (96 / 128 / C_in 192) needs none
+    padded = 2 * (n * hw * 192 * 128 + tiles * (128 * 192 * 96 + 64 * 9 * 96 * 128)
+                  + tiles * (128 * 192 * 32 + 64 * 9 * 32 * 32))
     assert row.fused_padded_flops == padded
 
-    # halo: rows covered by the 2 tile rows' halos 17 + 13, columns by the 4 tile columns' 9+10+10+5
-    halo_px = (17 + 13) * (9 + 10 + 10 + 5) - hw
-    r3_launch = [l for l in plan.fused if l.block == "3a"][1]
-    assert r3_launch.halo_bytes == n * halo_px * 192 * e == 23_199_744
-    # scratch of branch 2: written 192 x 96 per tile, read for 2 column blocks x 9 taps x 128 rows
-    assert r3_launch.l2_bytes == tiles * (192 * 96 + 2 * 9 * 128 * 96) * e
-    assert r3_launch.scratch_bytes == 2 * 132 * 192 * 96 * e
+    # halo: each tile loads 2 x 29 pixels beyond its own; the first tile's 29 below pixel 0 and the
+    # last tile's 29 past pixel M - 1 are masked: 3136 x 58 - 58 pixels of 192 channels
+    halo_px = tiles * 58 - 58
+    r3_launch, r5_launch = [l for l in plan.fused if l.block == "3a"][1:]
+    assert r3_launch.halo_bytes == r5_launch.halo_bytes == halo_px * 192 * e == 69_822_720
+    assert row.halo_bytes == 2 * 69_822_720
+    # scratch of branch 2: 128 x 96 written per tile; read for 128 / 32 = 4 column blocks x 9 taps
+    # x 64 rows x 96 reduced channels
+    assert r3_launch.l2_bytes == tiles * (128 * 96 + 4 * 9 * 64 * 96) * e == 1_464_336_384
+    # branch 3: R padded to 32; 1 column block
+    assert r5_launch.l2_bytes == tiles * (128 * 32 + 1 * 9 * 64 * 32) * e
+    # footprint: min(3136 tiles, 2 x 132 SMs) programs x 128 rows x R_pad
+    assert r3_launch.scratch_bytes == 2 * 132 * 128 * 96 * e == 6_488_064
+    assert r3_launch.hbm_bytes_high == r3 + 69_822_720 + 6_488_064
+
+
+def test_fp32_precision_picks_config():
+    """float32: TF32 dots (PyTorch's default) take the "mma" configs, IEEE dots the "fma" one."""
+    assert P.dot_precision("float32", True) == "tf32" and P.dot_precision("float32", False) == "ieee"
+    spec = P.block_shapes("torchvision")["3a"][0]
+    tf32 = P.fused_block_launches("3a", spec, 256, 28, 28, "float32", tf32=True)
+    ieee = P.fused_block_launches("3a", spec, 256, 28, 28, "float32", tf32=False)
+    assert "mma, tf32" in tf32[1].detail and "fma, ieee" in ieee[1].detail
+    # branch 3 (R 16): padded to BLOCK_R 32 with "mma", not with "fma" (BLOCK_R 16, BLOCK_K 16)
+    assert tf32[2].padded_flops > tf32[2].exec_flops
+    assert ieee[2].padded_flops == ieee[2].exec_flops
+    # same tiling (BLOCK_M 64, BLOCK_HALO 32): same executed work and HBM bytes
+    assert [l.exec_flops for l in tf32] == [l.exec_flops for l in ieee]
+    assert [l.hbm_bytes for l in tf32] == [l.hbm_bytes for l in ieee]
+    # the x tile is reloaded per BLOCK_R block: 96 / 16 = 6 times with "fma", 3 with "mma"
+    assert ieee[1].cache_reread_bytes > tf32[1].cache_reread_bytes
+    plan = P.build_plan(dtype="float32", tf32=False)
+    assert plan.to_dict()["config"]["input_precision"] == "ieee"
+    assert all("fma, ieee" in l.detail for l in plan.fused if l.kind == "reduce_conv")
+
+
+def _simulate_reduce_conv(n, h, w, cin, r, c, k, cfg, e):
+    """Walk kernels/reduce_conv.py's loops tile by tile for a small shape and count, independently
+    of the closed forms in plan.reduce_conv_launch: dot MACs (masked rows included), MACs on real
+    channels, input pixels loaded, scratch elements written and read."""
+    m = n * h * w
+    pad = k // 2
+    off = pad * w + pad
+    halo_len = cfg.BLOCK_M + 2 * off
+    halo_rows = -(-halo_len // cfg.BLOCK_HALO) * cfg.BLOCK_HALO
+    r_pad = -(-r // cfg.BLOCK_R) * cfg.BLOCK_R
+    tiles = -(-m // cfg.BLOCK_M)
+    exec_macs = padded_macs = x_px = l2 = w_elems = 0
+
+    def inside(lo, size, hi):  # length of [lo, lo + size) within [0, hi)
+        return max(0, min(lo + size, hi) - max(lo, 0))
+
+    for tile in range(tiles):
+        p0 = tile * cfg.BLOCK_M
+        for q0 in range(0, halo_rows, cfg.BLOCK_HALO):
+            loaded = sum(1 for q in range(q0, q0 + cfg.BLOCK_HALO)
+                         if q < halo_len and 0 <= p0 - off + q < m)
+            for r0 in range(0, r_pad, cfg.BLOCK_R):
+                x_px += loaded
+                for k0 in range(0, cin, cfg.BLOCK_K):
+                    padded_macs += cfg.BLOCK_HALO * cfg.BLOCK_K * cfg.BLOCK_R
+                    exec_macs += cfg.BLOCK_HALO * (min(cin, k0 + cfg.BLOCK_K) - k0) * (min(r, r0 + cfg.BLOCK_R) - r0)
+                    w_elems += inside(k0, cfg.BLOCK_K, cin) * inside(r0, cfg.BLOCK_R, r)
+                l2 += cfg.BLOCK_HALO * cfg.BLOCK_R  # store
+        for n0 in range(0, c, cfg.BLOCK_N):
+            for tap in range(k * k):
+                for r0 in range(0, r_pad, cfg.BLOCK_R):
+                    l2 += cfg.BLOCK_M * cfg.BLOCK_R  # scratch load
+                    # weight block at row tap*R + r0 of [k*k*R, C], boundary-checked
+                    w_elems += inside(tap * r + r0, cfg.BLOCK_R, k * k * r) * inside(n0, cfg.BLOCK_N, c)
+                    padded_macs += cfg.BLOCK_M * cfg.BLOCK_R * cfg.BLOCK_N
+                    exec_macs += cfg.BLOCK_M * (min(r, r0 + cfg.BLOCK_R) - r0) * (min(c, n0 + cfg.BLOCK_N) - n0)
+    r_blocks = r_pad // cfg.BLOCK_R
+    return dict(exec_flops=2 * exec_macs, padded_flops=2 * padded_macs, l2_bytes=l2 * e,
+                halo_bytes=(x_px // r_blocks - m) * cin * e, tiles=tiles,
+                cache_reread_bytes=(x_px - m) * cin * e + (w_elems - cin * r - k * k * r * c) * e)
+
+
+@pytest.mark.parametrize("shape", [
+    (1, 7, 7, 20, 12, 40, 5),  # OFF = 16; one tile clipped at both ends
+    (2, 7, 7, 24, 16, 32, 3),
+    (3, 14, 14, 40, 40, 70, 3),
+    (1, 5, 5, 8, 8, 8, 5),  # the whole tensor is shorter than one run
+    (2, 9, 11, 17, 33, 65, 5),
+])
+@pytest.mark.parametrize("config", ["mma", "fma"])
+def test_reduce_conv_launch_matches_simulated_loops(shape, config):
+    from fused_inception.kernels.configs import REDUCE_CONV_CONFIGS
+
+    n, h, w, cin, r, c, k = shape
+    cfg = REDUCE_CONV_CONFIGS[config]
+    sim = _simulate_reduce_conv(n, h, w, cin, r, c, k, cfg, 2)
+    launch = P.reduce_conv_launch("x", "branch2", cin, r, c, k, n, h, w, "bfloat16", cfg, sms=132)
+    for key in ("exec_flops", "padded_flops", "l2_bytes", "halo_bytes", "cache_reread_bytes"):
+        assert getattr(launch, key) == sim[key], (key, getattr(launch, key), sim[key])
+    r_pad = -(-r // cfg.BLOCK_R) * cfg.BLOCK_R
+    assert launch.scratch_bytes == min(sim["tiles"], 264) * cfg.halo_rows(k, w) * r_pad * 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +370,8 @@ def test_json_round_trip(tmp_path, capsys):
     assert [P.Launch.from_dict(d) for d in data["launches"]["fused"]] == plan.fused
     assert data["totals"]["fused"]["launches"] == len(plan.fused)
     assert data["config"] == {"variant": "torchvision", "batch": 256, "size": 224, "dtype": "bfloat16",
-                              "tf32": True, "launch_overhead_us": 3.0, "l2_tbps": None}
+                              "tf32": True, "input_precision": "ieee", "launch_overhead_us": 3.0,
+                              "l2_tbps": None}
     assert {r["gpu"] for r in data["roofline"]} == {"H100 SXM", "H200 SXM"}
 
 

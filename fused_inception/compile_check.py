@@ -1,0 +1,401 @@
+"""Ahead-of-time compile check of every kernel variant the library can launch (no GPU needed).
+
+For each :class:`~fused_inception.kernels.aot.LaunchVariant` and target arch it runs
+``triton.compile`` for ``GPUTarget("cuda", arch, 32)`` and inspects the cubin with the tools that
+ship in the triton wheel (``triton/backends/nvidia/bin``):
+
+* ``cuobjdump --dump-resource-usage``: REG, STACK, SHARED (static), LOCAL;
+* ``cuobjdump -sass``: HMMA / HGMMA instructions (tensor cores);
+* ``ptxas -v`` on the kernel's PTX, with triton's own flags: spill stores / loads;
+* ``compiled.metadata.shared``: the dynamic shared memory triton launches with.
+
+A variant fails if it does not compile, spills (STACK, LOCAL or ptxas spill bytes nonzero), needs
+more shared memory than the arch allows per block, or (for variants that should use tensor cores:
+every half-precision and TF32 variant) has no tensor-core instruction.
+
+Triton compiles ahead of time only when the kernels are ``JITFunction`` s, i.e. when
+``TRITON_INTERPRET`` was not "1" when they were decorated (the CPU test suite sets it). In that
+case, and to use more than one core (triton.compile holds the GIL), the work runs in
+``python -m fused_inception.compile_check`` subprocesses with ``TRITON_INTERPRET`` removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .kernels.aot import KERNELS, LaunchVariant, compile_spec, launch_variants
+
+DESCRIPTION = ("compile every launchable kernel variant ahead of time for the given archs (no GPU "
+               "needed) and report registers, spills, shared memory and tensor-core instructions")
+
+# opt-in maximum shared memory per block (static + dynamic), bytes
+SMEM_LIMIT: dict[int, int] = {
+    80: 166912,  # 163 KiB
+    86: 101376,
+    87: 166912,
+    89: 101376,
+    90: 232448,  # 227 KiB
+    100: 232448,
+    120: 101376,
+}
+MAX_REGISTERS = 255
+
+_RESOURCE_RE = re.compile(r"\b(REG|STACK|SHARED|LOCAL):(\d+)")
+_SPILL_RE = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_PTXAS_REGS_RE = re.compile(r"Used (\d+) registers")
+
+
+# ---------------------------------------------------------------- tools
+
+def _nvidia_bin() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("triton")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("triton is not installed")
+    return Path(spec.origin).parent / "backends" / "nvidia" / "bin"
+
+
+def _tool(name: str) -> str:
+    path = _nvidia_bin() / name
+    if not path.exists():
+        raise RuntimeError(f"{path} not found (it ships in the triton wheel)")
+    return str(path)
+
+
+def _ptxas(arch: int) -> str:
+    try:  # the ptxas triton itself uses for this arch (honours TRITON_PTXAS_PATH)
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        return get_ptxas(arch).path
+    except Exception:
+        return _tool("ptxas-blackwell" if arch >= 100 and (_nvidia_bin() / "ptxas-blackwell").exists()
+                     else "ptxas")
+
+
+def _run(cmd: list[str]) -> str:
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
+    return res.stdout + res.stderr
+
+
+def parse_args_arch(text: str) -> list[int]:
+    """"80,90" / "sm_80,sm_90a" -> [80, 90]."""
+    archs = []
+    for part in str(text).split(","):
+        part = part.strip().lower().removeprefix("sm_").removeprefix("sm").rstrip("a")
+        if part:
+            archs.append(int(part))
+    if not archs:
+        raise ValueError(f"no arch in {text!r}")
+    return archs
+
+
+# ---------------------------------------------------------------- one variant
+
+def _empty_row(v: LaunchVariant, arch: int) -> dict:
+    return {
+        "kernel": v.kernel, "config": v.config_name, "dtype": v.dtype,
+        "precision": v.input_precision, "ksize": v.ksize, "relu": v.relu, "layout": v.layout,
+        "arch": arch, "num_warps": v.config.num_warps, "num_stages": v.config.num_stages,
+        "registers": None, "stack": None, "spill_stores": None, "spill_loads": None,
+        "local": None, "shared": None, "static_shared": None, "smem_limit": SMEM_LIMIT.get(arch),
+        "hmma": None, "hgmma": None, "expects_mma": v.expects_mma,
+        "compile_s": None, "error": None, "variant": v.to_dict(),
+    }
+
+
+def check_variant(v: LaunchVariant, arch: int) -> dict:
+    """Compile one variant for one arch in this process and inspect it; never raises."""
+    row = _empty_row(v, arch)
+    t0 = time.perf_counter()
+    try:
+        import triton
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+
+        cs = compile_spec(v)
+        src = ASTSource(cs.fn, cs.signature, cs.constexprs, cs.attrs)
+        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(cs.options))
+        row["compile_s"] = round(time.perf_counter() - t0, 2)
+        row["shared"] = int(compiled.metadata.shared)
+        with tempfile.TemporaryDirectory(prefix="fi_aot_") as tmp:
+            cubin = Path(tmp) / "kernel.cubin"
+            cubin.write_bytes(compiled.asm["cubin"])
+            usage = dict((k, int(n)) for k, n in _RESOURCE_RE.findall(
+                _run([_tool("cuobjdump"), "--dump-resource-usage", str(cubin)])))
+            row["registers"] = usage.get("REG")
+            row["stack"] = usage.get("STACK")
+            row["static_shared"] = usage.get("SHARED")
+            row["local"] = usage.get("LOCAL")
+            sass = _run([_tool("cuobjdump"), "-sass", str(cubin)])
+            row["hmma"] = len(re.findall(r"\bHMMA\.", sass))
+            row["hgmma"] = len(re.findall(r"\bHGMMA\.", sass))
+            # spill bytes: ptxas -v on the same PTX with triton's flags (its own log is discarded)
+            ptx = compiled.asm["ptx"]
+            target = re.search(r"^\s*\.target\s+(sm_\w+)", ptx, re.M)
+            gpu = target.group(1) if target else f"sm_{arch}"
+            ptx_file = Path(tmp) / "kernel.ptx"
+            ptx_file.write_text(ptx)
+            fmad = [] if getattr(compiled.metadata, "enable_fp_fusion", True) else ["--fmad=false"]
+            log = _run([_ptxas(arch), "-lineinfo", *fmad, "-v", "--regAllocOptLevel=2",
+                        f"--gpu-name={gpu}", str(ptx_file), "-o", str(Path(tmp) / "ptxas.o")])
+            spill = _SPILL_RE.search(log)
+            if spill:
+                row["spill_stores"], row["spill_loads"] = int(spill.group(2)), int(spill.group(3))
+                row["stack"] = max(row["stack"] or 0, int(spill.group(1)))
+            regs = _PTXAS_REGS_RE.search(log)
+            if row["registers"] is None and regs:
+                row["registers"] = int(regs.group(1))
+    except Exception as e:  # a failed compile is a result, not a crash
+        row["compile_s"] = round(time.perf_counter() - t0, 2)
+        row["error"] = f"{type(e).__name__}: {e}"[:4000]
+    return row
+
+
+# ---------------------------------------------------------------- many variants
+
+def _can_compile_here() -> bool:
+    """True when the kernels in this process are JITFunctions (TRITON_INTERPRET was not on)."""
+    if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes"):
+        return False
+    try:
+        from triton.runtime.jit import JITFunction
+
+        return all(isinstance(spec.jit_fn(), JITFunction) for spec in KERNELS.values())
+    except Exception:
+        return False
+
+
+def _subprocess_env() -> dict:
+    env = dict(os.environ)
+    env.pop("TRITON_INTERPRET", None)
+    return env
+
+
+def _check_in_subprocesses(tasks: list[tuple[LaunchVariant, int]], jobs: int) -> list[dict]:
+    shards = [list(range(i, len(tasks), jobs)) for i in range(jobs)]
+    rows: list[dict | None] = [None] * len(tasks)
+    with tempfile.TemporaryDirectory(prefix="fi_compile_check_") as tmp:
+        procs = []
+        for i, shard in enumerate(shards):
+            if not shard:
+                continue
+            spec_file = Path(tmp) / f"tasks{i}.json"
+            out_file = Path(tmp) / f"rows{i}.json"
+            spec_file.write_text(json.dumps([[tasks[j][0].to_dict(), tasks[j][1]] for j in shard]))
+            cmd = [sys.executable, "-m", "fused_inception.compile_check", "--worker",
+                   "--tasks", str(spec_file), "--rows-out", str(out_file)]
+            log = open(Path(tmp) / f"log{i}.txt", "w+")
+            procs.append((shard, out_file, log, subprocess.Popen(
+                cmd, env=_subprocess_env(), stdout=log, stderr=subprocess.STDOUT)))
+        for shard, out_file, log, proc in procs:
+            rc = proc.wait()
+            log.seek(0)
+            tail = log.read()[-3000:]
+            log.close()
+            got = json.loads(out_file.read_text()) if out_file.exists() else []
+            for j, row in zip(shard, got):
+                rows[j] = row
+            for j in shard[len(got):]:
+                v, arch = tasks[j]
+                rows[j] = _empty_row(v, arch)
+                rows[j]["error"] = f"compile worker exited with {rc} before this variant: {tail}"
+    return rows  # type: ignore[return-value]
+
+
+def check(archs: Iterable[int], variants: Sequence[LaunchVariant] | None = None,
+          jobs: int | None = None) -> list[dict]:
+    """One row per (arch, variant), archs outer; every launchable variant by default.
+
+    ``jobs`` compile processes (default: the CPU count); with jobs=1 and the kernels compilable
+    here, everything runs in this process.
+    """
+    variants = launch_variants() if variants is None else list(variants)
+    tasks = [(v, int(a)) for a in archs for v in variants]
+    if not tasks:
+        return []
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    if jobs == 1 and _can_compile_here():
+        return [check_variant(v, a) for v, a in tasks]
+    return _check_in_subprocesses(tasks, jobs)
+
+
+# ---------------------------------------------------------------- verdicts and report
+
+def row_failures(row: dict) -> list[str]:
+    """Why one row fails (empty when it passes)."""
+    if row.get("error"):
+        lines = [ln.strip() for ln in row["error"].strip().splitlines() if ln.strip()] or ["error"]
+        msg = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+        return [f"compile failed: {msg[:500]}"]
+    why = []
+    spill = {k: row.get(k) or 0 for k in ("stack", "local", "spill_stores", "spill_loads")}
+    if any(spill.values()):
+        why.append("spills (" + ", ".join(f"{k} {n} B" for k, n in spill.items() if n) + ")")
+    if (row.get("registers") or 0) > MAX_REGISTERS:
+        why.append(f"registers {row['registers']} > {MAX_REGISTERS}")
+    smem = (row.get("shared") or 0) + (row.get("static_shared") or 0)
+    limit = row.get("smem_limit")
+    if limit is not None and smem > limit:
+        why.append(f"smem {smem} B > sm_{row['arch']} limit {limit} B (static + dynamic shared memory)")
+    if row.get("expects_mma") and not ((row.get("hmma") or 0) + (row.get("hgmma") or 0)):
+        why.append("no-MMA: no tensor-core instruction (HMMA/HGMMA) in the SASS")
+    return why
+
+
+def _row_label(row: dict) -> str:
+    k = f" k={row['ksize']}" if row.get("ksize") is not None else ""
+    return (f"{row['kernel']}/{row['config']} {row['dtype']} {row['precision']}{k} "
+            f"relu={int(bool(row['relu']))} {row['layout']} sm_{row['arch']}")
+
+
+def failures(rows: Iterable[dict]) -> list[str]:
+    """One line per failing row: what it is and why."""
+    return [f"{_row_label(r)}: {'; '.join(why)}" for r in rows for why in [row_failures(r)] if why]
+
+
+_COLUMNS = [
+    ("kernel", "kernel"), ("config", "config"), ("dtype", "dtype"), ("precision", "prec"),
+    ("layout", "layout"), ("relu", "relu"), ("ksize", "k"), ("arch", "arch"), ("registers", "regs"),
+    ("stack", "stack"), ("spill", "spill st/ld"), ("local", "local"), ("smem", "smem"),
+    ("hmma", "HMMA"), ("hgmma", "HGMMA"), ("status", "status"),
+]
+_DTYPE_SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+def _cell(row: dict, key: str) -> str:
+    def n(x):
+        return "-" if x is None else str(x)
+
+    if key == "dtype":
+        return _DTYPE_SHORT.get(row["dtype"], row["dtype"])
+    if key == "relu":
+        return "y" if row["relu"] else "n"
+    if key == "arch":
+        return f"sm_{row['arch']}"
+    if key == "spill":
+        return "-" if row.get("spill_stores") is None else f"{row['spill_stores']}/{row['spill_loads']}"
+    if key == "smem":
+        if row.get("shared") is None:
+            return "-"
+        return str((row.get("shared") or 0) + (row.get("static_shared") or 0))
+    if key == "status":
+        why = row_failures(row)
+        return "ok" if not why else "FAIL " + ",".join(w.split()[0].rstrip(":") for w in why)
+    return n(row.get(key))
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A fixed-width table, one line per row (smem = dynamic + static shared bytes)."""
+    header = [h for _, h in _COLUMNS]
+    body = [[_cell(r, k) for k, _ in _COLUMNS] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(header, *body)] if body else [len(h) for h in header]
+    right = {"ksize", "registers", "stack", "spill", "local", "smem", "hmma", "hgmma"}
+    lines = []
+    for cells in [header, *body]:
+        parts = [c.rjust(w) if k in right else c.ljust(w)
+                 for (k, _), c, w in zip(_COLUMNS, cells, widths)]
+        lines.append("  ".join(parts).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary(rows: Sequence[dict]) -> str:
+    """Per arch: variants, max registers, total spill bytes, tensor cores where expected."""
+    lines = []
+    for arch in sorted({r["arch"] for r in rows}):
+        rs = [r for r in rows if r["arch"] == arch]
+        ok = [r for r in rs if not r.get("error")]
+        max_regs = max((r.get("registers") or 0 for r in ok), default=0)
+        spill = sum((r.get("spill_stores") or 0) + (r.get("spill_loads") or 0) for r in ok)
+        want = [r for r in ok if r["expects_mma"]]
+        mma = [r for r in want if (r.get("hmma") or 0) + (r.get("hgmma") or 0) > 0]
+        n_fail = sum(1 for r in rs if row_failures(r))
+        lines.append(f"sm_{arch}: {len(rs)} variants, {len(rs) - len(ok)} compile errors, max registers "
+                     f"{max_regs}, total spill bytes {spill} (stores+loads), MMA present in "
+                     f"{len(mma)}/{len(want)} tensor-core variants, {n_fail} failing")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- CLI
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", default="80,90",
+                        help="comma-separated compute capabilities to compile for (default: 80,90)")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    parser.add_argument("--kernel", action="append", choices=sorted(KERNELS),
+                        help="only this kernel (repeatable; default: all)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="parallel compile processes (default: CPU count)")
+    parser.add_argument("--variants", metavar="PATH",
+                        help="JSON list of LaunchVariant dicts to check instead of the shipped ones")
+    # internal: a compile worker (see _check_in_subprocesses)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tasks", help=argparse.SUPPRESS)
+    parser.add_argument("--rows-out", help=argparse.SUPPRESS)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    if not _can_compile_here():
+        print("compile worker: kernels are not JITFunctions (TRITON_INTERPRET set?)", file=sys.stderr)
+        return 2
+    tasks = [(LaunchVariant.from_dict(v), int(a)) for v, a in json.loads(Path(args.tasks).read_text())]
+    rows = []
+    for v, arch in tasks:
+        rows.append(check_variant(v, arch))
+        # rewrite after every variant: a crash loses only the variant being compiled
+        tmp = Path(args.rows_out + ".tmp")
+        tmp.write_text(json.dumps(rows))
+        tmp.replace(args.rows_out)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """The compile-check subcommand: table, summary, optional JSON; 1 if anything fails."""
+    if getattr(args, "worker", False):
+        return _worker(args)
+    archs = parse_args_arch(args.arch)
+    if getattr(args, "variants", None):
+        variants = [LaunchVariant.from_dict(d) for d in json.loads(Path(args.variants).read_text())]
+        if args.kernel:
+            variants = [v for v in variants if v.kernel in args.kernel]
+    else:
+        variants = launch_variants(args.kernel)
+    unknown = [a for a in archs if a not in SMEM_LIMIT]
+    if unknown:
+        print(f"warning: no shared-memory limit known for sm_{unknown}; not checked", file=sys.stderr)
+    t0 = time.perf_counter()
+    rows = check(archs, variants, jobs=getattr(args, "jobs", None))
+    elapsed = time.perf_counter() - t0
+    print(format_table(rows))
+    print()
+    print(summary(rows))
+    fails = failures(rows)
+    if getattr(args, "json", None):
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    print(f"{len(rows)} compiles in {elapsed:.1f} s; {len(fails)} failing")
+    for line in fails:
+        print(f"FAIL {line}")
+    return 1 if fails else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fused_inception.compile_check", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
