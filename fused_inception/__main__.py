@@ -1,33 +1,25 @@
-"""``python -m fused_inception <command>``: demo (default), parity, bench, plan, compile-check.
+"""``python -m fused_inception <command>``: demo, parity, bench, plan, compile-check.
 
-The Triton interpreter must be chosen before triton is imported, and the commands want different
-things on a machine without CUDA: ``parity`` checks the kernels themselves, so it turns the
-interpreter on; ``bench`` times the PyTorch path and ``compile-check`` compiles real GPU code, so
-they need it off. Hence the command name is read first, the environment set, and only then is
-fused_inception imported.
+``python -m`` imports the package (and so triton) before this module runs, so the commands that
+care about the Triton interpreter handle it themselves: without CUDA, ``parity`` reruns itself in
+fresh processes with ``TRITON_INTERPRET=1`` (it checks the kernels), ``bench`` routes CPU tensors
+to the PyTorch path, and ``compile-check`` compiles in subprocesses with the interpreter off.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-# command -> (module, whether it wants the interpreter on a machine without CUDA)
+# command -> the module with its DESCRIPTION, add_arguments(parser) and run(args)
 COMMANDS = {
-    "demo": ("fused_inception.demo", False),
-    "parity": ("fused_inception.parity_report", True),
-    "bench": ("fused_inception.bench", False),
-    "plan": ("fused_inception.plan_report", False),
-    "compile-check": ("fused_inception.compile_check", False),
+    "demo": "fused_inception.demo",
+    "parity": "fused_inception.parity_report",
+    "bench": "fused_inception.bench",
+    "plan": "fused_inception.plan_report",
+    "compile-check": "fused_inception.compile_check",
 }
-
-
-def _cuda_available() -> bool:
-    import torch  # torch does not import triton
-
-    return torch.cuda.is_available()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,17 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     if command is None and argv and not argv[0].startswith("-"):
         print(f"unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    if command is not None and "triton" not in sys.modules and not _cuda_available():
-        if COMMANDS[command][1]:
-            os.environ["TRITON_INTERPRET"] = "1"
-        else:
-            os.environ.pop("TRITON_INTERPRET", None)
 
     parser = argparse.ArgumentParser(prog="python -m fused_inception",
                                      description="Fused Triton kernels for GoogLeNet's Inception blocks.")
     sub = parser.add_subparsers(dest="command", metavar="command")
     modules = {}
-    for name, (module_name, _) in COMMANDS.items():
+    for name, module_name in COMMANDS.items():
         if command is not None and name != command:
             sub.add_parser(name, help="(see its --help)")
             continue

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .params import InceptionParams
+from .params import CAT_ORDER, InceptionParams
 
 Tensor = torch.Tensor
 aten = torch.ops.aten
@@ -43,9 +43,10 @@ def inception_backward(
     k, k], grad_bias [C_out] float32)}) for the six units of fused_inception.folding.UNIT_NAMES.
     """
     relu = params.relu
-    conv = params.to_conv_weights()
-    widths = dict(zip(("branch1", "conv3", "conv5", "pool_proj"), params.branch_channels))
-    offsets = dict(zip(("branch1", "conv3", "conv5", "pool_proj"), params.branch_offsets))
+    # contiguous: permuted views of the kernel layout send convolution_backward to slow paths
+    conv = {name: (w.contiguous(), b) for name, (w, b) in params.to_conv_weights().items()}
+    widths = dict(zip(CAT_ORDER, params.branch_channels))
+    offsets = dict(zip(CAT_ORDER, params.branch_offsets))
     grad_out = grad_out.to(x.dtype)
 
     def branch_grad(name: str) -> Tensor:

@@ -19,10 +19,12 @@ UNIT_NAMES = ("branch1", "reduce3", "conv3", "reduce5", "conv5", "pool_proj")
 ConvUnit = tuple[nn.Conv2d, "nn.BatchNorm2d | None"]
 
 
-def fold_conv_unit(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_conv_unit(conv: nn.Conv2d, bn: nn.BatchNorm2d | None,
+                   compute_dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight [C_out, C_in, k, k], bias [C_out]) in float32 of conv followed by eval-mode ``bn``.
 
     Differentiable with respect to the modules' parameters; use torch.no_grad() for a cache.
+    ``compute_dtype``: the precision of the fold arithmetic.
     """
     if bn is None:
         bias = conv.bias.float() if conv.bias is not None else torch.zeros(
@@ -30,16 +32,19 @@ def fold_conv_unit(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Te
         return conv.weight.float(), bias
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
-    return fold_batch_norm(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+    return fold_batch_norm(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps,
+                           compute_dtype)
 
 
 def params_from_units(units: Mapping[str, ConvUnit], relu: bool, dtype: torch.dtype,
-                      cat_order: tuple[str, str, str, str] | None = None) -> InceptionParams:
-    """Fold the six conv units of a block into InceptionParams with weights in ``dtype``."""
+                      cat_order: tuple[str, str, str, str] | None = None,
+                      fold_dtype: torch.dtype = torch.float64) -> InceptionParams:
+    """Fold the six conv units of a block into InceptionParams with weights in ``dtype``
+    (the BN fold computed in ``fold_dtype``)."""
     missing = [name for name in UNIT_NAMES if name not in units]
     if missing:
         raise ValueError(f"missing conv units {missing}; expected {list(UNIT_NAMES)}")
-    folded = [fold_conv_unit(*units[name]) for name in UNIT_NAMES]
+    folded = [fold_conv_unit(*units[name], compute_dtype=fold_dtype) for name in UNIT_NAMES]
     return InceptionParams.from_conv_weights(*folded, relu=relu, dtype=dtype, cat_order=cat_order)
 
 

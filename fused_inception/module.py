@@ -78,7 +78,8 @@ class FusedInception(nn.Module):
         units = self._units()
         needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         if needs_graph:
-            return params_from_units(units, self.match.relu, dtype, self.match.cat_order)
+            # folded again every call, inside the graph: float32 keeps that cheap
+            return params_from_units(units, self.match.relu, dtype, self.match.cat_order, fold_dtype=torch.float32)
         key = self._state_key(dtype, device)
         if self._cache is None or self._cache[0] != key:
             with torch.no_grad():

@@ -32,22 +32,28 @@ def fold_batch_norm(
     running_mean: Tensor,
     running_var: Tensor,
     eps: float,
+    compute_dtype: torch.dtype = torch.float64,
 ) -> tuple[Tensor, Tensor]:
     """Fold an eval-mode BatchNorm2d into the conv before it.
 
     weight: [C_out, C_in, kh, kw]; bias: [C_out] or None; BN tensors: [C_out] (affine ones may be
     None for affine=False). Returns (w', b') with s = gamma / sqrt(var + eps), w' = w * s,
-    b' = (b - mean) * s + beta, computed in float64 and returned in float32. Differentiable with
-    respect to every input (call it under torch.no_grad() for weights that need no gradient).
+    b' = (b - mean) * s + beta, computed in ``compute_dtype`` and returned in float32.
+    Differentiable with respect to every input (call it under torch.no_grad() for weights that
+    need no gradient; float64 there costs nothing that matters, float32 keeps a per-step fold on
+    the autograd path cheap).
     """
-    w = weight.double()
+    def cast(t: Tensor) -> Tensor:
+        return t.to(compute_dtype)
+
+    w = cast(weight)
     c_out = w.shape[0]
-    b = bias.double() if bias is not None else torch.zeros(c_out, dtype=torch.float64, device=w.device)
-    gamma = bn_weight.double() if bn_weight is not None else torch.ones_like(b)
-    beta = bn_bias.double() if bn_bias is not None else torch.zeros_like(b)
-    scale = gamma / torch.sqrt(running_var.double() + eps)
+    b = cast(bias) if bias is not None else torch.zeros(c_out, dtype=compute_dtype, device=w.device)
+    gamma = cast(bn_weight) if bn_weight is not None else torch.ones_like(b)
+    beta = cast(bn_bias) if bn_bias is not None else torch.zeros_like(b)
+    scale = gamma / torch.sqrt(cast(running_var) + eps)
     w_folded = w * scale.view(-1, 1, 1, 1)
-    b_folded = (b - running_mean.double()) * scale + beta
+    b_folded = (b - cast(running_mean)) * scale + beta
     return w_folded.float(), b_folded.float()
 
 

@@ -51,14 +51,6 @@ class InceptionSpec:
         """Channels of the concatenated output: ch1x1 + ch3x3 + ch5x5 + pool_proj."""
         return self.ch1x1 + self.ch3x3 + self.ch5x5 + self.pool_proj
 
-    @property
-    def branch_offsets(self) -> tuple[int, int, int, int]:
-        """First output channel of each branch (1x1, 3x3, 5x5, pool) in the concatenated output."""
-        c1 = self.ch1x1
-        c3 = c1 + self.ch3x3
-        c5 = c3 + self.ch5x5
-        return (0, c1, c3, c5)
-
 
 # GoogLeNet's nine blocks (Szegedy et al. 2014, Table 1), as
 # (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj), with the spatial size at 224x224 input.

@@ -31,7 +31,7 @@ import inspect
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from .configs import DTYPES, INPUT_PRECISIONS, PointwiseConfig, ReduceConvConfig, config_name, launchable_configs
+from .configs import PointwiseConfig, ReduceConvConfig, config_name, launchable_configs
 
 _PTR_TYPE = {"float32": "*fp32", "float16": "*fp16", "bfloat16": "*bf16"}
 

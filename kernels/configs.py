@@ -14,7 +14,7 @@ by ``python -m fused_inception compile-check`` and run by the interpreter tests.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,6 @@ class PointwiseConfig:
     BLOCK_K: int
     num_warps: int = 4
     num_stages: int = 3
-
-    def meta(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -54,9 +51,6 @@ class ReduceConvConfig:
         pad = k // 2
         run = self.BLOCK_M + 2 * (pad * width + pad)
         return -(-run // self.BLOCK_HALO) * self.BLOCK_HALO
-
-    def meta(self) -> dict:
-        return asdict(self)
 
 
 # Every entry compiles for sm_80 and sm_90 with no spill (python -m fused_inception

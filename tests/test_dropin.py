@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import fused_inception as fi
 from block_factory import fused_params, random_block, random_input

@@ -1,0 +1,150 @@
+"""Smoke tests of ``python -m fused_inception bench`` and ``parity`` (CI): tiny sizes, the JSON and
+markdown they write, merging, the plot's missing-matplotlib error, and the exit codes.
+
+In this suite TRITON_INTERPRET=1 (tests/conftest.py), so an in-process ``parity`` runs the kernels
+in the interpreter on the CPU; ``bench`` keeps the interpreter off while it times (PyTorch path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fused_inception import bench, parity, parity_report
+
+CUDA = torch.cuda.is_available()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _args(module, argv):
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+TINY_BENCH = ["--size", "64", "--batch", "1", "--dtypes", "fp32", "--methods", "eager,eager-cl,fused,fused-cl",
+              "--warmup", "0", "--repeat", "1", "--rep-ms", "0", "--no-tf32", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory):
+    """One tiny bench run: block 3a and the whole network, inference and a BN-frozen training step."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    before = os.environ.get("TRITON_INTERPRET")
+    rc = bench.run(_args(bench, [*TINY_BENCH, "--scopes", "3a,net", "--modes", "infer,finetune", "--json", str(out)]))
+    assert rc == 0
+    assert os.environ.get("TRITON_INTERPRET") == before, "bench must restore TRITON_INTERPRET"
+    return out
+
+
+def test_bench_json(bench_json):
+    report = json.loads(bench_json.read_text())
+    assert report["schema"] == bench.SCHEMA
+    env = report["environment"]
+    for key in ("device", "device_name", "torch", "triton", "git_commit", "date", "command"):
+        assert key in env
+    assert env["torch"] == torch.__version__
+    if not CUDA:
+        assert report["label"] == bench.CPU_LABEL
+    cases = {(c["scope"], c["mode"]): c for c in report["cases"]}
+    assert set(cases) == {("3a", "infer"), ("net", "infer"), ("3a", "finetune"), ("net", "finetune")}
+    assert cases[("3a", "infer")]["input_shape"] == [1, *report["block_input_shapes"]["3a"]]
+    for case in report["cases"]:
+        res = case["results"]
+        assert {"eager", "eager-cl", "fused", "fused-cl"} <= set(res)
+        for name, r in res.items():
+            assert "error" not in r, f"{case['scope']} {case['mode']} {name}: {r.get('error')}"
+            assert len(r["times_ms"]) >= 1 and r["median_ms"] > 0 and r["img_per_s"] > 0
+            assert r["p20_ms"] <= r["median_ms"] <= r["p80_ms"]
+        assert case["speedup"]["fused"]["eager"] > 0
+        if case["mode"] == "infer":
+            # the fused model computes what eager computes (fp32, TF32 off: 1e-4 for a block, 1e-3 for
+            # the network, whose rounding errors grow with depth)
+            bound = bench.check_bound("fp32", case["scope"], tf32=False)
+            assert case["check_bound"] == bound <= 1e-3
+            for name in ("eager-cl", "fused", "fused-cl"):
+                assert res[name]["rel_err_vs_eager"] < bound, (case["scope"], name, res[name]["rel_err_vs_eager"])
+                assert res[name]["check"] == "ok"
+
+
+def test_bench_markdown_and_merge(bench_json, tmp_path):
+    merged_json, md = tmp_path / "merged.json", tmp_path / "report.md"
+    rc = bench.run(_args(bench, ["--merge", str(bench_json), str(bench_json), "--json", str(merged_json),
+                                 "--markdown", str(md)]))
+    assert rc == 0
+    merged = json.loads(merged_json.read_text())
+    assert len(merged["cases"]) == 4 and len(merged["merged_from"]) == 2
+    text = md.read_text()
+    assert text.startswith("# fused_inception benchmark")
+    for needle in ("## Median ms per call", "## Speedups", "Raw timings", "kernels/tuned/", "| fused |"):
+        assert needle in text, needle
+
+
+def test_bench_plot(bench_json, tmp_path, monkeypatch, capsys):
+    png = tmp_path / "plot.png"
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert bench.run(_args(bench, ["--merge", str(bench_json), "--plot", str(png)])) == 0
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    assert bench.run(_args(bench, ["--merge", str(bench_json), "--plot", str(png)])) == 2
+    assert "needs matplotlib" in capsys.readouterr().err
+
+
+def test_bench_bad_arguments():
+    assert bench.run(_args(bench, ["--scopes", "6z"])) == 2
+    assert bench.run(_args(bench, ["--methods", "warp-drive"])) == 2
+
+
+@pytest.mark.parametrize("variant", ["torchvision", "paper"])
+def test_parity_one_block(variant, tmp_path):
+    out = tmp_path / "parity.json"
+    rc = parity_report.run(_args(parity_report, ["--variants", variant, "--blocks", "3a", "--no-net",
+                                                 "--dtypes", "fp32", "--json", str(out)]))
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["schema"] == parity_report.SCHEMA
+    (row,) = report["rows"]
+    assert row["variant"] == variant and row["scope"] == "3a" and row["dtype"] == "fp32"
+    assert row["passed"] and row["all_finite"] and row["rel_error"] <= parity.TOLERANCES["float32"]
+    assert row["path"] == ("Triton kernels (CUDA)" if CUDA else "Triton interpreter (CPU)")
+
+
+def test_parity_failure_exit_code(monkeypatch, capsys):
+    # a tolerance of 0 cannot be met: the report must say FAIL and exit 1
+    monkeypatch.setitem(parity.TOLERANCES, "float32", 0.0)
+    rc = parity_report.run(_args(parity_report, ["--variants", "torchvision", "--blocks", "3a", "--no-net",
+                                                 "--dtypes", "fp32"]))
+    assert rc == 1
+    assert "FAIL torchvision 3a fp32" in capsys.readouterr().out
+
+
+def _cli(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("TRITON_INTERPRET", None)  # as a user runs it: the commands choose the path themselves
+    return subprocess.run([sys.executable, "-m", "fused_inception", *argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_parity_subprocess():
+    proc = _cli("parity", "--variants", "paper", "--blocks", "4a", "--no-net", "--dtypes", "fp32")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed, 0 failed" in proc.stdout
+    assert ("Triton kernels (CUDA)" if CUDA else "Triton interpreter (CPU)") in proc.stdout
+
+
+def test_cli_bench_subprocess():
+    proc = _cli("bench", *TINY_BENCH, "--scopes", "5b", "--modes", "infer", "--methods", "eager,fused")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Speedup of each fused method" in proc.stdout
+    if not CUDA:
+        assert bench.CPU_LABEL in proc.stdout
