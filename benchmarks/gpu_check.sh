@@ -29,8 +29,8 @@
 # For a dry run of this script's logic on a machine without a GPU: GPU_CHECK_ALLOW_CPU=1 (tiny sizes;
 # nothing it prints is a GPU figure).
 #
-# Tuned kernel configs are data, one JSON per GPU under kernels/tuned/ (<gpu-slug>.json); this script
-# does not tune or write any, and the report says whether one existed for this GPU.
+# The kernels launch the configs of kernels/configs.py (no per-GPU tuning exists yet); the report
+# lists them.
 
 set -u
 cd "$(dirname "$0")/.."

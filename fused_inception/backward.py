@@ -20,7 +20,7 @@ Tensor = torch.Tensor
 aten = torch.ops.aten
 
 
-def _conv_grads(grad: Tensor, inp: Tensor, weight: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+def conv_grads(grad: Tensor, inp: Tensor, weight: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """(grad_input, (grad_weight, grad_bias float32)) of conv2d(inp, weight, bias), stride 1, same padding."""
     pad = weight.shape[-1] // 2
     gi, gw, gb = aten.convolution_backward(
@@ -29,7 +29,7 @@ def _conv_grads(grad: Tensor, inp: Tensor, weight: Tensor) -> tuple[Tensor, tupl
     return gi, (gw, gb.float())
 
 
-def _masked(grad: Tensor, activation: Tensor, relu: bool) -> Tensor:
+def relu_masked(grad: Tensor, activation: Tensor, relu: bool) -> Tensor:
     return grad * (activation > 0) if relu else grad
 
 
@@ -52,13 +52,13 @@ def inception_backward(
     def branch_grad(name: str) -> Tensor:
         lo = offsets[name]
         g = grad_out[:, lo:lo + widths[name]]
-        return _masked(g, out[:, lo:lo + widths[name]], relu)
+        return relu_masked(g, out[:, lo:lo + widths[name]], relu)
 
     grads: dict[str, tuple[Tensor, Tensor]] = {}
-    gx, grads["branch1"] = _conv_grads(branch_grad("branch1"), x, conv["branch1"][0])
+    gx, grads["branch1"] = conv_grads(branch_grad("branch1"), x, conv["branch1"][0])
 
     pooled, indices = aten.max_pool2d_with_indices(x, [3, 3], [1, 1], [1, 1])
-    g_pooled, grads["pool_proj"] = _conv_grads(branch_grad("pool_proj"), pooled, conv["pool_proj"][0])
+    g_pooled, grads["pool_proj"] = conv_grads(branch_grad("pool_proj"), pooled, conv["pool_proj"][0])
     gx = gx + aten.max_pool2d_with_indices_backward(g_pooled, x, [3, 3], [1, 1], [1, 1], [1, 1], False, indices)
 
     for reduce, kxk in (("reduce3", "conv3"), ("reduce5", "conv5")):
@@ -67,8 +67,8 @@ def inception_backward(
         reduced = aten.convolution(x, w_red, b_red.to(x.dtype), [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
         if relu:
             reduced = torch.relu(reduced)
-        g_reduced, grads[kxk] = _conv_grads(branch_grad(kxk), reduced, conv[kxk][0])
-        g_x_red, grads[reduce] = _conv_grads(_masked(g_reduced, reduced, relu), x, w_red)
+        g_reduced, grads[kxk] = conv_grads(branch_grad(kxk), reduced, conv[kxk][0])
+        g_x_red, grads[reduce] = conv_grads(relu_masked(g_reduced, reduced, relu), x, w_red)
         gx = gx + g_x_red
     return gx, grads
 

@@ -11,10 +11,13 @@ Modes:
   per (dtype, device) and re-folded when any parameter or buffer changes (tensor ``_version``,
   storage and device), so they are never stale after an optimizer step or load_state_dict. With
   autograd, they are folded inside the graph so gradients reach the conv and BN parameters.
-* training with BatchNorm: batch statistics need every conv's whole output before it can be
-  normalised, which splits the fusion apart at each BN. The block then runs its original modules
-  (cuDNN convs, nn.BatchNorm2d updating running_mean, running_var and num_batches_tracked exactly
-  as usual).
+* training with BatchNorm after every conv (torchvision's layout): batch statistics need every
+  conv's whole output before it can be normalised, which splits the fusion apart at each BN. The
+  block runs as the ``fused_inception::inception_block_bn_train`` op (fused_inception.bn_train):
+  the unfused sequence on cuDNN, updating running_mean, running_var and num_batches_tracked
+  exactly as nn.BatchNorm2d, but saving only the input, the output and the batch statistics, and
+  recomputing the rest in backward.
+* training with BatchNorm on some convs only: the block's original modules.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .bn_train import inception_block_bn_train
 from .folding import UNIT_NAMES, params_from_units
 from .library import inception_block, op_arguments
 from .matching import InceptionMatch, match_inception
-from .params import InceptionParams
+from .ops import check_input_shape
+from .params import CAT_ORDER, InceptionParams
 
 Tensor = torch.Tensor
 
@@ -45,6 +50,7 @@ class FusedInception(nn.Module):
         object.__setattr__(self, "_block", block)
         self.match = match
         self._cache: tuple[tuple, InceptionParams] | None = None
+        self.train(block.training)  # a new Module starts in training mode; keep the block's
 
     @classmethod
     def from_module(cls, block: nn.Module, match: InceptionMatch | None = None) -> "FusedInception":
@@ -66,9 +72,6 @@ class FusedInception(nn.Module):
             units[name] = (self.get_submodule(ref.conv), self.get_submodule(ref.bn) if ref.bn else None)
         return units
 
-    def _has_batch_norm(self) -> bool:
-        return any(ref.bn is not None for ref in self.match.units.values())
-
     def _state_key(self, dtype: torch.dtype, device: torch.device) -> tuple:
         tensors = [t for _, t in self._block.named_parameters()] + [t for _, t in self._block.named_buffers()]
         return (dtype, device) + tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
@@ -88,13 +91,42 @@ class FusedInception(nn.Module):
         return self._cache[1]
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training and self._has_batch_norm():
-            return self._block(x)
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
+        check_input_shape(x, self.get_submodule(self.match.units["branch1"].conv).in_channels)
+        bns = [ref.bn is not None for ref in self.match.units.values()]
+        if self.training and any(bns):
+            return self._forward_bn_train(x) if all(bns) else self._block(x)
         dtype = x.dtype
         if torch.is_autocast_enabled(x.device.type):
             dtype = torch.get_autocast_dtype(x.device.type)
             x = x.to(dtype)
         params = self.folded_params(dtype, x.device)
         return inception_block(x, *op_arguments(params))
+
+    def _forward_bn_train(self, x: Tensor) -> Tensor:
+        """Training with batch statistics (see the module docstring)."""
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        x = x.to(dtype)
+        units = self._units()
+        convs = [units[name][0] for name in UNIT_NAMES]
+        bns = [units[name][1] for name in UNIT_NAMES]
+        momentums = []
+        for bn in bns:
+            bn.num_batches_tracked.add_(1)
+            momentums.append(1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum)
+        out, _, _, new_means, new_vars = inception_block_bn_train(
+            x,
+            [c.weight.to(dtype) for c in convs],
+            [c.bias.to(dtype) if c.bias is not None else x.new_zeros(c.out_channels) for c in convs],
+            [bn.weight if bn.weight is not None else x.new_ones(bn.num_features, dtype=torch.float32) for bn in bns],
+            [bn.bias if bn.bias is not None else x.new_zeros(bn.num_features, dtype=torch.float32) for bn in bns],
+            [bn.running_mean for bn in bns], [bn.running_var for bn in bns],
+            momentums, [bn.eps for bn in bns], self.match.relu,
+            [CAT_ORDER.index(name) for name in self.match.cat_order],
+        )
+        with torch.no_grad():
+            sizes = [bn.num_features for bn in bns]
+            for bn, mean, var in zip(bns, new_means.split(sizes), new_vars.split(sizes)):
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+        return out
+

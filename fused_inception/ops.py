@@ -48,19 +48,24 @@ def dot_precision(x: Tensor) -> str:
     return "ieee"
 
 
-def check_inputs(x: Tensor, params: InceptionParams, out: Tensor | None, out_channel_offset: int) -> None:
-    """Raise TypeError/ValueError naming expected and actual for input the block cannot take."""
+def check_input_shape(x: Tensor, in_channels: int) -> None:
+    """TypeError/ValueError unless ``x`` is a 4-D tensor with ``in_channels`` channels."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
         raise ValueError(f"expected a 4-D input [N, C, H, W], got {x.dim()}-D with shape {tuple(x.shape)}")
+    if x.shape[1] != in_channels:
+        raise ValueError(f"expected {in_channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
+
+
+def check_inputs(x: Tensor, params: InceptionParams, out: Tensor | None, out_channel_offset: int) -> None:
+    """Raise TypeError/ValueError naming expected and actual for input the block cannot take."""
+    check_input_shape(x, params.in_channels)
     if x.dtype not in (KERNEL_DTYPES if uses_triton(x) else TORCH_PATH_DTYPES):
         extra = "" if uses_triton(x) else " (or float64 on the PyTorch path)"
         raise TypeError(f"expected input dtype float32, float16 or bfloat16{extra}, got {x.dtype}")
     if x.dtype != params.dtype:
         raise TypeError(f"input dtype {x.dtype} does not match the weights' dtype {params.dtype}")
-    if x.shape[1] != params.in_channels:
-        raise ValueError(f"expected {params.in_channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
     if x.device != params.device:
         raise ValueError(f"input is on {x.device} but the weights are on {params.device}")
     if x.shape[0] * x.shape[2] * x.shape[3] >= 2**31:

@@ -19,7 +19,7 @@ What is compared
   GoogLeNet's ~60 layers any implementation's rounding error grows with depth (measured, CPU,
   64x64: the unfused network's own logits are off by 1.3e-5 in fp32 and 2.3e-2 in fp16, growing
   about 1.4x per block). So a whole-network row passes when its output is finite and its relative
-  error is within the larger of the dtype's tolerance and NET_EAGER_FACTOR (2) times the error of
+  error is within the larger of the dtype's tolerance and BASELINE_FACTOR (2) times the error of
   the unfused network in the same dtype on the same device: swapping in the fused blocks may not
   add more error than PyTorch's own network has. A wrong branch order, stale folded weights or a
   layout bug give errors of order 1, far outside either bound. The fused block allocates its output inside
@@ -59,7 +59,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .parity import TOLERANCES, compare
+from .parity import BASELINE_FACTOR, TOLERANCES, compare, compare_with_baseline
 from .spec import GOOGLENET_BLOCKS, googlenet_spec
 
 DESCRIPTION = (
@@ -83,9 +83,6 @@ CPU_DTYPES = ("fp32", "fp16")
 GPU_SIZES = (None, 8, 224, 4)
 CPU_SIZES = (7, 1, 64, 1)
 CALIBRATION_BATCH = 4
-# whole network: the fused network may be off by at most this many times the unfused network's own
-# error in the same dtype (or the dtype's tolerance, if larger); see the module docstring
-NET_EAGER_FACTOR = 2.0
 SCHEMA = "fused_inception.parity/1"
 
 
@@ -201,7 +198,7 @@ def check_one(reference: nn.Module, fused_cpu: nn.Module, x64: torch.Tensor, dty
     ``device`` and compare with ``reference`` (float64, CPU) on ``x64`` rounded to that dtype.
 
     A block passes within the dtype's tolerance; the whole network within the larger of that and
-    NET_EAGER_FACTOR x the unfused network's own error in the same dtype (see the module docstring).
+    BASELINE_FACTOR x the unfused network's own error in the same dtype (see the module docstring).
     """
     dtype, tol_key, tf32 = DTYPE_KEYS[dtype_key]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -229,14 +226,13 @@ def check_one(reference: nn.Module, fused_cpu: nn.Module, x64: torch.Tensor, dty
         if device == "cuda":
             torch.cuda.synchronize()
         fused_s = time.perf_counter() - t0
-    result = compare(out, ref, tol_key)
     eager_result = compare(eager_out, ref, tol_key)
-    tolerance, criterion = result.tolerance, f"rel <= {result.tolerance:.0e} ({tol_key})"
+    result = compare_with_baseline(out, ref, eager_out, tol_key) if whole_network else compare(out, ref, tol_key)
+    tolerance, criterion = result.tolerance, f"rel <= {TOLERANCES[tol_key]:.0e} ({tol_key})"
     if whole_network:
-        tolerance = max(result.tolerance, NET_EAGER_FACTOR * eager_result.rel_error)
-        criterion = (f"rel <= max({result.tolerance:.0e} ({tol_key}), {NET_EAGER_FACTOR:g} x eager rel "
+        criterion = (f"rel <= max({TOLERANCES[tol_key]:.0e} ({tol_key}), {BASELINE_FACTOR:g} x eager rel "
                      f"{eager_result.rel_error:.2e})")
-    passed = result.all_finite and result.rel_error <= tolerance
+    passed = result.passed
     return {
         "rel_error": result.rel_error,
         "max_abs_error": result.max_abs_error,
@@ -537,7 +533,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_table(rows))
     print(f"tol: a block's is its dtype's ({', '.join(f'{k} {v:.0e}' for k, v in TOLERANCES.items())}); the "
-          f"whole network's is the larger of that and {NET_EAGER_FACTOR:g} x eager rel (the unfused network's "
+          f"whole network's is the larger of that and {BASELINE_FACTOR:g} x eager rel (the unfused network's "
           "own error in that dtype)")
     failed = [r for r in rows if r["passed"] is False]
     skipped = [r for r in rows if r.get("skipped")]
@@ -550,7 +546,7 @@ def run(args: argparse.Namespace) -> int:
               f"needs {r['criterion']}" + ("" if r["all_finite"] else "; non-finite output"))
     report = {"schema": SCHEMA, "environment": environment(device), "path": path,
               "settings": {**settings, "seed": args.seed}, "tolerances": dict(TOLERANCES),
-              "net_eager_factor": NET_EAGER_FACTOR, "seconds": round(elapsed, 1), "rows": rows,
+              "net_eager_factor": BASELINE_FACTOR, "seconds": round(elapsed, 1), "rows": rows,
               "summary": {"rows": len(rows), "failed": len(failed), "skipped": len(skipped)}}
     if getattr(args, "json", None):
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,8 @@ def test_bench_markdown_and_merge(bench_json, tmp_path):
     assert len(merged["cases"]) == 4 and len(merged["merged_from"]) == 2
     text = md.read_text()
     assert text.startswith("# fused_inception benchmark")
-    for needle in ("## Median ms per call", "## Speedups", "Raw timings", "kernels/tuned/", "| fused |"):
+    for needle in ("## Median ms per call", "## Speedups", "Raw timings", "**Kernel configs**",
+                   "| reduce_conv | float32 | ieee | fma |", "| fused |"):
         assert needle in text, needle
 
 

@@ -1,0 +1,191 @@
+"""The bench report (``bench_run``'s dict) as text and as markdown: aligned and markdown tables of
+medians, percentiles, img/s, peak memory and speedups, the environment, the kernel configs the
+fused blocks launch, and the raw timings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Sequence
+
+from .bench_cases import DTYPES, METHODS, MODES, SCOPES
+
+RAW_IN_MARKDOWN = 40  # raw timings listed per measurement in the markdown (the JSON has them all)
+# bench dtype -> the kernels' dtype name (kernels/configs.py)
+KERNEL_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def _ms(x: float) -> str:
+    return f"{x:.3f}" if x < 100 else f"{x:.1f}"
+
+
+def _cell_time(res: dict) -> str:
+    if "median_ms" in res:
+        return _ms(res["median_ms"])
+    if "error" in res:
+        return "error"
+    return "skipped"
+
+
+def sorted_cases(report: dict) -> list[dict]:
+    return sorted(report["cases"], key=lambda c: (MODES.index(c["mode"]), list(DTYPES).index(c["dtype"]),
+                                                  SCOPES.index(c["scope"]) if c["scope"] in SCOPES else 99,
+                                                  c["batch"]))
+
+
+def methods_in(report: dict) -> list[str]:
+    seen = {m for c in report["cases"] for m in c["results"]}
+    return [m for m in METHODS if m in seen]
+
+
+def long_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per case and method: median, p20-p80, img/s, peak MB, time / best fused time."""
+    header = ["scope", "mode", "dtype", "batch", "method", "median ms", "p20-p80 ms", "img/s", "peak MB",
+              "t/t(best fused)", "check"]
+    rows = []
+    for c in sorted_cases(report):
+        fused_times = [r["median_ms"] for m, r in c["results"].items() if METHODS[m].fused and "median_ms" in r]
+        best = min(fused_times) if fused_times else None
+        for m in [m for m in METHODS if m in c["results"]]:
+            r = c["results"][m]
+            if "median_ms" in r:
+                mem = r.get("peak_mem_mb")
+                rows.append([c["scope"], c["mode"], c["dtype"], str(c["batch"]), m, _ms(r["median_ms"]),
+                             f"{_ms(r['p20_ms'])}-{_ms(r['p80_ms'])}", f"{r['img_per_s']:.1f}",
+                             "n/a" if mem is None else f"{mem:.1f}",
+                             f"{r['median_ms'] / best:.2f}" if best else "-", r.get("check", "")])
+            else:
+                why = r.get("error") or r.get("skipped") or "?"
+                rows.append([c["scope"], c["mode"], c["dtype"], str(c["batch"]), m, "-", "-", "-", "-", "-",
+                             ("error: " if "error" in r else "skipped: ") + why[:60]])
+    return header, rows
+
+
+def speedup_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per case and fused method: baseline median / fused median for each baseline."""
+    baselines = [m for m in methods_in(report) if not METHODS[m].fused]
+    header = ["scope", "mode", "dtype", "batch", "fused method", *(f"vs {b}" for b in baselines)]
+    rows = []
+    for c in sorted_cases(report):
+        for f, ratios in c.get("speedup", {}).items():
+            rows.append([c["scope"], c["mode"], c["dtype"], str(c["batch"]), f,
+                         *(f"{ratios[b]:.2f}x" if b in ratios else "-" for b in baselines)])
+    return header, rows
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int) -> str:
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+
+    def line(r):
+        return "  ".join(f"{str(x):<{w}}" if i < left else f"{str(x):>{w}}"
+                         for i, (x, w) in enumerate(zip(r, widths))).rstrip()
+
+    return "\n".join([line(header), "-" * len(line(header)), *(line(r) for r in rows)])
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def format_text(report: dict) -> str:
+    env = report["environment"]
+    lines = [f"bench: {env['device_name']} ({env['device']}), torch {env['torch']}, triton {env['triton']}, "
+             f"commit {env['git_commit']}", f"== {report['label']} =="]
+    lines += [f"note: {n}" for n in report.get("notes", [])]
+    lines += ["", text_table(*long_rows(report), left=5)]
+    header, rows = speedup_rows(report)
+    if rows:
+        lines += ["", "Speedup of each fused method (baseline median / fused median; > 1: fused is faster)",
+                  text_table(header, rows, left=5)]
+    return "\n".join(lines)
+
+
+def format_markdown(report: dict, parity: dict | None = None) -> str:
+    """The report as markdown: environment, notes, a compact medians table per mode and dtype, the
+    speedups, the full table, and the raw timings in a collapsed section."""
+    env = report["environment"]
+    s = report["settings"]
+    title = env["device_name"] if env["device"] == "cuda" else f"CPU ({env['device_name']})"
+    lines = [f"# fused_inception benchmark: {title}", ""]
+    gpu = env["device"] == "cuda"
+    rotation = (f"inputs rotated (enough to cycle through {s.get('rotate_mb'):g} MB)" if s.get("rotate_mb")
+                else "2 inputs alternated")
+    facts = [("device", env["device_name"]), ("driver", env.get("driver")),
+             ("CUDA", env.get("cuda") if gpu else None), ("cuDNN", env.get("cudnn") if gpu else None),
+             ("torch", env["torch"]), ("triton", env["triton"]),
+             ("git commit", env["git_commit"]), ("date", env["date"]), ("command", f"`{env['command']}`"),
+             ("variant", s.get("variant")), ("image size", s.get("size")),
+             ("timing", f"warm-up {s.get('warmup')} calls, >= {s.get('repeat')} calls and >= {s.get('rep_ms')} ms "
+                        f"measured per method; {rotation}"),
+             ("threads", s.get("threads") if not gpu else None),
+             ("total bench time", f"{report.get('seconds')} s"),
+             ("runs merged", len(report["merged_from"]) if report.get("merged_from") else None)]
+    lines += [f"- **{k}**: {v}" for k, v in facts if v is not None]
+    lines += ["", f"**{report['label']}**", ""]
+    lines += [f"- {n}" for n in report.get("notes", [])]
+    lines += ["", kernel_configs_note(report), ""]
+    methods = methods_in(report)
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for c in sorted_cases(report):
+        groups.setdefault((c["mode"], c["dtype"]), []).append(c)
+    lines += ["## Median ms per call (lower is better)", ""]
+    for (mode, dtype), cases in groups.items():
+        lines += [f"### {mode}, {dtype}", ""]
+        header = ["scope", "batch", *methods, "best fused vs best baseline"]
+        rows = []
+        for c in cases:
+            res = c["results"]
+            cells = [_cell_time(res[m]) if m in res else "" for m in methods]
+            fused = [(r["median_ms"], m) for m, r in res.items() if METHODS[m].fused and "median_ms" in r]
+            base = [(r["median_ms"], m) for m, r in res.items() if not METHODS[m].fused and "median_ms" in r]
+            best = (f"{min(base)[0] / min(fused)[0]:.2f}x ({min(fused)[1]} vs {min(base)[1]})"
+                    if fused and base else "-")
+            rows.append([c["scope"], str(c["batch"]), *cells, best])
+        lines += [md_table(header, rows), ""]
+    header, rows = speedup_rows(report)
+    if rows:
+        lines += ["## Speedups (baseline median / fused median; > 1: fused is faster)", "",
+                  md_table(header, rows), ""]
+    lines += ["## All measurements", "", md_table(*long_rows(report)), ""]
+    if parity is not None:
+        from .parity_report import format_markdown as parity_md
+
+        lines += ["## Parity", "", parity_md(parity), ""]
+    lines += ["<details><summary>Raw timings (ms per call)</summary>", ""]
+    for c in sorted_cases(report):
+        for m, r in c["results"].items():
+            if "times_ms" in r:
+                t = r["times_ms"]
+                more = f" ... ({len(t)} in all: see the JSON)" if len(t) > RAW_IN_MARKDOWN else ""
+                lines.append(f"- {c['scope']} {c['mode']} {c['dtype']} b{c['batch']} {m}: "
+                             + ", ".join(f"{x:.4g}" for x in t[:RAW_IN_MARKDOWN]) + more)
+    lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def kernel_configs_note(report: dict) -> str:
+    """Markdown: every kernel config the fused blocks launch (kernel, dtype, dot precision -> config
+    name and fields, from ``kernels.configs.launchable_configs``); on a GPU, those this report's runs
+    launched are marked (fused methods run, their dtypes, fp32 dots in TF32 when --tf32)."""
+    from .kernels.configs import config_name, launchable_configs
+
+    gpu = report["environment"]["device"] == "cuda"
+    launched: set[tuple[str, str]] = set()
+    for settings in report.get("settings_all") or [report.get("settings")]:
+        if not settings or not any(METHODS[m].fused for m in settings.get("methods", ())):
+            continue
+        for d in settings.get("dtypes", ()):
+            launched.add((KERNEL_DTYPES[d], "tf32" if d == "fp32" and settings.get("tf32") else "ieee"))
+    header = ["kernel", "dtype", "dot precision", "config", "fields"]
+    rows = []
+    for kernel, dtype, precision, cfg in launchable_configs():
+        fields = ", ".join(f"{k}={v}" for k, v in asdict(cfg).items())
+        row = [kernel, dtype, precision, config_name(cfg), fields]
+        rows.append(row + ["yes" if (dtype, precision) in launched else ""] if gpu else row)
+    where = ("'launched' marks the ones this report's fused methods use (their dtypes; fp32 dots in TF32 "
+             "when TF32 is on)." if gpu else
+             "On the CPU the fused blocks take the PyTorch fallback path: none of them ran here.")
+    intro = ("**Kernel configs**: the fused blocks launch one config per kernel, dtype and dot precision, "
+             f"the same on every GPU (kernels/configs.py; no per-GPU tuning). {where}")
+    return intro + "\n\n" + md_table(header + ["launched"] if gpu else header, rows)

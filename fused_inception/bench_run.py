@@ -1,0 +1,241 @@
+"""The run of ``python -m fused_inception bench``: every case of the resolved settings in order,
+each method measured (``bench_timing.measure``), the report dict built (environment, settings,
+notes, results, speedups) and rewritten as JSON after every case; and several reports merged."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from .bench_cases import METHODS, SCOPES, Case, CaseSetup, block_input_shapes
+from .bench_env import environment
+from .bench_timing import measure, warn_check
+
+SCHEMA = "fused_inception.bench/1"
+CPU_LABEL = "CPU, PyTorch fallback path: not a kernel performance figure"
+
+
+class _Progress:
+    """tqdm when installed, else one printed line per step."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.n, self.enabled = total, 0, enabled
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="meas", dynamic_ncols=True, file=sys.stderr)
+            except ImportError:
+                pass
+
+    def step(self, text: str) -> None:
+        self.n += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(1)
+        else:
+            print(f"[{self.n}/{self.total}] {text}", file=sys.stderr, flush=True)
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def pytorch_fallback_on_cpu() -> Iterator[bool]:
+    """Keep the fused blocks on their PyTorch path for CPU tensors (``ops.uses_triton`` reads
+    TRITON_INTERPRET at call time); yields whether the interpreter had been on."""
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "0"
+    try:
+        yield old == "1"
+    finally:
+        if old is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = old
+
+
+def _order(settings: dict) -> list[Case]:
+    # net first, then blocks: a run cut short by --max-seconds keeps the headline numbers
+    scopes = sorted(settings["scopes"], key=lambda s: (s != "net", SCOPES.index(s)))
+    return [Case(s, m, d, b) for m in settings["modes"] for d in settings["dtypes"] for b in settings["batches"]
+            for s in scopes]
+
+
+def run_bench(settings: dict, progress_enabled: bool = True, json_path: str | None = None,
+              log: Callable[[str], None] | None = None) -> dict:
+    """Run every case of ``settings`` (see ``bench.resolve_settings``); returns the report dict. With
+    ``json_path`` the report is rewritten there after every case (a run cut short keeps its data)."""
+
+    device = settings["device"]
+    cuda = device == "cuda"
+    saved = (torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+             torch.backends.cuda.matmul.allow_tf32)
+    try:
+        if cuda:
+            torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
+            torch.backends.cudnn.allow_tf32 = settings["tf32"]
+            torch.backends.cuda.matmul.allow_tf32 = settings["tf32"]
+        if settings.get("threads"):
+            torch.set_num_threads(settings["threads"])
+        return _run_cases(settings, progress_enabled, json_path, log)
+    finally:
+        torch.set_num_threads(saved[0])
+        (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+         torch.backends.cuda.matmul.allow_tf32) = saved[1:]
+
+
+def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
+               log: Callable[[str], None] | None) -> dict:
+    from .parity_report import random_googlenet
+
+    device = settings["device"]
+    cuda = device == "cuda"
+    gen = torch.Generator().manual_seed(settings["seed"])
+    base = random_googlenet(settings["variant"], gen, settings["size"], aux_logits=True, dtype=torch.float32)
+    shapes = block_input_shapes(base, settings["size"])
+    num_classes = base.fc.out_features
+    cases = _order(settings)
+    report = {
+        "schema": SCHEMA,
+        "environment": environment(device),
+        "settings": {k: v for k, v in settings.items() if k != "notes"},
+        "label": CPU_LABEL if not cuda else "GPU: Triton kernels",
+        "notes": list(settings["notes"]) + _standard_notes(settings),
+        "block_input_shapes": {k: list(v) for k, v in shapes.items()},
+        "cases": [],
+    }
+    progress = _Progress(len(cases) * len(settings["methods"]), progress_enabled)
+    say = log or progress.write
+    t_start = time.perf_counter()
+    budget = settings.get("max_seconds")
+    try:
+        for case in cases:
+            in_shape = (3, settings["size"], settings["size"]) if case.scope == "net" else shapes[case.scope]
+            module = base if case.scope == "net" else base.get_submodule(f"inception{case.scope}")
+            setup = CaseSetup(case, module, in_shape, device, settings["rotate_mb"], gen, num_classes)
+            entry = {"scope": case.scope, "mode": case.mode, "dtype": case.dtype, "batch": case.batch,
+                     "input_shape": [case.batch, *in_shape], "n_inputs": len(setup.inputs[False]),
+                     "results": {}}
+            reference_out = None
+            # eager first: its output is the reference of the inference check
+            ordered = sorted(settings["methods"], key=lambda m: m != "eager")
+            for name in ordered:
+                if budget is not None and time.perf_counter() - t_start > budget:
+                    entry["results"][name] = {"skipped": f"time budget of {budget:.0f} s spent"}
+                    progress.step(f"{case.key} {name}: skipped")
+                    continue
+                try:
+                    res = measure(setup, name, settings, reference_out)
+                except Exception as err:  # a method that cannot run is a result, not the end of the run
+                    res = {"error": f"{type(err).__name__}: {err}"[:2000]}
+                    say(f"warning: {case.key} {name}: {res['error'][:300]}")
+                    if cuda:
+                        torch.cuda.empty_cache()
+                if name == "eager" and "output" in res:
+                    reference_out = res.pop("output")
+                res.pop("output", None)
+                entry["results"][name] = res
+                progress.step(f"{case.key} {name}: " + (f"{res['median_ms']:.3f} ms" if "median_ms" in res
+                                                          else "no timing"))
+            entry["speedup"] = speedups(entry["results"])
+            warn_check(entry, say, tf32=cuda and settings["tf32"])
+            report["cases"].append(entry)
+            del setup
+            if cuda:
+                torch.cuda.empty_cache()
+            report["seconds"] = round(time.perf_counter() - t_start, 1)
+            if json_path:
+                write_json(report, json_path)
+    finally:
+        progress.close()
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    return report
+
+
+def _standard_notes(settings: dict) -> list[str]:
+    notes = []
+    if settings["device"] == "cpu":
+        notes.append(CPU_LABEL + f"; timed with time.perf_counter on {settings.get('threads') or 'all'} "
+                     "thread(s); peak memory n/a (PyTorch keeps no CPU allocator statistics)")
+    else:
+        notes.append("CUDA events around each call; peak memory = torch.cuda.max_memory_allocated during "
+                     "one call beyond what was allocated before it (CUDA-graph methods: during capture)")
+        notes.append(f"fp32 runs with TF32 {'on' if settings['tf32'] else 'off'} for cuDNN, cuBLAS and "
+                     "the fused kernels (torch.backends.cudnn.allow_tf32)")
+    if "train" in settings["modes"]:
+        notes.append("train: BatchNorm in training mode; FusedInception then runs the unfused sequence "
+                     "(batch statistics) saving only input, output and statistics, and recomputes in backward. "
+                     "finetune (BN frozen) runs the fused kernels forward and backward")
+    if any(METHODS[m].wrap == "cudagraph" for m in settings["methods"]):
+        notes.append("CUDA-graph methods copy each input (and target) into the graph's static input "
+                     "before the replay; the copy is timed")
+    notes.append("half precision = the model converted to that dtype (no autocast, no master weights)")
+    return notes
+
+
+def write_json(report: dict, path: str) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(p)
+
+
+def speedups(results: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """{fused method: {baseline method: baseline median / fused median}} over the timed methods."""
+    timed = {m: r["median_ms"] for m, r in results.items() if "median_ms" in r}
+    out: dict[str, dict[str, float]] = {}
+    for f, tf in timed.items():
+        if not METHODS[f].fused:
+            continue
+        out[f] = {b: round(tb / tf, 4) for b, tb in timed.items() if not METHODS[b].fused}
+    return out
+
+
+def merge_reports(reports: Sequence[dict]) -> dict:
+    """One report from several (e.g. gpu_check.sh's passes): cases with the same scope, mode, dtype
+    and batch get the union of their methods' results (a later timing of a method replaces an
+    earlier error or skip); speedups are recomputed."""
+    if not reports:
+        raise ValueError("nothing to merge")
+    merged = copy.deepcopy(reports[0])
+    merged["merged_from"] = [r.get("environment", {}).get("command") for r in reports]
+    merged["notes"] = list(dict.fromkeys(n for r in reports for n in r.get("notes", [])
+                                         if not n.startswith("no fused method or no baseline")))
+    merged["settings_all"] = [r.get("settings") for r in reports]
+    index = {(c["scope"], c["mode"], c["dtype"], c["batch"]): c for c in merged["cases"]}
+    for r in reports[1:]:
+        for c in r["cases"]:
+            key = (c["scope"], c["mode"], c["dtype"], c["batch"])
+            if key not in index:
+                index[key] = copy.deepcopy(c)
+                merged["cases"].append(index[key])
+                continue
+            target = index[key]["results"]
+            for name, res in c["results"].items():
+                if name not in target or "median_ms" not in target[name] or "median_ms" in res:
+                    target[name] = res
+    for c in merged["cases"]:
+        c["speedup"] = speedups(c["results"])
+    merged["seconds"] = round(sum(r.get("seconds", 0) for r in reports), 1)
+    return merged
+

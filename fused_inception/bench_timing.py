@@ -1,0 +1,141 @@
+"""How ``python -m fused_inception bench`` times one method on one case (``measure``): CUDA events
+around each call on a GPU, ``time.perf_counter`` on the CPU, after warm-up, each call on the next
+preallocated input; the median and percentiles, peak memory of one call, and the inference
+output's sanity check against eager's (``check_bound``)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Sequence
+
+import torch
+
+from .bench_cases import CaseSetup, prepare_call
+
+MAX_REPEAT = 1000  # timed calls per method at most
+
+
+def _stats(times_ms: Sequence[float]) -> dict:
+    t = sorted(times_ms)
+
+    def q(p: float) -> float:
+        # linear interpolation between closest ranks
+        if len(t) == 1:
+            return t[0]
+        pos = p * (len(t) - 1)
+        lo = int(math.floor(pos))
+        hi = min(lo + 1, len(t) - 1)
+        return t[lo] + (t[hi] - t[lo]) * (pos - lo)
+
+    return {"median_ms": q(0.5), "p20_ms": q(0.2), "p80_ms": q(0.8), "min_ms": t[0], "max_ms": t[-1],
+            "mean_ms": sum(t) / len(t), "n": len(t)}
+
+
+def time_cpu(fn: Callable[[int], object], warmup: int, repeat: int, rep_ms: float) -> list[float]:
+    """Milliseconds of ``fn(i)`` calls after ``warmup`` calls: at least ``repeat`` calls and until
+    ``rep_ms`` ms were measured (at most MAX_REPEAT calls)."""
+    for i in range(warmup):
+        fn(i)
+    times: list[float] = []
+    i = warmup
+    while len(times) < repeat or (sum(times) < rep_ms and len(times) < MAX_REPEAT):
+        t0 = time.perf_counter()
+        fn(i)
+        times.append((time.perf_counter() - t0) * 1e3)
+        i += 1
+    return times
+
+
+def time_cuda(fn: Callable[[int], object], warmup: int, repeat: int, rep_ms: float) -> list[float]:
+    """Milliseconds of ``fn(i)`` calls by CUDA events around each call, after ``warmup`` calls; the
+    count is sized from the warm-up to measure about ``rep_ms`` ms (at least ``repeat`` calls)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for i in range(warmup):
+        fn(i)
+    end.record()
+    torch.cuda.synchronize()
+    est = max(start.elapsed_time(end) / max(warmup, 1), 1e-3)
+    n = int(min(MAX_REPEAT, max(repeat, math.ceil(rep_ms / est))))
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    for k in range(n):
+        starts[k].record()
+        fn(warmup + k)
+        ends[k].record()
+    torch.cuda.synchronize()
+    return [s.elapsed_time(e) for s, e in zip(starts, ends)]
+
+
+def _first_output(out) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    o, r = out.detach().double().cpu(), ref.detach().double().cpu()
+    norm = float(torch.linalg.vector_norm(r))
+    diff = float(torch.linalg.vector_norm(torch.nan_to_num(o - r, nan=math.inf)))
+    return diff / norm if norm > 0 else diff
+
+
+def measure(setup: CaseSetup, name: str, settings: dict, reference_out: torch.Tensor | None) -> dict:
+    """Time one method on one case; returns its result dict (times, stats, memory, check)."""
+    cuda = setup.device == "cuda"
+    fn, result = prepare_call(setup, name, settings["compile_mode"])
+    if setup.case.mode == "infer":
+        out = _first_output(fn(0))
+        if cuda:
+            torch.cuda.synchronize()
+        if reference_out is None:
+            result["output"] = out.detach().clone()
+        else:
+            result["rel_err_vs_eager"] = _rel_error(out, reference_out)
+    timer = time_cuda if cuda else time_cpu
+    times = timer(fn, max(1, settings["warmup"]) if cuda else settings["warmup"], settings["repeat"],
+                  settings["rep_ms"])
+    if "peak_mem_mb" not in result:
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            fn(0)
+            torch.cuda.synchronize()
+            result["peak_mem_mb"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 2)
+        else:
+            result["peak_mem_mb"] = None  # the CPU allocator keeps no statistics: n/a
+    result["times_ms"] = [round(t, 5) for t in times]
+    result.update({k: round(v, 5) if isinstance(v, float) else v for k, v in _stats(times).items()})
+    result["img_per_s"] = round(setup.case.batch / (result["median_ms"] / 1e3), 2)
+    return result
+
+
+# Sanity bounds on a method's inference output against eager's (relative norm): they catch a wrong
+# or garbage output (order 1), not precision (that is the parity command's job). One block; the
+# whole network's rounding error grows with depth (measured on the CPU: fp16 logits 3e-2 off
+# float64, so two fp16 implementations differ by about 4e-2; bf16 has 8x fp16's unit roundoff).
+CHECK_BOUNDS = {"fp32": (1e-4, 1e-3), "tf32": (1e-2, 0.2), "fp16": (1e-2, 0.2), "bf16": (5e-2, 0.7)}
+
+
+def check_bound(dtype: str, scope: str, tf32: bool) -> float:
+    """The sanity bound of ``warn_check`` for a case (``tf32``: fp32 on a GPU with TF32 allowed)."""
+    key = "tf32" if dtype == "fp32" and tf32 else dtype
+    block, net = CHECK_BOUNDS[key]
+    return net if scope == "net" else block
+
+
+def warn_check(entry: dict, say: Callable[[str], None], tf32: bool) -> None:
+    """Mark each inference result of a case ``ok`` or ``MISMATCH`` against its sanity bound (and
+    ``say`` a warning for a mismatch)."""
+    tol = check_bound(entry["dtype"], entry["scope"], tf32)
+    entry["check_bound"] = tol
+    for name, res in entry["results"].items():
+        err = res.get("rel_err_vs_eager")
+        if err is not None and not err <= tol:
+            res["check"] = "MISMATCH"
+            say(f"warning: {entry['scope']}/{entry['dtype']}/b{entry['batch']} {name}: output differs from "
+                f"eager by {err:.2e} (relative; sanity bound {tol:.0e})")
+        elif err is not None:
+            res["check"] = "ok"
+

@@ -1,0 +1,161 @@
+"""An Inception block with BatchNorm in training mode, as one custom op that saves little.
+
+Batch statistics split the fusion apart: every conv's whole output must exist before its BN can
+normalise it, and the k x k conv needs the normalised reduction. So the forward runs the unfused
+sequence (cuDNN convs, ``native_batch_norm`` updating the running statistics exactly as
+nn.BatchNorm2d does, ReLU, max-pool) under no_grad and writes each branch into its slice of one
+output. What it saves for backward is only the block input, the output and each BN's batch mean
+and inverse std (a few vectors); the backward recomputes the conv outputs and runs BN backward
+with those saved statistics (so the recompute does not touch the running statistics again).
+
+Every one of the six conv units must have a BatchNorm2d; ``FusedInception`` runs other blocks'
+training through their original modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .backward import conv_grads, relu_masked
+from .folding import UNIT_NAMES
+from .params import CAT_ORDER
+
+Tensor = torch.Tensor
+aten = torch.ops.aten
+
+# the unit that feeds each unit (None: the block input; "pool": the max-pooled input)
+_FEEDS = {"branch1": None, "reduce3": None, "conv3": "reduce3", "reduce5": None, "conv5": "reduce5",
+          "pool_proj": "pool"}
+
+
+def _conv(inp: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    pad = w.shape[-1] // 2
+    return aten.convolution(inp, w, b, [1, 1], [pad, pad], [1, 1], False, [0, 0], 1)
+
+
+def _normalise(z: Tensor, mean: Tensor, invstd: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+    shape = (1, -1, 1, 1)
+    return ((z - mean.view(shape)) * invstd.view(shape) * gamma.view(shape) + beta.view(shape)).to(z.dtype)
+
+
+def _offsets(widths: dict[str, int], cat_order: Sequence[int]) -> dict[str, int]:
+    start, offsets = 0, {}
+    for name in (CAT_ORDER[i] for i in cat_order):
+        offsets[name] = start
+        start += widths[name]
+    return offsets
+
+
+# functional (autograd formulas need it): the updated running statistics are returned, and the
+# caller copies them into the BN buffers
+@torch.library.custom_op("fused_inception::inception_block_bn_train", mutates_args=())
+def inception_block_bn_train(
+    x: Tensor,
+    weights: list[Tensor], biases: list[Tensor], gammas: list[Tensor], betas: list[Tensor],
+    running_means: list[Tensor], running_vars: list[Tensor],
+    momentums: list[float], eps: list[float], relu: bool, cat_order: list[int],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Training-mode forward. Lists follow fused_inception.folding.UNIT_NAMES; weights are
+    [C_out, C_in, k, k], the rest [C_out]; ``momentums`` are the running-average factors as
+    nn.BatchNorm2d computes them (1/num_batches_tracked when its momentum is None). Returns
+    (out [N, C_total, H, W], the six batch means and the six inverse stds (float32), the six
+    updated running means and running variances), each concatenated over the units."""
+    units = dict(zip(UNIT_NAMES, range(6)))
+    widths = {name: weights[units[name]].shape[0] for name in CAT_ORDER}
+    offsets = _offsets(widths, cat_order)
+    n, _, h, w = x.shape
+    out = x.new_empty((n, sum(widths.values()), h, w))
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)
+    activations: dict[str | None, Tensor] = {None: x, "pool": aten.max_pool2d(x, [3, 3], [1, 1], [1, 1])}
+    means, invstds = [], []
+    new_means = [t.clone() for t in running_means]
+    new_vars = [t.clone() for t in running_vars]
+    for name in UNIT_NAMES:
+        i = units[name]
+        z = _conv(activations[_FEEDS[name]], weights[i], biases[i])
+        # updates new_means[i] and new_vars[i] in place, as nn.BatchNorm2d updates its buffers
+        y, mean, invstd = aten.native_batch_norm(z, gammas[i], betas[i], new_means[i], new_vars[i],
+                                                 True, momentums[i], eps[i])
+        y = torch.relu(y) if relu else y
+        means.append(mean.float())
+        invstds.append(invstd.float())
+        if name in offsets:
+            out[:, offsets[name]:offsets[name] + widths[name]] = y
+        else:
+            activations[name] = y
+    return out, torch.cat(means), torch.cat(invstds), torch.cat(new_means), torch.cat(new_vars)
+
+
+@inception_block_bn_train.register_fake
+def _(x, weights, biases, gammas, betas, running_means, running_vars, momentums, eps, relu, cat_order):
+    channels = sum(weights[UNIT_NAMES.index(name)].shape[0] for name in CAT_ORDER)
+    n, _, h, w = x.shape
+    out = x.new_empty((n, channels, h, w))
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)
+    total = sum(wt.shape[0] for wt in weights)
+    stats = x.new_empty((total,), dtype=torch.float32)
+    running = running_means[0].new_empty((total,))
+    return out, stats, stats.clone(), running, running.clone()
+
+
+def _setup_context(ctx, inputs, output):
+    x, weights, biases, gammas, betas, _, _, _, eps, relu, cat_order = inputs
+    out, means, invstds, _, _ = output
+    ctx.eps, ctx.relu, ctx.cat_order = eps, relu, cat_order
+    ctx.save_for_backward(x, out, means, invstds, *weights, *biases, *gammas, *betas)
+
+
+def _backward(ctx, grad_out, *_grads_of_statistics):
+    x, out, means, invstds, *rest = ctx.saved_tensors
+    weights, biases, gammas, betas = (rest[6 * j:6 * j + 6] for j in range(4))
+    units = dict(zip(UNIT_NAMES, range(6)))
+    widths = {name: weights[units[name]].shape[0] for name in CAT_ORDER}
+    offsets = _offsets(widths, ctx.cat_order)
+    starts = [0]
+    for wt in weights:
+        starts.append(starts[-1] + wt.shape[0])
+    stats = [(means[starts[i]:starts[i + 1]], invstds[starts[i]:starts[i + 1]]) for i in range(6)]
+
+    pooled, indices = aten.max_pool2d_with_indices(x, [3, 3], [1, 1], [1, 1])
+    inputs: dict[str | None, Tensor] = {None: x, "pool": pooled}
+    pre_bn: dict[str, Tensor] = {}
+    for name in ("reduce3", "reduce5"):  # recompute the reductions the k x k convs read
+        i = units[name]
+        z = _conv(x, weights[i], biases[i])
+        pre_bn[name] = z
+        y = _normalise(z, *stats[i], gammas[i], betas[i])
+        inputs[name] = torch.relu(y) if ctx.relu else y
+
+    grads_w, grads_b, grads_g, grads_beta = [None] * 6, [None] * 6, [None] * 6, [None] * 6
+    grad_inputs: dict[str | None, Tensor] = {}
+
+    def unit_backward(name: str, g_act: Tensor, act: Tensor) -> None:
+        i = units[name]
+        inp = inputs[_FEEDS[name]]
+        z = pre_bn.get(name)
+        if z is None:
+            z = _conv(inp, weights[i], biases[i])
+        g_bn = relu_masked(g_act, act, ctx.relu)
+        g_z, grads_g[i], grads_beta[i] = aten.native_batch_norm_backward(
+            g_bn, z, gammas[i], None, None, *stats[i], True, ctx.eps[i], [True, True, True])
+        g_in, (grads_w[i], grads_b[i]) = conv_grads(g_z, inp, weights[i])
+        grads_b[i] = grads_b[i].to(biases[i].dtype)
+        key = _FEEDS[name]
+        grad_inputs[key] = grad_inputs[key] + g_in if key in grad_inputs else g_in
+
+    grad_out = grad_out.to(x.dtype)
+    for name in CAT_ORDER:
+        lo = offsets[name]
+        unit_backward(name, grad_out[:, lo:lo + widths[name]], out[:, lo:lo + widths[name]])
+    for name in ("reduce3", "reduce5"):
+        unit_backward(name, grad_inputs.pop(name), inputs[name])
+    gx = grad_inputs[None] + aten.max_pool2d_with_indices_backward(
+        grad_inputs["pool"], x, [3, 3], [1, 1], [1, 1], [1, 1], False, indices)
+    return gx, grads_w, grads_b, grads_g, grads_beta, [None] * 6, [None] * 6, None, None, None, None
+
+
+inception_block_bn_train.register_autograd(_backward, setup_context=_setup_context)
