@@ -50,6 +50,7 @@ import torch
 from .bench_cases import (BLOCKS, CPU_METHODS, DTYPES, GPU_METHODS, MAX_INPUTS, METHODS, MODES, SCOPES, Case,
                           CaseSetup, Method, block_input_shapes, prepare_call)
 from .bench_env import environment
+from .tables import csv_list
 from .bench_plot import plot
 from .bench_report import RAW_IN_MARKDOWN, format_markdown, format_text, long_rows, speedup_rows
 from .bench_run import (CPU_LABEL, SCHEMA, merge_reports, pytorch_fallback_on_cpu, run_bench, speedups,
@@ -82,10 +83,6 @@ CPU_DEFAULTS = dict(size=64, batch="1,2", dtypes="fp32", warmup=2, repeat=5, rep
                     compile_mode="default", threads=1)
 
 
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in str(text).split(",") if t.strip()]
-
-
 def resolve_settings(args: argparse.Namespace) -> dict:
     """Command-line arguments with the device's defaults filled in (ValueError on bad values)."""
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -101,25 +98,25 @@ def resolve_settings(args: argparse.Namespace) -> dict:
 
     scopes_arg = args.scopes or "all"
     scopes: list[str] = []
-    for s in _csv(scopes_arg):
+    for s in csv_list(scopes_arg):
         scopes += {"all": list(SCOPES), "blocks": list(BLOCKS)}.get(s, [s])
     bad = [s for s in scopes if s not in SCOPES]
     if bad:
         raise ValueError(f"unknown scope(s) {bad}; expected some of {list(SCOPES)}, 'blocks' or 'all'")
-    modes = _csv(args.modes or "infer,train")
+    modes = csv_list(args.modes or "infer,train")
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise ValueError(f"unknown mode(s) {bad}; expected some of {list(MODES)}")
-    dtypes = _csv(pick("dtypes"))
+    dtypes = csv_list(pick("dtypes"))
     bad = [x for x in dtypes if x not in DTYPES]
     if bad:
         raise ValueError(f"unknown dtype(s) {bad}; expected some of {list(DTYPES)}")
-    batches = [int(b) for b in _csv(pick("batch"))]
+    batches = [int(b) for b in csv_list(pick("batch"))]
     if not batches or min(batches) < 1:
         raise ValueError("--batch needs positive integers")
     notes: list[str] = []
     if args.methods:
-        methods = _csv(args.methods)
+        methods = csv_list(args.methods)
     else:
         methods = list(GPU_METHODS if device == "cuda" else CPU_METHODS)
         if device == "cpu":

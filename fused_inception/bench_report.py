@@ -5,9 +5,9 @@ fused blocks launch, and the raw timings."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Sequence
 
 from .bench_cases import DTYPES, METHODS, MODES, SCOPES
+from .tables import md_table, text_table
 
 RAW_IN_MARKDOWN = 40  # raw timings listed per measurement in the markdown (the JSON has them all)
 # bench dtype -> the kernels' dtype name (kernels/configs.py)
@@ -70,22 +70,6 @@ def speedup_rows(report: dict) -> tuple[list[str], list[list[str]]]:
             rows.append([c["scope"], c["mode"], c["dtype"], str(c["batch"]), f,
                          *(f"{ratios[b]:.2f}x" if b in ratios else "-" for b in baselines)])
     return header, rows
-
-
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int) -> str:
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-
-    def line(r):
-        return "  ".join(f"{str(x):<{w}}" if i < left else f"{str(x):>{w}}"
-                         for i, (x, w) in enumerate(zip(r, widths))).rstrip()
-
-    return "\n".join([line(header), "-" * len(line(header)), *(line(r) for r in rows)])
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def format_text(report: dict) -> str:

@@ -61,6 +61,7 @@ from torch import nn
 
 from .parity import BASELINE_FACTOR, TOLERANCES, compare, compare_with_baseline
 from .spec import GOOGLENET_BLOCKS, googlenet_spec
+from .tables import csv_list
 
 DESCRIPTION = (
     "Error table of the fused kernels against a float64 reference: per Inception block (3a..5b) "
@@ -353,10 +354,6 @@ def format_markdown(report: dict) -> str:
 
 # ------------------------------------------------------------------ CLI
 
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated GoogLeNet variants (default: {','.join(VARIANTS)})")
@@ -388,21 +385,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolve(args: argparse.Namespace, cuda: bool) -> dict:
-    variants = _csv(args.variants)
+    variants = csv_list(args.variants)
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise ValueError(f"unknown variant(s) {bad}; expected {list(VARIANTS)}")
     blocks = {"all": list(BLOCKS), "none": []}.get(args.blocks, None)
     if blocks is None:
-        blocks = _csv(args.blocks)
+        blocks = csv_list(args.blocks)
         bad = [b for b in blocks if b not in BLOCKS]
         if bad:
             raise ValueError(f"unknown block(s) {bad}; expected some of {list(BLOCKS)}")
-    dtypes = _csv(args.dtypes) if args.dtypes else list(GPU_DTYPES if cuda else CPU_DTYPES)
+    dtypes = csv_list(args.dtypes) if args.dtypes else list(GPU_DTYPES if cuda else CPU_DTYPES)
     bad = [d for d in dtypes if d not in DTYPE_KEYS]
     if bad:
         raise ValueError(f"unknown dtype(s) {bad}; expected some of {list(DTYPE_KEYS)}")
-    layouts = _csv(args.layouts)
+    layouts = csv_list(args.layouts)
     bad = [x for x in layouts if x not in ("nchw", "cl")]
     if bad:
         raise ValueError(f"unknown layout(s) {bad}; expected nchw, cl")

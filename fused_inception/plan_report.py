@@ -9,6 +9,7 @@ import argparse
 import json
 from typing import Sequence
 
+from .tables import text_table
 from .plan import (BLOCK_NAMES, DEFAULT_LAUNCH_OVERHEAD_US, DTYPE_BYTES, GPUS, VARIANTS, Plan, build_plan,
                    dot_precision, launch_time)
 
@@ -61,19 +62,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    """Columns aligned; the first ``left`` columns left-aligned, the rest right-aligned."""
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-
-    def line(r: Sequence[str]) -> str:
-        cells = [f"{str(c):<{w}}" if i < left else f"{str(c):>{w}}" for i, (c, w) in enumerate(zip(r, widths))]
-        return "  ".join(cells).rstrip()
-
-    out = [line(header), "-" * len(line(header))]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:+.1f}%"
 
@@ -102,7 +90,7 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
     rows.append(["total", "", "", len(p.eager), f"{e_tot / MB:.1f}", len(p.fused), f"{f_tot / MB:.1f}",
                  f"{e_tot / f_tot:.2f}x", f"{f_high / MB:.1f}"])
     out.append("Launches and minimal HBM traffic per block (MB = 1e6 bytes; stem, pool3/4 and head are eager in both)")
-    out.append(_table(["block", "HxW Cin>Cout", "input MB", "eager launches", "eager HBM MB",
+    out.append(text_table(["block", "HxW Cin>Cout", "input MB", "eager launches", "eager HBM MB",
                        "fused launches", "fused HBM MB", "eager/fused", "fused high MB"], rows, left=2))
     out.append("")
 
@@ -125,7 +113,7 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
     out.append("Fused Inception blocks: executed vs useful work (GFLOP per batch; exec = halo recompute on each "
                "tile's pixel run rounded up to BLOCK_HALO + last-tile BLOCK_M rounding; issued = exec + channel "
                "padding of the dot blocks)")
-    out.append(_table(["block", "MMAC/img", "useful GFLOP", "exec GFLOP", "exec", "issued GFLOP", "issued",
+    out.append(text_table(["block", "MMAC/img", "useful GFLOP", "exec GFLOP", "exec", "issued GFLOP", "issued",
                        "halo MB", "L2 scratch MB", "scratch MB"], rows))
     out.append("")
 
@@ -140,7 +128,7 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
                      f"{r.img_per_s_no_overhead:,.0f}", f"{r.total_s * 1e3:.3f}", f"{r.img_per_s:,.0f}"])
     out.append(f"Roofline (datasheet peaks, dense; per launch max(FLOP/peak, bytes/BW), summed; "
                f"'+overhead' adds an assumed {p.launch_overhead_us:g} us per launch)")
-    out.append(_table(["GPU", "network", "launches", "TFLOP", "HBM GB", "compute ms", "memory ms", "roofline ms",
+    out.append(text_table(["GPU", "network", "launches", "TFLOP", "HBM GB", "compute ms", "memory ms", "roofline ms",
                        "img/s", "+overhead ms", "img/s"], rows, left=2))
     blocks = set(BLOCK_NAMES)
     for gpu_obj in GPUS:
@@ -182,7 +170,7 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
                              f"{l.hbm_bytes / MB:.1f}", f"{l.halo_bytes / MB:.1f}", f"{l.l2_bytes / MB:.1f}",
                              f"{t * 1e6:.1f}", "memory" if t_mem >= t else "compute"])
             out.append(f"Every {net} launch ({len(launches)}; time = roofline on {gpu.name}, no overhead)")
-            out.append(_table(["block", "launch", "kind", "GFLOP", "issued GFLOP", "HBM MB", "halo MB", "L2 MB",
+            out.append(text_table(["block", "launch", "kind", "GFLOP", "issued GFLOP", "HBM MB", "halo MB", "L2 MB",
                                "us", "bound"], rows, left=3))
             out.append("")
 
