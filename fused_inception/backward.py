@@ -1,9 +1,9 @@
 """Backward of the fused Inception block, from the block input and output only.
 
-The forward saves x and its own output. The ReLU masks of the four output convs come from the
-output (relu(z) > 0 exactly where z > 0, which is what PyTorch's ReLU backward uses too); only the
-two 1x1 reductions and the max-pool indices are recomputed, so no reduced intermediate outlives
-the forward. dgrad/wgrad run on PyTorch's convolution_backward; the concat's slice gradients,
+The forward saves x and the ReLU mask of its output (out > 0: relu(z) > 0 exactly where z > 0,
+which is what PyTorch's ReLU backward uses too; one byte per element, and the output itself stays
+free for in-place ops downstream). Only the two 1x1 reductions and the max-pool indices are
+recomputed, so no reduced intermediate outlives the forward. dgrad/wgrad run on PyTorch's convolution_backward; the concat's slice gradients,
 ReLU masks and max-pool gradient routing are exact.
 
 Written with explicit aten backward ops (no autograd.grad inside) so that AOTAutograd can trace it
@@ -29,17 +29,22 @@ def conv_grads(grad: Tensor, inp: Tensor, weight: Tensor) -> tuple[Tensor, tuple
     return gi, (gw, gb.float())
 
 
+def relu_mask(out: Tensor, relu: bool) -> Tensor | None:
+    """What the forward saves for the output ReLUs: ``out > 0``, or None without ReLU."""
+    return out > 0 if relu else None
+
+
 def relu_masked(grad: Tensor, activation: Tensor, relu: bool) -> Tensor:
     return grad * (activation > 0) if relu else grad
 
 
 def inception_backward(
-    grad_out: Tensor, x: Tensor, out: Tensor, params: InceptionParams
+    grad_out: Tensor, x: Tensor, out_mask: Tensor | None, params: InceptionParams
 ) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor]]]:
     """Gradients of the fused block.
 
-    grad_out, out: [N, C_total, H, W] (the block's output slice only); x: [N, C_in, H, W];
-    params: the weights the forward ran with. Returns (grad_x, {unit: (grad_weight [C_out, C_in,
+    grad_out: [N, C_total, H, W]; out_mask: relu_mask(out) of the same shape (None without ReLU);
+    x: [N, C_in, H, W]; params: the weights the forward ran with. Returns (grad_x, {unit: (grad_weight [C_out, C_in,
     k, k], grad_bias [C_out] float32)}) for the six units of fused_inception.folding.UNIT_NAMES.
     """
     relu = params.relu
@@ -52,7 +57,7 @@ def inception_backward(
     def branch_grad(name: str) -> Tensor:
         lo = offsets[name]
         g = grad_out[:, lo:lo + widths[name]]
-        return relu_masked(g, out[:, lo:lo + widths[name]], relu)
+        return g if out_mask is None else g * out_mask[:, lo:lo + widths[name]]
 
     grads: dict[str, tuple[Tensor, Tensor]] = {}
     gx, grads["branch1"] = conv_grads(branch_grad("branch1"), x, conv["branch1"][0])

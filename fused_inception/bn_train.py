@@ -4,8 +4,8 @@ Batch statistics split the fusion apart: every conv's whole output must exist be
 normalise it, and the k x k conv needs the normalised reduction. So the forward runs the unfused
 sequence (cuDNN convs, ``native_batch_norm`` updating the running statistics exactly as
 nn.BatchNorm2d does, ReLU, max-pool) under no_grad and writes each branch into its slice of one
-output. What it saves for backward is only the block input, the output and each BN's batch mean
-and inverse std (a few vectors); the backward recomputes the conv outputs and runs BN backward
+output. What it saves for backward is only the block input, the ReLU mask of the output (one byte per
+element) and each BN's batch mean and inverse std (a few vectors); the backward recomputes the conv outputs and runs BN backward
 with those saved statistics (so the recompute does not touch the running statistics again).
 
 Every one of the six conv units must have a BatchNorm2d; ``FusedInception`` runs other blocks'
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .backward import conv_grads, relu_masked
+from .backward import conv_grads, relu_mask, relu_masked
 from .folding import UNIT_NAMES
 from .params import CAT_ORDER
 
@@ -106,11 +106,11 @@ def _setup_context(ctx, inputs, output):
     x, weights, biases, gammas, betas, _, _, _, eps, relu, cat_order = inputs
     out, means, invstds, _, _ = output
     ctx.eps, ctx.relu, ctx.cat_order = eps, relu, cat_order
-    ctx.save_for_backward(x, out, means, invstds, *weights, *biases, *gammas, *betas)
+    ctx.save_for_backward(x, relu_mask(out, relu), means, invstds, *weights, *biases, *gammas, *betas)
 
 
 def _backward(ctx, grad_out, *_grads_of_statistics):
-    x, out, means, invstds, *rest = ctx.saved_tensors
+    x, out_mask, means, invstds, *rest = ctx.saved_tensors
     weights, biases, gammas, betas = (rest[6 * j:6 * j + 6] for j in range(4))
     units = dict(zip(UNIT_NAMES, range(6)))
     widths = {name: weights[units[name]].shape[0] for name in CAT_ORDER}
@@ -133,13 +133,13 @@ def _backward(ctx, grad_out, *_grads_of_statistics):
     grads_w, grads_b, grads_g, grads_beta = [None] * 6, [None] * 6, [None] * 6, [None] * 6
     grad_inputs: dict[str | None, Tensor] = {}
 
-    def unit_backward(name: str, g_act: Tensor, act: Tensor) -> None:
+    def unit_backward(name: str, g_bn: Tensor) -> None:
+        """g_bn: the gradient at the unit's BN output (after the ReLU mask)."""
         i = units[name]
         inp = inputs[_FEEDS[name]]
         z = pre_bn.get(name)
         if z is None:
             z = _conv(inp, weights[i], biases[i])
-        g_bn = relu_masked(g_act, act, ctx.relu)
         g_z, grads_g[i], grads_beta[i] = aten.native_batch_norm_backward(
             g_bn, z, gammas[i], None, None, *stats[i], True, ctx.eps[i], [True, True, True])
         g_in, (grads_w[i], grads_b[i]) = conv_grads(g_z, inp, weights[i])
@@ -150,9 +150,10 @@ def _backward(ctx, grad_out, *_grads_of_statistics):
     grad_out = grad_out.to(x.dtype)
     for name in CAT_ORDER:
         lo = offsets[name]
-        unit_backward(name, grad_out[:, lo:lo + widths[name]], out[:, lo:lo + widths[name]])
+        g = grad_out[:, lo:lo + widths[name]]
+        unit_backward(name, g if out_mask is None else g * out_mask[:, lo:lo + widths[name]])
     for name in ("reduce3", "reduce5"):
-        unit_backward(name, grad_inputs.pop(name), inputs[name])
+        unit_backward(name, relu_masked(grad_inputs.pop(name), inputs[name], ctx.relu))
     gx = grad_inputs[None] + aten.max_pool2d_with_indices_backward(
         grad_inputs["pool"], x, [3, 3], [1, 1], [1, 1], [1, 1], False, indices)
     return gx, grads_w, grads_b, grads_g, grads_beta, [None] * 6, [None] * 6, None, None, None, None

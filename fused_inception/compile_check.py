@@ -9,9 +9,17 @@ ship in the triton wheel (``triton/backends/nvidia/bin``):
 * ``ptxas -v`` on the kernel's PTX, with triton's own flags: spill stores / loads;
 * ``compiled.metadata.shared``: the dynamic shared memory triton launches with.
 
-A variant fails if it does not compile, spills (STACK, LOCAL or ptxas spill bytes nonzero), needs
-more shared memory than the arch allows per block, or (for variants that should use tensor cores:
-every half-precision and TF32 variant) has no tensor-core instruction.
+Two sets of variants (``fused_inception.kernels.aot``): the **generic** ones (ints without
+divisibility hints, only the memory format's unit strides specialized: any shape) and the
+**launched** specializations, recorded from the library's own forward of GoogLeNet's nine blocks
+(paper and torchvision, NCHW and channels_last, batches 1 and 256 by default) and specialized as
+triton's JIT does (ints equal to 1 become constexprs, ints divisible by 16 get
+``tt.divisibility = 16``), deduplicated. The JIT compiles the latter on a GPU, so they are the
+binaries GoogLeNet runs; the generic ones bound every other shape.
+
+A variant of either set fails if it does not compile, spills (STACK, LOCAL or ptxas spill bytes
+nonzero), needs more shared memory than the arch allows per block, or (for variants that should
+use tensor cores: every half-precision and TF32 variant) has no tensor-core instruction.
 
 Triton compiles ahead of time only when the kernels are ``JITFunction`` s, i.e. when
 ``TRITON_INTERPRET`` was not "1" when they were decorated (the CPU test suite sets it). In that
@@ -32,10 +40,20 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .kernels.aot import KERNELS, LaunchVariant, compile_spec, launch_variants
+from .kernels.aot import (
+    GOOGLENET_BATCHES,
+    KERNELS,
+    LaunchVariant,
+    compile_spec,
+    googlenet_launch_variants,
+    launch_variants,
+)
+from .spec import GOOGLENET_BLOCKS
+from .tables import csv_list
 
-DESCRIPTION = ("compile every launchable kernel variant ahead of time for the given archs (no GPU "
-               "needed) and report registers, spills, shared memory and tensor-core instructions")
+DESCRIPTION = ("compile every launchable kernel variant (generic, and the specializations GoogLeNet's "
+               "blocks launch) ahead of time for the given archs (no GPU needed) and report registers, "
+               "spills, shared memory and tensor-core instructions")
 
 # opt-in maximum shared memory per block (static + dynamic), bytes
 SMEM_LIMIT: dict[int, int] = {
@@ -111,8 +129,29 @@ def _empty_row(v: LaunchVariant, arch: int) -> dict:
         "registers": None, "stack": None, "spill_stores": None, "spill_loads": None,
         "local": None, "shared": None, "static_shared": None, "smem_limit": SMEM_LIMIT.get(arch),
         "hmma": None, "hgmma": None, "expects_mma": v.expects_mma,
-        "compile_s": None, "error": None, "variant": v.to_dict(),
+        "compile_s": None, "error": None,
+        "set": "launched" if v.launched else "generic", "ints": v.ints_label(),
+        "launches": list(v.launches), "variant": v.to_dict(),
     }
+
+
+def _compile_with_ptxas_log(compile_fn):
+    """Run a triton.compile and capture the ``ptxas -v`` log triton prints with
+    ``knobs.nvidia.dump_ptxas_log`` (empty when the kernel came from triton's cache)."""
+    import contextlib
+    import io
+
+    from triton import knobs
+
+    buf = io.StringIO()
+    old = knobs.nvidia.dump_ptxas_log
+    knobs.nvidia.dump_ptxas_log = True
+    try:
+        with contextlib.redirect_stdout(buf):
+            compiled = compile_fn()
+    finally:
+        knobs.nvidia.dump_ptxas_log = old
+    return compiled, buf.getvalue()
 
 
 def check_variant(v: LaunchVariant, arch: int) -> dict:
@@ -126,7 +165,8 @@ def check_variant(v: LaunchVariant, arch: int) -> dict:
 
         cs = compile_spec(v)
         src = ASTSource(cs.fn, cs.signature, cs.constexprs, cs.attrs)
-        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(cs.options))
+        compiled, triton_log = _compile_with_ptxas_log(
+            lambda: triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(cs.options)))
         row["compile_s"] = round(time.perf_counter() - t0, 2)
         row["shared"] = int(compiled.metadata.shared)
         with tempfile.TemporaryDirectory(prefix="fi_aot_") as tmp:
@@ -141,15 +181,18 @@ def check_variant(v: LaunchVariant, arch: int) -> dict:
             sass = _run([_tool("cuobjdump"), "-sass", str(cubin)])
             row["hmma"] = len(re.findall(r"\bHMMA\.", sass))
             row["hgmma"] = len(re.findall(r"\bHGMMA\.", sass))
-            # spill bytes: ptxas -v on the same PTX with triton's flags (its own log is discarded)
-            ptx = compiled.asm["ptx"]
-            target = re.search(r"^\s*\.target\s+(sm_\w+)", ptx, re.M)
-            gpu = target.group(1) if target else f"sm_{arch}"
-            ptx_file = Path(tmp) / "kernel.ptx"
-            ptx_file.write_text(ptx)
-            fmad = [] if getattr(compiled.metadata, "enable_fp_fusion", True) else ["--fmad=false"]
-            log = _run([_ptxas(arch), "-lineinfo", *fmad, "-v", "--regAllocOptLevel=2",
-                        f"--gpu-name={gpu}", str(ptx_file), "-o", str(Path(tmp) / "ptxas.o")])
+            # spill bytes: triton's own ptxas -v log when it compiled now; on a triton cache hit
+            # (no ptxas run), ptxas -v on the same PTX with triton's flags
+            log = triton_log
+            if not _SPILL_RE.search(log):
+                ptx = compiled.asm["ptx"]
+                target = re.search(r"^\s*\.target\s+(sm_\w+)", ptx, re.M)
+                gpu = target.group(1) if target else f"sm_{arch}"
+                ptx_file = Path(tmp) / "kernel.ptx"
+                ptx_file.write_text(ptx)
+                fmad = [] if getattr(compiled.metadata, "enable_fp_fusion", True) else ["--fmad=false"]
+                log = _run([_ptxas(arch), "-lineinfo", *fmad, "-v", "--regAllocOptLevel=2",
+                            f"--gpu-name={gpu}", str(ptx_file), "-o", str(Path(tmp) / "ptxas.o")])
             spill = _SPILL_RE.search(log)
             if spill:
                 row["spill_stores"], row["spill_loads"] = int(spill.group(2)), int(spill.group(3))
@@ -254,10 +297,17 @@ def row_failures(row: dict) -> list[str]:
     return why
 
 
+def _row_set(row: dict) -> str:
+    return row.get("set") or "generic"
+
+
 def _row_label(row: dict) -> str:
     k = f" k={row['ksize']}" if row.get("ksize") is not None else ""
+    spec = ""
+    if _row_set(row) == "launched":
+        spec = f" launched[{row.get('ints')}] ({launches_label(row.get('launches') or [])})"
     return (f"{row['kernel']}/{row['config']} {row['dtype']} {row['precision']}{k} "
-            f"relu={int(bool(row['relu']))} {row['layout']} sm_{row['arch']}")
+            f"relu={int(bool(row['relu']))} {row['layout']} sm_{row['arch']}{spec}")
 
 
 def failures(rows: Iterable[dict]) -> list[str]:
@@ -293,38 +343,105 @@ def _cell(row: dict, key: str) -> str:
     if key == "status":
         why = row_failures(row)
         return "ok" if not why else "FAIL " + ",".join(w.split()[0].rstrip(":") for w in why)
+    if key == "launches":
+        return launches_label(row.get("launches") or [])
     return n(row.get(key))
 
 
+_BLOCK_ORDER = list(GOOGLENET_BLOCKS)
+_BRANCH_SHORT = {"b1p": "", "b3": "3", "b5": "5"}
+_MODEL_SHORT = {"paper": "p", "torchvision": "tv"}
+
+
+def _blocks_label(entries: set[tuple[str, str]]) -> str:
+    """{(block, branch)} -> "3a,3b[3] 4a-4e[3,5]": runs of consecutive blocks with the same
+    branches; [3] / [5] name reduce_conv's 3x3 and "5x5" branch launches (none for pointwise)."""
+    def pos(block: str) -> int:
+        return _BLOCK_ORDER.index(block) if block in _BLOCK_ORDER else len(_BLOCK_ORDER) + 1
+
+    branches: dict[str, list[str]] = {}
+    for block, branch in entries:
+        short = _BRANCH_SHORT.get(branch, branch)
+        if short:
+            branches.setdefault(block, []).append(short)
+        else:
+            branches.setdefault(block, [])
+    per = {b: ",".join(sorted(set(br))) for b, br in branches.items()}
+    runs: list[list[str]] = []
+    for b in sorted(per, key=pos):
+        if runs and per[runs[-1][-1]] == per[b] and pos(runs[-1][-1]) == pos(b) - 1 < len(_BLOCK_ORDER):
+            runs[-1].append(b)
+        else:
+            runs.append([b])
+    parts = []
+    for run in runs:
+        suffix = f"[{per[run[0]]}]" if per[run[0]] else ""
+        names = f"{run[0]}-{run[-1]}" if len(run) >= 3 else ",".join(run)
+        parts.append(names + suffix)
+    return " ".join(parts)
+
+
+def launches_label(launches: Sequence[str]) -> str:
+    """Compact "which GoogLeNet launches use this specialization": per batch, the blocks (with
+    branch, for reduce_conv), shared by both models or per model ("p" paper, "tv" torchvision).
+    "paper/3a/N256/b3" names one launch."""
+    if not launches:
+        return "generic"
+    by_batch: dict[int, dict[str, set[tuple[str, str]]]] = {}
+    for name in launches:
+        model, block, batch, branch = name.split("/")
+        by_batch.setdefault(int(batch.lstrip("N")), {}).setdefault(model, set()).add((block, branch))
+    parts = []
+    for batch in sorted(by_batch, reverse=True):
+        models = by_batch[batch]
+        sets = list(models.values())
+        if len(models) == 2 and sets[0] == sets[1]:
+            parts.append(f"N{batch} {_blocks_label(sets[0])}")
+        else:
+            parts.append(f"N{batch} " + " ".join(f"{_MODEL_SHORT.get(m, m)}:{_blocks_label(e)}"
+                                                   for m, e in sorted(models.items())))
+    return "; ".join(parts)
+
+
 def format_table(rows: Sequence[dict]) -> str:
-    """A fixed-width table, one line per row (smem = dynamic + static shared bytes)."""
-    header = [h for _, h in _COLUMNS]
-    body = [[_cell(r, k) for k, _ in _COLUMNS] for r in rows]
+    """A fixed-width table, one line per row (smem = dynamic + static shared bytes). Launched
+    specializations get two more columns: their int specialization ("1:" ints that are
+    constexpr 1, "nd:" ints not divisible by 16; every other int has tt.divisibility 16) and the
+    GoogLeNet launches that use them."""
+    columns = list(_COLUMNS)
+    if any(_row_set(r) == "launched" for r in rows):
+        columns += [("ints", "ints (1: constexpr 1, nd: not divisible by 16)"), ("launches", "launched by")]
+    header = [h for _, h in columns]
+    body = [[_cell(r, k) for k, _ in columns] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(header, *body)] if body else [len(h) for h in header]
     right = {"ksize", "registers", "stack", "spill", "local", "smem", "hmma", "hgmma"}
     lines = []
     for cells in [header, *body]:
         parts = [c.rjust(w) if k in right else c.ljust(w)
-                 for (k, _), c, w in zip(_COLUMNS, cells, widths)]
+                 for (k, _), c, w in zip(columns, cells, widths)]
         lines.append("  ".join(parts).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def summary(rows: Sequence[dict]) -> str:
-    """Per arch: variants, max registers, total spill bytes, tensor cores where expected."""
+    """Per arch and set (generic, launched): variants, max registers, total spill bytes, tensor
+    cores where expected."""
     lines = []
+    sets = [s for s in ("generic", "launched") if any(_row_set(r) == s for r in rows)]
     for arch in sorted({r["arch"] for r in rows}):
-        rs = [r for r in rows if r["arch"] == arch]
-        ok = [r for r in rs if not r.get("error")]
-        max_regs = max((r.get("registers") or 0 for r in ok), default=0)
-        spill = sum((r.get("spill_stores") or 0) + (r.get("spill_loads") or 0) for r in ok)
-        want = [r for r in ok if r["expects_mma"]]
-        mma = [r for r in want if (r.get("hmma") or 0) + (r.get("hgmma") or 0) > 0]
-        n_fail = sum(1 for r in rs if row_failures(r))
-        lines.append(f"sm_{arch}: {len(rs)} variants, {len(rs) - len(ok)} compile errors, max registers "
-                     f"{max_regs}, total spill bytes {spill} (stores+loads), MMA present in "
-                     f"{len(mma)}/{len(want)} tensor-core variants, {n_fail} failing")
+        for which in sets:
+            rs = [r for r in rows if r["arch"] == arch and _row_set(r) == which]
+            ok = [r for r in rs if not r.get("error")]
+            max_regs = max((r.get("registers") or 0 for r in ok), default=0)
+            spill = sum((r.get("spill_stores") or 0) + (r.get("spill_loads") or 0) for r in ok)
+            want = [r for r in ok if r["expects_mma"]]
+            mma = [r for r in want if (r.get("hmma") or 0) + (r.get("hgmma") or 0) > 0]
+            n_fail = sum(1 for r in rs if row_failures(r))
+            noun = "variants" if which == "generic" else "specializations"
+            lines.append(f"sm_{arch} {which}: {len(rs)} {noun}, {len(rs) - len(ok)} compile errors, max "
+                         f"registers {max_regs}, total spill bytes {spill} (stores+loads), MMA present in "
+                         f"{len(mma)}/{len(want)} tensor-core {noun}, {n_fail} failing")
     return "\n".join(lines)
 
 
@@ -340,6 +457,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parallel compile processes (default: CPU count)")
     parser.add_argument("--variants", metavar="PATH",
                         help="JSON list of LaunchVariant dicts to check instead of the shipped ones")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--generic-only", action="store_true",
+                       help="only the generic variants (no divisibility hints: any shape)")
+    which.add_argument("--launched-only", action="store_true",
+                       help="only the specializations GoogLeNet's blocks launch")
+    parser.add_argument("--batch", default=",".join(map(str, GOOGLENET_BATCHES)),
+                        help="comma-separated batch sizes of the launched specializations "
+                             f"(default: {','.join(map(str, GOOGLENET_BATCHES))})")
     # internal: a compile worker (see _check_in_subprocesses)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tasks", help=argparse.SUPPRESS)
@@ -371,15 +496,25 @@ def run(args: argparse.Namespace) -> int:
         if args.kernel:
             variants = [v for v in variants if v.kernel in args.kernel]
     else:
-        variants = launch_variants(args.kernel)
+        variants = []
+        if not getattr(args, "launched_only", False):
+            variants += launch_variants(args.kernel)
+        if not getattr(args, "generic_only", False):
+            batches = [int(b) for b in csv_list(getattr(args, "batch", None) or "")] or list(GOOGLENET_BATCHES)
+            variants += googlenet_launch_variants(args.kernel, batches)
     unknown = [a for a in archs if a not in SMEM_LIMIT]
     if unknown:
         print(f"warning: no shared-memory limit known for sm_{unknown}; not checked", file=sys.stderr)
     t0 = time.perf_counter()
     rows = check(archs, variants, jobs=getattr(args, "jobs", None))
     elapsed = time.perf_counter() - t0
-    print(format_table(rows))
-    print()
+    for which, title in (("generic", "Generic variants (ints without divisibility hints: any shape)"),
+                         ("launched", "Launched specializations (what GoogLeNet's blocks run; compiled, not measured)")):
+        part = [r for r in rows if _row_set(r) == which]
+        if part:
+            print(f"{title}: {len(part)} compiles")
+            print(format_table(part))
+            print()
     print(summary(rows))
     fails = failures(rows)
     if getattr(args, "json", None):

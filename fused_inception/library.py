@@ -13,14 +13,12 @@ from collections.abc import Sequence
 
 import torch
 
-from .backward import inception_backward, kernel_layout_grads
+from .backward import inception_backward, kernel_layout_grads, relu_mask
 from .ops import inception_forward, output_memory_format
-from .params import CAT_ORDER, InceptionParams
+from .params import CAT_ORDER, WEIGHT_FIELDS, InceptionParams
 
 Tensor = torch.Tensor
 
-WEIGHT_FIELDS = ("w_point", "b_point", "w_red3", "b_red3", "w_conv3", "b_conv3",
-                 "w_red5", "b_red5", "w_conv5", "b_conv5")
 
 
 def params_from_tensors(tensors: Sequence[Tensor], ch1x1: int, relu: bool, cat_order: Sequence[int]) -> InceptionParams:
@@ -59,20 +57,20 @@ def _(x, w_point, b_point, w_red3, b_red3, w_conv3, b_conv3, w_red5, b_red5, w_c
 def _setup_context(ctx, inputs, output):
     x, *tensors = inputs[:11]
     ctx.ch1x1, ctx.relu, ctx.cat_order = inputs[11:]
-    ctx.save_for_backward(x, output, *tensors)
+    ctx.save_for_backward(x, relu_mask(output, ctx.relu), *tensors)
 
 
-def block_grads(grad_out: Tensor, x: Tensor, out: Tensor, params: InceptionParams) -> tuple[Tensor, ...]:
+def block_grads(grad_out: Tensor, x: Tensor, out_mask: Tensor | None, params: InceptionParams) -> tuple[Tensor, ...]:
     """(grad_x, grads of the WEIGHT_FIELDS tensors, each in its tensor's dtype)."""
-    gx, grads = inception_backward(grad_out, x, out, params)
+    gx, grads = inception_backward(grad_out, x, out_mask, params)
     weight_grads = kernel_layout_grads(grads)
     return (gx, *(g.to(getattr(params, f).dtype) for g, f in zip(weight_grads, WEIGHT_FIELDS)))
 
 
 def _backward(ctx, grad_out):
-    x, out, *tensors = ctx.saved_tensors
-    return (*block_grads(grad_out, x, out, params_from_tensors(tensors, ctx.ch1x1, ctx.relu, ctx.cat_order)),
-            None, None, None)
+    x, out_mask, *tensors = ctx.saved_tensors
+    params = params_from_tensors(tensors, ctx.ch1x1, ctx.relu, ctx.cat_order)
+    return (*block_grads(grad_out, x, out_mask, params), None, None, None)
 
 
 inception_block.register_autograd(_backward, setup_context=_setup_context)
@@ -94,14 +92,14 @@ class FusedInceptionFunction(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         x, params, *tensors = inputs
         ctx.meta = (params.ch1x1, params.relu, params.cat_order)
-        ctx.save_for_backward(x, output, *tensors)
+        ctx.save_for_backward(x, relu_mask(output, params.relu), *tensors)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, out, *tensors = ctx.saved_tensors
+        x, out_mask, *tensors = ctx.saved_tensors
         ch1x1, relu, cat_order = ctx.meta
         params = InceptionParams(**dict(zip(WEIGHT_FIELDS, tensors)), ch1x1=ch1x1, relu=relu, cat_order=cat_order)
-        gx, *weight_grads = block_grads(grad_out, x, out, params)
+        gx, *weight_grads = block_grads(grad_out, x, out_mask, params)
         return (gx, None, *weight_grads)
 
     @classmethod

@@ -8,15 +8,19 @@ Modes:
 
 * eval (and any block without BatchNorm, in training too): one ``fused_inception::inception_block``
   op. BN is folded with its running statistics. Without autograd, the folded weights are cached
-  per (dtype, device) and re-folded when any parameter or buffer changes (tensor ``_version``,
-  storage and device), so they are never stale after an optimizer step or load_state_dict. With
-  autograd, they are folded inside the graph so gradients reach the conv and BN parameters.
+  per (dtype, device) and re-folded when any parameter or buffer changes: the cache is keyed on
+  each tensor's ``_version`` (bumped by every in-place op: optimizer steps, load_state_dict,
+  ``copy_``), storage address, dtype and device, and keeps the storages it was built from alive
+  so an address cannot be reused. Writes through ``tensor.data`` bypass version counting: call
+  ``invalidate_cache()`` after those. With autograd, and while torch.compile traces, the weights
+  are folded inside the graph (gradients reach the conv and BN parameters; no Python-side cache
+  for the compiler to guard on).
 * training with BatchNorm after every conv (torchvision's layout): batch statistics need every
   conv's whole output before it can be normalised, which splits the fusion apart at each BN. The
   block runs as the ``fused_inception::inception_block_bn_train`` op (fused_inception.bn_train):
   the unfused sequence on cuDNN, updating running_mean, running_var and num_batches_tracked
-  exactly as nn.BatchNorm2d, but saving only the input, the output and the batch statistics, and
-  recomputing the rest in backward.
+  exactly as nn.BatchNorm2d, but saving only the input, the output's ReLU mask and the batch
+  statistics, and recomputing the rest in backward.
 * training with BatchNorm on some convs only: the block's original modules.
 """
 
@@ -49,8 +53,10 @@ class FusedInception(nn.Module):
         # the plain block, not registered (its children are ours already): unfuse returns it
         object.__setattr__(self, "_block", block)
         self.match = match
-        self._cache: tuple[tuple, InceptionParams] | None = None
-        self.train(block.training)  # a new Module starts in training mode; keep the block's
+        self._cache: tuple[tuple, list, InceptionParams] | None = None
+        # a new Module starts in training mode: take the block's (not .train(), which would also
+        # reset children that are deliberately in the other mode, e.g. frozen BN)
+        self.training = block.training
 
     @classmethod
     def from_module(cls, block: nn.Module, match: InceptionMatch | None = None) -> "FusedInception":
@@ -58,9 +64,14 @@ class FusedInception(nn.Module):
         return cls(block, match if match is not None else match_inception(block))
 
     def to_module(self) -> nn.Module:
-        """The original block, with the current weights (it shares this module's parameters)."""
-        self._block.train(self.training)
+        """The original block, with the current weights (it shares this module's parameters and
+        children, so the children's modes are already current; only its own flag may lag)."""
+        self._block.training = self.training
         return self._block
+
+    def invalidate_cache(self) -> None:
+        """Drop the cached folded weights (needed only after writes through ``tensor.data``)."""
+        self._cache = None
 
     def extra_repr(self) -> str:
         return f"fused={type(self._block).__name__}, relu={self.match.relu}"
@@ -72,39 +83,52 @@ class FusedInception(nn.Module):
             units[name] = (self.get_submodule(ref.conv), self.get_submodule(ref.bn) if ref.bn else None)
         return units
 
-    def _state_key(self, dtype: torch.dtype, device: torch.device) -> tuple:
+    def _state(self) -> tuple[tuple, list]:
+        """(cache key, the storages behind it) over every parameter and buffer of the block."""
         tensors = [t for _, t in self._block.named_parameters()] + [t for _, t in self._block.named_buffers()]
-        return (dtype, device) + tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        return key, [t.untyped_storage() for t in tensors]
 
     def folded_params(self, dtype: torch.dtype, device: torch.device) -> InceptionParams:
-        """Folded weights in kernel layout; cached unless autograd needs them in its graph."""
+        """Folded weights in kernel layout; cached unless autograd or the compiler needs them
+        folded inside the graph."""
         units = self._units()
         needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        if needs_graph:
+        if needs_graph or torch.compiler.is_compiling():
             # folded again every call, inside the graph: float32 keeps that cheap
             return params_from_units(units, self.match.relu, dtype, self.match.cat_order, fold_dtype=torch.float32)
-        key = self._state_key(dtype, device)
+        key, storages = self._state()
+        key = (dtype, device) + key
         if self._cache is None or self._cache[0] != key:
-            with torch.no_grad():
+            # normal tensors even under inference_mode: a later autograd forward may save them
+            with torch.inference_mode(False), torch.no_grad():
                 params = params_from_units(units, self.match.relu, dtype, self.match.cat_order)
-            self._cache = (key, params)
-        return self._cache[1]
+            self._cache = (key, storages, params)
+        return self._cache[2]
 
     def forward(self, x: Tensor) -> Tensor:
         check_input_shape(x, self.get_submodule(self.match.units["branch1"].conv).in_channels)
         bns = [ref.bn is not None for ref in self.match.units.values()]
         if self.training and any(bns):
             return self._forward_bn_train(x) if all(bns) else self._block(x)
-        dtype = x.dtype
-        if torch.is_autocast_enabled(x.device.type):
-            dtype = torch.get_autocast_dtype(x.device.type)
-            x = x.to(dtype)
+        dtype = self._compute_dtype(x)
+        x = x.to(dtype)
         params = self.folded_params(dtype, x.device)
         return inception_block(x, *op_arguments(params))
 
+    def _compute_dtype(self, x: Tensor) -> torch.dtype:
+        """The autocast dtype under autocast; else x's, which must match the weights' (as a conv
+        with mismatched input and weight dtypes raises)."""
+        if torch.is_autocast_enabled(x.device.type):
+            return torch.get_autocast_dtype(x.device.type)
+        weight = self.get_submodule(self.match.units["branch1"].conv).weight
+        if x.dtype != weight.dtype:
+            raise TypeError(f"input dtype {x.dtype} does not match the weights' dtype {weight.dtype}")
+        return x.dtype
+
     def _forward_bn_train(self, x: Tensor) -> Tensor:
         """Training with batch statistics (see the module docstring)."""
-        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        dtype = self._compute_dtype(x)
         x = x.to(dtype)
         units = self._units()
         convs = [units[name][0] for name in UNIT_NAMES]

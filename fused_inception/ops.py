@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels
-from .params import InceptionParams
+from .params import WEIGHT_FIELDS, InceptionParams
 
 Tensor = torch.Tensor
 
@@ -41,9 +41,20 @@ def output_memory_format(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def cudnn_conv_allows_tf32() -> bool:
+    """PyTorch's TF32 rule for fp32 convs: ``torch.backends.cudnn.conv.fp32_precision`` (the
+    current API; "none" defers to ``torch.backends.fp32_precision``), else the legacy
+    ``torch.backends.cudnn.allow_tf32`` (which raises once the two APIs have been mixed)."""
+    for precision in (getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None),
+                      getattr(torch.backends, "fp32_precision", None)):
+        if precision in ("tf32", "ieee"):
+            return precision == "tf32"
+    return bool(torch.backends.cudnn.allow_tf32)
+
+
 def dot_precision(x: Tensor) -> str:
-    """TF32 for fp32 inputs only where PyTorch's conv rule allows it (cudnn.allow_tf32)."""
-    if x.dtype == torch.float32 and x.is_cuda and torch.backends.cudnn.allow_tf32:
+    """TF32 for fp32 CUDA inputs only where PyTorch's conv rule allows it, IEEE otherwise."""
+    if x.dtype == torch.float32 and x.is_cuda and cudnn_conv_allows_tf32():
         return "tf32"
     return "ieee"
 
@@ -119,14 +130,16 @@ def _forward_triton(x: Tensor, params: InceptionParams, out: Tensor, c0: int) ->
     dtype_name = str(x.dtype).removeprefix("torch.")
     precision = dot_precision(x)
     off1, off3, off5, offp = (c0 + o for o in params.branch_offsets)
+    # the kernels index weights as dense row-major arrays (no-op for InceptionParams' own layouts)
+    p = {name: getattr(params, name).contiguous() for name in WEIGHT_FIELDS}
     kernels.launch_pointwise_pool(
-        x, params.w_point, params.b_point, params.ch1x1, out, off1, offp, params.relu, precision,
+        x, p["w_point"], p["b_point"], params.ch1x1, out, off1, offp, params.relu, precision,
         kernels.pick_pointwise_config(dtype_name, precision),
     )
     conv_cfg = kernels.pick_reduce_conv_config(dtype_name, precision)
-    kernels.launch_reduce_conv(x, params.w_red3, params.b_red3, params.w_conv3, params.b_conv3, params.k3,
+    kernels.launch_reduce_conv(x, p["w_red3"], p["b_red3"], p["w_conv3"], p["b_conv3"], params.k3,
                                out, off3, params.relu, precision, conv_cfg)
-    kernels.launch_reduce_conv(x, params.w_red5, params.b_red5, params.w_conv5, params.b_conv5, params.k5,
+    kernels.launch_reduce_conv(x, p["w_red5"], p["b_red5"], p["w_conv5"], p["b_conv5"], params.k5,
                                out, off5, params.relu, precision, conv_cfg)
 
 

@@ -23,6 +23,10 @@ Tensor = torch.Tensor
 # the four branches, named by their output conv unit, in GoogLeNet's concatenation order
 CAT_ORDER: tuple[str, str, str, str] = ("branch1", "conv3", "conv5", "pool_proj")
 
+# InceptionParams' tensor fields, in the order the custom op takes them
+WEIGHT_FIELDS = ("w_point", "b_point", "w_red3", "b_red3", "w_conv3", "b_conv3",
+                 "w_red5", "b_red5", "w_conv5", "b_conv5")
+
 
 def fold_batch_norm(
     weight: Tensor,
@@ -38,7 +42,8 @@ def fold_batch_norm(
 
     weight: [C_out, C_in, kh, kw]; bias: [C_out] or None; BN tensors: [C_out] (affine ones may be
     None for affine=False). Returns (w', b') with s = gamma / sqrt(var + eps), w' = w * s,
-    b' = (b - mean) * s + beta, computed in ``compute_dtype`` and returned in float32.
+    b' = (b - mean) * s + beta, computed in ``compute_dtype`` and returned in float32 (float64
+    for float64 weights).
     Differentiable with respect to every input (call it under torch.no_grad() for weights that
     need no gradient; float64 there costs nothing that matters, float32 keeps a per-step fold on
     the autograd path cheap).
@@ -54,7 +59,8 @@ def fold_batch_norm(
     scale = gamma / torch.sqrt(cast(running_var) + eps)
     w_folded = w * scale.view(-1, 1, 1, 1)
     b_folded = (b - cast(running_mean)) * scale + beta
-    return w_folded.float(), b_folded.float()
+    out_dtype = torch.promote_types(weight.dtype, torch.float32)
+    return w_folded.to(out_dtype), b_folded.to(out_dtype)
 
 
 def _bias_or_zeros(bias: Tensor | None, weight: Tensor) -> Tensor:

@@ -13,23 +13,38 @@ How a launch specializes (triton's JIT, mirrored here):
 
 * pointers: dtype from the tensor (x, weights, out, scratch in the compute dtype; biases always
   float32), and 16-byte aligned (fresh torch allocations): ``tt.divisibility = 16``;
-* ints: ``i32``; an int equal to 1 becomes a constexpr. The unit stride is the one that matters:
-  NCHW input/output have ``sx_w == so_w == 1``, channels_last ``sx_c == so_c == 1``, so each
-  variant is compiled for one memory format. Other ints are compiled without divisibility hints
-  (the generic specialization: any channel count and image size);
+* ints: an int equal to 1 becomes a constexpr; any other int is ``i32`` (``i64``/``u64`` beyond
+  that range) and gets ``tt.divisibility = 16`` when divisible by 16 (0 included), see
+  :func:`jit_int_key`;
 * constexprs: the config's tile sizes, plus ``KSIZE`` (reduce_conv), ``APPLY_RELU``
   and ``INPUT_PRECISION``.
 
-Pure: importing this module imports no kernel; only :func:`compile_spec` does (and it must run
-with ``TRITON_INTERPRET`` unset, or the kernels are not ``JITFunction`` s).
+Two sets of variants are compiled:
+
+* **generic** (:func:`launch_variants`): only the memory format's unit strides are constexpr 1
+  (NCHW input/output have ``sx_w == so_w == 1``, channels_last ``sx_c == so_c == 1``); every
+  other int is ``i32`` without divisibility hints. A real launch specializes at least as much, so
+  these cover any channel count, image size and batch, and they are the worst case for registers.
+* **launched** (:func:`googlenet_launch_variants`): the specializations GoogLeNet's nine blocks
+  (paper and torchvision variants, NCHW and channels_last, batches :data:`GOOGLENET_BATCHES`, every
+  launchable dtype/precision) actually launch. Their runtime arguments are not re-derived here:
+  ``fused_inception.ops._forward_triton`` and the ``launch_*`` helpers run on meta tensors with
+  the jitted kernels replaced by recorders (:func:`record_googlenet_launches`), and the recorded
+  values are specialized as the JIT does (:func:`jit_int_key`); identical specializations are
+  merged and remember which launches they serve (``LaunchVariant.launches``).
+
+Pure: importing this module imports no kernel; :func:`compile_spec` and the GoogLeNet recording
+do (compile_spec must run with ``TRITON_INTERPRET`` unset, or the kernels are not
+``JITFunction`` s; recording works either way, since the kernels are replaced while it runs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Iterator
 
 from .configs import PointwiseConfig, ReduceConvConfig, config_name, launchable_configs
 
@@ -124,10 +139,31 @@ class LaunchVariant:
     ksize: int | None  # reduce_conv only
     relu: bool = True
     layout: str = "nhwc"  # memory format of input and output: which stride is 1
+    # launched specializations: (int argument, jit_int_key) for every runtime int argument, in
+    # parameter order; None for a generic variant (only the layout's unit strides specialized)
+    ints: tuple[tuple[str, str], ...] | None = None
+    # which GoogLeNet launches use this specialization ("paper/3a/N256/b3"); not part of its identity
+    launches: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def spec(self) -> KernelSpec:
         return KERNELS[self.kernel]
+
+    @property
+    def launched(self) -> bool:
+        return self.ints is not None
+
+    def ints_label(self) -> str:
+        """The launched specialization in short: ints that are constexpr 1 and ints that are not
+        divisible by 16 ("1:sx_c,so_c nd:H,W"); every other int has tt.divisibility 16."""
+        if self.ints is None:
+            return "generic"
+        ones = [n for n, k in self.ints if k == "1"]
+        nd = [n for n, k in self.ints if k != "1" and not k.endswith(":D")]
+        wide = [f"{n}:{k.split(':')[0]}" for n, k in self.ints if k != "1" and not k.startswith("i32")]
+        parts = [f"1:{','.join(ones)}" if ones else "", f"nd:{','.join(nd)}" if nd else "",
+                 f"wide:{','.join(wide)}" if wide else ""]
+        return " ".join(p for p in parts if p) or "all-D"
 
     @property
     def expects_mma(self) -> bool:
@@ -136,8 +172,9 @@ class LaunchVariant:
 
     def label(self) -> str:
         k = f" k={self.ksize}" if self.ksize is not None else ""
+        spec = f" [{self.ints_label()}]" if self.launched else ""
         return (f"{self.kernel}/{self.config_name} {self.dtype} {self.input_precision}{k} "
-                f"relu={int(self.relu)} {self.layout}")
+                f"relu={int(self.relu)} {self.layout}{spec}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -148,6 +185,9 @@ class LaunchVariant:
     def from_dict(cls, d: dict) -> "LaunchVariant":
         d = dict(d)
         d["config"] = KERNELS[d["kernel"]].config_cls(**d["config"])
+        if d.get("ints") is not None:
+            d["ints"] = tuple((str(n), str(k)) for n, k in d["ints"])
+        d["launches"] = tuple(d.get("launches") or ())
         return cls(**d)
 
 
@@ -171,10 +211,61 @@ def launch_variants(kernels: tuple[str, ...] | list[str] | None = None) -> list[
     return out
 
 
+def jit_int_key(value: int) -> str:
+    """How triton 3.8's JIT specializes a runtime int argument, as a key.
+
+    Mirrors ``native_specialize_impl`` (triton/_C, called by the binder that
+    ``triton.runtime.jit.create_function_from_signature`` builds) with ``specialize`` and
+    ``align`` on, as for every parameter of these kernels (none is ``do_not_specialize``): the
+    int 1 becomes a constexpr ("1"); otherwise the type is i32 in [-2**31, 2**31), i64 in
+    [-2**63, 2**63), u64 up to 2**64, with ":D" (``tt.divisibility = 16``) when ``value % 16 == 0``
+    (0 and negative multiples included, via ``BaseBackend.get_int_specialization``). Bools and
+    floats are not specialized, and these kernels take none: they raise here.
+    tests/test_compile_check.py checks this against triton's own function.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not a runtime int argument: {value!r} ({type(value).__name__})")
+    if value == 1:
+        return "1"
+    if -2**31 <= value < 2**31:
+        ty = "i32"
+    elif -2**63 <= value < 2**63:
+        ty = "i64"
+    elif 0 <= value < 2**64:
+        ty = "u64"
+    else:
+        raise OverflowError(f"integer to be specialized too large to represent: {value}")
+    return ty + (":D" if value % 16 == 0 else "")
+
+
+def _runtime_ints(v: LaunchVariant) -> list[str]:
+    """The kernel's runtime int parameters (neither tl.constexpr nor *_ptr), in order."""
+    params = inspect.signature(v.spec.python_fn()).parameters
+    return [n for n, p in params.items() if "constexpr" not in str(p.annotation) and not n.endswith("_ptr")]
+
+
+def _int_keys(v: LaunchVariant) -> dict[str, str]:
+    """int argument -> jit_int_key for a launched variant; for a generic one, "1" for the layout's
+    unit strides and "i32" (no hint) for the rest."""
+    names = _runtime_ints(v)
+    if v.ints is None:
+        for stride in LAYOUTS[v.layout]:
+            if stride not in names:
+                raise ValueError(f"{v.spec.name}: no stride argument {stride!r}")
+        return {n: "1" if n in LAYOUTS[v.layout] else "i32" for n in names}
+    keys = dict(v.ints)
+    if list(keys) != names:
+        raise ValueError(f"{v.spec.name}: specialized ints {list(keys)} != the kernel's {names}")
+    if any(keys[s] != "1" for s in LAYOUTS[v.layout]):
+        raise ValueError(f"{v.label()}: unit strides {LAYOUTS[v.layout]} of layout {v.layout} are not 1")
+    return keys
+
+
 def signature(v: LaunchVariant) -> dict[str, str]:
     """ASTSource signature: arg name -> "*fp16" / "i32" / "constexpr", in parameter order."""
     spec = v.spec
     constexprs = constexpr_values(v)
+    ints = _int_keys(v)
     sig: dict[str, str] = {}
     for p in inspect.signature(spec.python_fn()).parameters.values():
         name = p.name
@@ -183,30 +274,33 @@ def signature(v: LaunchVariant) -> dict[str, str]:
         elif name.endswith("_ptr"):
             sig[name] = "*fp32" if name in spec.bias_ptrs else _PTR_TYPE[v.dtype]
         else:
-            sig[name] = "i32"
+            sig[name] = ints[name].split(":")[0]
     return sig
 
 
 def constexpr_values(v: LaunchVariant) -> dict[str, Any]:
-    """Every constexpr of the compiled variant: the kernel's tl.constexpr parameters and the
-    unit strides of the memory format. Raises if they drift from the kernel's parameters."""
+    """Every constexpr of the compiled variant: the kernel's tl.constexpr parameters and the ints
+    equal to 1 (generic: the unit strides of the memory format). Raises if they drift from the
+    kernel's parameters."""
     spec = v.spec
     params = inspect.signature(spec.python_fn()).parameters
     declared = [n for n, p in params.items() if "constexpr" in str(p.annotation)]
     values = spec.constexprs(v.config, v)
     if set(declared) != set(values):
         raise ValueError(f"{spec.name}: kernel constexprs {sorted(declared)} != aot.py's {sorted(values)}")
-    for stride in LAYOUTS[v.layout]:
-        if stride not in params:
-            raise ValueError(f"{spec.name}: no stride argument {stride!r}")
-        values[stride] = 1
+    for name, key in _int_keys(v).items():
+        if key == "1":
+            values[name] = 1
     return values
 
 
 def attributes(v: LaunchVariant) -> dict[tuple[int, ...], list]:
-    """ASTSource attrs: every pointer 16-byte aligned, as the JIT specializes torch tensors."""
+    """ASTSource attrs: every pointer 16-byte aligned, as the JIT specializes fresh torch
+    allocations; for launched variants also every int divisible by 16."""
     sig = signature(v)
-    return {(i,): [["tt.divisibility", 16]] for i, (n, t) in enumerate(sig.items()) if t.startswith("*")}
+    ints = _int_keys(v)
+    return {(i,): [["tt.divisibility", 16]] for i, (n, t) in enumerate(sig.items())
+            if t.startswith("*") or (t != "constexpr" and ints[n].endswith(":D"))}
 
 
 def compile_options(v: LaunchVariant) -> dict[str, int]:
@@ -231,3 +325,180 @@ def compile_spec(v: LaunchVariant) -> CompileSpec:
     if not isinstance(fn, JITFunction):
         raise RuntimeError(f"{v.spec.attr} is not a JITFunction (TRITON_INTERPRET=1?): cannot compile it")
     return CompileSpec(fn, signature(v), constexpr_values(v), attributes(v), compile_options(v))
+
+
+# ---------------------------------------------------------------- what GoogLeNet launches
+
+GOOGLENET_MODELS: tuple[str, ...] = ("paper", "torchvision")
+# batch only changes M = N*H*W and num_tiles. 256 makes both divisible by 16 on most blocks;
+# 1 makes M not divisible at 14x14 and 7x7 and num_tiles == 1 (a constexpr) at 7x7.
+GOOGLENET_BATCHES: tuple[int, ...] = (1, 256)
+# memory format name (LAYOUTS) -> torch.memory_format attribute
+_MEMORY_FORMATS = {"nchw": "contiguous_format", "nhwc": "channels_last"}
+# launch order of fused_inception.ops._forward_triton: branch of each launch, per kernel
+_BRANCHES = {"pointwise_pool": ("b1p",), "reduce_conv": ("b3", "b5")}
+
+
+@dataclass(frozen=True)
+class RecordedLaunch:
+    """One kernel launch of a GoogLeNet block as the library makes it (arguments recorded)."""
+
+    kernel: str
+    args: tuple
+    kwargs: dict
+    model: str  # "paper" / "torchvision"
+    block: str  # "3a" .. "5b"
+    batch: int
+    layout: str  # "nchw" / "nhwc"
+    dtype: str
+    input_precision: str
+    branch: str  # "b1p" (1x1 + pool projection), "b3", "b5"
+
+    def name(self) -> str:
+        return f"{self.model}/{self.block}/N{self.batch}/{self.branch}"
+
+
+class _Recorder:
+    """Stands in for a @triton.jit kernel: ``kernel[grid](*args, **kwargs)`` records, runs nothing."""
+
+    def __init__(self, name: str, sink: list):
+        self.name, self.sink = name, sink
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.sink.append((self.name, args, kwargs))
+
+
+@contextlib.contextmanager
+def recording_launches() -> Iterator[list]:
+    """Within the block every launch of a KERNELS kernel appends (kernel, args, kwargs) to the
+    yielded list instead of running (the launchers look their kernel up as a module global at
+    call time). Not thread-safe: it swaps module attributes."""
+    calls: list = []
+    saved = []
+    try:
+        for spec in KERNELS.values():
+            mod = importlib.import_module(f"{__package__}.{spec.module}")
+            saved.append((mod, spec.attr, getattr(mod, spec.attr)))
+            setattr(mod, spec.attr, _Recorder(spec.name, calls))
+        yield calls
+    finally:
+        for mod, attr, fn in reversed(saved):
+            setattr(mod, attr, fn)
+
+
+def _meta_params(block_spec, dtype):
+    """InceptionParams of a block with meta tensors (shapes only), built by the library's own
+    from_conv_weights; biases float32 as the folded ones are."""
+    import torch
+
+    from ..params import InceptionParams
+
+    def conv(c_out: int, c_in: int, k: int = 1):
+        return (torch.empty(c_out, c_in, k, k, device="meta"), torch.empty(c_out, device="meta"))
+
+    s = block_spec
+    return InceptionParams.from_conv_weights(
+        conv(s.ch1x1, s.in_channels), conv(s.ch3x3red, s.in_channels), conv(s.ch3x3, s.ch3x3red, s.k3),
+        conv(s.ch5x5red, s.in_channels), conv(s.ch5x5, s.ch5x5red, s.k5), conv(s.pool_proj, s.in_channels),
+        relu=s.relu, dtype=dtype)
+
+
+def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_BATCHES,
+                              models: tuple[str, ...] = GOOGLENET_MODELS) -> list[RecordedLaunch]:
+    """Every kernel launch of GoogLeNet's nine blocks, recorded from the library's own forward.
+
+    For each model variant, block, launchable (dtype, precision), memory format and batch,
+    ``fused_inception.ops._forward_triton`` runs on meta tensors (its ``dot_precision`` pinned to
+    the precision; output allocated as ``inception_forward`` does, c0 = 0 as GoogLeNet calls it)
+    with the kernels replaced by recorders: nothing is computed or allocated, and the arguments
+    are exactly what the launchers pass.
+    """
+    import torch
+
+    from .. import ops
+    from ..spec import GOOGLENET_BLOCKS, googlenet_spec
+
+    precisions = list(dict.fromkeys((d, p) for _, d, p, _ in launchable_configs()))
+    out: list[RecordedLaunch] = []
+    saved_precision = ops.dot_precision
+    try:
+        with recording_launches() as calls:
+            for model in models:
+                for block, (_, size) in GOOGLENET_BLOCKS.items():
+                    bspec = googlenet_spec(block, model)
+                    for dtype_name, precision in precisions:
+                        dtype = getattr(torch, dtype_name)
+                        params = _meta_params(bspec, dtype)
+                        ops.dot_precision = lambda x, _p=precision: _p
+                        for layout, fmt in _MEMORY_FORMATS.items():
+                            for n in batches:
+                                x = torch.empty((n, bspec.in_channels, size, size), dtype=dtype, device="meta",
+                                                memory_format=getattr(torch, fmt))
+                                y = torch.empty((n, params.out_channels, size, size), dtype=dtype, device="meta",
+                                                memory_format=ops.output_memory_format(x))
+                                calls.clear()
+                                ops._forward_triton(x, params, y, 0)
+                                seen: dict[str, int] = {}
+                                for kernel, args, kwargs in calls:
+                                    i = seen[kernel] = seen.get(kernel, -1) + 1
+                                    out.append(RecordedLaunch(kernel, args, kwargs, model, block, int(n), layout,
+                                                              dtype_name, precision, _BRANCHES[kernel][i]))
+    finally:
+        ops.dot_precision = saved_precision
+    return out
+
+
+def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
+    """The specialization the JIT compiles for one recorded launch (``launches`` = that launch).
+
+    Checks on the way that the launch matches what compile-check assumes: the config is the one
+    launchable_configs() lists for its (dtype, precision), constexprs and compile options are the
+    variant's, tensors have the variant's pointer types, and the layout's unit strides are 1.
+    """
+    spec = KERNELS[rec.kernel]
+    cfgs = [c for k, d, p, c in launchable_configs() if (k, d, p) == (rec.kernel, rec.dtype, rec.input_precision)]
+    if len(cfgs) != 1:
+        raise ValueError(f"{rec.name()}: {len(cfgs)} launchable configs for {rec.kernel} {rec.dtype} {rec.input_precision}")
+    cfg = cfgs[0]
+    kwargs = dict(rec.kwargs)
+    options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
+    bound = inspect.signature(spec.python_fn()).bind(*rec.args, **kwargs)
+    base = LaunchVariant(rec.kernel, config_name(cfg), cfg, rec.dtype, rec.input_precision,
+                         kwargs.get("KSIZE") if spec.uses_ksize else None, bool(kwargs["APPLY_RELU"]), rec.layout)
+    want_constexprs = spec.constexprs(cfg, base)
+    got_constexprs = {n: bound.arguments[n] for n in want_constexprs}
+    if got_constexprs != want_constexprs or options != compile_options(base):
+        raise ValueError(f"{rec.name()}: launched with {got_constexprs} {options}, compile-check assumes "
+                         f"{want_constexprs} {compile_options(base)}")
+    ints = []
+    for name, value in bound.arguments.items():
+        if name in want_constexprs:
+            continue
+        if name.endswith("_ptr"):
+            want = "*fp32" if name in spec.bias_ptrs else _PTR_TYPE[rec.dtype]
+            got = "*" + {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(
+                str(getattr(value, "dtype", "")).removeprefix("torch."), "?")
+            if got != want:
+                raise ValueError(f"{rec.name()}: {name} is {got}, compile-check assumes {want}")
+            continue
+        ints.append((name, jit_int_key(value)))
+    v = replace(base, ints=tuple(ints), launches=(rec.name(),))
+    _int_keys(v)  # validates names and the layout's unit strides
+    return v
+
+
+def googlenet_launch_variants(kernels: tuple[str, ...] | list[str] | None = None,
+                              batches: tuple[int, ...] | list[int] = GOOGLENET_BATCHES) -> list[LaunchVariant]:
+    """The distinct specializations GoogLeNet's blocks launch (see record_googlenet_launches), each
+    with the sorted names of the launches that use it; ordered like launch_variants()."""
+    merged: dict[LaunchVariant, list[str]] = {}
+    for rec in record_googlenet_launches(batches):
+        if kernels is not None and rec.kernel not in kernels:
+            continue
+        v = launched_variant(rec)
+        merged.setdefault(v, []).extend(v.launches)
+    order = {(k, d, p): i for i, (k, d, p, _) in enumerate(launchable_configs())}
+    layouts = list(LAYOUTS)
+    variants = [replace(v, launches=tuple(dict.fromkeys(names))) for v, names in merged.items()]
+    return sorted(variants, key=lambda v: (order[(v.kernel, v.dtype, v.input_precision)], v.ksize or 0,
+                                           layouts.index(v.layout), v.ints))

@@ -70,7 +70,8 @@ def _pointwise_pool_kernel(
             inside = m_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
             ptrs = x_ptr + (x_row + hh.to(tl.int64) * sx_h + ww.to(tl.int64) * sx_w)[:, None] + x_col[None, :]
             tap = tl.load(ptrs, mask=inside[:, None] & k_mask[None, :], other=float("-inf"))
-            a = tl.maximum(a, tap).to(a.dtype)  # bf16 maximum returns fp32
+            # NaN propagates as in torch's max_pool2d; bf16 maximum returns fp32
+            a = tl.maximum(a, tap, propagate_nan=tl.PropagateNan.ALL).to(a.dtype)
         # -inf must not reach the dot: -inf * 0 (masked weight) is NaN
         a = tl.where(m_mask[:, None] & k_mask[None, :], a, 0.0).to(x_ptr.dtype.element_ty)
         b = tl.load(w_ptr + offs_k[:, None] * (C1 + CP) + offs_n[None, :],

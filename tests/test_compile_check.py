@@ -6,6 +6,11 @@ interpreted; compile_check compiles in subprocesses with the interpreter off. Th
 ``python -m fused_inception compile-check --arch 80,90``; here a subset that still covers both
 kernels, every shipped config, every dtype (bf16 too), k = 3 and 5, both memory formats, ReLU
 off, and both archs.
+
+Launched specializations (what GoogLeNet's blocks really run: ints equal to 1 constexpr, ints
+divisible by 16 with tt.divisibility 16): their derivation is checked against triton's own JIT
+binder on every recorded launch, their coverage of the 9 blocks x 2 variants, and one per kernel
+and arch is compiled.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from fused_inception.kernels import aot
 from fused_inception.kernels import pointwise_pool as pointwise_mod
 from fused_inception.kernels import reduce_conv as reduce_conv_mod
 from fused_inception.kernels.configs import (
+    INPUT_PRECISIONS,
     DTYPES,
     POINTWISE_CONFIGS,
     REDUCE_CONV_CONFIGS,
@@ -235,3 +241,202 @@ def test_verdicts(arch):
     assert cc.row_failures(fp32_ieee) == []
     table = cc.format_table([_good_row(arch), {**_good_row(arch), "stack": 8}])
     assert "regs" in table and "FAIL spills" in table and table.count("\n") == 3
+
+
+# ---------------------------------------------------------------- launched specializations
+
+@pytest.fixture(scope="module")
+def recorded():
+    return aot.record_googlenet_launches()
+
+
+@pytest.fixture(scope="module")
+def launched():
+    return aot.googlenet_launch_variants()
+
+
+def test_jit_int_key_matches_triton():
+    """aot.jit_int_key against triton's native specialization function (as the JIT binder calls
+    it for our kernels: not const, specialize and align on), on edge values."""
+    from triton._C.libtriton import native_specialize_impl
+    from triton.backends.nvidia.compiler import CUDABackend
+
+    values = [0, 1, 2, 15, 16, 17, 32, 48, 49, 784, -1, -16, -17, 2**31 - 16, 2**31 - 1, -2**31,
+              -2**31 - 1, -2**31 - 16, 2**31, 2**32, 2**63 - 1, 2**63, 2**64 - 16, -2**63]
+    for value in values:
+        ty, key = native_specialize_impl(CUDABackend, value, False, True, True)
+        want = "1" if ty == "constexpr" else ty + (":D" if key == "D" else "")
+        assert aot.jit_int_key(value) == want, value
+    with pytest.raises(TypeError):
+        aot.jit_int_key(True)  # bools are u1, never specialized: the kernels take none
+    with pytest.raises(OverflowError):
+        aot.jit_int_key(2**64)
+
+
+def _jit_specialization(kernel: str, args: tuple, kwargs: dict, arch: int = 80):
+    """What triton's JIT computes for one launch on a CUDA device of ``arch``: the binder
+    JITFunction.run uses (create_function_from_signature) and its _pack_args. No GPU needed."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler.compiler import make_backend
+    from triton.runtime.jit import JITFunction, create_function_from_signature
+
+    fn = JITFunction(aot.KERNELS[kernel].python_fn())  # the suite's kernels are interpreted
+    backend = make_backend(GPUTarget("cuda", arch, 32))
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    bound, specialization, options = binder(*args, **kwargs)
+    options, signature, constexprs, attrs = fn._pack_args(backend, dict(kwargs), bound, specialization, options)
+    return signature, constexprs, {k: v for k, v in attrs.items() if v}, options
+
+
+def test_launched_specialization_matches_the_jit(recorded):
+    """For every launch GoogLeNet makes (recorded from the library's forward), the ASTSource
+    signature, constexprs and attributes compile-check uses are what triton's JIT derives from the
+    same arguments. Pointers: meta tensors have data_ptr 0, i.e. the aligned case compile-check
+    assumes for fresh allocations."""
+    assert len(recorded) == 2 * 9 * 2 * len(aot.GOOGLENET_BATCHES) * len(
+        [p for d in DTYPES for p in INPUT_PRECISIONS[d]]) * 3
+    for rec in recorded:
+        v = aot.launched_variant(rec)
+        sig, constexprs, attrs, options = _jit_specialization(rec.kernel, rec.args, rec.kwargs)
+        names = list(sig)
+        assert aot.signature(v) == sig, rec.name()
+        assert {(names.index(n),): val for n, val in aot.constexpr_values(v).items()} == constexprs, rec.name()
+        assert aot.attributes(v) == attrs, rec.name()
+        assert (options.num_warps, options.num_stages) == (v.config.num_warps, v.config.num_stages)
+
+
+def test_reviewed_launch_specializes_as_expected(recorded):
+    """Block 3a (paper), batch 256, channels_last, bf16: n_tiles_1 = 64/64 = 1 is a constexpr,
+    every int but H = W = 28 is divisible by 16; the generic variant has no hint at all."""
+    recs = {r.kernel + r.branch: r for r in recorded
+            if (r.model, r.block, r.batch, r.layout, r.dtype) == ("paper", "3a", 256, "nhwc", "bfloat16")}
+    pw = aot.launched_variant(recs["pointwise_poolb1p"])
+    assert pw.ints_label() == "1:sx_c,so_c,n_tiles_1 nd:H,W"
+    rc = aot.launched_variant(recs["reduce_convb3"])
+    assert rc.ints_label() == "1:sx_c,so_c nd:H,W"
+    generic = _variant("reduce_conv", "mma", "bfloat16", "ieee", 3, True, "nhwc")
+    assert len(aot.attributes(rc)) > len(aot.attributes(generic)) == 7  # generic: the 7 pointers only
+    assert rc.spec is generic.spec and rc != generic
+
+
+def test_launched_variants_cover_all_blocks(recorded, launched):
+    """Every launch is served by exactly one launched specialization, and for every kernel,
+    dtype/precision, memory format and batch, the 9 blocks x 2 variants are all there (reduce_conv:
+    both branches, k = 3 and, for the paper, 5)."""
+    from fused_inception.spec import GOOGLENET_BLOCKS
+
+    # a launch name says model/block/batch/branch; dtype, precision and layout are the variant's
+    names = [(v.dtype, v.input_precision, v.layout, n) for v in launched for n in v.launches]
+    assert len(names) == len(set(names)) == len(recorded)
+    assert len(set(launched)) == len(launched)
+    assert all(v.launched and v.relu for v in launched)
+    blocks = {(m, b) for m in aot.GOOGLENET_MODELS for b in GOOGLENET_BLOCKS}
+    assert len(blocks) == 18
+    for kernel, dtype_name, precision, cfg in launchable_configs():
+        for layout in aot.LAYOUTS:
+            for batch in aot.GOOGLENET_BATCHES:
+                mine = [(n.split("/"), v) for v in launched for n in v.launches
+                        if (v.kernel, v.dtype, v.input_precision, v.layout) == (kernel, dtype_name, precision, layout)]
+                mine = [(parts, v) for parts, v in mine if parts[2] == f"N{batch}"]
+                assert {(p[0], p[1]) for p, _ in mine} == blocks, (kernel, dtype_name, precision, layout, batch)
+                assert all(v.config == cfg for _, v in mine)
+                if kernel == "reduce_conv":
+                    assert {(p[0], p[1], p[3]) for p, _ in mine} == {(m, b, br) for m, b in blocks for br in ("b3", "b5")}
+                    k5 = {p[0]: v.ksize for p, v in mine if p[3] == "b5"}
+                    assert k5 == {"paper": 5, "torchvision": 3}
+    # batch 1 specializes differently from 256 (M and num_tiles), so both are needed
+    by_batch = {b: {v for v in launched if any(n.split("/")[2] == f"N{b}" for n in v.launches)}
+                for b in aot.GOOGLENET_BATCHES}
+    assert by_batch[1] != by_batch[256]
+    # a variant round-trips through the workers' JSON
+    assert all(aot.LaunchVariant.from_dict(json.loads(json.dumps(v.to_dict()))) == v for v in launched[:5])
+
+
+def _launched_pick(launched, kernel, dtype, launch, layout):
+    for v in launched:
+        if (v.kernel, v.dtype, v.layout) == (kernel, dtype, layout) and launch in v.launches:
+            return v
+    raise LookupError((kernel, dtype, launch, layout))
+
+
+@pytest.fixture(scope="module")
+def launched_rows(launched):
+    """One launched specialization per kernel and arch, compiled."""
+    picks = {
+        80: [_launched_pick(launched, "pointwise_pool", "float16", "paper/3a/N256/b1p", "nhwc"),
+             _launched_pick(launched, "reduce_conv", "bfloat16", "paper/3a/N256/b3", "nhwc")],
+        90: [_launched_pick(launched, "pointwise_pool", "bfloat16", "torchvision/5b/N1/b1p", "nchw"),
+             _launched_pick(launched, "reduce_conv", "float16", "paper/5b/N1/b5", "nhwc")],
+    }
+    rows = []
+    for arch, variants in picks.items():
+        rows += cc.check([arch], variants)
+    return rows
+
+
+def test_launched_subset_compiles_without_spills_on_tensor_cores(launched_rows):
+    assert len(launched_rows) == 4
+    assert {(r["arch"], r["kernel"]) for r in launched_rows} == {
+        (a, k) for a in (80, 90) for k in ("pointwise_pool", "reduce_conv")}
+    for row in launched_rows:
+        assert row["set"] == "launched" and row["launches"], row
+        assert row["error"] is None, row["error"]
+        assert 0 < row["registers"] <= 255
+        assert not any(row[k] for k in ("stack", "local", "spill_stores", "spill_loads")), row
+        assert row["expects_mma"] and row["hmma"] + row["hgmma"] > 0, "no HMMA/HGMMA in the SASS"
+        assert cc.row_failures(row) == []
+    # the 7x7 batch-1 reduce_conv launch has a single tile: num_tiles is a constexpr there
+    rc90 = next(r for r in launched_rows if r["arch"] == 90 and r["kernel"] == "reduce_conv")
+    assert "num_tiles" in rc90["ints"].split(" ")[0]
+
+
+def test_launches_label():
+    launches = ["paper/3a/N256/b3", "paper/3b/N256/b3", "torchvision/3a/N256/b3",
+                "torchvision/3b/N256/b3", "paper/4a/N1/b3", "paper/4b/N1/b3", "paper/4c/N1/b3",
+                "torchvision/4a/N1/b3", "torchvision/4a/N1/b5"]
+    assert cc.launches_label(launches) == "N256 3a,3b[3]; N1 p:4a-4c[3] tv:4a[3,5]"
+    assert cc.launches_label(["paper/3a/N1/b1p", "torchvision/3a/N1/b1p"]) == "N1 3a"
+    assert cc.launches_label([]) == "generic"
+
+
+def test_cli_selects_generic_and_launched_sets(monkeypatch, capsys):
+    """--generic-only / --launched-only / default (both) pick the variant sets; the summary has a
+    line per arch and set; a failure in either set fails the command. (Compiles are faked.)"""
+    seen = {}
+
+    def fake_check(archs, variants, jobs=None):
+        seen["variants"] = list(variants)
+        rows = []
+        for a in archs:
+            for v in variants:
+                row = cc._empty_row(v, a)
+                row.update(registers=100, stack=0, local=0, spill_stores=0, spill_loads=0, shared=0,
+                           static_shared=0, hmma=4, hgmma=0)
+                rows.append(row)
+        if seen.get("spill_launched"):
+            next(r for r in rows if r["set"] == "launched").update(spill_stores=8)
+        return rows
+
+    monkeypatch.setattr(cc, "check", fake_check)
+    parser = argparse.ArgumentParser()
+    cc.add_arguments(parser)
+    generic = aot.launch_variants(["pointwise_pool"])
+    assert cc.run(parser.parse_args(["--arch", "80", "--kernel", "pointwise_pool", "--generic-only"])) == 0
+    assert seen["variants"] == generic
+    assert cc.run(parser.parse_args(["--arch", "80", "--kernel", "pointwise_pool", "--launched-only",
+                                     "--batch", "1"])) == 0
+    assert seen["variants"] and all(v.launched and v.kernel == "pointwise_pool" for v in seen["variants"])
+    assert all(n.split("/")[2] == "N1" for v in seen["variants"] for n in v.launches)
+    capsys.readouterr()
+    assert cc.run(parser.parse_args(["--arch", "80,90", "--kernel", "pointwise_pool"])) == 0
+    out = capsys.readouterr().out
+    assert seen["variants"][:len(generic)] == generic and all(v.launched for v in seen["variants"][len(generic):])
+    for line in ("sm_80 generic:", "sm_80 launched:", "sm_90 generic:", "sm_90 launched:",
+                 "Generic variants", "Launched specializations", "launched by"):
+        assert line in out, line
+    seen["spill_launched"] = True
+    assert cc.run(parser.parse_args(["--arch", "80", "--kernel", "pointwise_pool"])) == 1
+    out = capsys.readouterr().out
+    assert "FAIL pointwise_pool/default" in out and "launched[" in out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--generic-only", "--launched-only"])

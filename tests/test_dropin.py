@@ -84,10 +84,30 @@ def test_opcheck(gen):
 
 def test_module_state_dict_names_mode_and_unfuse(gen):
     block = random_block(SMALL, gen)
+    block.branch1.bn.train()  # a child deliberately in the other mode
     fused = fi.FusedInception.from_module(block)
     assert list(fused.state_dict()) == list(block.state_dict())
-    assert not fused.training  # the block's mode (random_block is in eval)
+    assert not fused.training and block.branch1.bn.training  # the block's modes, untouched
     assert fused.to_module() is block
+    assert not block.training and block.branch1.bn.training
+
+
+def test_fuse_eval_model_runs_the_kernels_and_unfuse_restores_it(gen, monkeypatch):
+    """fuse() of an eval model: eval blocks (the fused op runs); unfuse: the same outputs."""
+    model = _network("torchvision", gen).eval()
+    calls = []
+    real = fi.module.inception_block
+    monkeypatch.setattr(fi.module, "inception_block", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # this test is about dispatch: the PyTorch path is enough
+    fused = fi.fuse(model)
+    x = random_input((1, 3, 32, 32), gen).float()
+    with torch.no_grad():
+        out = fused(x)
+        assert len(calls) == 9
+        plain = fi.unfuse(fused)
+        assert not any(m.training for m in plain.modules())
+        assert torch.equal(plain(x), model(x))
+        assert_close_to_baseline(out, copy.deepcopy(model).double()(x.double()), model(x), "float32", "fused logits")
 
 
 def test_folded_weights_refresh_after_optimizer_step_and_load(gen):
@@ -146,12 +166,54 @@ def test_autocast_and_half(gen, monkeypatch):
     assert_close(out, block(x.bfloat16().double()), "bfloat16", "autocast bf16")
 
 
-def test_module_bad_input_errors(gen):
-    fused = fi.FusedInception.from_module(random_block(SMALL, gen).float()).eval()
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "bn-train"])
+def test_module_bad_input_errors(training, gen):
+    fused = fi.FusedInception.from_module(random_block(SMALL, gen).float()).train(training)
     with pytest.raises(ValueError, match="expected 8 input channels, got 3"):
         fused(torch.randn(1, 3, 4, 4))
     with pytest.raises(ValueError, match="4-D input"):
         fused(torch.randn(8, 4, 4))
+    with pytest.raises(TypeError, match="input dtype torch.float16 does not match the weights' dtype torch.float32"):
+        fused(torch.randn(1, 8, 4, 4, dtype=torch.float16))
+    with pytest.raises(TypeError, match="got ndarray"):
+        fused(torch.randn(1, 8, 4, 4).numpy())
+
+
+def test_cache_built_in_inference_mode_serves_autograd_later(gen):
+    fused = fi.FusedInception.from_module(random_block(SMALL, gen).float()).eval().requires_grad_(False)
+    x = random_input((1, 8, 4, 4), gen).float()
+    with torch.inference_mode():
+        fused(x)
+    x.requires_grad_()
+    fused(x).sum().backward()  # the cached weights must be normal tensors: autograd saves them
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+def test_in_place_op_on_the_output_then_backward(gen):
+    """The output itself is not saved (only its ReLU mask), so it may be changed in place."""
+    block = random_block(SMALL_NO_BN, gen).float().train()
+    fused = fi.FusedInception.from_module(copy.deepcopy(block)).train()
+    x = random_input((1, 8, 4, 4), gen).float().requires_grad_()
+    y = fused(x)
+    y.mul_(2)
+    y.sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    y_ref = block(x_ref)
+    y_ref.mul_(2)
+    y_ref.sum().backward()
+    assert_close(x.grad, x_ref.grad.double(), "float32", "grad x")
+
+
+def test_invalidate_cache_after_data_writes(gen):
+    block = random_block(SMALL, gen)
+    fused = fi.FusedInception.from_module(copy.deepcopy(block).float()).eval()
+    x = random_input((1, 8, 4, 4), gen)
+    with torch.no_grad():
+        fused(x.float())
+        fused.branch1.conv.weight.data.mul_(2)  # bypasses version counting
+        block.branch1.conv.weight.mul_(2)
+        fused.invalidate_cache()
+        assert_close(fused(x.float()), block(x), "float32", "after invalidate_cache")
 
 
 def _saved_activation_bytes(fn, x: torch.Tensor) -> int:
@@ -182,8 +244,8 @@ def test_saved_activation_bytes_lower_than_unfused(variant, training, gen):
     x = random_input((2, 192, 5, 5), gen).float().requires_grad_()
     unfused = _saved_activation_bytes(lambda: block(x), x)
     ours = _saved_activation_bytes(lambda: fused(x), x)
-    # ours: exactly the block input and its output
-    assert ours == (192 + spec.out_channels) * 2 * 5 * 5 * 4
+    # ours: exactly the block input (fp32) and the output's ReLU mask (one byte per element)
+    assert ours == 192 * 2 * 5 * 5 * 4 + spec.out_channels * 2 * 5 * 5 * 1
     assert ours < unfused, (ours, unfused)
 
 
@@ -247,11 +309,20 @@ def test_fused_network_eval_logits(variant, gen):
     assert_close_to_baseline(out, ref, baseline, "float32", f"{variant} eval logits")
 
 
+# Pinned draws: a training step's gradients are discontinuous at max-pool near-ties, and over a
+# whole network some random draws put one within fp32 rounding, where the fused and the unfused
+# fp32 networks (summing in different orders) may route one gradient differently (seen in review:
+# 1 draw in 6, the block-level backward matching to 1e-7 on the same inputs). These seeds were
+# checked to have no such tie; every block-level test above draws fresh inputs.
+NETWORK_STEP_SEEDS = {"paper": 1, "torchvision": 100}
+
+
 @pytest.mark.parametrize("variant", ["paper", "torchvision"])
-def test_fused_network_training_step(variant, gen):
+def test_fused_network_training_step(variant):
     """One training step with aux heads and GoogLeNetLoss: the loss, every gradient and the BN
     running statistics against float64, held to the unfused fp32 network's own error there
     (parity.BASELINE_FACTOR): BN over a handful of samples makes that error draw-dependent."""
+    gen = torch.Generator().manual_seed(NETWORK_STEP_SEEDS[variant])
     model = _network(variant, gen).train()
     fused = fi.fuse(model)
     ref = copy.deepcopy(model).double()
@@ -288,6 +359,21 @@ def test_torchvision_checkpoint_loads_into_fused_model(gen):
 
 # ---------------------------------------------------------------------------------------------
 # torch.compile and CUDA graphs
+
+
+def test_torch_compile_fullgraph_eval_twice_and_after_load(gen):
+    """Under no_grad the compiled eval model folds inside the graph (no cache to guard on)."""
+    block = random_block(SMALL, gen)
+    model = fi.FusedInception.from_module(copy.deepcopy(block).float()).eval()
+    x = random_input((1, 8, 4, 5), gen)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        for call in range(2):
+            assert_close(compiled(x.float()), block(x), "float32", f"compiled eval, call {call}")
+        other = random_block(SMALL, gen)
+        model.load_state_dict({k: v.float() for k, v in other.state_dict().items()})
+        assert_close(compiled(x.float()), other(x), "float32", "compiled eval after load_state_dict")
 
 
 def test_torch_compile_fullgraph(gen):
