@@ -37,7 +37,7 @@ def base_model():
     """The torchvision-variant GoogLeNet with random weights and nonzero BN statistics (float32,
     CPU), and its blocks' input shapes at the suite's image size."""
     from fused_inception.bench import block_input_shapes
-    from fused_inception.parity_report import random_googlenet
+    from fused_inception.models.randomize import random_googlenet
 
     size = 224 if CUDA else 64
     gen = torch.Generator().manual_seed(0)

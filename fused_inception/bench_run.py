@@ -105,7 +105,7 @@ def run_bench(settings: dict, progress_enabled: bool = True, json_path: str | No
 
 def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
                log: Callable[[str], None] | None) -> dict:
-    from .parity_report import random_googlenet
+    from .models.randomize import random_googlenet
 
     device = settings["device"]
     cuda = device == "cuda"
