@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .params import CAT_ORDER, InceptionParams
+from .folding import UNIT_NAMES
+from .params import CAT_ORDER, WEIGHT_FIELDS, InceptionParams
 
 Tensor = torch.Tensor
 aten = torch.ops.aten
@@ -79,19 +80,7 @@ def inception_backward(
 
 
 def kernel_layout_grads(grads: dict[str, tuple[Tensor, Tensor]]) -> tuple[Tensor, ...]:
-    """The unit gradients in InceptionParams' layout and field order (w_point, b_point, w_red3, ...)."""
-    def pointwise(w: Tensor) -> Tensor:
-        return w[:, :, 0, 0].t()
-
-    def taps(w: Tensor) -> Tensor:
-        c_out, r, k, _ = w.shape
-        return w.permute(2, 3, 1, 0).reshape(k * k, r, c_out)
-
-    (w1, b1), (wp, bp) = grads["branch1"], grads["pool_proj"]
-    return (
-        torch.cat([pointwise(w1), pointwise(wp)], dim=1), torch.cat([b1, bp]),
-        pointwise(grads["reduce3"][0]), grads["reduce3"][1],
-        taps(grads["conv3"][0]), grads["conv3"][1],
-        pointwise(grads["reduce5"][0]), grads["reduce5"][1],
-        taps(grads["conv5"][0]), grads["conv5"][1],
-    )
+    """The unit gradients in InceptionParams' layout, in WEIGHT_FIELDS order."""
+    as_params = InceptionParams.from_conv_weights(*(grads[name] for name in UNIT_NAMES), relu=True,
+                                                  dtype=grads["branch1"][0].dtype)
+    return tuple(getattr(as_params, field) for field in WEIGHT_FIELDS)

@@ -64,9 +64,10 @@ def fold_batch_norm(
 
 
 def _bias_or_zeros(bias: Tensor | None, weight: Tensor) -> Tensor:
+    """The bias in float32 (float64 stays float64), zeros when the conv has none."""
     if bias is None:
         return torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device)
-    return bias.float()
+    return bias.to(torch.promote_types(bias.dtype, torch.float32))
 
 
 def _pointwise(weight: Tensor) -> Tensor:

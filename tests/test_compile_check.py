@@ -28,8 +28,8 @@ from fused_inception.kernels import aot
 from fused_inception.kernels import pointwise_pool as pointwise_mod
 from fused_inception.kernels import reduce_conv as reduce_conv_mod
 from fused_inception.kernels.configs import (
-    INPUT_PRECISIONS,
     DTYPES,
+    INPUT_PRECISIONS,
     POINTWISE_CONFIGS,
     REDUCE_CONV_CONFIGS,
     PointwiseConfig,
