@@ -53,19 +53,24 @@ class ReduceConvConfig:
         return -(-run // self.BLOCK_HALO) * self.BLOCK_HALO
 
 
-# Every entry compiles for sm_80 and sm_90 with no spill (python -m fused_inception
-# compile-check). Larger tiles spilled: pointwise 128x64x64 (fp16, 4 warps) 2-4 KB; reduce_conv
-# with BLOCK_N 64 or two pipeline stages 40-1150 B on sm_80 (benchmarks/NOTES.md).
+# Every entry compiles for sm_80 and sm_90 with no spill, both generically and as GoogLeNet's
+# blocks launch it (python -m fused_inception compile-check; what spilled is in
+# benchmarks/NOTES.md).
 POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     "default": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, num_warps=4, num_stages=3),
+    # fp32 IEEE dots are FMAs with operands in registers: a shorter K step
+    "fma": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=16, num_warps=4, num_stages=3),
 }
 
-# "mma": tensor-core dots (fp16, bf16, tf32); "fma": fp32 IEEE dots, which triton lowers to FMAs
-# with operands in registers, so they need smaller K and reduced-channel blocks.
+# "mma": half-precision tensor-core dots; "tf32": fp32 on tensor cores, whose fp32 operand tiles
+# take twice the registers; "fma": fp32 IEEE dots, which triton lowers to FMAs with operands in
+# registers.
 REDUCE_CONV_CONFIGS: dict[str, ReduceConvConfig] = {
     "mma": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32,
                             num_warps=4, num_stages=1),
-    "fma": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=16, BLOCK_N=32, BLOCK_K=16,
+    "tf32": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=16, BLOCK_N=32, BLOCK_K=16,
+                             num_warps=4, num_stages=1),
+    "fma": ReduceConvConfig(BLOCK_M=32, BLOCK_HALO=32, BLOCK_R=16, BLOCK_N=16, BLOCK_K=16,
                             num_warps=4, num_stages=1),
 }
 
@@ -90,14 +95,16 @@ def _check(dtype_name: str, input_precision: str) -> None:
 def pick_pointwise_config(dtype_name: str, input_precision: str) -> PointwiseConfig:
     """The pointwise/pool config for a dtype ("float32", "float16", "bfloat16") and dot precision."""
     _check(dtype_name, input_precision)
-    return POINTWISE_CONFIGS["default"]
+    fma = dtype_name == "float32" and input_precision == "ieee"
+    return POINTWISE_CONFIGS["fma" if fma else "default"]
 
 
 def pick_reduce_conv_config(dtype_name: str, input_precision: str) -> ReduceConvConfig:
     """The reduce -> k x k config for a dtype and dot precision ("ieee" or "tf32")."""
     _check(dtype_name, input_precision)
-    fma = dtype_name == "float32" and input_precision == "ieee"
-    return REDUCE_CONV_CONFIGS["fma" if fma else "mma"]
+    if dtype_name == "float32":
+        return REDUCE_CONV_CONFIGS["fma" if input_precision == "ieee" else "tf32"]
+    return REDUCE_CONV_CONFIGS["mma"]
 
 
 def launchable_configs() -> list[tuple[str, str, str, object]]:
