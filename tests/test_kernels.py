@@ -192,3 +192,17 @@ def test_output_memory_format_follows_input():
     assert ops.output_memory_format(x) == torch.contiguous_format
     assert ops.output_memory_format(x.contiguous(memory_format=torch.channels_last)) == torch.channels_last
     assert math.isnan(poisoned((1,), torch.float32, "cpu").item())
+
+
+@pytest.mark.skipif(not TRITON, reason="selects a Triton launch config")
+@pytest.mark.parametrize("variant", ["paper", "torchvision"])
+def test_tf32_configs_tile_correctly(variant, gen, monkeypatch):
+    """The fp32 TF32 launch configs ('tf32' reduce_conv tiling) on the interpreter, which computes
+    TF32 dots in IEEE, so the fp32 tolerance applies; on a GPU this is real TF32."""
+    monkeypatch.setattr(ops, "dot_precision", lambda x: "tf32")
+    dtype_key = "tf32" if torch.cuda.is_available() else "float32"
+    spec = googlenet_spec("4b", variant)  # R = 24 and 112: partial BLOCK_R blocks
+    block = random_block(spec, gen)
+    x64 = random_input((2, spec.in_channels, 5, 6), gen)
+    out = inception_forward(x64.float().to(DEVICE), fused_params(block, torch.float32).to(device=DEVICE))
+    assert_close(out, block(x64), dtype_key, f"{variant} 4b with the tf32 configs")
