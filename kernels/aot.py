@@ -33,7 +33,8 @@ Two sets of variants are compiled:
   values are specialized as the JIT does (:func:`jit_int_key`); identical specializations are
   merged and remember which launches they serve (``LaunchVariant.launches``).
 
-Pure: importing this module imports no kernel; :func:`compile_spec` and the GoogLeNet recording
+Pure: importing this module imports no kernel; :func:`compile_spec`, :func:`constexpr_values` (the
+launchers' own constexpr builders) and the GoogLeNet recording
 do (compile_spec must run with ``TRITON_INTERPRET`` unset, or the kernels are not
 ``JITFunction`` s; recording works either way, since the kernels are replaced while it runs).
 """
@@ -89,28 +90,16 @@ class KernelSpec:
 
 
 def _pointwise_constexprs(cfg: PointwiseConfig, v: "LaunchVariant") -> dict[str, Any]:
-    # as launch_pointwise_pool passes them
-    return {
-        "APPLY_RELU": v.relu,
-        "INPUT_PRECISION": v.input_precision,
-        "BLOCK_M": cfg.BLOCK_M,
-        "BLOCK_N": cfg.BLOCK_N,
-        "BLOCK_K": cfg.BLOCK_K,
-    }
+    # the launcher's own builder, so the two cannot drift apart
+    from .pointwise_pool import launch_constexprs
+
+    return launch_constexprs(cfg, v.relu, v.input_precision)
 
 
 def _reduce_conv_constexprs(cfg: ReduceConvConfig, v: "LaunchVariant") -> dict[str, Any]:
-    # as launch_reduce_conv passes them
-    return {
-        "KSIZE": v.ksize,
-        "BLOCK_M": cfg.BLOCK_M,
-        "BLOCK_HALO": cfg.BLOCK_HALO,
-        "BLOCK_R": cfg.BLOCK_R,
-        "BLOCK_N": cfg.BLOCK_N,
-        "BLOCK_K": cfg.BLOCK_K,
-        "APPLY_RELU": v.relu,
-        "INPUT_PRECISION": v.input_precision,
-    }
+    from .reduce_conv import launch_constexprs
+
+    return launch_constexprs(cfg, v.ksize, v.relu, v.input_precision)
 
 
 KERNELS: dict[str, KernelSpec] = {

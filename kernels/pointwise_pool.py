@@ -87,6 +87,12 @@ def _pointwise_pool_kernel(
              mask=m_mask[:, None] & n_mask[None, :])
 
 
+def launch_constexprs(config: PointwiseConfig, relu: bool, input_precision: str) -> dict:
+    """The kernel's constexpr arguments for a launch (also what compile-check compiles)."""
+    return dict(APPLY_RELU=relu, INPUT_PRECISION=input_precision,
+                BLOCK_M=config.BLOCK_M, BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K)
+
+
 def launch_pointwise_pool(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -118,7 +124,6 @@ def launch_pointwise_pool(
         m, h, w, c_in, ch1x1, cp,
         *x.stride(), *out.stride(),
         out_c1, out_cp, n_tiles_1,
-        APPLY_RELU=relu, INPUT_PRECISION=input_precision,
-        BLOCK_M=config.BLOCK_M, BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K,
+        **launch_constexprs(config, relu, input_precision),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )

@@ -138,6 +138,12 @@ def reduce_conv_programs(num_tiles: int, device: torch.device) -> int:
     return max(1, min(num_tiles, 4))
 
 
+def launch_constexprs(config: ReduceConvConfig, ksize: int, relu: bool, input_precision: str) -> dict:
+    """The kernel's constexpr arguments for a launch (also what compile-check compiles)."""
+    return dict(KSIZE=ksize, BLOCK_M=config.BLOCK_M, BLOCK_HALO=config.BLOCK_HALO, BLOCK_R=config.BLOCK_R,
+                BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K, APPLY_RELU=relu, INPUT_PRECISION=input_precision)
+
+
 def launch_reduce_conv(
     x: torch.Tensor,
     w_reduce: torch.Tensor,
@@ -173,8 +179,6 @@ def launch_reduce_conv(
         m, h, w, c_in, r, c_out, r_pad,
         *x.stride(), *out.stride(),
         out_c0, halo_rows, num_tiles,
-        KSIZE=ksize, BLOCK_M=config.BLOCK_M, BLOCK_HALO=config.BLOCK_HALO, BLOCK_R=config.BLOCK_R,
-        BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K,
-        APPLY_RELU=relu, INPUT_PRECISION=input_precision,
+        **launch_constexprs(config, ksize, relu, input_precision),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
