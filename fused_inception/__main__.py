@@ -1,4 +1,4 @@
-"""``python -m fused_inception <command>``: demo, parity, bench, plan, compile-check.
+"""``python -m fused_inception <command>``: demo, parity, bench, plan, compile-check, tune.
 
 ``python -m`` imports the package (and so triton) before this module runs, so the commands that
 care about the Triton interpreter handle it themselves: without CUDA, ``parity`` reruns itself in
@@ -19,6 +19,7 @@ COMMANDS = {
     "bench": "fused_inception.bench",
     "plan": "fused_inception.plan_report",
     "compile-check": "fused_inception.compile_check",
+    "tune": "fused_inception.tune",
 }
 
 

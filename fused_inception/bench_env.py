@@ -9,6 +9,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -50,6 +51,22 @@ def _nvidia_driver() -> str | None:
     return out.splitlines()[0].strip() if out else None
 
 
+def kernel_configs(gpu: str | None) -> tuple[list[dict], str | None]:
+    """The config the fused blocks launch per (kernel, dtype, dot precision) on ``gpu`` (a CUDA
+    device name; None: no GPU, the defaults), and the tuned file they come from (None: defaults)."""
+    from .kernels.configs import config_name, default_configs, pick_pointwise_config, pick_reduce_conv_config
+    from .kernels.tuned_configs import tuned_table
+
+    pickers = {"pointwise_pool": pick_pointwise_config, "reduce_conv": pick_reduce_conv_config}
+    table = tuned_table(gpu) if gpu else None
+    rows = []
+    for kernel, dtype, precision, default in default_configs():
+        cfg = pickers[kernel](dtype, precision, gpu)
+        rows.append({"kernel": kernel, "dtype": dtype, "input_precision": precision, "config": config_name(cfg),
+                     "fields": asdict(cfg), "tuned": cfg != default})
+    return rows, (str(table.path) if table else None)
+
+
 def environment(device: str) -> dict:
     """Where and with what a result was produced (device, versions, commit, date, command line)."""
     try:
@@ -75,6 +92,7 @@ def environment(device: str) -> dict:
         "cpu_count": os.cpu_count(),
         "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET"),
     }
+    env["kernel_configs"], env["tuned_configs"] = kernel_configs(env["device_name"] if device == "cuda" else None)
     if device == "cuda":
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
         env.update({

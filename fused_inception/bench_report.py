@@ -4,7 +4,7 @@ fused blocks launch, and the raw timings."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from pathlib import Path
 
 from .bench_cases import DTYPES, METHODS, MODES, SCOPES
 from .tables import md_table, text_table
@@ -149,27 +149,29 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
 
 
 def kernel_configs_note(report: dict) -> str:
-    """Markdown: every kernel config the fused blocks launch (kernel, dtype, dot precision -> config
-    name and fields, from ``kernels.configs.launchable_configs``); on a GPU, those this report's runs
-    launched are marked (fused methods run, their dtypes, fp32 dots in TF32 when --tf32)."""
-    from .kernels.configs import config_name, launchable_configs
-
-    gpu = report["environment"]["device"] == "cuda"
+    """Markdown: the kernel config the fused blocks launched per kernel, dtype and dot precision
+    (name and fields, as recorded in the report's environment when it ran: this GPU's tuned file,
+    or the defaults of kernels/configs.py); on a GPU, those this report's runs launched are marked
+    (fused methods run, their dtypes, fp32 dots in TF32 when --tf32)."""
+    env = report["environment"]
+    gpu = env["device"] == "cuda"
     launched: set[tuple[str, str]] = set()
     for settings in report.get("settings_all") or [report.get("settings")]:
         if not settings or not any(METHODS[m].fused for m in settings.get("methods", ())):
             continue
         for d in settings.get("dtypes", ()):
             launched.add((KERNEL_DTYPES[d], "tf32" if d == "fp32" and settings.get("tf32") else "ieee"))
-    header = ["kernel", "dtype", "dot precision", "config", "fields"]
+    header = ["kernel", "dtype", "dot precision", "config", "fields", "source"]
     rows = []
-    for kernel, dtype, precision, cfg in launchable_configs():
-        fields = ", ".join(f"{k}={v}" for k, v in asdict(cfg).items())
-        row = [kernel, dtype, precision, config_name(cfg), fields]
-        rows.append(row + ["yes" if (dtype, precision) in launched else ""] if gpu else row)
+    for c in env["kernel_configs"]:
+        fields = ", ".join(f"{k}={v}" for k, v in c["fields"].items())
+        row = [c["kernel"], c["dtype"], c["input_precision"], c["config"], fields, "tuned" if c["tuned"] else "default"]
+        rows.append(row + ["yes" if (c["dtype"], c["input_precision"]) in launched else ""] if gpu else row)
     where = ("'launched' marks the ones this report's fused methods use (their dtypes; fp32 dots in TF32 "
              "when TF32 is on)." if gpu else
              "On the CPU the fused blocks take the PyTorch fallback path: none of them ran here.")
-    intro = ("**Kernel configs**: the fused blocks launch one config per kernel, dtype and dot precision, "
-             f"the same on every GPU (kernels/configs.py; no per-GPU tuning). {where}")
+    tuned = env.get("tuned_configs")
+    source = (f"this GPU's tuned file `{Path(tuned).name}` where it chooses, else the defaults of kernels/configs.py"
+              if tuned else "the defaults of kernels/configs.py (no tuned file for this device)")
+    intro = f"**Kernel configs**: one per kernel, dtype and dot precision: {source}. {where}"
     return intro + "\n\n" + md_table(header + ["launched"] if gpu else header, rows)

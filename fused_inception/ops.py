@@ -9,6 +9,7 @@ working on the CPU.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -57,6 +58,20 @@ def dot_precision(x: Tensor) -> str:
     if x.dtype == torch.float32 and x.is_cuda and cudnn_conv_allows_tf32():
         return "tf32"
     return "ieee"
+
+
+def gpu_name(x: Tensor) -> str | None:
+    """The name of the CUDA device ``x`` lives on, the key of its tuned configs
+    (kernels/tuned/); None off CUDA (the interpreter launches the defaults)."""
+    if x.device.type != "cuda":
+        return None
+    index = x.device.index if x.device.index is not None else torch.cuda.current_device()
+    return _cuda_device_name(index)
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_device_name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
 
 
 def check_input_shape(x: Tensor, in_channels: int) -> None:
@@ -129,14 +144,15 @@ def inception_forward(
 def _forward_triton(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> None:
     dtype_name = str(x.dtype).removeprefix("torch.")
     precision = dot_precision(x)
+    gpu = gpu_name(x)  # picks the GPU's tuned configs where kernels/tuned/ has a file for it
     off1, off3, off5, offp = (c0 + o for o in params.branch_offsets)
     # the kernels index weights as dense row-major arrays (no-op for InceptionParams' own layouts)
     p = {name: getattr(params, name).contiguous() for name in WEIGHT_FIELDS}
     kernels.launch_pointwise_pool(
         x, p["w_point"], p["b_point"], params.ch1x1, out, off1, offp, params.relu, precision,
-        kernels.pick_pointwise_config(dtype_name, precision),
+        kernels.pick_pointwise_config(dtype_name, precision, gpu),
     )
-    conv_cfg = kernels.pick_reduce_conv_config(dtype_name, precision)
+    conv_cfg = kernels.pick_reduce_conv_config(dtype_name, precision, gpu)
     kernels.launch_reduce_conv(x, p["w_red3"], p["b_red3"], p["w_conv3"], p["b_conv3"], params.k3,
                                out, off3, params.relu, precision, conv_cfg)
     kernels.launch_reduce_conv(x, p["w_red5"], p["b_red5"], p["w_conv5"], p["b_conv5"], params.k5,

@@ -6,8 +6,8 @@ target=GPUTarget("cuda", arch, 32), options=...)``). This module knows the kerne
 :class:`LaunchVariant` (kernel, config, dtype, dot precision, k, ReLU, memory format) it gives the
 signature, constexprs, attributes and compile options exactly as the ``launch_*`` helpers would
 produce them, and :func:`launch_variants` enumerates every variant from
-:func:`~.configs.launchable_configs` (the (dtype, precision) -> config pickers), so a newly
-shipped config is checked without touching this file.
+:func:`~.configs.launchable_configs` (each (dtype, precision)'s default and tuning candidates), so
+a newly shipped config is checked without touching this file.
 
 How a launch specializes (triton's JIT, mirrored here):
 
@@ -21,13 +21,15 @@ How a launch specializes (triton's JIT, mirrored here):
 
 Two sets of variants are compiled:
 
-* **generic** (:func:`launch_variants`): only the memory format's unit strides are constexpr 1
+* **generic** (:func:`launch_variants`, every default and tuning candidate config): only the
+  memory format's unit strides are constexpr 1
   (NCHW input/output have ``sx_w == so_w == 1``, channels_last ``sx_c == so_c == 1``); every
   other int is ``i32`` without divisibility hints. A real launch specializes at least as much, so
   these cover any channel count, image size and batch, and they are the worst case for registers.
 * **launched** (:func:`googlenet_launch_variants`): the specializations GoogLeNet's nine blocks
   (paper and torchvision variants, NCHW and channels_last, batches :data:`GOOGLENET_BATCHES`, every
-  launchable dtype/precision) actually launch. Their runtime arguments are not re-derived here:
+  launchable dtype/precision; the default configs and those of every checked-in tuned file)
+  actually launch. Their runtime arguments are not re-derived here:
   ``fused_inception.ops._forward_triton`` and the ``launch_*`` helpers run on meta tensors with
   the jitted kernels replaced by recorders (:func:`record_googlenet_launches`), and the recorded
   values are specialized as the JIT does (:func:`jit_int_key`); identical specializations are
@@ -393,14 +395,16 @@ def _meta_params(block_spec, dtype):
 
 
 def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_BATCHES,
-                              models: tuple[str, ...] = GOOGLENET_MODELS) -> list[RecordedLaunch]:
+                              models: tuple[str, ...] = GOOGLENET_MODELS,
+                              gpu: str | None = None) -> list[RecordedLaunch]:
     """Every kernel launch of GoogLeNet's nine blocks, recorded from the library's own forward.
 
     For each model variant, block, launchable (dtype, precision), memory format and batch,
     ``fused_inception.ops._forward_triton`` runs on meta tensors (its ``dot_precision`` pinned to
-    the precision; output allocated as ``inception_forward`` does, c0 = 0 as GoogLeNet calls it)
-    with the kernels replaced by recorders: nothing is computed or allocated, and the arguments
-    are exactly what the launchers pass.
+    the precision and its ``gpu_name`` to ``gpu``: None launches the default configs, a GPU name
+    that GPU's tuned ones; output allocated as ``inception_forward`` does, c0 = 0 as GoogLeNet
+    calls it) with the kernels replaced by recorders: nothing is computed or allocated, and the
+    arguments are exactly what the launchers pass.
     """
     import torch
 
@@ -409,8 +413,9 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
 
     precisions = list(dict.fromkeys((d, p) for _, d, p, _ in launchable_configs()))
     out: list[RecordedLaunch] = []
-    saved_precision = ops.dot_precision
+    saved_precision, saved_gpu = ops.dot_precision, ops.gpu_name
     try:
+        ops.gpu_name = lambda x: gpu
         with recording_launches() as calls:
             for model in models:
                 for block, (_, size) in GOOGLENET_BLOCKS.items():
@@ -433,32 +438,34 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
                                     out.append(RecordedLaunch(kernel, args, kwargs, model, block, int(n), layout,
                                                               dtype_name, precision, _BRANCHES[kernel][i]))
     finally:
-        ops.dot_precision = saved_precision
+        ops.dot_precision, ops.gpu_name = saved_precision, saved_gpu
     return out
 
 
 def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
     """The specialization the JIT compiles for one recorded launch (``launches`` = that launch).
 
-    Checks on the way that the launch matches what compile-check assumes: the config is the one
-    launchable_configs() lists for its (dtype, precision), constexprs and compile options are the
-    variant's, tensors have the variant's pointer types, and the layout's unit strides are 1.
+    Checks on the way that the launch matches what compile-check assumes: the constexprs and
+    compile options are those of a config launchable_configs() lists for its (dtype, precision),
+    tensors have the variant's pointer types, and the layout's unit strides are 1.
     """
     spec = KERNELS[rec.kernel]
     cfgs = [c for k, d, p, c in launchable_configs() if (k, d, p) == (rec.kernel, rec.dtype, rec.input_precision)]
-    if len(cfgs) != 1:
-        raise ValueError(f"{rec.name()}: {len(cfgs)} launchable configs for {rec.kernel} {rec.dtype} {rec.input_precision}")
-    cfg = cfgs[0]
     kwargs = dict(rec.kwargs)
     options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
     bound = inspect.signature(spec.python_fn()).bind(*rec.args, **kwargs)
-    base = LaunchVariant(rec.kernel, config_name(cfg), cfg, rec.dtype, rec.input_precision,
-                         kwargs.get("KSIZE") if spec.uses_ksize else None, bool(kwargs["APPLY_RELU"]), rec.layout)
-    want_constexprs = spec.constexprs(cfg, base)
-    got_constexprs = {n: bound.arguments[n] for n in want_constexprs}
-    if got_constexprs != want_constexprs or options != compile_options(base):
-        raise ValueError(f"{rec.name()}: launched with {got_constexprs} {options}, compile-check assumes "
-                         f"{want_constexprs} {compile_options(base)}")
+    got_constexprs: dict[str, Any] = {}
+    for cfg in cfgs:
+        base = LaunchVariant(rec.kernel, config_name(cfg), cfg, rec.dtype, rec.input_precision,
+                             kwargs.get("KSIZE") if spec.uses_ksize else None, bool(kwargs["APPLY_RELU"]),
+                             rec.layout)
+        want_constexprs = spec.constexprs(cfg, base)
+        got_constexprs = {n: bound.arguments[n] for n in want_constexprs}
+        if got_constexprs == want_constexprs and options == compile_options(base):
+            break
+    else:
+        raise ValueError(f"{rec.name()}: launched with {got_constexprs} {options}, which is no launchable "
+                         f"config of {rec.kernel} {rec.dtype} {rec.input_precision}")
     ints = []
     for name, value in bound.arguments.items():
         if name in want_constexprs:
@@ -477,17 +484,28 @@ def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
 
 
 def googlenet_launch_variants(kernels: tuple[str, ...] | list[str] | None = None,
-                              batches: tuple[int, ...] | list[int] = GOOGLENET_BATCHES) -> list[LaunchVariant]:
+                              batches: tuple[int, ...] | list[int] = GOOGLENET_BATCHES,
+                              gpus: tuple[str | None, ...] | list[str | None] | None = None) -> list[LaunchVariant]:
     """The distinct specializations GoogLeNet's blocks launch (see record_googlenet_launches), each
-    with the sorted names of the launches that use it; ordered like launch_variants()."""
+    with the sorted names of the launches that use it; ordered like launch_variants().
+
+    ``gpus``: whose configs to record, None for the defaults; by default the defaults and every
+    GPU with a tuned file checked in (kernels/tuned/), so a tuned choice is compiled exactly as
+    GoogLeNet launches it on that GPU.
+    """
+    if gpus is None:
+        from .tuned_configs import shipped_tables
+
+        gpus = [None] + [t.gpu for t in shipped_tables()]
     merged: dict[LaunchVariant, list[str]] = {}
-    for rec in record_googlenet_launches(batches):
-        if kernels is not None and rec.kernel not in kernels:
-            continue
-        v = launched_variant(rec)
-        merged.setdefault(v, []).extend(v.launches)
-    order = {(k, d, p): i for i, (k, d, p, _) in enumerate(launchable_configs())}
+    for gpu in gpus:
+        for rec in record_googlenet_launches(batches, gpu=gpu):
+            if kernels is not None and rec.kernel not in kernels:
+                continue
+            v = launched_variant(rec)
+            merged.setdefault(v, []).extend(v.launches)
+    order = {(k, d, p, config_name(c)): i for i, (k, d, p, c) in enumerate(launchable_configs())}
     layouts = list(LAYOUTS)
     variants = [replace(v, launches=tuple(dict.fromkeys(names))) for v, names in merged.items()]
-    return sorted(variants, key=lambda v: (order[(v.kernel, v.dtype, v.input_precision)], v.ksize or 0,
-                                           layouts.index(v.layout), v.ints))
+    return sorted(variants, key=lambda v: (order[(v.kernel, v.dtype, v.input_precision, v.config_name)],
+                                           v.ksize or 0, layouts.index(v.layout), v.ints))

@@ -4,8 +4,8 @@ without spills, within shared memory, on tensor cores; broken variants are repor
 The suite runs with TRITON_INTERPRET=1 (tests/conftest.py), so the kernels in this process are
 interpreted; compile_check compiles in subprocesses with the interpreter off. The full list is
 ``python -m fused_inception compile-check --arch 80,90``; here a subset that still covers both
-kernels, every shipped config, every dtype (bf16 too), k = 3 and 5, both memory formats, ReLU
-off, and both archs.
+kernels, every shipped config (defaults and tuning candidates), every dtype (bf16 too), k = 3
+and 5, both memory formats, ReLU off, and both archs.
 
 Launched specializations (what GoogLeNet's blocks really run: ints equal to 1 constexpr, ints
 divisible by 16 with tt.divisibility 16): their derivation is checked against triton's own JIT
@@ -33,6 +33,7 @@ from fused_inception.kernels.configs import (
     POINTWISE_CONFIGS,
     REDUCE_CONV_CONFIGS,
     PointwiseConfig,
+    default_configs,
     launchable_configs,
 )
 
@@ -48,6 +49,14 @@ SUBSET = [
     (80, "reduce_conv", "mma", "bfloat16", "ieee", 5, True, "nhwc"),
     (90, "reduce_conv", "tf32", "float32", "tf32", 3, False, "nhwc"),
     (80, "reduce_conv", "mma", "float16", "ieee", 3, True, "nhwc"),
+    # tuning candidates (a GPU's tuned file may launch any of them)
+    (80, "pointwise_pool", "n32", "float32", "tf32", None, True, "nchw"),
+    (90, "pointwise_pool", "s4", "bfloat16", "ieee", None, True, "nchw"),
+    (80, "pointwise_pool", "n32s4", "bfloat16", "ieee", None, True, "nhwc"),
+    (90, "pointwise_pool", "fma-n32", "float32", "ieee", None, True, "nchw"),
+    (80, "pointwise_pool", "fma-m32", "float32", "ieee", None, True, "nhwc"),
+    (80, "reduce_conv", "mma-h64", "bfloat16", "ieee", 3, True, "nchw"),
+    (90, "reduce_conv", "mma-r16", "float16", "ieee", 5, True, "nhwc"),
 ]
 
 SHIPPED = {("pointwise_pool", n) for n in POINTWISE_CONFIGS} | {("reduce_conv", n) for n in REDUCE_CONV_CONFIGS}
@@ -108,8 +117,8 @@ def test_launch_variants_cover_every_launchable_config():
     assert {(v.kernel, v.config_name) for v in variants} == SHIPPED
     for kernel, dtype_name, precision, cfg in launchable_configs():
         mine = [v for v in variants
-                if (v.kernel, v.dtype, v.input_precision) == (kernel, dtype_name, precision)]
-        assert mine and all(v.config == cfg for v in mine), (kernel, dtype_name, precision)
+                if (v.kernel, v.dtype, v.input_precision, v.config) == (kernel, dtype_name, precision, cfg)]
+        assert mine, (kernel, dtype_name, precision, cfg)
         assert {v.layout for v in mine if v.relu} == set(aot.LAYOUTS)
         if kernel == "reduce_conv":
             assert {v.ksize for v in mine} == {3, 5}
@@ -252,7 +261,8 @@ def recorded():
 
 @pytest.fixture(scope="module")
 def launched():
-    return aot.googlenet_launch_variants()
+    """The default configs' launches (tuned files are covered in tests/test_tuning.py)."""
+    return aot.googlenet_launch_variants(gpus=[None])
 
 
 def test_jit_int_key_matches_triton():
@@ -332,7 +342,7 @@ def test_launched_variants_cover_all_blocks(recorded, launched):
     assert all(v.launched and v.relu for v in launched)
     blocks = {(m, b) for m in aot.GOOGLENET_MODELS for b in GOOGLENET_BLOCKS}
     assert len(blocks) == 18
-    for kernel, dtype_name, precision, cfg in launchable_configs():
+    for kernel, dtype_name, precision, cfg in default_configs():
         for layout in aot.LAYOUTS:
             for batch in aot.GOOGLENET_BATCHES:
                 mine = [(n.split("/"), v) for v in launched for n in v.launches

@@ -1,0 +1,278 @@
+"""``python -m fused_inception tune``: pick each kernel's config on this GPU and write the GPU's
+tuned-config file (``kernels/tuned/<gpu-slug>.json``, format in ``kernels/tuned_configs.py``).
+
+For every (kernel, dtype, dot precision) asked for, each candidate config
+(``kernels.configs.CANDIDATES``) runs on GoogLeNet blocks at full size (torchvision variant; by
+default 3b, 4d and 5b: one block per stage resolution 28, 14, 7) with random weights, signed
+inputs and NaN-poisoned outputs. A candidate whose output slices miss the float64 reference by
+more than the dtype's tolerance is rejected, whatever its time; the others are timed with
+``triton.testing.do_bench`` (median; it flushes L2 between repetitions, so a warm cache is not
+what is measured), and the candidate with the least total time over the blocks is chosen. The file
+records every candidate's per-block median, the rejections, and where it was measured.
+
+Tuning happens only here, offline: the kernels read the checked-in file and never time anything
+at run time (so nothing is tuned inside CUDA-graph capture). Timing the Triton interpreter says
+nothing about a GPU, so without CUDA this command refuses to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from . import kernels
+from .bench_env import environment
+from .folding import params_from_units, units_of_reference_block
+from .kernels.configs import candidate_names, config_by_name
+from .kernels.tuned_configs import SCHEMA, config_fields, gpu_slug
+from .models import Inception
+from .models.randomize import randomize_block_
+from .ops import output_memory_format
+from .params import InceptionParams
+from .parity import ParityResult, compare, poisoned, tolerance_key
+from .spec import GOOGLENET_BLOCKS, googlenet_spec
+from .tables import csv_list, text_table
+
+DESCRIPTION = ("time every candidate kernel config on this GPU (GoogLeNet blocks, parity-checked against "
+               "float64) and write the GPU's tuned-config file for kernels/tuned/")
+
+# one block per stage resolution (28, 14, 7 at 224x224)
+DEFAULT_BLOCKS: tuple[str, ...] = ("3b", "4d", "5b")
+# command-line dtype name -> (dtype, dot precision)
+ROW_DTYPES: dict[str, tuple[str, str]] = {
+    "fp32": ("float32", "ieee"), "tf32": ("float32", "tf32"), "fp16": ("float16", "ieee"), "bf16": ("bfloat16", "ieee"),
+}
+KERNEL_ORDER: tuple[str, ...] = ("reduce_conv", "pointwise_pool")
+# triton.testing.do_bench arguments (ms)
+WARMUP_MS, REP_MS = 10, 40
+
+Timer = Callable[[Callable[[], None]], float]
+
+
+@dataclass(frozen=True)
+class TuneCase:
+    """One block's tensors for tuning: input, folded params, poisoned output buffer and the block's
+    float64 output (all on the tuning device; x and out in ``layout``)."""
+
+    block: str
+    x: torch.Tensor  # [N, C_in, H, W], the row's dtype
+    params: InceptionParams
+    out: torch.Tensor  # [N, C_out, H, W]
+    ref: torch.Tensor  # [N, C_out, H, W] float64
+
+
+def make_cases(blocks: Sequence[str], dtype: torch.dtype, batch: int, device: str, layout: torch.memory_format,
+               seed: int, hw: int | None = None) -> list[TuneCase]:
+    """Random torchvision-variant blocks (BN statistics nonzero, gamma of either sign) with signed
+    inputs at their GoogLeNet image size (``hw`` overrides it: small sizes for tests)."""
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    for name in blocks:
+        spec = googlenet_spec(name, "torchvision")
+        size = hw or GOOGLENET_BLOCKS[name][1]
+        ref_block = randomize_block_(Inception(spec).double().eval(), gen)
+        with torch.no_grad():
+            params = params_from_units(units_of_reference_block(ref_block), relu=spec.relu, dtype=dtype)
+        x64 = torch.randn((batch, spec.in_channels, size, size), generator=gen, dtype=torch.float64)
+        x = x64.to(dtype).to(device=device, memory_format=layout)
+        with torch.no_grad():
+            ref = ref_block.to(device)(x.to(torch.float64))  # the reference sees the rounded input
+        params = params.to(device=device)
+        out = poisoned(ref.shape, dtype, device, output_memory_format(x))
+        cases.append(TuneCase(name, x, params, out, ref))
+    return cases
+
+
+def kernel_call(kernel: str, case: TuneCase, config, precision: str) -> tuple[Callable[[], None], list[slice]]:
+    """A call that launches ``kernel`` (both reduce_conv branches) with ``config`` into case.out,
+    and the output channel slices it writes."""
+    p, x, out = case.params, case.x, case.out
+    off1, off3, off5, offp = p.branch_offsets
+    c1, c3, c5, cp = p.branch_channels
+    w = {name: getattr(p, name).contiguous() for name in ("w_point", "w_red3", "w_conv3", "w_red5", "w_conv5")}
+    if kernel == "pointwise_pool":
+        def call() -> None:
+            kernels.launch_pointwise_pool(x, w["w_point"], p.b_point, p.ch1x1, out, off1, offp, p.relu,
+                                          precision, config)
+        return call, [slice(off1, off1 + c1), slice(offp, offp + cp)]
+    if kernel == "reduce_conv":
+        def call() -> None:
+            kernels.launch_reduce_conv(x, w["w_red3"], p.b_red3, w["w_conv3"], p.b_conv3, p.k3, out, off3, p.relu,
+                                       precision, config)
+            kernels.launch_reduce_conv(x, w["w_red5"], p.b_red5, w["w_conv5"], p.b_conv5, p.k5, out, off5, p.relu,
+                                       precision, config)
+        return call, [slice(off3, off3 + c3), slice(off5, off5 + c5)]
+    raise ValueError(f"unknown kernel {kernel!r}")
+
+
+def check_call(call: Callable[[], None], case: TuneCase, slices: list[slice], tol_key: str) -> ParityResult:
+    """Poison the output, run the call once, and compare the slices it writes with the reference;
+    the worst slice's result."""
+    case.out.fill_(float("nan"))
+    call()
+    results = [compare(case.out[:, s], case.ref[:, s], tol_key) for s in slices]
+    failed = [r for r in results if not r.passed]
+    return failed[0] if failed else max(results, key=lambda r: r.rel_error)
+
+
+def tune_row(kernel: str, dtype_name: str, precision: str, cases: Sequence[TuneCase], timer: Timer,
+             deadline: float = float("inf")) -> dict | None:
+    """Check and time every candidate of one (kernel, dtype, precision) on the cases; the choice
+    as a tuned-file entry, or None when ``deadline`` (time.monotonic) passes first. Raises if the
+    default config itself fails parity (a kernel bug, not a tuning result)."""
+    tol_key = tolerance_key(getattr(torch, dtype_name), tf32=precision == "tf32")
+    names = candidate_names(kernel, dtype_name, precision)
+    per_block: dict[str, dict[str, float]] = {}
+    rejected: dict[str, str] = {}
+    for name in names:
+        config = config_by_name(kernel, name)
+        times: dict[str, float] = {}
+        for case in cases:
+            if time.monotonic() > deadline:
+                return None
+            call, slices = kernel_call(kernel, case, config, precision)
+            result = check_call(call, case, slices, tol_key)
+            if not result.passed:
+                if name == names[0]:
+                    raise AssertionError(f"default {kernel} config {name!r} fails parity on {case.block} "
+                                         f"({dtype_name}, {precision}): {result}")
+                rejected[name] = f"{case.block}: {result}"
+                break
+            times[case.block] = float(timer(call))
+        else:
+            per_block[name] = times
+    totals = {name: sum(t.values()) for name, t in per_block.items()}
+    choice = min(totals, key=totals.get)
+    return {
+        "kernel": kernel, "dtype": dtype_name, "input_precision": precision,
+        "config": choice, "fields": config_fields(config_by_name(kernel, choice)),
+        "default": names[0], "speedup_vs_default": totals[names[0]] / totals[choice],
+        "median_ms": totals, "median_ms_per_block": per_block, "rejected": rejected,
+    }
+
+
+def do_bench_timer(call: Callable[[], None]) -> float:
+    """Median ms of a call on the GPU (triton.testing.do_bench: CUDA events, L2 flushed each time)."""
+    import triton.testing
+
+    return float(triton.testing.do_bench(call, warmup=WARMUP_MS, rep=REP_MS, return_mode="median"))
+
+
+def tune(rows: Sequence[tuple[str, str, str]], blocks: Sequence[str], batch: int, *, device: str, gpu: str,
+         timer: Timer, budget_s: float, layout: torch.memory_format = torch.channels_last, seed: int = 0,
+         hw: int | None = None, progress: Callable[[str], None] = lambda line: None) -> dict:
+    """Tune (kernel, dtype, precision) rows in order within ``budget_s``; the tuned-file document.
+    Rows the budget does not reach are listed under tuned.incomplete and keep their default."""
+    start = time.monotonic()
+    deadline = start + budget_s
+    choices, incomplete = [], []
+    cases_by_dtype: dict[str, list[TuneCase]] = {}
+    for kernel, dtype_name, precision in rows:
+        label = f"{kernel} {dtype_name} {precision}"
+        if time.monotonic() > deadline:
+            incomplete.append(label)
+            continue
+        if dtype_name not in cases_by_dtype:
+            cases_by_dtype.clear()  # one dtype's tensors at a time
+            cases_by_dtype[dtype_name] = make_cases(blocks, getattr(torch, dtype_name), batch, device, layout,
+                                                    seed, hw)
+        entry = tune_row(kernel, dtype_name, precision, cases_by_dtype[dtype_name], timer, deadline)
+        if entry is None:
+            incomplete.append(label)
+            progress(f"{label}: out of time")
+            continue
+        choices.append(entry)
+        progress(f"{label}: {entry['config']} ({entry['speedup_vs_default']:.2f}x the default "
+                 f"{entry['default']}; {len(entry['rejected'])} rejected) [{time.monotonic() - start:.0f} s]")
+    env = environment(device)
+    tuned = {
+        "date": env["date"], "git_commit": env["git_commit"], "torch": env["torch"], "triton": env["triton"],
+        "cuda": env["cuda"], "driver": env.get("driver"), "device": device,
+        "model": "torchvision", "blocks": list(blocks), "batch": batch, "image_size": hw or "GoogLeNet 224x224",
+        "layout": "channels_last" if layout == torch.channels_last else "contiguous",
+        "timer": f"triton.testing.do_bench median, warmup {WARMUP_MS} ms, rep {REP_MS} ms" if timer is do_bench_timer
+        else getattr(timer, "__name__", "custom"),
+        "budget_s": budget_s, "elapsed_s": round(time.monotonic() - start, 1), "seed": seed,
+        "incomplete": incomplete,
+    }
+    return {"schema": SCHEMA, "gpu": gpu, "tuned": tuned, "choices": choices}
+
+
+def format_choices(doc: dict) -> str:
+    """One line per tuned row: choice, its total median, the default's, and the speedup."""
+    rows = []
+    for c in doc["choices"]:
+        ms = c["median_ms"]
+        rows.append([c["kernel"], c["dtype"], c["input_precision"], c["config"], f"{ms[c['config']]:.3f}",
+                     c["default"], f"{ms[c['default']]:.3f}", f"{c['speedup_vs_default']:.2f}x",
+                     len(ms), len(c["rejected"])])
+    header = ["kernel", "dtype", "dots", "choice", "ms", "default", "default ms", "speedup", "timed", "rejected"]
+    return text_table(header, rows, left=4)
+
+
+def parse_rows(dtypes: Sequence[str], kernel_names: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(kernel, dtype, precision) rows from command-line names ("bf16,tf32"; "reduce_conv")."""
+    rows = []
+    for name in dtypes:
+        if name not in ROW_DTYPES:
+            raise ValueError(f"unknown dtype {name!r}; expected some of {', '.join(ROW_DTYPES)}")
+        dtype_name, precision = ROW_DTYPES[name]
+        for kernel in kernel_names:
+            if kernel not in KERNEL_ORDER:
+                raise ValueError(f"unknown kernel {kernel!r}; expected some of {', '.join(KERNEL_ORDER)}")
+            rows.append((kernel, dtype_name, precision))
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dtypes", default="bf16,tf32,fp16,fp32",
+                        help="comma-separated, in tuning order: fp32 (IEEE dots), tf32, fp16, bf16 (default: all)")
+    parser.add_argument("--kernels", default=",".join(KERNEL_ORDER), help="comma-separated kernel names")
+    parser.add_argument("--blocks", default=",".join(DEFAULT_BLOCKS), help="GoogLeNet blocks to time on")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--layout", choices=("channels_last", "contiguous"), default="channels_last",
+                        help="memory format of input and output")
+    parser.add_argument("--budget-s", type=float, default=300.0,
+                        help="stop starting rows after this many seconds; unfinished rows keep their default")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default=".",
+                        help="write <gpu-slug>.json here (check it in under kernels/tuned/, or point "
+                             "FUSED_INCEPTION_TUNED_DIR at this directory)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not torch.cuda.is_available():
+        print("tune needs a CUDA GPU: timings of the Triton interpreter say nothing about a GPU's best configs",
+              flush=True)
+        return 2
+    gpu = torch.cuda.get_device_name()
+    try:
+        rows = parse_rows(csv_list(args.dtypes), csv_list(args.kernels))
+        blocks = csv_list(args.blocks)
+        for b in blocks:
+            googlenet_spec(b, "torchvision")
+    except ValueError as e:
+        print(f"error: {e}", flush=True)
+        return 2
+    layout = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
+    print(f"tuning {len(rows)} rows on {gpu} (blocks {','.join(blocks)}, batch {args.batch}, {args.layout}; "
+          f"budget {args.budget_s:.0f} s)", flush=True)
+    doc = tune(rows, blocks, args.batch, device="cuda", gpu=gpu, timer=do_bench_timer, budget_s=args.budget_s,
+               layout=layout, seed=args.seed, progress=lambda line: print(line, flush=True))
+    if doc["tuned"]["incomplete"]:
+        print(f"not tuned (budget): {', '.join(doc['tuned']['incomplete'])}")
+    if not doc["choices"]:
+        print("no row finished within the budget: nothing written")
+        return 1
+    path = Path(args.out_dir) / f"{gpu_slug(gpu)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(format_choices(doc))
+    print(f"wrote {path}")
+    return 0

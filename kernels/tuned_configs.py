@@ -1,0 +1,148 @@
+"""Per-GPU tuned kernel configs, stored as data: one JSON file per GPU name in ``kernels/tuned/``.
+
+``python -m fused_inception tune`` times every candidate config (``configs.CANDIDATES``) of each
+(kernel, dtype, dot precision) on one GPU and writes ``<gpu-slug>.json``; checked in under
+``kernels/tuned/``, it is used on every GPU of that name without re-tuning (DESIGN.md section 5:
+no autotuning at run time, so none inside CUDA-graph capture either). The pickers
+(``configs.pick_*_config(..., gpu=name)``) read it; a (kernel, dtype, precision) the file does not
+list launches the default.
+
+File layout (``schema`` 1)::
+
+    {"schema": 1, "gpu": "NVIDIA H200",
+     "tuned": {...how and where it was measured: versions, commit, shapes...},
+     "choices": [{"kernel": "reduce_conv", "dtype": "bfloat16", "input_precision": "ieee",
+                  "config": "mma-m128", "fields": {"BLOCK_M": 128, ...},
+                  "median_ms": {"mma": 1.91, "mma-m128": 1.62, ...}, "rejected": {...}}, ...]}
+
+Only candidate names are accepted, and their ``fields`` must equal the config of that name today:
+every candidate is compile-checked for sm_80/sm_90 and run by the interpreter tests, and a file
+tuned against tile sizes that have since changed is refused rather than silently launching others.
+
+Environment: ``FUSED_INCEPTION_TUNED_DIR`` names a directory searched before the shipped one (a
+fresh tuning not yet checked in); ``FUSED_INCEPTION_TUNED=0`` launches the defaults everywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .configs import INPUT_PRECISIONS, KERNEL_NAMES, candidate_names, config_by_name
+
+SCHEMA = 1
+SHIPPED_DIR = Path(__file__).parent / "tuned"
+ENV_DIR = "FUSED_INCEPTION_TUNED_DIR"
+ENV_SWITCH = "FUSED_INCEPTION_TUNED"
+
+
+class TunedFileError(ValueError):
+    """A tuned-config file that cannot be used as it is (its path and the reason in the message)."""
+
+
+@dataclass(frozen=True)
+class TunedTable:
+    """The choices of one tuned file: (kernel, dtype, input precision) -> config name."""
+
+    gpu: str
+    path: Path
+    choices: dict[tuple[str, str, str], str] = field(hash=False)
+    tuned: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+def gpu_slug(name: str) -> str:
+    """A GPU name as a file stem: "NVIDIA H200" -> "nvidia-h200" (benchmarks/gpu_check.sh names
+    its result files the same way)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if not slug:
+        raise ValueError(f"GPU name {name!r} has no letters or digits")
+    return slug
+
+
+def config_fields(config) -> dict[str, int]:
+    """A config's fields as a plain dict (what a tuned file stores next to the name)."""
+    return asdict(config)
+
+
+def parse_tuned(doc: dict, path: Path) -> TunedTable:
+    """Validate a tuned file's contents; raises TunedFileError naming ``path`` and the problem."""
+    def fail(why: str) -> TunedFileError:
+        return TunedFileError(f"{path}: {why}")
+
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise fail(f"not a schema-{SCHEMA} tuned-config file")
+    gpu = doc.get("gpu")
+    if not isinstance(gpu, str) or not gpu:
+        raise fail("no GPU name ('gpu')")
+    if gpu_slug(gpu) != path.stem:
+        raise fail(f"tuned for {gpu!r}, but the file name says {path.stem!r} (expected {gpu_slug(gpu)}.json)")
+    choices: dict[tuple[str, str, str], str] = {}
+    for i, entry in enumerate(doc.get("choices") or []):
+        try:
+            key = (entry["kernel"], entry["dtype"], entry["input_precision"])
+            name, fields = entry["config"], entry["fields"]
+        except (KeyError, TypeError) as e:
+            raise fail(f"choice {i} lacks {e}") from None
+        if key[0] not in KERNEL_NAMES:
+            raise fail(f"choice {i}: unknown kernel {key[0]!r}")
+        if key[1] not in INPUT_PRECISIONS or key[2] not in INPUT_PRECISIONS[key[1]]:
+            raise fail(f"choice {i}: {key[1]} with {key[2]} dots is never launched")
+        allowed = candidate_names(*key)
+        if name not in allowed:
+            raise fail(f"choice {i}: {name!r} is not a candidate for {' '.join(key)} (candidates: {allowed})")
+        if fields != config_fields(config_by_name(key[0], name)):
+            raise fail(f"choice {i}: {key[0]} config {name!r} was tuned as {fields}, but is now "
+                       f"{config_fields(config_by_name(key[0], name))}: re-tune (python -m fused_inception tune)")
+        if key in choices:
+            raise fail(f"choice {i}: a second choice for {' '.join(key)}")
+        choices[key] = name
+    return TunedTable(gpu=gpu, path=path, choices=choices, tuned=dict(doc.get("tuned") or {}))
+
+
+def load_tuned_file(path: str | os.PathLike) -> TunedTable:
+    """Read and validate one tuned-config file."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise TunedFileError(f"{path}: not JSON ({e})") from None
+    return parse_tuned(doc, path)
+
+
+def search_dirs() -> tuple[Path, ...]:
+    """Where tuned files are looked up, in order: $FUSED_INCEPTION_TUNED_DIR, then the shipped
+    ``kernels/tuned/``; none when FUSED_INCEPTION_TUNED=0."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return ()
+    extra = os.environ.get(ENV_DIR)
+    return ((Path(extra),) if extra else ()) + (SHIPPED_DIR,)
+
+
+@functools.lru_cache(maxsize=None)
+def _table_in(dirs: tuple[Path, ...], slug: str) -> TunedTable | None:
+    for d in dirs:
+        path = d / f"{slug}.json"
+        if path.is_file():
+            return load_tuned_file(path)
+    return None
+
+
+def tuned_table(gpu: str) -> TunedTable | None:
+    """The tuned table for a GPU name (``torch.cuda.get_device_name``), or None when no file
+    exists for it. Files are read once per process (``clear_cache`` after writing one)."""
+    return _table_in(search_dirs(), gpu_slug(gpu))
+
+
+def clear_cache() -> None:
+    """Forget the tuned files read so far (a test or a tuner that just wrote one)."""
+    _table_in.cache_clear()
+
+
+def shipped_tables() -> list[TunedTable]:
+    """Every tuned file checked in under kernels/tuned/ (compile-check compiles their choices as
+    GoogLeNet launches them)."""
+    return [load_tuned_file(p) for p in sorted(SHIPPED_DIR.glob("*.json"))]

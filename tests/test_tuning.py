@@ -1,0 +1,280 @@
+"""Per-GPU tuned configs: the tuned-file format and its validation, the pickers and the library's
+forward using a GPU's file, compile-check covering it, the tuner's choice and rejections (its
+timer replaced: on the CPU the kernels run in the interpreter, whose timings mean nothing), and
+every tuning candidate's numerics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import pytest
+import torch
+
+from fused_inception import ops, tune
+from fused_inception.kernels import aot, tuned_configs
+from fused_inception.kernels.configs import (
+    CANDIDATES,
+    POINTWISE_CONFIGS,
+    REDUCE_CONV_CONFIGS,
+    candidate_names,
+    config_by_name,
+    default_configs,
+    launchable_configs,
+    pick_pointwise_config,
+    pick_reduce_conv_config,
+)
+from fused_inception.kernels.tuned_configs import TunedFileError, config_fields, gpu_slug
+
+GPU = "Test GPU 80GB"
+
+
+@pytest.fixture
+def tuned_dir(tmp_path, monkeypatch):
+    """An empty directory searched for tuned files before the shipped ones (cache cleared)."""
+    monkeypatch.setenv(tuned_configs.ENV_DIR, str(tmp_path))
+    monkeypatch.delenv(tuned_configs.ENV_SWITCH, raising=False)
+    tuned_configs.clear_cache()
+    yield tmp_path
+    tuned_configs.clear_cache()
+
+
+def _choice(kernel: str, dtype: str, precision: str, name: str) -> dict:
+    return {"kernel": kernel, "dtype": dtype, "input_precision": precision, "config": name,
+            "fields": config_fields(config_by_name(kernel, name))}
+
+
+def _write(directory, choices=(), gpu: str = GPU, **changes):
+    doc = {"schema": 1, "gpu": gpu, "tuned": {"note": "written by a test"}, "choices": list(choices), **changes}
+    path = directory / f"{gpu_slug(gpu)}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_gpu_slug_matches_gpu_check_sh():
+    for name in ("NVIDIA H200", "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", GPU):
+        shell = subprocess.run(
+            ["bash", "-c", "echo \"$1\" | tr '[:upper:]' '[:lower:]' | "
+                           "sed -e 's/[^a-z0-9]\\{1,\\}/-/g' -e 's/^-//' -e 's/-$//'", "_", name],
+            capture_output=True, text=True, check=True).stdout.strip()
+        assert gpu_slug(name) == shell
+    assert gpu_slug("NVIDIA H200") == "nvidia-h200"
+    with pytest.raises(ValueError):
+        gpu_slug("  ")
+
+
+def test_candidates_are_named_configs_with_the_default_first():
+    for (kernel, _), names in CANDIDATES.items():
+        assert len(set(names)) == len(names)
+        for name in names:
+            config_by_name(kernel, name)
+    table_values = {"pointwise_pool": POINTWISE_CONFIGS, "reduce_conv": REDUCE_CONV_CONFIGS}
+    for kernel, table in table_values.items():
+        # every table entry is a candidate somewhere (no dead config), and no two are equal
+        used = {n for (k, _), names in CANDIDATES.items() if k == kernel for n in names}
+        assert used == set(table)
+        assert len({tuple(config_fields(c).items()) for c in table.values()}) == len(table)
+        # no config uses 8 warps (DESIGN.md section 5)
+        assert all(c.num_warps <= 4 for c in table.values())
+    for kernel, dtype, precision, cfg in default_configs():
+        assert config_by_name(kernel, candidate_names(kernel, dtype, precision)[0]) == cfg
+        assert (kernel, dtype, precision, cfg) in launchable_configs()
+        pick = pick_pointwise_config if kernel == "pointwise_pool" else pick_reduce_conv_config
+        assert cfg == pick(dtype, precision)
+
+
+def test_pickers_use_the_gpus_tuned_file(tuned_dir, monkeypatch):
+    _write(tuned_dir, [_choice("reduce_conv", "float16", "ieee", "mma-h64"),
+                       _choice("pointwise_pool", "float32", "tf32", "n32")])
+    assert pick_reduce_conv_config("float16", "ieee", GPU) == REDUCE_CONV_CONFIGS["mma-h64"]
+    assert pick_pointwise_config("float32", "tf32", GPU) == POINTWISE_CONFIGS["n32"]
+    # rows the file does not list, other GPUs and no GPU: the defaults
+    assert pick_reduce_conv_config("bfloat16", "ieee", GPU) == REDUCE_CONV_CONFIGS["mma"]
+    assert pick_pointwise_config("float16", "ieee", GPU) == POINTWISE_CONFIGS["default"]
+    assert pick_reduce_conv_config("float16", "ieee", "Another GPU") == REDUCE_CONV_CONFIGS["mma"]
+    assert pick_reduce_conv_config("float16", "ieee") == REDUCE_CONV_CONFIGS["mma"]
+    monkeypatch.setenv(tuned_configs.ENV_SWITCH, "0")
+    tuned_configs.clear_cache()
+    assert pick_reduce_conv_config("float16", "ieee", GPU) == REDUCE_CONV_CONFIGS["mma"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(choices=[_choice("reduce_conv", "float16", "ieee", "fma")]), "not a candidate for reduce_conv float16 ieee"),
+    (dict(choices=[{**_choice("reduce_conv", "float16", "ieee", "mma-h64"),
+                    "fields": {**config_fields(REDUCE_CONV_CONFIGS["mma-h64"]), "BLOCK_N": 64}}]), "re-tune"),
+    (dict(choices=[_choice("reduce_conv", "float16", "ieee", "mma")] * 2), "a second choice"),
+    (dict(choices=[{**_choice("reduce_conv", "float16", "ieee", "mma"), "kernel": "conv9"}]), "unknown kernel"),
+    (dict(choices=[_choice("reduce_conv", "float16", "tf32", "mma")]), "never launched"),
+    (dict(choices=[{"kernel": "reduce_conv"}]), "lacks"),
+    (dict(schema=2), "schema-1"),
+    (dict(gpu="Other GPU"), "file name says"),
+])
+def test_bad_tuned_files_are_refused_with_the_reason(tuned_dir, change, message):
+    path = _write(tuned_dir, **change)
+    if "gpu" in change:  # written under the other GPU's name: rename to the tested GPU's slug
+        path = path.rename(tuned_dir / f"{gpu_slug(GPU)}.json")
+    with pytest.raises(TunedFileError, match=message) as info:
+        pick_reduce_conv_config("float16", "ieee", GPU)
+    assert str(path) in str(info.value)
+    (tuned_dir / f"{gpu_slug(GPU)}.json").write_text("{not json")
+    tuned_configs.clear_cache()
+    with pytest.raises(TunedFileError, match="not JSON"):
+        pick_reduce_conv_config("float16", "ieee", GPU)
+
+
+def test_shipped_tuned_files_are_valid():
+    for table in tuned_configs.shipped_tables():
+        assert table.choices, f"{table.path} chooses nothing"
+
+
+def test_forward_launches_the_tuned_configs(tuned_dir):
+    """The library's own forward (recorded on meta tensors) launches a GPU's tuned choices, and
+    compile-check's launched set includes them."""
+    _write(tuned_dir, [_choice("reduce_conv", "float16", "ieee", "mma-h64"),
+                       _choice("pointwise_pool", "float16", "ieee", "n32")])
+    recs = aot.record_googlenet_launches(batches=(2,), models=("torchvision",), gpu=GPU)
+    fp16 = [r for r in recs if r.dtype == "float16"]
+    assert fp16 and all(r.kwargs["BLOCK_HALO"] == 64 for r in fp16 if r.kernel == "reduce_conv")
+    assert all(r.kwargs["BLOCK_N"] == 32 for r in fp16 if r.kernel == "pointwise_pool")
+    bf16 = [r for r in recs if r.dtype == "bfloat16" and r.kernel == "reduce_conv"]
+    assert bf16 and all(r.kwargs["BLOCK_HALO"] == 32 for r in bf16)
+    variants = aot.googlenet_launch_variants(batches=(2,), gpus=[None, GPU])
+    names = {(v.kernel, v.dtype, v.config_name) for v in variants}
+    assert {("reduce_conv", "float16", "mma-h64"), ("reduce_conv", "float16", "mma"),
+            ("pointwise_pool", "float16", "n32"), ("pointwise_pool", "float16", "default")} <= names
+
+
+def test_compile_check_covers_shipped_tuned_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuned_configs, "SHIPPED_DIR", tmp_path)
+    monkeypatch.delenv(tuned_configs.ENV_DIR, raising=False)
+    tuned_configs.clear_cache()
+    try:
+        assert not any(v.config_name == "n32" for v in aot.googlenet_launch_variants(batches=(2,)))
+        _write(tmp_path, [_choice("pointwise_pool", "float32", "tf32", "n32")])
+        variants = aot.googlenet_launch_variants(batches=(2,))
+        assert any(v.config_name == "n32" and v.dtype == "float32" for v in variants)
+    finally:
+        tuned_configs.clear_cache()
+
+
+def test_gpu_name_is_none_off_cuda():
+    assert ops.gpu_name(torch.zeros(1)) is None
+
+
+# ---------------------------------------------------------------- the tuner
+
+# (kernel, dtype, dot precision) per dot class; the interpreter stands in: fp16 for bf16 (its bf16
+# dot is wrong, DESIGN.md section 6) and IEEE arithmetic for TF32
+_CLASS_ROWS = {"mma": ("float16", "ieee"), "tf32": ("float32", "tf32"), "fma": ("float32", "ieee")}
+_ALL_CANDIDATES = [(kernel, cls, name) for (kernel, cls), names in CANDIDATES.items() for name in names]
+
+
+def _seed(gen) -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+
+
+@pytest.mark.parametrize("kernel, cls, name", _ALL_CANDIDATES, ids=["-".join(c) for c in _ALL_CANDIDATES])
+def test_every_candidate_matches_float64(kernel, cls, name, gen):
+    """Each tuning candidate on a GoogLeNet block (signed input, nonzero BN statistics, NaN-poisoned
+    output) against the float64 block. 2 x 9 x 9 = 162 pixels: several pixel tiles, the last one
+    partial, and with BLOCK_M 32 more tiles than the interpreter's 4 persistent programs."""
+    dtype, precision = _CLASS_ROWS[cls]
+    block = "3a" if kernel == "reduce_conv" else "4a"
+    (case,) = tune.make_cases([block], getattr(torch, dtype), 2, "cpu", torch.channels_last, _seed(gen), hw=9)
+    call, slices = tune.kernel_call(kernel, case, config_by_name(kernel, name), precision)
+    key = "tf32" if precision == "tf32" else dtype
+    result = tune.check_call(call, case, slices, key)
+    assert result.passed, result
+
+
+def _scripted_timer(times):
+    """A timer returning the given ms in turn (one call per candidate and block)."""
+    it = iter(times)
+
+    def timer(call):
+        return next(it)
+    return timer
+
+
+def test_tuner_chooses_the_fastest_and_writes_a_usable_file(tuned_dir, gen):
+    rows = [("reduce_conv", "float16", "ieee"), ("pointwise_pool", "float32", "ieee")]
+    n_conv = len(candidate_names(*rows[0]))
+    n_point = len(candidate_names(*rows[1]))
+    # reduce_conv: the second candidate fastest; pointwise: the default fastest
+    times = [3.0, 1.0] + [2.0] * (n_conv - 2) + [1.0] + [4.0] * (n_point - 1)
+    lines = []
+    doc = tune.tune(rows, ["3a"], 1, device="cpu", gpu=GPU, timer=_scripted_timer(times), budget_s=600,
+                    seed=_seed(gen), hw=4, progress=lines.append)
+    conv, point = doc["choices"]
+    assert conv["config"] == candidate_names(*rows[0])[1] and conv["speedup_vs_default"] == 3.0
+    assert point["config"] == candidate_names(*rows[1])[0] and point["speedup_vs_default"] == 1.0
+    assert set(conv["median_ms"]) == set(candidate_names(*rows[0])) and not conv["rejected"]
+    assert conv["median_ms_per_block"][conv["config"]] == {"3a": 1.0}
+    assert doc["tuned"]["incomplete"] == [] and len(lines) == 2
+    path = tuned_dir / f"{gpu_slug(GPU)}.json"
+    path.write_text(json.dumps(doc))
+    assert pick_reduce_conv_config("float16", "ieee", GPU) == config_by_name("reduce_conv", conv["config"])
+    assert "reduce_conv" in tune.format_choices(doc)
+
+
+def test_tuner_rejects_a_wrong_candidate_however_fast(monkeypatch, gen):
+    row = ("pointwise_pool", "float32", "ieee")
+    names = candidate_names(*row)
+    broken = names[1]
+    real_call = tune.kernel_call
+
+    def kernel_call(kernel, case, config, precision):
+        call, slices = real_call(kernel, case, config, precision)
+        if config == config_by_name(kernel, broken):
+            def wrong():
+                call()
+                case.out[0, slices[0].start, 0, 0] += 1.0  # one wrong element
+            return wrong, slices
+        return call, slices
+
+    monkeypatch.setattr(tune, "kernel_call", kernel_call)
+    times = [2.0] + [1.5] * (len(names) - 2)  # the broken one is never timed
+    doc = tune.tune([row], ["3a"], 1, device="cpu", gpu=GPU, timer=_scripted_timer(times), budget_s=600,
+                    seed=_seed(gen), hw=3)
+    (entry,) = doc["choices"]
+    assert broken in entry["rejected"] and "FAIL" in entry["rejected"][broken]
+    assert broken not in entry["median_ms"] and entry["config"] != broken
+
+    # a wrong default is a kernel bug: the tuner stops
+    broken = names[0]
+    with pytest.raises(AssertionError, match="default pointwise_pool config"):
+        tune.tune([row], ["3a"], 1, device="cpu", gpu=GPU, timer=_scripted_timer([1.0] * 9), budget_s=600,
+                  seed=_seed(gen), hw=3)
+
+
+def test_tuner_budget_leaves_rows_at_their_default(gen):
+    rows = [("reduce_conv", "float32", "ieee")]
+    doc = tune.tune(rows, ["3a"], 1, device="cpu", gpu=GPU, timer=_scripted_timer([]), budget_s=0,
+                    seed=_seed(gen), hw=3)
+    assert doc["choices"] == [] and doc["tuned"]["incomplete"] == ["reduce_conv float32 ieee"]
+
+
+def test_check_call_sees_unwritten_outputs(gen):
+    (case,) = tune.make_cases(["3a"], torch.float32, 1, "cpu", torch.channels_last, _seed(gen), hw=3)
+    result = tune.check_call(lambda: None, case, [slice(0, 4)], "float32")
+    assert not result.passed and not result.all_finite
+    assert math.isnan(float(case.out[0, 0, 0, 0]))
+
+
+def test_tune_command_refuses_without_cuda(monkeypatch, capsys):
+    from fused_inception.__main__ import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["tune", "--dtypes", "bf16"]) == 2
+    assert "tune needs a CUDA GPU" in capsys.readouterr().out
+
+
+def test_parse_rows():
+    assert tune.parse_rows(["bf16", "tf32"], ["reduce_conv"]) == [("reduce_conv", "bfloat16", "ieee"),
+                                                                 ("reduce_conv", "float32", "tf32")]
+    with pytest.raises(ValueError, match="unknown dtype"):
+        tune.parse_rows(["fp8"], ["reduce_conv"])
+    with pytest.raises(ValueError, match="unknown kernel"):
+        tune.parse_rows(["bf16"], ["conv"])
