@@ -5,8 +5,9 @@
 #   1. install this package offline (pip install --no-deps --no-build-isolation -e .)
 #   1b. tune the kernel configs for this GPU (python -m fused_inception tune: bf16 and tf32 rows,
 #      blocks 3b,4d,5b at batch 256) unless kernels/tuned/ already has this GPU's file
-#      (GPU_CHECK_RETUNE=1 tunes anyway); the file goes to <out>/tuned/<gpu-slug>.json and the
-#      steps below launch its choices (FUSED_INCEPTION_TUNED_DIR)
+#      (GPU_CHECK_RETUNE=1 tunes anyway); the steps below launch its choices
+#      (FUSED_INCEPTION_TUNED_DIR) and it is kept as <gpu-slug>-<date>-tuned.json: check it in as
+#      kernels/tuned/<gpu-slug>.json
 #   2. GPU parity of every block and the whole network, both variants: fp32, tf32, bf16
 #   3. bench at GoogLeNet sizes (224x224, batch 256/32/1, bf16 and fp32):
 #        pass 1  inference, every block and the whole network: eager NCHW, eager channels_last,
@@ -22,7 +23,8 @@
 # Outputs go to $OUT when it is set (the device tool copies back only $OUT), else to
 # benchmarks/results/:  <gpu-slug>-<date>.json (raw timings, medians, ratios, environment),
 # <gpu-slug>-<date>.md (the report), <gpu-slug>-<date>-parity.json, <gpu-slug>-<date>.log (everything
-# printed), and <gpu-slug>-<date>.png when matplotlib is installed.
+# printed), <gpu-slug>-<date>-tuned.json when it tuned, and <gpu-slug>-<date>.png when matplotlib is
+# installed.
 #
 # Every step runs under `timeout` with an explicit share of the budget; the bench writes its JSON after
 # every case, so a step cut short keeps what it measured. Budget knobs (seconds):
@@ -122,14 +124,17 @@ if [ -f "$SHIPPED_TUNED" ] && [ "${GPU_CHECK_RETUNE:-0}" != "1" ]; then
 else
   T=$(share 90 335)
   echo "== [$(elapsed) s] tune (timeout $T s)"
-  mkdir -p "$OUT_DIR/tuned"
+  # a fresh directory: only this run's file can be picked up (named after torch's device name,
+  # which may differ from nvidia-smi's)
   timeout -k 5 "$T" "$PY" -m fused_inception tune --dtypes bf16,tf32 --blocks 3b,4d,5b --batch 256 \
-    --budget-s $((T - 20)) --out-dir "$OUT_DIR/tuned"
+    --budget-s $((T - 20)) --out-dir "$WORK/tuned"
   TUNE_RC=$?
-  echo "tune exit code: $TUNE_RC (2: no CUDA device; 124: timed out, nothing written)"
-  if [ -s "$OUT_DIR/tuned/$SLUG.json" ]; then
-    export FUSED_INCEPTION_TUNED_DIR="$OUT_DIR/tuned"
-    echo "the steps below launch the configs of $OUT_DIR/tuned/$SLUG.json (check it in as $SHIPPED_TUNED)"
+  echo "tune exit code: $TUNE_RC (1: no row finished; 2: no CUDA device; 124: timed out, nothing written)"
+  TUNED_FILES=("$WORK"/tuned/*.json)
+  if [ "$TUNE_RC" -eq 0 ] && [ "${#TUNED_FILES[@]}" -eq 1 ] && [ -s "${TUNED_FILES[0]}" ]; then
+    export FUSED_INCEPTION_TUNED_DIR="$WORK/tuned"
+    cp "${TUNED_FILES[0]}" "$STEM-tuned.json"
+    echo "the steps below launch the configs of $STEM-tuned.json (check it in as kernels/tuned/$(basename "${TUNED_FILES[0]}"))"
   fi
 fi
 
@@ -156,7 +161,7 @@ timeout -k 5 "$T" "$PY" -m fused_inception bench "${BENCH_COMMON[@]}" --scopes n
   --json "$WORK/pass2.json" > "$WORK/pass2.txt"
 echo "pass 2 exit code: $?"; tail -n 5 "$WORK/pass2.txt"
 
-T=$(share 60 10)
+T=$(share 60 25)
 COMPILE_MODE=${GPU_CHECK_COMPILE_MODE:-default}
 echo "== [$(elapsed) s] bench pass 3: torch.compile ($COMPILE_MODE), network inference (timeout $T s)"
 timeout -k 5 "$T" "$PY" -m fused_inception bench "${BENCH_COMMON[@]}" --scopes net --modes infer \
@@ -167,7 +172,7 @@ tail -n 5 "$WORK/pass3.txt"
 
 # ---------------------------------------------------------------- 4. pytest on the GPU (optional)
 if [ "${GPU_CHECK_TESTS:-1}" = "1" ]; then
-  T=$(share 60 10)
+  T=$(share 60 25)
   if [ "$T" -gt 15 ]; then
     echo "== [$(elapsed) s] pytest tests -x -q (timeout $T s)"
     timeout -k 5 "$T" "$PY" -m pytest tests -x -q -p no:cacheprovider > "$WORK/pytest.txt" 2>&1
@@ -190,7 +195,7 @@ PLOT=()
 "$PY" -c "import matplotlib" 2>/dev/null && PLOT=(--plot "$STEM.png")
 PARITY_JSON=()
 [ -s "$STEM-parity.json" ] && PARITY_JSON=(--parity-json "$STEM-parity.json")
-timeout -k 5 60 "$PY" -m fused_inception bench --merge "${PASSES[@]}" --json "$STEM.json" --markdown "$STEM.md" \
+timeout -k 5 30 "$PY" -m fused_inception bench --merge "${PASSES[@]}" --json "$STEM.json" --markdown "$STEM.md" \
   "${PARITY_JSON[@]}" "${PLOT[@]}" > "$WORK/report.txt"
 REPORT_RC=$?
 sed -n '/^Speedup of each fused method/,$p' "$WORK/report.txt" | head -n 80

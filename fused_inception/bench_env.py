@@ -53,12 +53,16 @@ def _nvidia_driver() -> str | None:
 
 def kernel_configs(gpu: str | None) -> tuple[list[dict], str | None]:
     """The config the fused blocks launch per (kernel, dtype, dot precision) on ``gpu`` (a CUDA
-    device name; None: no GPU, the defaults), and the tuned file they come from (None: defaults)."""
+    device name; None: no GPU, the defaults), and the tuned file they come from (None: defaults;
+    "refused: why" and no rows when this GPU's file is invalid, which the kernels refuse too)."""
     from .kernels.configs import config_name, default_configs, pick_pointwise_config, pick_reduce_conv_config
-    from .kernels.tuned_configs import tuned_table
+    from .kernels.tuned_configs import TunedFileError, tuned_table
 
     pickers = {"pointwise_pool": pick_pointwise_config, "reduce_conv": pick_reduce_conv_config}
-    table = tuned_table(gpu) if gpu else None
+    try:
+        table = tuned_table(gpu) if gpu else None
+    except TunedFileError as e:  # the kernels refuse to launch with it; the tuner must still run
+        return [], f"refused: {e}"
     rows = []
     for kernel, dtype, precision, default in default_configs():
         cfg = pickers[kernel](dtype, precision, gpu)

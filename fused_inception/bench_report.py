@@ -170,8 +170,12 @@ def kernel_configs_note(report: dict) -> str:
     where = ("'launched' marks the ones this report's fused methods use (their dtypes; fp32 dots in TF32 "
              "when TF32 is on)." if gpu else
              "On the CPU the fused blocks take the PyTorch fallback path: none of them ran here.")
-    tuned = env.get("tuned_configs")
-    source = (f"this GPU's tuned file `{Path(tuned).name}` where it chooses, else the defaults of kernels/configs.py"
-              if tuned else "the defaults of kernels/configs.py (no tuned file for this device)")
+    tuned = env["tuned_configs"]
+    if tuned is None:
+        source = "the defaults of kernels/configs.py (no tuned file for this device)"
+    elif tuned.startswith("refused:"):
+        source = f"none: this GPU's tuned file was {tuned}"
+    else:
+        source = f"this GPU's tuned file `{Path(tuned).name}` where it chooses, else the defaults of kernels/configs.py"
     intro = f"**Kernel configs**: one per kernel, dtype and dot precision: {source}. {where}"
     return intro + "\n\n" + md_table(header + ["launched"] if gpu else header, rows)

@@ -491,7 +491,8 @@ def googlenet_launch_variants(kernels: tuple[str, ...] | list[str] | None = None
 
     ``gpus``: whose configs to record, None for the defaults; by default the defaults and every
     GPU with a tuned file checked in (kernels/tuned/), so a tuned choice is compiled exactly as
-    GoogLeNet launches it on that GPU.
+    GoogLeNet launches it on that GPU. The configs are looked up as at run time: a file for the
+    same GPU under $FUSED_INCEPTION_TUNED_DIR takes precedence.
     """
     if gpus is None:
         from .tuned_configs import shipped_tables

@@ -153,8 +153,6 @@ def config_by_name(kernel: str, name: str):
 def _pick(kernel: str, dtype_name: str, input_precision: str, gpu: str | None):
     name = candidate_names(kernel, dtype_name, input_precision)[0]
     if gpu is not None:
-        from .tuned_configs import tuned_table  # lazy: it validates its files against this module
-
         table = tuned_table(gpu)
         if table is not None:
             name = table.choices.get((kernel, dtype_name, input_precision), name)
@@ -201,3 +199,7 @@ def config_name(config: object) -> str:
         if cfg == config:
             return name
     return "custom"
+
+
+# last: tuned_configs validates its files against the tables above
+from .tuned_configs import tuned_table  # noqa: E402

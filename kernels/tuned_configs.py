@@ -12,15 +12,16 @@ File layout (``schema`` 1)::
     {"schema": 1, "gpu": "NVIDIA H200",
      "tuned": {...how and where it was measured: versions, commit, shapes...},
      "choices": [{"kernel": "reduce_conv", "dtype": "bfloat16", "input_precision": "ieee",
-                  "config": "mma-m128", "fields": {"BLOCK_M": 128, ...},
-                  "median_ms": {"mma": 1.91, "mma-m128": 1.62, ...}, "rejected": {...}}, ...]}
+                  "config": "mma-h64", "fields": {"BLOCK_M": 64, "BLOCK_HALO": 64, ...},
+                  "median_ms": {"mma": 1.91, "mma-h64": 1.62, ...}, "rejected": {...}}, ...]}
 
 Only candidate names are accepted, and their ``fields`` must equal the config of that name today:
 every candidate is compile-checked for sm_80/sm_90 and run by the interpreter tests, and a file
 tuned against tile sizes that have since changed is refused rather than silently launching others.
 
-Environment: ``FUSED_INCEPTION_TUNED_DIR`` names a directory searched before the shipped one (a
-fresh tuning not yet checked in); ``FUSED_INCEPTION_TUNED=0`` launches the defaults everywhere.
+Environment (read at the first lookup of a process): ``FUSED_INCEPTION_TUNED_DIR`` names a
+directory searched before the shipped one (a fresh tuning not yet checked in);
+``FUSED_INCEPTION_TUNED=0`` launches the defaults everywhere.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def parse_tuned(doc: dict, path: Path) -> TunedTable:
             name, fields = entry["config"], entry["fields"]
         except (KeyError, TypeError) as e:
             raise fail(f"choice {i} lacks {e}") from None
+        if not all(isinstance(v, str) for v in (*key, name)):
+            raise fail(f"choice {i}: kernel, dtype, input_precision and config must be strings")
         if key[0] not in KERNEL_NAMES:
             raise fail(f"choice {i}: unknown kernel {key[0]!r}")
         if key[1] not in INPUT_PRECISIONS or key[2] not in INPUT_PRECISIONS[key[1]]:
@@ -113,33 +116,45 @@ def load_tuned_file(path: str | os.PathLike) -> TunedTable:
     return parse_tuned(doc, path)
 
 
-def search_dirs() -> tuple[Path, ...]:
+def _search_dirs(extra: str | None, switch: str | None) -> tuple[Path, ...]:
     """Where tuned files are looked up, in order: $FUSED_INCEPTION_TUNED_DIR, then the shipped
     ``kernels/tuned/``; none when FUSED_INCEPTION_TUNED=0."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
+    if switch == "0":
         return ()
-    extra = os.environ.get(ENV_DIR)
     return ((Path(extra),) if extra else ()) + (SHIPPED_DIR,)
 
 
 @functools.lru_cache(maxsize=None)
-def _table_in(dirs: tuple[Path, ...], slug: str) -> TunedTable | None:
-    for d in dirs:
+def _table_for(gpu: str, extra: str | None, switch: str | None) -> TunedTable | None:
+    slug = gpu_slug(gpu)
+    for d in _search_dirs(extra, switch):
         path = d / f"{slug}.json"
         if path.is_file():
             return load_tuned_file(path)
     return None
 
 
+# (FUSED_INCEPTION_TUNED_DIR, FUSED_INCEPTION_TUNED) as read by the first lookup: every forward
+# picks configs, and reading os.environ costs more than the rest of a pick
+_env: tuple[str | None, str | None] | None = None
+
+
 def tuned_table(gpu: str) -> TunedTable | None:
     """The tuned table for a GPU name (``torch.cuda.get_device_name``), or None when no file
-    exists for it. Files are read once per process (``clear_cache`` after writing one)."""
-    return _table_in(search_dirs(), gpu_slug(gpu))
+    exists for it. The environment and the files are read once per process: set the variables
+    before the first launch, or call ``clear_cache`` after changing them or writing a file."""
+    global _env
+    if _env is None:
+        _env = (os.environ.get(ENV_DIR), os.environ.get(ENV_SWITCH))
+    return _table_for(gpu, *_env)
 
 
 def clear_cache() -> None:
-    """Forget the tuned files read so far (a test or a tuner that just wrote one)."""
-    _table_in.cache_clear()
+    """Forget the environment and the tuned files read so far (a test, or a tuner that just wrote
+    a file)."""
+    global _env
+    _env = None
+    _table_for.cache_clear()
 
 
 def shipped_tables() -> list[TunedTable]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +30,8 @@ from fused_inception.kernels.configs import (
 from fused_inception.kernels.tuned_configs import TunedFileError, config_fields, gpu_slug
 
 GPU = "Test GPU 80GB"
+# the kernels run on CUDA where there is one, else in the interpreter on the CPU (tests/conftest.py)
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture
@@ -54,11 +57,13 @@ def _write(directory, choices=(), gpu: str = GPU, **changes):
 
 
 def test_gpu_slug_matches_gpu_check_sh():
+    """gpu_check.sh names its files and looks for kernels/tuned/<slug>.json with its own SLUG= line."""
+    script = (Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh").read_text()
+    (slug_line,) = [line for line in script.splitlines() if line.startswith("SLUG=")]
     for name in ("NVIDIA H200", "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", GPU):
-        shell = subprocess.run(
-            ["bash", "-c", "echo \"$1\" | tr '[:upper:]' '[:lower:]' | "
-                           "sed -e 's/[^a-z0-9]\\{1,\\}/-/g' -e 's/^-//' -e 's/-$//'", "_", name],
-            capture_output=True, text=True, check=True).stdout.strip()
+        shell = subprocess.run(["bash", "-c", f'{slug_line}\necho "$SLUG"'],
+                               env={"GPU_NAME": name, "PATH": "/usr/bin:/bin"},
+                               capture_output=True, text=True, check=True).stdout.strip()
         assert gpu_slug(name) == shell
     assert gpu_slug("NVIDIA H200") == "nvidia-h200"
     with pytest.raises(ValueError):
@@ -78,8 +83,14 @@ def test_candidates_are_named_configs_with_the_default_first():
         assert len({tuple(config_fields(c).items()) for c in table.values()}) == len(table)
         # no config uses 8 warps (DESIGN.md section 5)
         assert all(c.num_warps <= 4 for c in table.values())
+    # the defaults, pinned: reordering CANDIDATES must not change what launches without a tuned file
+    expected = {("pointwise_pool", "float32", "ieee"): "fma", ("pointwise_pool", "float32", "tf32"): "default",
+                ("pointwise_pool", "float16", "ieee"): "default", ("pointwise_pool", "bfloat16", "ieee"): "default",
+                ("reduce_conv", "float32", "ieee"): "fma", ("reduce_conv", "float32", "tf32"): "tf32",
+                ("reduce_conv", "float16", "ieee"): "mma", ("reduce_conv", "bfloat16", "ieee"): "mma"}
+    assert {(k, d, p): c for k, d, p, c in default_configs()} == {
+        key: config_by_name(key[0], name) for key, name in expected.items()}
     for kernel, dtype, precision, cfg in default_configs():
-        assert config_by_name(kernel, candidate_names(kernel, dtype, precision)[0]) == cfg
         assert (kernel, dtype, precision, cfg) in launchable_configs()
         pick = pick_pointwise_config if kernel == "pointwise_pool" else pick_reduce_conv_config
         assert cfg == pick(dtype, precision)
@@ -108,6 +119,7 @@ def test_pickers_use_the_gpus_tuned_file(tuned_dir, monkeypatch):
     (dict(choices=[{**_choice("reduce_conv", "float16", "ieee", "mma"), "kernel": "conv9"}]), "unknown kernel"),
     (dict(choices=[_choice("reduce_conv", "float16", "tf32", "mma")]), "never launched"),
     (dict(choices=[{"kernel": "reduce_conv"}]), "lacks"),
+    (dict(choices=[{**_choice("reduce_conv", "float16", "ieee", "mma"), "dtype": ["float16"]}]), "must be strings"),
     (dict(schema=2), "schema-1"),
     (dict(gpu="Other GPU"), "file name says"),
 ])
@@ -182,7 +194,7 @@ def test_every_candidate_matches_float64(kernel, cls, name, gen):
     partial, and with BLOCK_M 32 more tiles than the interpreter's 4 persistent programs."""
     dtype, precision = _CLASS_ROWS[cls]
     block = "3a" if kernel == "reduce_conv" else "4a"
-    (case,) = tune.make_cases([block], getattr(torch, dtype), 2, "cpu", torch.channels_last, _seed(gen), hw=9)
+    (case,) = tune.make_cases([block], getattr(torch, dtype), 2, DEVICE, torch.channels_last, _seed(gen), hw=9)
     call, slices = tune.kernel_call(kernel, case, config_by_name(kernel, name), precision)
     key = "tf32" if precision == "tf32" else dtype
     result = tune.check_call(call, case, slices, key)
@@ -205,7 +217,7 @@ def test_tuner_chooses_the_fastest_and_writes_a_usable_file(tuned_dir, gen):
     # reduce_conv: the second candidate fastest; pointwise: the default fastest
     times = [3.0, 1.0] + [2.0] * (n_conv - 2) + [1.0] + [4.0] * (n_point - 1)
     lines = []
-    doc = tune.tune(rows, ["3a"], 1, device="cpu", gpu=GPU, timer=_scripted_timer(times), budget_s=600,
+    doc = tune.tune(rows, ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer(times), budget_s=600,
                     seed=_seed(gen), hw=4, progress=lines.append)
     conv, point = doc["choices"]
     assert conv["config"] == candidate_names(*rows[0])[1] and conv["speedup_vs_default"] == 3.0
@@ -217,6 +229,28 @@ def test_tuner_chooses_the_fastest_and_writes_a_usable_file(tuned_dir, gen):
     path.write_text(json.dumps(doc))
     assert pick_reduce_conv_config("float16", "ieee", GPU) == config_by_name("reduce_conv", conv["config"])
     assert "reduce_conv" in tune.format_choices(doc)
+
+
+def test_tuner_keeps_the_default_unless_clearly_faster(gen):
+    row = ("pointwise_pool", "float32", "ieee")
+    n = len(candidate_names(*row))
+    # the second candidate is 1% faster than the default: within the noise margin (MIN_GAIN)
+    times = [1.0, 0.99] + [1.5] * (n - 2)
+    doc = tune.tune([row], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer(times), budget_s=600,
+                    seed=_seed(gen), hw=3)
+    (entry,) = doc["choices"]
+    assert tune.MIN_GAIN > 0.01
+    assert entry["config"] == entry["default"] and entry["speedup_vs_default"] == 1.0
+    assert entry["median_ms"][candidate_names(*row)[1]] == 0.99
+
+
+def test_tuner_skips_rows_with_one_candidate(gen):
+    row = ("reduce_conv", "float32", "tf32")
+    assert len(candidate_names(*row)) == 1
+    lines = []
+    doc = tune.tune([row], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer([]), budget_s=600,
+                    seed=_seed(gen), hw=3, progress=lines.append)
+    assert doc["choices"] == [] and doc["tuned"]["incomplete"] == [] and "nothing to tune" in lines[0]
 
 
 def test_tuner_rejects_a_wrong_candidate_however_fast(monkeypatch, gen):
@@ -236,7 +270,7 @@ def test_tuner_rejects_a_wrong_candidate_however_fast(monkeypatch, gen):
 
     monkeypatch.setattr(tune, "kernel_call", kernel_call)
     times = [2.0] + [1.5] * (len(names) - 2)  # the broken one is never timed
-    doc = tune.tune([row], ["3a"], 1, device="cpu", gpu=GPU, timer=_scripted_timer(times), budget_s=600,
+    doc = tune.tune([row], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer(times), budget_s=600,
                     seed=_seed(gen), hw=3)
     (entry,) = doc["choices"]
     assert broken in entry["rejected"] and "FAIL" in entry["rejected"][broken]
@@ -245,19 +279,19 @@ def test_tuner_rejects_a_wrong_candidate_however_fast(monkeypatch, gen):
     # a wrong default is a kernel bug: the tuner stops
     broken = names[0]
     with pytest.raises(AssertionError, match="default pointwise_pool config"):
-        tune.tune([row], ["3a"], 1, device="cpu", gpu=GPU, timer=_scripted_timer([1.0] * 9), budget_s=600,
+        tune.tune([row], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer([1.0] * 9), budget_s=600,
                   seed=_seed(gen), hw=3)
 
 
 def test_tuner_budget_leaves_rows_at_their_default(gen):
-    rows = [("reduce_conv", "float32", "ieee")]
-    doc = tune.tune(rows, ["3a"], 1, device="cpu", gpu=GPU, timer=_scripted_timer([]), budget_s=0,
+    rows = [("pointwise_pool", "float32", "ieee")]
+    doc = tune.tune(rows, ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer([]), budget_s=0,
                     seed=_seed(gen), hw=3)
-    assert doc["choices"] == [] and doc["tuned"]["incomplete"] == ["reduce_conv float32 ieee"]
+    assert doc["choices"] == [] and doc["tuned"]["incomplete"] == ["pointwise_pool float32 ieee"]
 
 
 def test_check_call_sees_unwritten_outputs(gen):
-    (case,) = tune.make_cases(["3a"], torch.float32, 1, "cpu", torch.channels_last, _seed(gen), hw=3)
+    (case,) = tune.make_cases(["3a"], torch.float32, 1, DEVICE, torch.channels_last, _seed(gen), hw=3)
     result = tune.check_call(lambda: None, case, [slice(0, 4)], "float32")
     assert not result.passed and not result.all_finite
     assert math.isnan(float(case.out[0, 0, 0, 0]))
@@ -278,3 +312,22 @@ def test_parse_rows():
         tune.parse_rows(["fp8"], ["reduce_conv"])
     with pytest.raises(ValueError, match="unknown kernel"):
         tune.parse_rows(["bf16"], ["conv"])
+
+
+def test_reports_record_the_launched_configs(tuned_dir):
+    """bench/parity reports record, per kernel, dtype and precision, the config launched and
+    whether it came from the GPU's tuned file; an invalid file is recorded as refused."""
+    from fused_inception.bench_env import kernel_configs
+
+    rows, source = kernel_configs(None)
+    assert source is None and not any(r["tuned"] for r in rows) and len(rows) == len(default_configs())
+    path = _write(tuned_dir, [_choice("reduce_conv", "bfloat16", "ieee", "mma-r16")])
+    rows, source = kernel_configs(GPU)
+    assert source == str(path)
+    tuned = [(r["kernel"], r["dtype"], r["config"]) for r in rows if r["tuned"]]
+    assert tuned == [("reduce_conv", "bfloat16", "mma-r16")]
+    bad = _choice("reduce_conv", "bfloat16", "ieee", "fma")
+    path.write_text(json.dumps({"schema": 1, "gpu": GPU, "choices": [bad]}))
+    tuned_configs.clear_cache()
+    rows, source = kernel_configs(GPU)
+    assert rows == [] and source.startswith("refused:") and "not a candidate" in source
