@@ -61,3 +61,9 @@ def units_of_reference_block(block: nn.Module) -> dict[str, ConvUnit]:
         "conv5": unit(block.branch3[1]),
         "pool_proj": unit(block.branch4[1]),
     }
+
+
+def params_of_reference_block(block: nn.Module, dtype: torch.dtype) -> InceptionParams:
+    """A ``fused_inception.models.Inception``'s folded InceptionParams with weights in ``dtype``."""
+    with torch.no_grad():
+        return params_from_units(units_of_reference_block(block), relu=block.spec.relu, dtype=dtype)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels
-from .params import WEIGHT_FIELDS, InceptionParams
+from .params import InceptionParams
 
 Tensor = torch.Tensor
 
@@ -145,18 +145,35 @@ def _forward_triton(x: Tensor, params: InceptionParams, out: Tensor, c0: int) ->
     dtype_name = str(x.dtype).removeprefix("torch.")
     precision = dot_precision(x)
     gpu = gpu_name(x)  # picks the GPU's tuned configs where kernels/tuned/ has a file for it
-    off1, off3, off5, offp = (c0 + o for o in params.branch_offsets)
-    # the kernels index weights as dense row-major arrays (no-op for InceptionParams' own layouts)
-    p = {name: getattr(params, name).contiguous() for name in WEIGHT_FIELDS}
-    kernels.launch_pointwise_pool(
-        x, p["w_point"], p["b_point"], params.ch1x1, out, off1, offp, params.relu, precision,
-        kernels.pick_pointwise_config(dtype_name, precision, gpu),
-    )
-    conv_cfg = kernels.pick_reduce_conv_config(dtype_name, precision, gpu)
-    kernels.launch_reduce_conv(x, p["w_red3"], p["b_red3"], p["w_conv3"], p["b_conv3"], params.k3,
-                               out, off3, params.relu, precision, conv_cfg)
-    kernels.launch_reduce_conv(x, p["w_red5"], p["b_red5"], p["w_conv5"], p["b_conv5"], params.k5,
-                               out, off5, params.relu, precision, conv_cfg)
+    launch_pointwise_branches(x, params, out, c0, precision, kernels.pick_pointwise_config(dtype_name, precision, gpu))
+    launch_reduce_branches(x, params, out, c0, precision, kernels.pick_reduce_conv_config(dtype_name, precision, gpu))
+
+
+def launch_pointwise_branches(x: Tensor, params: InceptionParams, out: Tensor, c0: int, precision: str,
+                              config: kernels.PointwiseConfig) -> None:
+    """One launch: the block's 1x1 branch and pool branch into their slices of ``out`` (channel
+    offset ``c0``), with an explicit config (the forward passes the picked one, the tuner each
+    candidate)."""
+    off1, _, _, offp = (c0 + o for o in params.branch_offsets)
+    w, b = _dense(params, "w_point", "b_point")
+    kernels.launch_pointwise_pool(x, w, b, params.ch1x1, out, off1, offp, params.relu, precision, config)
+
+
+def launch_reduce_branches(x: Tensor, params: InceptionParams, out: Tensor, c0: int, precision: str,
+                           config: kernels.ReduceConvConfig) -> None:
+    """Two launches: the block's reduce -> k3 and reduce -> k5 branches into their slices of
+    ``out``, with an explicit config (see launch_pointwise_branches)."""
+    _, off3, off5, _ = (c0 + o for o in params.branch_offsets)
+    for k, off, fields in ((params.k3, off3, ("w_red3", "b_red3", "w_conv3", "b_conv3")),
+                           (params.k5, off5, ("w_red5", "b_red5", "w_conv5", "b_conv5"))):
+        w_red, b_red, w_conv, b_conv = _dense(params, *fields)
+        kernels.launch_reduce_conv(x, w_red, b_red, w_conv, b_conv, k, out, off, params.relu, precision, config)
+
+
+def _dense(params: InceptionParams, *names: str) -> list[Tensor]:
+    # the kernels index weights and biases as dense row-major arrays (a no-op for
+    # InceptionParams' own layouts)
+    return [getattr(params, name).contiguous() for name in names]
 
 
 def _forward_torch(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> None:

@@ -59,7 +59,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .models.randomize import random_googlenet, randomize_block_
+from .models.randomize import random_block, random_googlenet
 from .parity import BASELINE_FACTOR, TOLERANCES, compare, compare_with_baseline
 from .spec import GOOGLENET_BLOCKS, googlenet_spec
 from .tables import csv_list
@@ -205,9 +205,7 @@ def parity_rows(variants: Sequence[str], blocks: Sequence[str], dtypes: Sequence
         for name in blocks:
             channels, native = GOOGLENET_BLOCKS[name]
             hw = block_size or native
-            from .models import Inception
-
-            block = randomize_block_(Inception(googlenet_spec(name, variant)).double().eval(), gen)
+            block = random_block(googlenet_spec(name, variant), gen)
             fused = fuse(block)
             if _count_fused(fused) != 1:
                 raise RuntimeError(f"fuse() did not swap block {name} ({variant})")

@@ -27,14 +27,12 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import kernels
 from .bench_env import environment
-from .folding import params_from_units, units_of_reference_block
+from .folding import params_of_reference_block
 from .kernels.configs import candidate_names, config_by_name
 from .kernels.tuned_configs import SCHEMA, config_fields, gpu_slug
-from .models import Inception
-from .models.randomize import randomize_block_
-from .ops import output_memory_format
+from .models.randomize import random_block
+from .ops import launch_pointwise_branches, launch_reduce_branches, output_memory_format
 from .params import InceptionParams
 from .parity import ParityResult, compare, poisoned, tolerance_key
 from .spec import GOOGLENET_BLOCKS, googlenet_spec
@@ -80,9 +78,8 @@ def make_cases(blocks: Sequence[str], dtype: torch.dtype, batch: int, device: st
     for name in blocks:
         spec = googlenet_spec(name, "torchvision")
         size = hw or GOOGLENET_BLOCKS[name][1]
-        ref_block = randomize_block_(Inception(spec).double().eval(), gen)
-        with torch.no_grad():
-            params = params_from_units(units_of_reference_block(ref_block), relu=spec.relu, dtype=dtype)
+        ref_block = random_block(spec, gen)
+        params = params_of_reference_block(ref_block, dtype)
         x64 = torch.randn((batch, spec.in_channels, size, size), generator=gen, dtype=torch.float64)
         x = x64.to(dtype).to(device=device, memory_format=layout)
         with torch.no_grad():
@@ -94,24 +91,16 @@ def make_cases(blocks: Sequence[str], dtype: torch.dtype, batch: int, device: st
 
 
 def kernel_call(kernel: str, case: TuneCase, config, precision: str) -> tuple[Callable[[], None], list[slice]]:
-    """A call that launches ``kernel`` (both reduce_conv branches) with ``config`` into case.out,
-    and the output channel slices it writes."""
-    p, x, out = case.params, case.x, case.out
-    off1, off3, off5, offp = p.branch_offsets
-    c1, c3, c5, cp = p.branch_channels
-    w = {name: getattr(p, name).contiguous() for name in ("w_point", "w_red3", "w_conv3", "w_red5", "w_conv5")}
+    """A call that launches ``kernel`` with ``config`` into case.out exactly as the forward does
+    (both reduce_conv branches), and the output channel slices it writes."""
+    p = case.params
+    (off1, off3, off5, offp), (c1, c3, c5, cp) = p.branch_offsets, p.branch_channels
     if kernel == "pointwise_pool":
-        def call() -> None:
-            kernels.launch_pointwise_pool(x, w["w_point"], p.b_point, p.ch1x1, out, off1, offp, p.relu,
-                                          precision, config)
-        return call, [slice(off1, off1 + c1), slice(offp, offp + cp)]
+        return (lambda: launch_pointwise_branches(case.x, p, case.out, 0, precision, config),
+                [slice(off1, off1 + c1), slice(offp, offp + cp)])
     if kernel == "reduce_conv":
-        def call() -> None:
-            kernels.launch_reduce_conv(x, w["w_red3"], p.b_red3, w["w_conv3"], p.b_conv3, p.k3, out, off3, p.relu,
-                                       precision, config)
-            kernels.launch_reduce_conv(x, w["w_red5"], p.b_red5, w["w_conv5"], p.b_conv5, p.k5, out, off5, p.relu,
-                                       precision, config)
-        return call, [slice(off3, off3 + c3), slice(off5, off5 + c5)]
+        return (lambda: launch_reduce_branches(case.x, p, case.out, 0, precision, config),
+                [slice(off3, off3 + c3), slice(off5, off5 + c5)])
     raise ValueError(f"unknown kernel {kernel!r}")
 
 
@@ -180,7 +169,8 @@ def tune(rows: Sequence[tuple[str, str, str]], blocks: Sequence[str], batch: int
     start = time.monotonic()
     deadline = start + budget_s
     choices, incomplete = [], []
-    cases_by_dtype: dict[str, list[TuneCase]] = {}
+    cases: list[TuneCase] = []
+    cases_dtype = None  # one dtype's tensors at a time; rows come grouped by dtype
     for kernel, dtype_name, precision in rows:
         label = f"{kernel} {dtype_name} {precision}"
         if len(candidate_names(kernel, dtype_name, precision)) == 1:
@@ -189,11 +179,11 @@ def tune(rows: Sequence[tuple[str, str, str]], blocks: Sequence[str], batch: int
         if time.monotonic() > deadline:
             incomplete.append(label)
             continue
-        if dtype_name not in cases_by_dtype:
-            cases_by_dtype.clear()  # one dtype's tensors at a time
-            cases_by_dtype[dtype_name] = make_cases(blocks, getattr(torch, dtype_name), batch, device, layout,
-                                                    seed, hw)
-        entry = tune_row(kernel, dtype_name, precision, cases_by_dtype[dtype_name], timer, deadline)
+        if dtype_name != cases_dtype:
+            cases = []  # free the previous dtype's tensors first
+            cases = make_cases(blocks, getattr(torch, dtype_name), batch, device, layout, seed, hw)
+            cases_dtype = dtype_name
+        entry = tune_row(kernel, dtype_name, precision, cases, timer, deadline)
         if entry is None:
             incomplete.append(label)
             progress(f"{label}: out of time")

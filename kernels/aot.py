@@ -25,7 +25,8 @@ Two sets of variants are compiled:
   memory format's unit strides are constexpr 1
   (NCHW input/output have ``sx_w == so_w == 1``, channels_last ``sx_c == so_c == 1``); every
   other int is ``i32`` without divisibility hints. A real launch specializes at least as much, so
-  these cover any channel count, image size and batch, and they are the worst case for registers.
+  these cover any channel count, image size and batch. They are usually, not always, the worst
+  case for registers: some configs spill only in a launched specialization (benchmarks/NOTES.md).
 * **launched** (:func:`googlenet_launch_variants`): the specializations GoogLeNet's nine blocks
   (paper and torchvision variants, NCHW and channels_last, batches :data:`GOOGLENET_BATCHES`, every
   launchable dtype/precision; the default configs and those of every checked-in tuned file)

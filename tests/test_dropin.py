@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import fused_inception as fi
-from block_factory import fused_params, random_block, random_input
+from block_factory import random_input
+from fused_inception.folding import params_of_reference_block
+from fused_inception.models.randomize import random_block
 from fused_inception.library import inception_block, op_arguments
 from fused_inception.models import GoogLeNetLoss, googlenet, randomize_
 from fused_inception.parity import assert_close, assert_close_to_baseline
@@ -34,7 +36,7 @@ def test_gradcheck_float64(gen, monkeypatch):
     """Analytical backward against numerical differences (float64 runs on the PyTorch path)."""
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     block = random_block(SMALL_NO_BN, gen)
-    params = fused_params(block, torch.float64)
+    params = params_of_reference_block(block, torch.float64)
     tensors = {f: getattr(params, f).double().requires_grad_() for f in fi.library.WEIGHT_FIELDS}
     params = fi.InceptionParams(**tensors, ch1x1=params.ch1x1, relu=True)
     x = random_input((1, 8, 4, 5), gen).requires_grad_()
@@ -71,7 +73,7 @@ def test_kernel_forward_and_backward_match_reference(entry, gen):
 
 def test_opcheck(gen):
     block = random_block(SMALL_NO_BN, gen)
-    params = fused_params(block, torch.float32)
+    params = params_of_reference_block(block, torch.float32)
     x = random_input((1, 8, 3, 4), gen).float().requires_grad_()
     args = (x, *(t.clone().requires_grad_() if t.is_floating_point() else t for t in op_arguments(params)[:10]),
             *op_arguments(params)[10:])

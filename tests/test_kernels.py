@@ -11,7 +11,9 @@ import torch
 
 import fused_inception.kernels.pointwise_pool as pointwise_mod
 import fused_inception.kernels.reduce_conv as reduce_mod
-from block_factory import fused_params, random_block, random_input
+from block_factory import random_input
+from fused_inception.folding import params_of_reference_block
+from fused_inception.models.randomize import random_block
 from fused_inception import inception_forward, ops
 from fused_inception.parity import assert_close, poisoned, tolerance_key
 from fused_inception.spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
@@ -33,7 +35,7 @@ def run_and_check(spec: InceptionSpec, shape, dtype, channels_last, gen, extra=(
         ref = block(x.double())  # the reference sees the same rounded input
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = x.to(DEVICE).contiguous(memory_format=fmt)
-    params = fused_params(block, dtype).to(device=DEVICE)
+    params = params_of_reference_block(block, dtype).to(device=DEVICE)
     before, after = extra
     n, _, h, w = shape
     out = poisoned((n, before + spec.out_channels + after, h, w), dtype, DEVICE, fmt)
@@ -91,7 +93,8 @@ def test_padding_semantics_negative_input(gen):
         block.branch3[0].conv.bias.fill_(3.0)
     x64 = -random_input((1, 24, 6, 5), gen).abs() - 1.0
     ref = block(x64)
-    out = inception_forward(x64.float().to(DEVICE), fused_params(block, torch.float32).to(device=DEVICE))
+    params = params_of_reference_block(block, torch.float32).to(device=DEVICE)
+    out = inception_forward(x64.float().to(DEVICE), params)
     assert_close(out, ref, "float32")
 
 
@@ -103,7 +106,7 @@ def test_extra_channels_on_both_sides(gen):
 def test_empty_batch_and_1x1_image(gen):
     spec = InceptionSpec(16, 16, 16, 16, 16, 16, 16)
     block = random_block(spec, gen)
-    params = fused_params(block, torch.float32).to(device=DEVICE)
+    params = params_of_reference_block(block, torch.float32).to(device=DEVICE)
     empty = inception_forward(torch.randn(0, 16, 5, 5, device=DEVICE), params)
     assert empty.shape == (0, 64, 5, 5)
     run_and_check(spec, (2, 16, 1, 1), torch.float32, channels_last=False, gen=gen)
@@ -142,7 +145,7 @@ def test_pytorch_path_without_interpreter(gen, monkeypatch):
     x64 = random_input((2, 8, 5, 7), gen)
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         x = x64.to(dtype)
-        out = inception_forward(x, fused_params(block, dtype))
+        out = inception_forward(x, params_of_reference_block(block, dtype))
         assert_close(out, block(x.double()), tolerance_key(dtype), f"PyTorch path {dtype}")
 
 
@@ -151,7 +154,7 @@ class TestErrors:
 
     @pytest.fixture
     def params(self, gen):
-        return fused_params(random_block(self.spec, gen), torch.float32)
+        return params_of_reference_block(random_block(self.spec, gen), torch.float32)
 
     def test_not_4d(self, params):
         with pytest.raises(ValueError, match=r"4-D input.*got 3-D"):
@@ -204,5 +207,6 @@ def test_tf32_configs_tile_correctly(variant, gen, monkeypatch):
     spec = googlenet_spec("4b", variant)  # R = 24 and 112: partial BLOCK_R blocks
     block = random_block(spec, gen)
     x64 = random_input((2, spec.in_channels, 5, 6), gen)
-    out = inception_forward(x64.float().to(DEVICE), fused_params(block, torch.float32).to(device=DEVICE))
+    params = params_of_reference_block(block, torch.float32).to(device=DEVICE)
+    out = inception_forward(x64.float().to(DEVICE), params)
     assert_close(out, block(x64), dtype_key, f"{variant} 4b with the tf32 configs")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..spec import InceptionSpec
 from .googlenet import googlenet
+from .inception import Inception
 
 # images run through a random_googlenet to measure its BN running statistics
 CALIBRATION_BATCH = 4
@@ -38,6 +40,12 @@ def randomize_(model: nn.Module, generator: torch.Generator | None = None) -> nn
     return model
 
 
+def random_block(spec: InceptionSpec, gen: torch.Generator) -> Inception:
+    """A float64 eval-mode reference ``Inception(spec)`` with randomize_block_'s parameters and
+    BN statistics (the block parity checks, tests and the tuner compare against)."""
+    return randomize_block_(Inception(spec).double().eval(), gen)
+
+
 def randomize_block_(block: nn.Module, gen: torch.Generator) -> nn.Module:
     """Random parameters and BN running statistics, in place, for a parity check of one block.
 
@@ -47,9 +55,7 @@ def randomize_block_(block: nn.Module, gen: torch.Generator) -> nn.Module:
     with torch.no_grad():
         for m in block.modules():
             if isinstance(m, nn.Conv2d):
-                _he_normal_(m, gen)
-                if m.bias is not None:
-                    m.bias.copy_(_randn(m.bias.shape, gen, m.bias) * 0.5)
+                _random_conv_(m, gen, bias_std=0.5)
             elif isinstance(m, nn.BatchNorm2d):
                 c = m.num_features
                 m.running_mean.copy_(_randn((c,), gen, m.running_mean) * 0.5)
@@ -74,9 +80,7 @@ def random_googlenet(variant: str, gen: torch.Generator, size: int, *, aux_logit
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.Conv2d):
-                _he_normal_(m, gen)
-                if m.bias is not None:
-                    m.bias.copy_(_randn(m.bias.shape, gen, m.bias) * 0.1)
+                _random_conv_(m, gen, bias_std=0.1)
         for bn in bns:
             bn.weight.copy_(torch.rand(bn.num_features, generator=gen, dtype=torch.float64) + 0.5)
             bn.bias.copy_(_randn((bn.num_features,), gen, bn.bias) * 0.2)
@@ -92,6 +96,13 @@ def random_googlenet(variant: str, gen: torch.Generator, size: int, *, aux_logit
                 bn.momentum = momentum
                 bn.num_batches_tracked.zero_()
     return model.eval()
+
+
+def _random_conv_(conv: nn.Conv2d, gen: torch.Generator, bias_std: float) -> None:
+    """He-normal weight, bias N(0, bias_std^2) if there is one (draws in this order)."""
+    _he_normal_(conv, gen)
+    if conv.bias is not None:
+        conv.bias.copy_(_randn(conv.bias.shape, gen, conv.bias) * bias_std)
 
 
 def _randn(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
