@@ -80,7 +80,7 @@ def _pointwise_pool_kernel(
 
     acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0)[None, :]
     if APPLY_RELU:
-        acc = tl.maximum(acc, 0.0)
+        acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)  # ReLU(NaN) = NaN, as F.relu
     out_row = n_idx.to(tl.int64) * so_n + h_idx.to(tl.int64) * so_h + w_idx.to(tl.int64) * so_w
     out_col = (offs_n + out_shift).to(tl.int64) * so_c
     tl.store(out_ptr + out_row[:, None] + out_col[None, :], acc.to(out_ptr.dtype.element_ty),

@@ -90,7 +90,7 @@ def _reduce_conv_kernel(
                     acc_r = tl.dot(a, b, acc_r, input_precision=INPUT_PRECISION)
                 acc_r += tl.load(br_ptr + offs_r, mask=r_mask, other=0.0)[None, :]
                 if APPLY_RELU:
-                    acc_r = tl.maximum(acc_r, 0.0)
+                    acc_r = tl.maximum(acc_r, 0.0, propagate_nan=tl.PropagateNan.ALL)
                 acc_r = tl.where(inside[:, None] & r_mask[None, :], acc_r, 0.0)
                 tl.store(slot + offs_q[:, None] * R_PAD + offs_r[None, :], acc_r.to(dtype))
         # the conv below reads rows other threads of this program wrote
@@ -122,7 +122,7 @@ def _reduce_conv_kernel(
                     acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
             acc += tl.load(bk_ptr + offs_n, mask=n_mask, other=0.0)[None, :]
             if APPLY_RELU:
-                acc = tl.maximum(acc, 0.0)
+                acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)  # ReLU(NaN) = NaN, as F.relu
             out_ptrs = out_ptr + out_rows[:, None] + ((out_c0 + offs_n).to(tl.int64) * so_c)[None, :]
             tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
         # the next tile overwrites the slot: every read of this one must be done
