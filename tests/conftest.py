@@ -1,12 +1,20 @@
-"""Test set-up: without CUDA, run the Triton kernels through the interpreter on the CPU.
+"""Test set-up: the Triton interpreter without CUDA, and one replayable random seed per run.
 
 TRITON_INTERPRET must be set before triton is imported (triton.jit reads it when the kernels are
 decorated), so this runs before any test module imports fused_inception. ``import torch`` does not
 import triton.
+
+Seed: ``FI_TEST_SEED`` if set, else a fresh one; it is written back to the environment (so
+subprocesses and tests/test_properties.py's hypothesis seed see the same value) and printed in the
+terminal summary, which ``pytest -q`` shows too (the report header it hides). Each test derives its
+own seed from the run seed and its node id, for the ``gen`` fixture and for torch's and Python's
+global generators, so one failing test replays alone with ``FI_TEST_SEED=<seed> pytest <node id>``.
 """
 
 import os
+import random
 import sys
+import zlib
 
 import torch
 
@@ -15,21 +23,54 @@ if not torch.cuda.is_available():
         raise RuntimeError("triton was imported before tests/conftest.py could set TRITON_INTERPRET=1")
     os.environ["TRITON_INTERPRET"] = "1"
 
-# fresh random inputs every run; the seed is printed so a failure can be replayed
-SEED = int(os.environ.get("FI_TEST_SEED", torch.seed() % 2**31))
+
+def _run_seed() -> int:
+    text = os.environ.get("FI_TEST_SEED")
+    if text is None:
+        return random.SystemRandom().randrange(2**31)
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"FI_TEST_SEED must be an integer, got {text!r}") from None
+
+
+SEED = _run_seed()
+os.environ["FI_TEST_SEED"] = str(SEED)
+
+
+def _replay_line() -> str:
+    return f"fused_inception test seed: FI_TEST_SEED={SEED} (set it to replay this run)"
 
 
 def pytest_report_header(config):
     mode = "CUDA" if torch.cuda.is_available() else "Triton interpreter (CPU)"
-    return f"fused_inception kernels run on: {mode}; test seed FI_TEST_SEED={SEED}"
+    return f"fused_inception kernels run on: {mode}; {_replay_line()}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(_replay_line())
 
 
 import pytest  # noqa: E402
 
 
+def seed_of(nodeid: str, stream: int = 0) -> int:
+    """Seed ``stream`` of one test: a function of the run seed and the test's node id only."""
+    return (SEED * 1_000_003 + zlib.crc32(nodeid.encode()) * 4 + stream) % 2**63
+
+
+@pytest.fixture(autouse=True)
+def _seed_global_generators(request):
+    """Draws from torch's and Python's global generators replay with the run seed too."""
+    # stream 1: not the gen fixture's stream, so global draws are not copies of gen's
+    seed = seed_of(request.node.nodeid, stream=1)
+    torch.manual_seed(seed)
+    random.seed(seed)
+
+
 @pytest.fixture
 def gen(request) -> torch.Generator:
-    """A CPU generator seeded from the session seed and the test's id (fresh each run)."""
+    """A CPU generator seeded from the run seed and the test's id (fresh each run)."""
     g = torch.Generator()
-    g.manual_seed((SEED + sum(map(ord, request.node.nodeid)) * 7919) % 2**63)
+    g.manual_seed(seed_of(request.node.nodeid))
     return g
