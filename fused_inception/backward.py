@@ -1,10 +1,12 @@
 """Backward of the fused Inception block, from the block input and output only.
 
-The forward saves x and the ReLU mask of its output (out > 0: relu(z) > 0 exactly where z > 0,
-which is what PyTorch's ReLU backward uses too; one byte per element, and the output itself stays
-free for in-place ops downstream). Only the two 1x1 reductions and the max-pool indices are
-recomputed, so no reduced intermediate outlives the forward. dgrad/wgrad run on PyTorch's convolution_backward; the concat's slice gradients,
-ReLU masks and max-pool gradient routing are exact.
+The forward saves x and the ReLU mask of its output (not out <= 0: PyTorch's ReLU backward,
+threshold_backward on the output, passes the gradient wherever the output is not <= 0, so at
+positive and at NaN outputs; relu(z) <= 0 exactly where z <= 0. One byte per element, and the
+output itself stays free for in-place ops downstream). Only the two 1x1 reductions and the
+max-pool indices are recomputed, so no reduced intermediate outlives the forward. dgrad/wgrad run on PyTorch's
+convolution_backward; the concat's slice gradients, ReLU masks and max-pool gradient routing are
+exact.
 
 Written with explicit aten backward ops (no autograd.grad inside) so that AOTAutograd can trace it
 under torch.compile.
@@ -31,12 +33,14 @@ def conv_grads(grad: Tensor, inp: Tensor, weight: Tensor) -> tuple[Tensor, tuple
 
 
 def relu_mask(out: Tensor, relu: bool) -> Tensor | None:
-    """What the forward saves for the output ReLUs: ``out > 0``, or None without ReLU."""
-    return out > 0 if relu else None
+    """What the forward saves for the output ReLUs: where the gradient passes (``out`` > 0 or
+    NaN, as in PyTorch's ReLU backward), or None without ReLU."""
+    return ~(out <= 0) if relu else None
 
 
 def relu_masked(grad: Tensor, activation: Tensor, relu: bool) -> Tensor:
-    return grad * (activation > 0) if relu else grad
+    """``grad`` through a ReLU whose output is ``activation`` (passed where relu_mask passes it)."""
+    return grad * ~(activation <= 0) if relu else grad
 
 
 def inception_backward(

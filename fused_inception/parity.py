@@ -1,4 +1,5 @@
-"""Numerical parity against a float64 reference, with the per-dtype tolerances of DESIGN.md §6.
+"""Numerical parity against a float64 reference, with per-dtype tolerances (their
+reasoning: docs/DESIGN.md).
 
 Used by the tests and by ``python -m fused_inception parity``. Errors are measured as the
 relative norm ``||out - ref|| / ||ref||`` and the max absolute error; a result passes when the
@@ -69,6 +70,26 @@ def assert_close(out: torch.Tensor, ref: torch.Tensor, dtype_key: str, what: str
     if not result.passed:
         raise AssertionError(f"{what}: {result}")
     return result
+
+
+def assert_same_nonfinite(out: torch.Tensor, ref: torch.Tensor, dtype_key: str, what: str = "output") -> ParityResult:
+    """For inputs holding NaN/Inf: ``out`` is NaN exactly where the float64 ``ref`` is NaN, +Inf
+    and -Inf exactly where it is, and within TOLERANCES[dtype_key] of it (compare()) on the
+    positions where ``ref`` is finite. AssertionError with counts and the first position on a
+    mismatch."""
+    if out.shape != ref.shape:
+        raise ValueError(f"shape mismatch: out {tuple(out.shape)} vs reference {tuple(ref.shape)}")
+    o = out.detach().to(device=ref.device, dtype=torch.float64)
+    ref = ref.detach()
+    for name, kind in (("NaN", torch.isnan), ("+Inf", torch.isposinf), ("-Inf", torch.isneginf)):
+        mismatch = kind(o) != kind(ref)
+        if bool(mismatch.any()):
+            first = tuple(int(i) for i in mismatch.nonzero()[0])
+            raise AssertionError(
+                f"{what}: {name} at {int(kind(o).sum())} positions, the reference at {int(kind(ref).sum())}; "
+                f"{int(mismatch.sum())} differ, first at {first} (out {o[first].item()}, reference {ref[first].item()})")
+    finite = torch.isfinite(ref)
+    return assert_close(o[finite], ref[finite], dtype_key, f"{what} (finite positions)")
 
 
 # Whole networks: their own rounding error in a dtype grows with depth (measured: the unfused

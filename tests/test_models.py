@@ -22,7 +22,7 @@ from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
 
 BLOCKS = [f"inception{b}" for b in GOOGLENET_BLOCKS]
 
-# DESIGN.md §4 at 224x224x3, as (C, H, W); logits as (num_classes,).
+# Stage outputs at 224x224x3 (Szegedy et al. 2014, Table 1), as (C, H, W); logits as (num_classes,).
 EXPECTED_SHAPES = [
     ("conv1", (64, 112, 112)),
     ("maxpool1", (64, 56, 56)),
