@@ -15,8 +15,9 @@ What is counted
   last tile). The reduce -> k x k kernel recomputes the 1x1 reduction on each tile's run of pixels
   [p0 - OFF, p0 + BLOCK_M + OFF), OFF = PAD*W + PAD, PAD = k//2, rounded up to BLOCK_HALO rows
   (``ReduceConvConfig.halo_rows(k, W)``); run rows outside the tensor are masked, not skipped, so
-  they count. ``padded_flops`` adds the channel padding of the ``tl.dot`` blocks (channel counts
-  rounded up to BLOCK_K / BLOCK_R / BLOCK_N): the work the tensor cores (or, for fp32 IEEE dots,
+  they count, once per work item (a tile and one of its column splits, see ``reduce_conv_grid``).
+  ``padded_flops`` adds the channel padding of the ``tl.dot`` blocks (channel counts
+  rounded up to BLOCK_K / BLOCK_R / BLOCK_RK / BLOCK_N): the work the tensor cores (or, for fp32 IEEE dots,
   the FMA units) are actually issued. Eager launches are counted at their useful FLOPs (cuDNN's own
   padding and tiling waste is unknown here, which favours eager).
 * Configs: the kernels' pickers take the dtype and the dot precision (``dot_precision``): "tf32"
@@ -30,8 +31,8 @@ What is counted
   tiles run at the same time, so these should mostly hit L2; they are kept out of ``hbm_bytes``
   and counted in ``hbm_bytes_high``.
 * ``l2_bytes`` (reduce -> k x k launches): traffic to the per-program scratch (the reduced tensor on
-  the tile's run of pixels): halo_rows x R_pad written once per tile; BLOCK_M x R_pad read once per
-  tap and per BLOCK_N block of output channels.
+  the tile's run of pixels): halo_rows x R_pad written once per work item; BLOCK_M x BLOCK_RK read
+  per (tap, reduced-channel block) iteration of every BLOCK_N block of output channels.
   Its footprint (``scratch_bytes`` = programs x halo rows x padded reduced channels) is a few MB,
   far under the 50 MB L2, so it is counted as L2 traffic, not HBM.
 * ``hbm_bytes_high``: a pessimistic HBM figure for the fused launches: adds the halo re-reads, one
@@ -39,8 +40,9 @@ What is counted
   pointwise kernel's re-read of the input for every column tile (its grid walks all of M for one
   column tile before the next). For eager launches it equals ``hbm_bytes``.
 * ``cache_reread_bytes``: every load beyond the minimal that goes through L1/L2 (input re-reads per
-  reduced-channel block, pool taps, halo, column tiles; weights reloaded per tile or per chunk). Not in any
-  roofline (there is no datasheet L2 bandwidth), reported so that it is visible.
+  reduced-channel block, pool taps, halo, column tiles; weights reloaded per tile or per chunk). Not in
+  this roofline (there is no datasheet L2 bandwidth); the latency model (``plan_latency``) charges
+  every load of the kernels' loops at an assumed L2 bandwidth.
 
 Eager launches are those PyTorch eager issues for the reference model in eval mode (NCHW): per
 conv unit conv (cuDNN), BatchNorm, in-place ReLU (torchvision variant) or conv, bias add, in-place
@@ -111,6 +113,9 @@ class GPU:
 H100_SXM = GPU("H100 SXM", half_tflops=989.4, tf32_tflops=494.7, fp32_tflops=66.9, hbm_tbps=3.35, l2_mb=50.0, sms=132)
 H200_SXM = GPU("H200 SXM", half_tflops=989.4, tf32_tflops=494.7, fp32_tflops=66.9, hbm_tbps=4.8, l2_mb=50.0, sms=132)
 GPUS = (H100_SXM, H200_SXM)
+# Not in the roofline tables: the GPU of the published KernelBench timings the latency model is
+# calibrated against (plan_kernelbench.py). 114 SMs, HBM2e; PCIe power limit 350 W.
+H100_PCIE = GPU("H100 PCIe", half_tflops=756.0, tf32_tflops=378.0, fp32_tflops=51.2, hbm_tbps=2.0, l2_mb=50.0, sms=114)
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +190,7 @@ def pool_out(size: int, k: int, stride: int, pad: int = 0, ceil_mode: bool = Fal
 # Eager network
 
 
-class _Eager:
+class EagerTracer:
     """Accumulates the eager launches of one network: a tiny shape-tracking tracer."""
 
     def __init__(self, network: str, variant: str, batch: int, dtype: str, bias_add_separate: bool) -> None:
@@ -261,7 +266,7 @@ class _Eager:
         self.add(block, f"cat {s.ch1x1}+{s.ch3x3}+{s.ch5x5}+{s.pool_proj}", "cat", 0, 2 * y)
 
 
-def _network(tracer: _Eager, variant: str, size: int, dtype: str, fused_block) -> list[Launch]:
+def _network(tracer: EagerTracer, variant: str, size: int, dtype: str, fused_block) -> list[Launch]:
     """Walk GoogLeNet's forward (eval) and record launches; ``fused_block`` handles Inception
     blocks for the fused network (None: eager blocks)."""
     t = tracer
@@ -312,7 +317,7 @@ def eager_launches(variant: str = "torchvision", batch: int = 256, size: int = 2
     kernel (True, what ATen's cuDNN path does) or as fused into the conv (False).
     """
     _check(variant, batch, size, dtype)
-    return _network(_Eager("eager", variant, batch, dtype, bias_add_separate), variant, size, dtype, None)
+    return _network(EagerTracer("eager", variant, batch, dtype, bias_add_separate), variant, size, dtype, None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,6 +387,20 @@ def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w
     )
 
 
+def reduce_conv_grid(tiles: int, c: int, cfg: object, sms: int) -> tuple[int, int]:
+    """(programs, n_split) of a reduce -> k x k launch on ``sms`` SMs, the rule of
+    kernels/reduce_conv.reduce_conv_grid: ``cfg.programs_per_sm`` program slots per SM; when the
+    tiles are fewer than the slots, up to cdiv(c, BLOCK_N) programs share a tile (n_split), each
+    taking every n_split-th block of output channels. A config without ``programs_per_sm`` (the
+    kernel of commit d2e917c) has two programs per SM and no split."""
+    per_sm = getattr(cfg, "programs_per_sm", None)
+    if per_sm is None:
+        return max(1, min(tiles, 2 * sms)), 1
+    slots = sms * per_sm
+    n_split = min(_cdiv(c, cfg.BLOCK_N), _cdiv(slots, tiles))
+    return min(tiles * n_split, slots), n_split
+
+
 def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int, batch: int, h: int, w: int,
                        dtype: str, cfg: ReduceConvConfig | None = None, sms: int = 132, *,
                        tf32: bool = True) -> Launch:
@@ -390,51 +409,56 @@ def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int
     Tiles are BLOCK_M consecutive pixels of the flattened index p = (n*H + h)*W + w (crossing row
     and image boundaries); tile t reduces the run [p0 - OFF, p0 + BLOCK_M + OFF), OFF = PAD*W + PAD,
     rounded up to BLOCK_HALO rows (``ReduceConvConfig.halo_rows(k, W)``), into its program's
-    scratch slot, then runs the k x k conv from it (kernels/reduce_conv.py).
+    scratch slot, then runs the k x k conv from it (kernels/reduce_conv.py). A work item is a tile
+    and one of its ``n_split`` column splits (``reduce_conv_grid``); every item recomputes its
+    tile's reduction. The conv's K step over reduced channels is ``BLOCK_RK`` (BLOCK_R for configs
+    without it, the kernel of commit d2e917c).
     """
     precision = dot_precision(dtype, tf32)
     cfg = cfg or pick_reduce_conv_config(dtype, precision)
+    block_rk = getattr(cfg, "BLOCK_RK", cfg.BLOCK_R)
     e = DTYPE_BYTES[dtype]
     m = batch * h * w
     x = m * cin * e
     hbm = x + cin * r * e + r * BIAS_BYTES + k * k * r * c * e + c * BIAS_BYTES + m * c * e
     tiles = _cdiv(m, cfg.BLOCK_M)
+    programs, n_split = reduce_conv_grid(tiles, c, cfg, sms)
+    items = tiles * n_split
     pad = k // 2
     off = pad * w + pad
     halo_rows = cfg.halo_rows(k, w)
     r_pad = _round_up(r, cfg.BLOCK_R)
+    n_rk = _cdiv(r, block_rk)  # reduced-channel blocks the conv loop visits per tap
     c_pad = _round_up(c, cfg.BLOCK_N)
     cin_pad = _round_up(cin, cfg.BLOCK_K)
     useful = 2 * m * (cin * r + k * k * r * c)
     # the reduce dots run over all halo_rows rows (rows outside the tensor or past the run are
-    # masked, not skipped); the conv dots over all BLOCK_M lanes (the last tile's too)
-    exec_ = 2 * tiles * (halo_rows * cin * r + cfg.BLOCK_M * k * k * r * c)
-    padded = 2 * tiles * (halo_rows * cin_pad * r_pad + cfg.BLOCK_M * k * k * r_pad * c_pad)
+    # masked, not skipped) once per item; the conv dots over all BLOCK_M lanes (the last tile's
+    # too), each output-channel block in one of the tile's items
+    exec_ = 2 * (items * halo_rows * cin * r + tiles * cfg.BLOCK_M * k * k * r * c)
+    padded = 2 * (items * halo_rows * cin_pad * r_pad + tiles * cfg.BLOCK_M * k * k * n_rk * block_rk * c_pad)
     # halo: input pixels loaded beyond each tile's own, 2*OFF per tile less what lies outside [0, M)
+    # (the items sharing a tile run side by side and re-read it from L2: see x_loads)
     covered = _run_pixels(m, cfg.BLOCK_M, off)
     halo = (covered - m) * cin * e
-    # scratch: written once per tile (all halo_rows x R_pad), read per output-channel block, per
-    # tap, per reduced-channel block (BLOCK_M rows each)
-    n_blocks = _cdiv(c, cfg.BLOCK_N)
-    l2 = tiles * (halo_rows * r_pad + n_blocks * k * k * cfg.BLOCK_M * r_pad) * e
-    programs = max(1, min(tiles, 2 * sms))
+    # scratch: written once per item (all halo_rows x R_pad); per output-channel block, each
+    # (tap, BLOCK_RK block) iteration reads BLOCK_M x BLOCK_RK (masked lanes included)
+    l2 = (items * halo_rows * r_pad + tiles * _cdiv(c, cfg.BLOCK_N) * k * k * n_rk * cfg.BLOCK_M * block_rk) * e
     scratch = programs * halo_rows * r_pad * e
-    # x is reloaded for each BLOCK_R block of reduced channels. Weights per tile: the reduce
-    # weights once per BLOCK_HALO chunk; the k x k weights once per output-channel block: BLOCK_R
-    # rows per (tap, reduced block), clipped to the [k*k*R, C] matrix: min(R_pad, (k*k - tap)*R)
-    # rows for a tap.
+    # x is reloaded for each BLOCK_R block of reduced channels, in every item. Weights: the
+    # reduce weights (rows < C_in, columns < R) once per BLOCK_HALO chunk of every item; the
+    # k x k weights (rows masked to R per tap) once per output-channel block of every tile.
     r_blocks = r_pad // cfg.BLOCK_R
-    x_loads = r_blocks * covered * cin * e
-    conv_w_rows = sum(min(r_pad, j * r) for j in range(1, k * k + 1))
-    w_loads = tiles * ((halo_rows // cfg.BLOCK_HALO) * cin * r + conv_w_rows * c) * e
+    x_loads = n_split * r_blocks * covered * cin * e
+    w_loads = (items * (halo_rows // cfg.BLOCK_HALO) * cin * r + tiles * k * k * r * c) * e
     reread = (x_loads - x) + (w_loads - (cin * r + k * k * r * c) * e)
     return Launch(
         "fused", block, f"reduce_conv {branch} 1x1 {cin}>{r} -> {k}x{k} {r}>{c}", "reduce_conv",
         useful, hbm, math="conv", exec_flops=exec_, padded_flops=padded,
         hbm_bytes_high=hbm + halo + scratch, halo_bytes=halo, l2_bytes=l2, scratch_bytes=scratch,
         cache_reread_bytes=reread,
-        detail=(f"{tiles} tiles of {cfg.BLOCK_M} px, run {cfg.BLOCK_M + 2 * off} -> {halo_rows} halo rows, "
-                f"R_pad {r_pad}, {programs} programs ({config_name(cfg)}, {precision})"),
+        detail=(f"{tiles} tiles of {cfg.BLOCK_M} px x {n_split} split, run {cfg.BLOCK_M + 2 * off} -> {halo_rows} "
+                f"halo rows, R_pad {r_pad}, {programs} programs ({config_name(cfg)}, {precision})"),
     )
 
 
@@ -460,7 +484,7 @@ def fused_launches(variant: str = "torchvision", batch: int = 256, size: int = 2
                    tf32: bool = True) -> list[Launch]:
     """The fused network: eager stem, pools and head; three fused launches per Inception block.
 
-    ``sms`` sizes the reduce -> k x k persistent grid (two programs per SM), hence the scratch;
+    ``sms`` sizes the reduce -> k x k persistent grid (``reduce_conv_grid``), hence the scratch;
     ``l2_capacity`` (bytes) only affects the pessimistic ``hbm_bytes_high``; ``tf32`` (float32
     only) picks the kernels' dot precision and with it their configs (``dot_precision``).
     """
@@ -469,7 +493,7 @@ def fused_launches(variant: str = "torchvision", batch: int = 256, size: int = 2
     def block(name: str, spec: InceptionSpec, h: int, w: int) -> list[Launch]:
         return fused_block_launches(name, spec, batch, h, w, dtype, sms, l2_capacity, tf32=tf32)
 
-    return _network(_Eager("fused", variant, batch, dtype, bias_add_separate), variant, size, dtype, block)
+    return _network(EagerTracer("fused", variant, batch, dtype, bias_add_separate), variant, size, dtype, block)
 
 
 # --------------------------------------------------------------------------------------------
@@ -700,7 +724,7 @@ ASSUMPTIONS = [
     "Fused: the 9 max-pool taps and the per-channel-block input re-reads hit L1/L2; tile halos are "
     "counted once in hbm_bytes and their extra loads separately (halo_bytes); the per-program "
     "scratch of the reduce -> kxk kernel is L2 traffic (l2_bytes; footprint scratch_bytes, "
-    "programs = min(tiles, 2 x 132 SMs)). 'fused (high)' charges as HBM the halo re-reads, one "
+    "programs and column splits as kernels/reduce_conv.py's grid on 132 SMs). 'fused (high)' charges as HBM the halo re-reads, one "
     "scratch write-back and, when the block input exceeds half the L2, the pointwise kernel's "
     "input re-read per column tile (its grid sweeps all pixels for one column tile first).",
     "Eager launches follow PyTorch eager on CUDA in eval, NCHW: conv unit = cuDNN conv + BN + "
@@ -750,8 +774,10 @@ def build_plan(variant: str = "torchvision", batch: int = 256, size: int = 224, 
 __all__ = [
     "ASSUMPTIONS",
     "BlockSummary",
+    "EagerTracer",
     "GPU",
     "GPUS",
+    "H100_PCIE",
     "H100_SXM",
     "H200_SXM",
     "Launch",
@@ -765,5 +791,6 @@ __all__ = [
     "fused_block_launches",
     "fused_launches",
     "launch_time",
+    "reduce_conv_grid",
     "roofline",
 ]

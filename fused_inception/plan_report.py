@@ -9,14 +9,20 @@ import argparse
 import json
 from typing import Sequence
 
+from dataclasses import replace
+
 from .tables import text_table
 from .plan import (BLOCK_NAMES, DEFAULT_LAUNCH_OVERHEAD_US, DTYPE_BYTES, GPUS, VARIANTS, Plan, build_plan,
                    dot_precision, launch_time)
+from .plan_compare import Comparison, compare
+from .plan_kernelbench import GOOGLENET, INCEPTION_MODULE, ISSUE_QUOTED, Calibration, calibrate
+from .plan_latency import figures_for
 
 DESCRIPTION = (
     "Model every launch of the fused and the eager GoogLeNet (inference): FLOPs, minimal HBM bytes, "
-    "per-block eager vs fused traffic and FLOP overhead, and a datasheet roofline for H100 SXM and "
-    "H200 SXM. Pure shape arithmetic; needs no GPU."
+    "per-block eager vs fused traffic and FLOP overhead, a datasheet roofline for H100 SXM and "
+    "H200 SXM, and a latency-aware model of eager vs today's vs the pipelined fused kernels, "
+    "calibrated against KernelBench's published timings. Everything is modelled; needs no GPU."
 )
 
 MB = 1e6
@@ -36,8 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--launch-overhead-us", type=float, default=DEFAULT_LAUNCH_OVERHEAD_US,
                         help=f"assumed fixed cost per launch in microseconds (default: {DEFAULT_LAUNCH_OVERHEAD_US})")
     parser.add_argument("--l2-tbps", type=float, default=None,
-                        help="also charge the fused kernels' scratch L2 traffic at this assumed L2 "
-                             "bandwidth in TB/s (no datasheet figure; default: not charged)")
+                        help="assumed L2 bandwidth in TB/s (no datasheet figure): the roofline then also "
+                             "charges the fused kernels' scratch traffic (default: not charged), and the "
+                             "latency model uses it instead of its own figure (5.5 TB/s x SMs / 114)")
+    parser.add_argument("--host-us", type=float, default=None,
+                        help="latency model: host cost of issuing one launch in microseconds (default: "
+                             "fitted to KernelBench's published GoogLeNet time)")
     parser.add_argument("--bias-in-conv", action="store_true",
                         help="paper variant: count the conv bias as fused into the cuDNN conv (ATen "
                              "actually adds it in a separate kernel, the default here)")
@@ -54,10 +64,22 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}")
         return 2
+    cal = calibrate()
+    host_us = cal.fitted_host_us if args.host_us is None else args.host_us
+    comparisons = []
+    for gpu in GPUS:
+        fig = replace(figures_for(gpu), host_us=host_us)
+        if args.l2_tbps:
+            fig = replace(fig, l2_tbps=args.l2_tbps)
+        comparisons.append(compare(gpu, args.variant, args.batch, args.size, args.dtype, args.tf32, fig))
     print(format_plan(plan, per_launch=args.per_launch))
+    print()
+    print(format_latency(comparisons, cal, per_launch=args.per_launch))
     if args.json:
+        data = plan.to_dict()
+        data["latency"] = {"calibration": cal.to_dict(), "comparisons": [c.to_dict() for c in comparisons]}
         with open(args.json, "w") as f:
-            json.dump(plan.to_dict(), f, indent=1)
+            json.dump(data, f, indent=1)
         print(f"\nwrote {args.json}")
     return 0
 
@@ -176,6 +198,68 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
 
     out.append("Assumptions:")
     out += [f"- {a}" for a in p.assumptions]
+    return "\n".join(out)
+
+
+BLOCK_TARGET = 0.5  # issue 12: every block's fused time <= 0.5x its modelled eager time (H200, batch 256, bf16)
+NETWORK_TARGET = 0.6  # ... and the whole network <= 0.6x
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}"
+
+
+def format_latency(comparisons: list[Comparison], cal: Calibration, per_launch: bool = False) -> str:
+    """The latency-aware model's tables (every figure modelled; see fused_inception.plan_latency)."""
+    c0 = comparisons[0]
+    f0 = c0.figures
+    out = [
+        f"Latency-aware model (MODELLED, not measured): {c0.variant}, batch {c0.batch}, {c0.dtype}. Per launch "
+        f"max(MMA at {f0.wgmma_efficiency:g}x peak for wgmma / {f0.mma_sync_efficiency:g}x for mma.sync, HBM bytes "
+        f"at {f0.hbm_efficiency:g}x bandwidth, L1/L2 bytes at the L2 bandwidth (L1 hits at "
+        f"{f0.l1_bytes_per_clk:g} B/clk/SM), exposed latency chain at {f0.l2_hit_cycles:g} + "
+        f"{f0.step_overhead_cycles:g} cycles per round trip); eager convs at {f0.cudnn_efficiency:g}x peak; "
+        f"{f0.gap_us:g} us GPU gap and {f0.host_us:.1f} us host issue per launch.",
+        "'today' = the kernels of commit d2e917c; 'pipelined' = the redesign, with kernels/configs.py's "
+        "current tile constants. Block time = sum of its launches + gaps; network = timeline (host included).",
+    ]
+    for c in comparisons:
+        f = c.figures
+        rows = []
+        for b in c.blocks:
+            rows.append([b.block, _ms(b.eager), _ms(b.today), f"{b.today / b.eager:.2f}x", b.today_bound,
+                         _ms(b.pipelined), f"{b.pipelined / b.eager:.2f}x", b.pipelined_bound,
+                         "yes" if b.pipelined <= BLOCK_TARGET * b.eager else "no"])
+        n = c.network
+        rows.append(["network", _ms(n["eager"]), _ms(n["today"]), f"{n['today'] / n['eager']:.2f}x", "",
+                     _ms(n["pipelined"]), f"{n['pipelined'] / n['eager']:.2f}x", "",
+                     "yes" if n["pipelined"] <= NETWORK_TARGET * n["eager"] else "no"])
+        out.append("")
+        out.append(f"{c.gpu} (modelled; L2 {f.l2_tbps:.2f} TB/s, clock {f.clock_ghz:g} GHz, {f.gpu.sms} SMs): "
+                   f"target pipelined/eager <= {BLOCK_TARGET:g} per block, <= {NETWORK_TARGET:g} network")
+        out.append(text_table(["block", "eager ms", "today ms", "today/eager", "today bound", "pipelined ms",
+                               "pipe/eager", "pipe bound", "target met"], rows))
+        if per_launch:
+            rows = [[net, t.launch, _ms(t.mma), _ms(t.hbm), _ms(t.l2), _ms(t.latency), t.bound, t.detail]
+                    for net in ("today", "pipelined") for t in c.launches[net]
+                    if t.launch.startswith(("pointwise_pool", "reduce_conv"))]
+            out.append(f"Fused launches on {c.gpu} (modelled ms per bound)")
+            out.append(text_table(["schedule", "launch", "mma", "hbm", "L1/L2", "latency", "bound", "detail"],
+                                  rows, left=2))
+    out += [
+        "",
+        f"Calibration (KernelBench {GOOGLENET.problem}, batch 10, fp32, eager, published on "
+        f"{GOOGLENET.gpu.name}: {cal.measured_ms:g} ms; {GOOGLENET.source}):",
+        f"  fitted constant: host issue cost per launch, {cal.prior_host_us:g} us (prior) -> "
+        f"{cal.fitted_host_us:.1f} us ({cal.launches} launches); the only fitted constant",
+        f"  predicted before the fit {cal.prior_ms:.3f} ms ({cal.prior_ratio:.2f}x the measurement), after "
+        f"{cal.fitted_ms:.3f} ms ({cal.fitted_ratio:.2f}x, by construction); GPU side alone {cal.gpu_only_ms:.3f} ms",
+        f"  unfitted check, {INCEPTION_MODULE.problem} (one 4a-shaped block at batch 10, 224x224, fp32; GPU "
+        f"bound): predicted {cal.module_ms:.2f} ms vs published {cal.module_measured_ms:g} ms "
+        f"({cal.module_ratio:.2f}x)",
+        f"  issue 12 quotes {ISSUE_QUOTED.eager_ms:g} ms for {GOOGLENET.problem} on an H100 (not in the stored "
+        f"timing files): predicted on H100 SXM {cal.quoted_predicted_ms:.3f} ms ({cal.quoted_ratio:.2f}x)",
+    ]
     return "\n".join(out)
 
 

@@ -1,0 +1,269 @@
+"""Declarative schedules of the fused kernels for the latency model (``plan_latency``).
+
+Two schedules per kernel:
+
+* "today": the kernels as of commit d2e917c, their tile constants frozen here (the configs of
+  that commit), since kernels/configs.py moves on. ``reduce_conv``: persistent grid of 2
+  programs x 4 warps per SM, nothing pipelined (num_stages 1); per tile the reduce runs in
+  BLOCK_HALO = 32-row chunks, re-reading the input tile once per BLOCK_R = 32 reduced channels,
+  and the k x k conv re-reads the scratch once per BLOCK_N = 32 output channels and tap.
+  ``pointwise_pool``: one program per (64-pixel, 64-channel) tile; the runtime tap loop and the
+  A tile built in registers keep the pipeliner out (its num_stages 3 does nothing), and a pool
+  tile's nine tap loads run one after another.
+* "pipelined": the redesign of issue 12, with the tile constants kernels/configs.py holds at run
+  time (so the model follows the configs as they change). ``reduce_conv``: per work item (a tile
+  and one of its column splits, ``plan.reduce_conv_grid``) the reduce runs BLOCK_HALO-row chunks x
+  BLOCK_R reduced channels, each a K loop over input channels pipelined num_stages - 1 deep (the
+  input is re-read once per BLOCK_R block); the k x k conv is one flattened loop over (tap,
+  BLOCK_RK block) per BLOCK_N block of output channels, pipelined the same way. Residency: the
+  config's programs per SM, or fewer where the estimated registers or shared memory do not fit.
+  ``pointwise_pool``: branch-1 tiles as a GEMM pipelined num_stages - 1 deep; pool tiles with the
+  nine taps unrolled (all loads in flight, one round trip per K step, not pipelined: the A tile is
+  built in registers) and no wider than the pool projection.
+
+All three GPUs of the model are GH100 (sm_90): a dot of >= 64 rows runs as wgmma, a smaller one
+as mma.sync; fp32 IEEE dots run on CUDA cores ("fma").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .kernels.configs import config_name, dot_class, pick_pointwise_config, pick_reduce_conv_config
+from .plan import DTYPE_BYTES, dot_precision, pointwise_pool_launch, reduce_conv_grid, reduce_conv_launch
+from .plan_latency import Loop, Schedule, Work
+from .spec import InceptionSpec
+
+LABELS = ("today", "pipelined")
+
+
+@dataclass(frozen=True)
+class TodayReduceConvConfig:
+    """The reduce -> k x k tile constants of commit d2e917c (its ReduceConvConfig's fields)."""
+
+    BLOCK_M: int
+    BLOCK_HALO: int
+    BLOCK_R: int
+    BLOCK_N: int
+    BLOCK_K: int
+    num_warps: int = 4
+    num_stages: int = 1
+
+    def halo_rows(self, k: int, width: int) -> int:
+        """Rows of reduced tensor one tile computes: its pixel run, rounded up to BLOCK_HALO."""
+        return _cdiv(self.BLOCK_M + 2 * ((k // 2) * width + k // 2), self.BLOCK_HALO) * self.BLOCK_HALO
+
+
+@dataclass(frozen=True)
+class TodayPointwiseConfig:
+    """The pointwise/pool tile constants of commit d2e917c (its num_stages 3 pipelined nothing)."""
+
+    BLOCK_M: int
+    BLOCK_N: int
+    BLOCK_K: int
+    num_warps: int = 4
+    num_stages: int = 3
+
+
+# The configs of commit d2e917c, per dot class (kernels/configs.py of that commit).
+TODAY_REDUCE_CONV = {
+    "mma": TodayReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32),
+    "tf32": TodayReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=16, BLOCK_N=32, BLOCK_K=16),
+    "fma": TodayReduceConvConfig(BLOCK_M=32, BLOCK_HALO=32, BLOCK_R=16, BLOCK_N=16, BLOCK_K=16),
+}
+TODAY_POINTWISE = {
+    "mma": TodayPointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32),
+    "tf32": TodayPointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32),
+    "fma": TodayPointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=16),
+}
+TODAY_PROGRAMS_PER_SM = 2  # reduce_conv's persistent grid at d2e917c
+
+# Hopper SM limits for the residency estimate
+_REGS_PER_SM = 65536
+_SMEM_PER_SM = 228 * 1024
+_WARPS_PER_SM = 64
+_BASE_REGS = 64  # per thread besides the fp32 accumulator: addresses, operand fragments, loop state
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pow2(n: int) -> int:
+    """Smallest power of two >= n (tl.dot blocks are powers of two, at least 16)."""
+    p = 16
+    while p < n:
+        p *= 2
+    return p
+
+
+def _mma(cls: str, rows: int) -> str:
+    if cls == "fma":
+        return "fma"
+    return "wgmma" if rows >= 64 else "mma_sync"
+
+
+def resident_programs(warps: int, acc_elems: int, smem_bytes: int) -> int:
+    """Programs one SM holds: the least of the register file (64 + fp32 accumulator registers per
+    thread, an estimate; compile-check gives the real count), shared memory and 64 warps."""
+    threads = 32 * warps
+    regs = _BASE_REGS + _cdiv(acc_elems, threads)
+    return max(1, min(_REGS_PER_SM // (regs * threads), _SMEM_PER_SM // max(1, smem_bytes), _WARPS_PER_SM // warps))
+
+
+# --------------------------------------------------------------------------------------------
+# reduce -> k x k
+
+
+def reduce_conv_today(block: str, branch: str, cin: int, r: int, c: int, k: int, batch: int, h: int, w: int,
+                      dtype: str, sms: int, tf32: bool = True) -> Schedule:
+    """The reduce -> k x k launch as commit d2e917c runs it (see the module docstring)."""
+    cls = dot_class(dtype, dot_precision(dtype, tf32))
+    cfg = TODAY_REDUCE_CONV[cls]
+    e = DTYPE_BYTES[dtype]
+    launch = reduce_conv_launch(block, branch, cin, r, c, k, batch, h, w, dtype, cfg, sms, tf32=tf32)
+    tiles = _cdiv(batch * h * w, cfg.BLOCK_M)
+    halo_rows = cfg.halo_rows(k, w)
+    r_pad = _cdiv(r, cfg.BLOCK_R) * cfg.BLOCK_R
+    r_blocks = r_pad // cfg.BLOCK_R
+    bm, bh, br, bn, bk = cfg.BLOCK_M, cfg.BLOCK_HALO, cfg.BLOCK_R, cfg.BLOCK_N, cfg.BLOCK_K
+    # plain loads, cached in L1: a chunk's input tile comes from L2 for its first reduced-channel
+    # block and from L1 for the others (averaged per step)
+    x_step = bh * bk * e
+    reduce = Loop("reduce", (halo_rows // bh) * r_blocks, _cdiv(cin, bk), 1, _mma(cls, bh), bh, 2 * bh * bk * br,
+                  x_step // r_blocks + bk * br * e, l1_bytes=x_step - x_step // r_blocks, store_bytes=bh * br * e)
+    # the scratch slot comes from L2 once per tile (the stores write through), its other
+    # n_blocks x k*k passes from L1; the weights from L2 every time
+    conv_instances = _cdiv(c, bn) * k * k
+    conv_steps = conv_instances * r_blocks
+    slot_step = halo_rows * r_pad * e // conv_steps
+    conv = Loop("kxk", conv_instances, r_blocks, 1, _mma(cls, bm), bm, 2 * bm * br * bn,
+                slot_step + br * bn * e, l1_bytes=max(0, bm * br * e - slot_step))
+    programs = max(1, min(tiles, TODAY_PROGRAMS_PER_SM * sms))
+    return Schedule("today", launch.name, (Work("tile", tiles, (reduce, conv)),), programs, TODAY_PROGRAMS_PER_SM,
+                    cfg.num_warps, launch.hbm_bytes,
+                    detail=f"{tiles} tiles, {programs} programs x {cfg.num_warps} warps, 2/SM, 1 stage")
+
+
+def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: int, batch: int, h: int, w: int,
+                          dtype: str, sms: int, tf32: bool = True, cfg: object | None = None) -> Schedule:
+    """The reduce -> k x k launch as the redesign runs it (see the module docstring), with the
+    tile constants of ``cfg`` (default: the config kernels/configs.py picks now)."""
+    precision = dot_precision(dtype, tf32)
+    cls = dot_class(dtype, precision)
+    cfg = cfg or pick_reduce_conv_config(dtype, precision)
+    e = DTYPE_BYTES[dtype]
+    launch = reduce_conv_launch(block, branch, cin, r, c, k, batch, h, w, dtype, cfg, sms, tf32=tf32)
+    bm, bh, br, bn, bk = cfg.BLOCK_M, cfg.BLOCK_HALO, cfg.BLOCK_R, cfg.BLOCK_N, cfg.BLOCK_K
+    brk = getattr(cfg, "BLOCK_RK", br)
+    depth = max(1, cfg.num_stages - 1)
+    tiles = _cdiv(batch * h * w, bm)
+    programs, n_split = reduce_conv_grid(tiles, c, cfg, sms)
+    r_pad = _cdiv(r, br) * br
+    smem = cfg.num_stages * e * max(bm * brk + brk * bn, bh * bk + bk * br)
+    fit = resident_programs(cfg.num_warps, max(bm * bn, bh * br), smem)
+    resident = min(fit, getattr(cfg, "programs_per_sm", fit))
+    reduce = Loop("reduce", (cfg.halo_rows(k, w) // bh) * (r_pad // br), _cdiv(cin, bk), depth, _mma(cls, bh), bh,
+                  2 * bh * bk * br, (bh * bk + bk * br) * e, store_bytes=bh * br * e)
+    conv = Loop("kxk", _cdiv(_cdiv(c, bn), n_split), k * k * _cdiv(r, brk), depth, _mma(cls, bm), bm,
+                2 * bm * brk * bn, (bm * brk + brk * bn) * e)
+    return Schedule("pipelined", launch.name, (Work("item", tiles * n_split, (reduce, conv)),), programs, resident,
+                    cfg.num_warps, launch.hbm_bytes,
+                    detail=(f"{tiles} tiles x {n_split} split, {programs} programs x {cfg.num_warps} warps, "
+                            f"{resident}/SM resident, {cfg.num_stages} stages; BLOCK_M/HALO/R/RK/N/K "
+                            f"{bm}/{bh}/{br}/{brk}/{bn}/{bk} ({config_name(cfg)})"))
+
+
+# --------------------------------------------------------------------------------------------
+# pointwise / pool
+
+
+def _pool_pixels(block_m: int, width: int) -> tuple[int, int]:
+    """(pixels from L2, pixel loads hitting L1) of a pool tile's nine tap loads per K step: the
+    taps of BLOCK_M consecutive pixels cover the run [p0 - W - 1, p0 + BLOCK_M + W + 1); each
+    pixel of it comes from L2 once, the other tap loads re-read lines the program has just
+    loaded (plain loads, cached in L1)."""
+    unique = min(9 * block_m, block_m + 2 * (width + 1))
+    return unique, 9 * block_m - unique
+
+
+def pointwise_today(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
+                    tf32: bool = True) -> Schedule:
+    """The pointwise/pool launch as commit d2e917c runs it (see the module docstring)."""
+    cls = dot_class(dtype, dot_precision(dtype, tf32))
+    cfg = TODAY_POINTWISE[cls]
+    e = DTYPE_BYTES[dtype]
+    launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, cfg, tf32=tf32)
+    m_tiles = _cdiv(batch * h * w, cfg.BLOCK_M)
+    trips = _cdiv(spec.in_channels, cfg.BLOCK_K)
+    bm, bn, bk = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K
+    flops = 2 * bm * bk * bn
+    gemm = Loop("gemm", 1, trips, 1, _mma(cls, bm), bm, flops, (bm * bk + bk * bn) * e)
+    l2_px, l1_px = _pool_pixels(bm, w)
+    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), bm, flops, (l2_px * bk + bk * bn) * e, l1_bytes=l1_px * bk * e,
+                serial=9)
+    works = (Work("branch1", m_tiles * _cdiv(spec.ch1x1, bn), (gemm,)),
+             Work("pool", m_tiles * _cdiv(spec.pool_proj, bn), (pool,)))
+    resident = resident_programs(cfg.num_warps, bm * bn, cfg.num_stages * (bm * bk + bk * bn) * e)
+    units = sum(wk.count for wk in works)
+    return Schedule("today", launch.name, works, units, resident, cfg.num_warps, launch.hbm_bytes,
+                    detail=f"{units} programs x {cfg.num_warps} warps, {resident}/SM, unpipelined, serial pool taps")
+
+
+def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
+                        tf32: bool = True, cfg: object | None = None) -> Schedule:
+    """The pointwise/pool launch as the redesign runs it (see the module docstring)."""
+    precision = dot_precision(dtype, tf32)
+    cls = dot_class(dtype, precision)
+    cfg = cfg or pick_pointwise_config(dtype, precision)
+    e = DTYPE_BYTES[dtype]
+    launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, tf32=tf32)
+    bm, bn, bk, stages, warps = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.num_stages, cfg.num_warps
+    bn_pool = min(bn, _pow2(spec.pool_proj))  # pool tiles no wider than the projection
+    m_tiles = _cdiv(batch * h * w, bm)
+    trips = _cdiv(spec.in_channels, bk)
+    gemm = Loop("gemm", 1, trips, max(1, stages - 1), _mma(cls, bm), bm, 2 * bm * bk * bn, (bm * bk + bk * bn) * e)
+    # the A tile is the max of nine loads built in registers: all nine in flight, not pipelined
+    l2_px, l1_px = _pool_pixels(bm, w)
+    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), bm, 2 * bm * bk * bn_pool, (l2_px * bk + bk * bn_pool) * e,
+                l1_bytes=l1_px * bk * e)
+    works = (Work("branch1", m_tiles * _cdiv(spec.ch1x1, bn), (gemm,)),
+             Work("pool", m_tiles * _cdiv(spec.pool_proj, bn_pool), (pool,)))
+    resident = resident_programs(warps, bm * bn, stages * (bm * bk + bk * bn) * e)
+    units = sum(wk.count for wk in works)
+    return Schedule("pipelined", launch.name, works, units, resident, warps, launch.hbm_bytes,
+                    detail=(f"{units} programs x {warps} warps, {resident}/SM, {stages} stages, BLOCK_M/N/K "
+                            f"{bm}/{bn}/{bk} ({config_name(cfg)}), pool tiles {bn_pool} wide"))
+
+
+def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
+                    sms: int, tf32: bool = True) -> list[Schedule]:
+    """The three launches of one fused Inception block under schedule ``label`` ("today" or
+    "pipelined")."""
+    if label not in LABELS:
+        raise ValueError(f"unknown schedule {label!r}; expected one of {LABELS}")
+    s = spec
+    if label == "today":
+        return [pointwise_today(block, s, batch, h, w, dtype, tf32),
+                reduce_conv_today(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype,
+                                  sms, tf32),
+                reduce_conv_today(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
+                                  sms, tf32)]
+    return [pointwise_pipelined(block, s, batch, h, w, dtype, tf32),
+            reduce_conv_pipelined(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype,
+                                  sms, tf32),
+            reduce_conv_pipelined(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
+                                  sms, tf32)]
+
+
+__all__ = [
+    "LABELS",
+    "TODAY_POINTWISE",
+    "TODAY_REDUCE_CONV",
+    "block_schedules",
+    "pointwise_pipelined",
+    "pointwise_today",
+    "reduce_conv_pipelined",
+    "reduce_conv_today",
+    "resident_programs",
+]
