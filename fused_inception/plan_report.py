@@ -240,12 +240,12 @@ def format_latency(comparisons: list[Comparison], cal: Calibration, per_launch: 
         out.append(text_table(["block", "eager ms", "today ms", "today/eager", "today bound", "pipelined ms",
                                "pipe/eager", "pipe bound", "target met"], rows))
         if per_launch:
-            rows = [[net, t.launch, _ms(t.mma), _ms(t.hbm), _ms(t.l2), _ms(t.latency), t.bound, t.detail]
+            rows = [[net, t.launch, t.detail, _ms(t.mma), _ms(t.hbm), _ms(t.l2), _ms(t.latency), t.bound]
                     for net in ("today", "pipelined") for t in c.launches[net]
                     if t.launch.startswith(("pointwise_pool", "reduce_conv"))]
             out.append(f"Fused launches on {c.gpu} (modelled ms per bound)")
-            out.append(text_table(["schedule", "launch", "mma", "hbm", "L1/L2", "latency", "bound", "detail"],
-                                  rows, left=2))
+            out.append(text_table(["schedule", "launch", "grid and tiles", "mma", "hbm", "L1/L2", "latency", "bound"],
+                                  rows, left=3))
     out += [
         "",
         f"Calibration (KernelBench {GOOGLENET.problem}, batch 10, fp32, eager, published on "
