@@ -15,8 +15,6 @@ from .plan import BLOCK_NAMES, GPU, block_shapes, eager_launches
 from .plan_latency import LatencyFigures, LaunchTime, eager_time, figures_for, schedule_time, timeline
 from .plan_schedules import LABELS, block_schedules
 
-NETWORKS = ("eager",) + LABELS
-
 
 @dataclass(frozen=True)
 class BlockTimes:
@@ -93,4 +91,4 @@ def compare(gpu: GPU, variant: str = "torchvision", batch: int = 256, size: int 
     return Comparison(gpu.name, variant, batch, dtype, tf32, fig, rows, network, launches)
 
 
-__all__ = ["BlockTimes", "Comparison", "NETWORKS", "compare"]
+__all__ = ["BlockTimes", "Comparison", "compare"]

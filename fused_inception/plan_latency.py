@@ -17,7 +17,7 @@ launch the LARGEST of four times:
   deep in flight (software pipelining: depth = num_stages - 1; unpipelined: 1) exposes
   ``round_trip x (1 + (trips - 1) / depth)`` per instance, times the serial round trips of one
   step (nine for a pool tap loop the compiler does not unroll). The busiest SM runs its programs
-in waves of ``resident``; a program's chain is its work units' chains one after another.
+  in waves of ``resident``; a program's chain is its work units' chains one after another.
 
 Grid fill is charged in ``mma`` and ``latency`` through the busiest SM: a grid of P programs on S
 SMs puts n = ceil(P/S) programs on some SM, each running ceil(units/P) work units; its MMA work is
@@ -130,7 +130,8 @@ def figures_for(gpu: GPU) -> LatencyFigures:
 class Loop:
     """One loop of a work unit: ``instances`` runs per unit of ``trips`` steps each.
 
-    Per step: ``flops`` of dots of ``dot_rows`` rows run as ``mma`` ("wgmma", "mma_sync", "fma"),
+    Per step: ``flops`` of dots run as ``mma`` ("wgmma": >= 64-row dots on sm_90; "mma_sync";
+    "fma": fp32 IEEE dots on CUDA cores),
     ``load_bytes`` of global loads served by L2, ``l1_bytes`` of loads expected to hit L1,
     ``serial`` dependent round trips when not pipelined.
     ``depth``: loads in flight (num_stages - 1 when the compiler pipelines the loop, else 1).
@@ -142,7 +143,6 @@ class Loop:
     trips: int
     depth: int
     mma: str
-    dot_rows: int
     flops: int
     load_bytes: int
     l1_bytes: int = 0

@@ -249,7 +249,8 @@ def format_latency(comparisons: list[Comparison], cal: Calibration, per_launch: 
     out += [
         "",
         f"Calibration (KernelBench {GOOGLENET.problem}, batch 10, fp32, eager, published on "
-        f"{GOOGLENET.gpu.name}: {cal.measured_ms:g} ms; {GOOGLENET.source}):",
+        f"{GOOGLENET.gpu.name}: {cal.measured_ms:g} ms, torch.compile {GOOGLENET.compile_ms:g} ms (not modelled); "
+        f"{GOOGLENET.source}):",
         f"  fitted constant: host issue cost per launch, {cal.prior_host_us:g} us (prior) -> "
         f"{cal.fitted_host_us:.1f} us ({cal.launches} launches); the only fitted constant",
         f"  predicted before the fit {cal.prior_ms:.3f} ms ({cal.prior_ratio:.2f}x the measurement), after "

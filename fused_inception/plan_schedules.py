@@ -130,14 +130,14 @@ def reduce_conv_today(block: str, branch: str, cin: int, r: int, c: int, k: int,
     # plain loads, cached in L1: a chunk's input tile comes from L2 for its first reduced-channel
     # block and from L1 for the others (averaged per step)
     x_step = bh * bk * e
-    reduce = Loop("reduce", (halo_rows // bh) * r_blocks, _cdiv(cin, bk), 1, _mma(cls, bh), bh, 2 * bh * bk * br,
+    reduce = Loop("reduce", (halo_rows // bh) * r_blocks, _cdiv(cin, bk), 1, _mma(cls, bh), 2 * bh * bk * br,
                   x_step // r_blocks + bk * br * e, l1_bytes=x_step - x_step // r_blocks, store_bytes=bh * br * e)
     # the scratch slot comes from L2 once per tile (the stores write through), its other
     # n_blocks x k*k passes from L1; the weights from L2 every time
     conv_instances = _cdiv(c, bn) * k * k
     conv_steps = conv_instances * r_blocks
     slot_step = halo_rows * r_pad * e // conv_steps
-    conv = Loop("kxk", conv_instances, r_blocks, 1, _mma(cls, bm), bm, 2 * bm * br * bn,
+    conv = Loop("kxk", conv_instances, r_blocks, 1, _mma(cls, bm), 2 * bm * br * bn,
                 slot_step + br * bn * e, l1_bytes=max(0, bm * br * e - slot_step))
     programs = max(1, min(tiles, TODAY_PROGRAMS_PER_SM * sms))
     return Schedule("today", launch.name, (Work("tile", tiles, (reduce, conv)),), programs, TODAY_PROGRAMS_PER_SM,
@@ -163,12 +163,17 @@ def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: 
     smem = cfg.num_stages * e * max(bm * brk + brk * bn, bh * bk + bk * br)
     fit = resident_programs(cfg.num_warps, max(bm * bn, bh * br), smem)
     resident = min(fit, getattr(cfg, "programs_per_sm", fit))
-    reduce = Loop("reduce", (cfg.halo_rows(k, w) // bh) * (r_pad // br), _cdiv(cin, bk), depth, _mma(cls, bh), bh,
+    reduce = Loop("reduce", (cfg.halo_rows(k, w) // bh) * (r_pad // br), _cdiv(cin, bk), depth, _mma(cls, bh),
                   2 * bh * bk * br, (bh * bk + bk * br) * e, store_bytes=bh * br * e)
-    conv = Loop("kxk", _cdiv(_cdiv(c, bn), n_split), k * k * _cdiv(r, brk), depth, _mma(cls, bm), bm,
-                2 * bm * brk * bn, (bm * brk + brk * bn) * e)
-    return Schedule("pipelined", launch.name, (Work("item", tiles * n_split, (reduce, conv)),), programs, resident,
-                    cfg.num_warps, launch.hbm_bytes,
+    # split j of a tile takes the output-channel blocks j, j + n_split, ...: some splits one more
+    per_split, extra = divmod(_cdiv(c, bn), n_split)
+    works = []
+    for blocks, splits in ((per_split + 1, extra), (per_split, n_split - extra)):
+        if splits:
+            conv = Loop("kxk", blocks, k * k * _cdiv(r, brk), depth, _mma(cls, bm), 2 * bm * brk * bn,
+                        (bm * brk + brk * bn) * e)
+            works.append(Work(f"item, {blocks} column blocks", tiles * splits, (reduce, conv) if blocks else (reduce,)))
+    return Schedule("pipelined", launch.name, tuple(works), programs, resident, cfg.num_warps, launch.hbm_bytes,
                     detail=(f"{tiles} tiles x {n_split} split, {programs} programs x {cfg.num_warps} warps, "
                             f"{resident}/SM resident, {cfg.num_stages} stages; BLOCK_M/HALO/R/RK/N/K "
                             f"{bm}/{bh}/{br}/{brk}/{bn}/{bk} ({config_name(cfg)})"))
@@ -198,9 +203,9 @@ def pointwise_today(block: str, spec: InceptionSpec, batch: int, h: int, w: int,
     trips = _cdiv(spec.in_channels, cfg.BLOCK_K)
     bm, bn, bk = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K
     flops = 2 * bm * bk * bn
-    gemm = Loop("gemm", 1, trips, 1, _mma(cls, bm), bm, flops, (bm * bk + bk * bn) * e)
+    gemm = Loop("gemm", 1, trips, 1, _mma(cls, bm), flops, (bm * bk + bk * bn) * e)
     l2_px, l1_px = _pool_pixels(bm, w)
-    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), bm, flops, (l2_px * bk + bk * bn) * e, l1_bytes=l1_px * bk * e,
+    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), flops, (l2_px * bk + bk * bn) * e, l1_bytes=l1_px * bk * e,
                 serial=9)
     works = (Work("branch1", m_tiles * _cdiv(spec.ch1x1, bn), (gemm,)),
              Work("pool", m_tiles * _cdiv(spec.pool_proj, bn), (pool,)))
@@ -222,10 +227,10 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
     bn_pool = min(bn, _pow2(spec.pool_proj))  # pool tiles no wider than the projection
     m_tiles = _cdiv(batch * h * w, bm)
     trips = _cdiv(spec.in_channels, bk)
-    gemm = Loop("gemm", 1, trips, max(1, stages - 1), _mma(cls, bm), bm, 2 * bm * bk * bn, (bm * bk + bk * bn) * e)
+    gemm = Loop("gemm", 1, trips, max(1, stages - 1), _mma(cls, bm), 2 * bm * bk * bn, (bm * bk + bk * bn) * e)
     # the A tile is the max of nine loads built in registers: all nine in flight, not pipelined
     l2_px, l1_px = _pool_pixels(bm, w)
-    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), bm, 2 * bm * bk * bn_pool, (l2_px * bk + bk * bn_pool) * e,
+    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), 2 * bm * bk * bn_pool, (l2_px * bk + bk * bn_pool) * e,
                 l1_bytes=l1_px * bk * e)
     works = (Work("branch1", m_tiles * _cdiv(spec.ch1x1, bn), (gemm,)),
              Work("pool", m_tiles * _cdiv(spec.pool_proj, bn_pool), (pool,)))

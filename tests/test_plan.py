@@ -498,7 +498,7 @@ def test_bounds_by_hand():
     """One work kind on an H100 SXM, every bound computed here."""
     fig = figures_for(P.H100_SXM)
     assert fig.round_trip_s == pytest.approx((270 + 150) / 1.98e9)
-    loop = Loop("k", instances=2, trips=5, depth=2, mma="wgmma", dot_rows=64, flops=1000, load_bytes=300,
+    loop = Loop("k", instances=2, trips=5, depth=2, mma="wgmma", flops=1000, load_bytes=300,
                 l1_bytes=40, store_bytes=7)
     # 2 instances x (1 + 4 / 2) exposed round trips
     assert loop.round_trips() == 6
@@ -534,7 +534,7 @@ def test_more_pipelining_never_slower():
 
 def test_grid_underfill_is_charged():
     fig = figures_for(P.H100_SXM)
-    loop = Loop("k", 1, 20, 1, "wgmma", 64, 1000, 100)
+    loop = Loop("k", 1, 20, 1, "wgmma", 1000, 100)
 
     def t(units, programs, resident=2):
         return schedule_time(Schedule("x", "x", (Work("t", units, (loop,)),), programs, resident, 4, 0), fig,
@@ -571,6 +571,12 @@ def test_schedules_issue_the_launch_flops():
                 flops = sum(wk.count * lp.total_flops() for wk in s.works for lp in wk.loops)
                 assert flops >= sum(l.flops for l in launches if l.name == s.launch), (name, s.launch)
                 assert "2/SM, 1 stage" in s.detail or "serial pool taps" in s.detail
+    # an uneven column split: 5 blocks of 64 output channels over 3 splits of each 7x7 tile
+    cfg = dataclasses.replace(REDUCE_CONV_CONFIGS["mma"], BLOCK_N=64)
+    s = reduce_conv_pipelined("5a", "branch2", 832, 160, 320, 3, 256, 7, 7, "bfloat16", 132, cfg=cfg)
+    assert [(wk.count, wk.loops[1].instances) for wk in s.works] == [(2 * 196, 2), (196, 1)]
+    launch = P.reduce_conv_launch("5a", "branch2", 832, 160, 320, 3, 256, 7, 7, "bfloat16", cfg, 132)
+    assert sum(wk.count * lp.total_flops() for wk in s.works for lp in wk.loops) == launch.padded_flops
 
 
 def test_eager_time_and_timeline_arithmetic():
@@ -584,9 +590,9 @@ def test_eager_time_and_timeline_arithmetic():
     assert timeline([10e-6] * 10, fig, host_us=1.0) == pytest.approx(1e-6 + 10 * 13e-6)
     assert timeline([10e-6] * 10, fig, host_us=50.0) == pytest.approx(500e-6 + 13e-6)
     with pytest.raises(ValueError, match="expected one of"):
-        Loop("k", 1, 1, 1, "hmma", 64, 1, 1)
+        Loop("k", 1, 1, 1, "hmma", 1, 1)
     with pytest.raises(ValueError, match="must be >= 1"):
-        Loop("k", 1, 1, 0, "wgmma", 64, 1, 1)
+        Loop("k", 1, 1, 0, "wgmma", 1, 1)
     with pytest.raises(ValueError, match="no latency figures"):
         figures_for(P.GPU("B200", 2250, 1100, 75, 8, 126, 148))
 
