@@ -84,6 +84,46 @@ def check_input_shape(x: Tensor, in_channels: int) -> None:
         raise ValueError(f"expected {in_channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
 
 
+INT32_MAX = 2**31 - 1
+
+
+def kernel_index_extents(shape: tuple[int, int, int, int], params: InceptionParams) -> dict[str, int]:
+    """A bound on the largest value each int32 index of the kernels can take for an input of
+    ``shape`` [N, C_in, H, W], over every launchable config (the pickers and tuned files choose
+    among kernels.configs' tables). Element offsets into x, out and the scratch are int64 (strides
+    and batch/row/column products are widened first); these three are not:
+
+    * flattened pixel index: pixel tiles end up to one tile past N*H*W, and a reduce -> k x k
+      tile's run reaches its halo (pad*W + pad pixels each side) and a BLOCK_HALO chunk beyond;
+    * scratch row offset: row * padded reduced channels within one program's scratch slot;
+    * weight index: row * columns into a dense weight array (its element count).
+    """
+    n, _, h, w = shape
+    pixels = n * h * w
+    reduce_configs = list(kernels.configs.REDUCE_CONV_CONFIGS.values())
+    pointwise_tile = max(c.BLOCK_M for c in kernels.configs.POINTWISE_CONFIGS.values())
+    branches = ((params.k3, params.w_red3.shape[1]), (params.k5, params.w_red5.shape[1]))
+    halo_rows = max(c.halo_rows(k, w) for c in reduce_configs for k, _ in branches)
+    r_pad = max(-(-r // c.BLOCK_R) * c.BLOCK_R for c in reduce_configs for _, r in branches)
+    weights = (params.w_point, params.w_red3, params.w_conv3, params.w_red5, params.w_conv5)
+    return {
+        "flattened pixel index": pixels + max(halo_rows, pointwise_tile) - 1,
+        "scratch row offset": halo_rows * r_pad - 1,
+        "weight index": max(t.numel() for t in weights) - 1,
+    }
+
+
+def check_index_range(shape: tuple[int, int, int, int], params: InceptionParams) -> None:
+    """ValueError for an input shape whose kernel indices would overflow int32 (checked on
+    every path, so a shape that runs on the CPU also runs on a GPU)."""
+    n, _, h, w = shape
+    for name, largest in kernel_index_extents(shape, params).items():
+        if largest > INT32_MAX:
+            raise ValueError(
+                f"input shape {shape} is too large for the kernels' int32 indices: the {name} would reach "
+                f"{largest}, above 2**31 - 1 (N*H*W = {n * h * w} pixels); split the batch or the image")
+
+
 def check_inputs(x: Tensor, params: InceptionParams, out: Tensor | None, out_channel_offset: int) -> None:
     """Raise TypeError/ValueError naming expected and actual for input the block cannot take."""
     check_input_shape(x, params.in_channels)
@@ -94,9 +134,7 @@ def check_inputs(x: Tensor, params: InceptionParams, out: Tensor | None, out_cha
         raise TypeError(f"input dtype {x.dtype} does not match the weights' dtype {params.dtype}")
     if x.device != params.device:
         raise ValueError(f"input is on {x.device} but the weights are on {params.device}")
-    if x.shape[0] * x.shape[2] * x.shape[3] >= 2**31:
-        # element offsets are int64 in the kernels, pixel indices int32
-        raise ValueError(f"N*H*W must be below 2**31 pixels, got {x.shape[0] * x.shape[2] * x.shape[3]}")
+    check_index_range(tuple(x.shape), params)
     if out is None:
         if out_channel_offset != 0:
             raise ValueError("out_channel_offset needs an out tensor")
@@ -105,7 +143,9 @@ def check_inputs(x: Tensor, params: InceptionParams, out: Tensor | None, out_cha
     need = out_channel_offset + params.out_channels
     if out.dim() != 4 or out.shape[0] != n or out.shape[2:] != (h, w):
         raise ValueError(f"expected out of shape [{n}, >= {need}, {h}, {w}], got {tuple(out.shape)}")
-    if out_channel_offset < 0 or out.shape[1] < need:
+    if out_channel_offset < 0:
+        raise ValueError(f"out_channel_offset must be >= 0, got {out_channel_offset}")
+    if out.shape[1] < need:
         raise ValueError(
             f"out has {out.shape[1]} channels; the block writes [{out_channel_offset}, {need}) and needs at least {need}"
         )

@@ -1,5 +1,9 @@
 """Parity of the fused Inception forward (Triton kernels, interpreter on the CPU) against a float64
-reference block, plus its launch count, slice writes and input errors."""
+reference block, plus its launch count, slice writes, input errors and int32 index guards.
+
+GoogLeNet's blocks: every block in fp16 (bf16 too on CUDA), channels_last, at an odd size; in
+fp32 every block on CUDA, and in the interpreter one block per distinct fp32 channel tiling
+(fp32_structure), since a large block takes minutes there."""
 
 from __future__ import annotations
 
@@ -14,12 +18,16 @@ import fused_inception.kernels.reduce_conv as reduce_mod
 from block_factory import random_input
 from fused_inception.folding import params_of_reference_block
 from fused_inception.models.randomize import random_block
-from fused_inception import inception_forward, ops
+from fused_inception import InceptionParams, inception_forward, kernels, ops
 from fused_inception.parity import assert_close, poisoned, tolerance_key
 from fused_inception.spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
 
 TRITON = ops.uses_triton(torch.empty(0))  # True under the interpreter (conftest) or with CUDA
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+# bf16 dots are wrong in the Triton interpreter: on the CPU fp16 stands in for the half types,
+# on CUDA both run
+HALF_DTYPES = [torch.float16] + ([torch.bfloat16] if CUDA else [])
 
 
 def run_and_check(spec: InceptionSpec, shape, dtype, channels_last, gen, extra=(0, 0)):
@@ -51,19 +59,69 @@ def run_and_check(spec: InceptionSpec, shape, dtype, channels_last, gen, extra=(
     return out
 
 
-@pytest.mark.parametrize("variant", ["paper", "torchvision"])
-@pytest.mark.parametrize("name", list(GOOGLENET_BLOCKS))
+GOOGLENET_CASES = [(name, variant) for variant in ("paper", "torchvision") for name in GOOGLENET_BLOCKS]
+
+
+def fp32_structure(spec: InceptionSpec) -> tuple:
+    """What sets one block's fp32 (IEEE) launches apart in the kernels: the k x k sizes, BN or
+    bias, and each tiled channel count against its block size in the picked fp32 configs (its
+    remainder, which decides the partial-block masks, and whether it is below one block)."""
+    pw = kernels.pick_pointwise_config("float32", "ieee")
+    rc = kernels.pick_reduce_conv_config("float32", "ieee")
+    tiled = ((spec.in_channels, pw.BLOCK_K), (spec.ch1x1, pw.BLOCK_N), (spec.pool_proj, pw.BLOCK_N),
+             (spec.in_channels, rc.BLOCK_K), (spec.ch3x3red, rc.BLOCK_R), (spec.ch3x3red, rc.BLOCK_RK),
+             (spec.ch3x3, rc.BLOCK_N), (spec.ch5x5red, rc.BLOCK_R), (spec.ch5x5red, rc.BLOCK_RK),
+             (spec.ch5x5, rc.BLOCK_N))
+    return (spec.k3, spec.k5, spec.batch_norm, spec.conv_bias) + tuple((c % b, c < b) for c, b in tiled)
+
+
+def _macs(spec: InceptionSpec) -> int:
+    s = spec
+    return (s.in_channels * (s.ch1x1 + s.ch3x3red + s.ch5x5red + s.pool_proj)
+            + s.k3 ** 2 * s.ch3x3red * s.ch3x3 + s.k5 ** 2 * s.ch5x5red * s.ch5x5)
+
+
+def fp32_cases() -> list:
+    """The fp32 sweep: every block on CUDA. In the interpreter (minutes per large block), one
+    block per distinct fp32_structure, the cheapest, its id naming the blocks it stands for; every
+    block still runs in the half-precision sweep below, whose configs tile channels differently."""
+    if CUDA:
+        return [pytest.param(name, variant, id=f"{name}-{variant}") for name, variant in GOOGLENET_CASES]
+    groups: dict[tuple, list] = {}
+    for name, variant in GOOGLENET_CASES:
+        groups.setdefault(fp32_structure(googlenet_spec(name, variant)), []).append((name, variant))
+    cases = []
+    for members in groups.values():
+        name, variant = min(members, key=lambda m: _macs(googlenet_spec(*m)))
+        others = "".join(f"+{n}" for n, _ in members if n != name)
+        cases.append(pytest.param(name, variant, id=f"{name}{others}-{variant}"))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "variant"), fp32_cases())
 def test_googlenet_block_7x7_fp32(name, variant, gen):
     run_and_check(googlenet_spec(name, variant), (2, GOOGLENET_BLOCKS[name][0][0], 7, 7),
                   torch.float32, channels_last=False, gen=gen)
 
 
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
 @pytest.mark.parametrize("variant", ["paper", "torchvision"])
 @pytest.mark.parametrize("name", list(GOOGLENET_BLOCKS))
-def test_googlenet_block_odd_size_fp16_channels_last(name, variant, gen):
+def test_googlenet_block_odd_size_half_channels_last(name, variant, dtype, gen):
     out = run_and_check(googlenet_spec(name, variant), (1, GOOGLENET_BLOCKS[name][0][0], 5, 9),
-                        torch.float16, channels_last=True, gen=gen)
+                        dtype, channels_last=True, gen=gen)
     assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, *HALF_DTYPES], ids=str)
+def test_relu_off(dtype, channels_last, gen):
+    """Blocks without ReLU (every k x k size, BN and bias), deterministically: the kernels'
+    APPLY_RELU=False variants and the reduce scratch's zero padding of a signed reduction."""
+    for k3, k5, batch_norm in ((1, 7, True), (3, 5, False)):
+        spec = InceptionSpec(10, 5, 6, 7, 3, 4, 6, k3=k3, k5=k5, batch_norm=batch_norm, conv_bias=not batch_norm,
+                             relu=False)
+        run_and_check(spec, (2, 10, 6, 7), dtype, channels_last, gen, extra=(2, 1))
 
 
 def _random_spec(rng: random.Random) -> InceptionSpec:
@@ -78,7 +136,7 @@ def test_random_configs(case, gen):
     rng = random.Random(int(torch.randint(0, 2**31, (1,), generator=gen)))
     spec = _random_spec(rng)
     shape = (rng.randint(1, 2), spec.in_channels, rng.randint(1, 10), rng.randint(1, 10))
-    dtype = rng.choice([torch.float32, torch.float16])
+    dtype = rng.choice([torch.float32, *HALF_DTYPES])
     run_and_check(spec, shape, dtype, channels_last=rng.random() < 0.5, gen=gen,
                   extra=(rng.randint(0, 5), rng.randint(0, 5)))
 
@@ -188,6 +246,84 @@ class TestErrors:
     def test_not_a_tensor(self, params):
         with pytest.raises(TypeError, match="got ndarray"):
             inception_forward(torch.randn(1, 8, 4, 4).numpy(), params)
+
+    def test_offset_without_out(self, params):
+        with pytest.raises(ValueError, match="out_channel_offset needs an out tensor"):
+            inception_forward(torch.randn(1, 8, 4, 4), params, out_channel_offset=2)
+
+    @pytest.mark.parametrize("bad", ["dtype", "device", "narrow", "negative offset"])
+    def test_refused_out_is_not_written(self, params, bad):
+        """Each refusal names expected and actual, and leaves ``out`` as it was."""
+        x = torch.randn(1, 8, 4, 4)
+        out, offset, error, match = {
+            "dtype": (poisoned((1, 16, 4, 4), torch.float16, "cpu"), 0, TypeError,
+                      "out dtype torch.float16 does not match the input dtype torch.float32"),
+            "device": (torch.empty(1, 16, 4, 4, device="meta"), 0, ValueError,
+                       "out is on meta but the input is on cpu"),
+            "narrow": (poisoned((1, 17, 4, 4), torch.float32, "cpu"), 2, ValueError,
+                       "out has 17 channels; the block writes \\[2, 18\\) and needs at least 18"),
+            "negative offset": (poisoned((1, 20, 4, 4), torch.float32, "cpu"), -1, ValueError,
+                                "out_channel_offset must be >= 0, got -1"),
+        }[bad]
+        with pytest.raises(error, match=match):
+            inception_forward(x, params, out=out, out_channel_offset=offset)
+        if out.device.type != "meta":
+            assert bool(out.isnan().all()), "a refused call wrote into out"
+
+
+class TestIndexGuards:
+    """Shapes whose int32 kernel indices (flattened pixel, scratch row offset, weight index) could
+    overflow are refused on every path, checked on meta tensors (no memory, no compute)."""
+
+    spec = InceptionSpec(8, 4, 4, 4, 4, 4, 4, k3=3, k5=7)
+
+    @pytest.fixture
+    def params(self, gen):
+        return params_of_reference_block(random_block(self.spec, gen), torch.float32).to(device="meta")
+
+    @staticmethod
+    def largest_ok_width(params, n: int, h: int) -> int:
+        """The widest W whose flattened pixel index bound still fits (bisection on the check)."""
+        lo, hi = 1, 2**31
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            ok = max(ops.kernel_index_extents((n, 8, h, mid), params).values()) <= ops.INT32_MAX
+            lo, hi = (mid, hi) if ok else (lo, mid)
+        return lo
+
+    def test_over_2_31_pixels(self, params):
+        with pytest.raises(ValueError, match=r"flattened pixel index would reach \d+, above 2\*\*31 - 1 "
+                                             r"\(N\*H\*W = 2147488281 pixels\)"):
+            inception_forward(torch.empty(1, 8, 46341, 46341, device="meta"), params)
+
+    def test_tile_overrun_below_2_31_pixels(self, params):
+        """Below 2**31 pixels the last tile and its k x k halo can still run past int32: the
+        widest accepted image runs (on meta), one column more is refused, though its N*H*W is
+        still below 2**31."""
+        h = 2**15
+        edge = self.largest_ok_width(params, 1, h)
+        assert h * (edge + 1) < 2**31
+        out = inception_forward(torch.empty(1, 8, h, edge, device="meta"), params)
+        assert out.shape == (1, 16, h, edge)
+        with pytest.raises(ValueError, match=f"flattened pixel index .*N\\*H\\*W = {h * (edge + 1)} pixels"):
+            inception_forward(torch.empty(1, 8, h, edge + 1, device="meta"), params)
+
+    def test_scratch_offset_of_a_wide_image(self, params):
+        """2**28 pixels in one row: a k x k halo of 3 rows' worth each side times the reduced
+        channels overflows the scratch slot's int32 row offsets."""
+        with pytest.raises(ValueError, match="scratch row offset would reach"):
+            inception_forward(torch.empty(1, 8, 1, 2**28, device="meta"), params)
+
+    def test_weight_index(self):
+        """2**16 input channels into 2**15 + 2**15 pointwise columns: 2**32 weight elements."""
+        def unit(c_out, c_in):
+            return torch.empty(c_out, c_in, 1, 1, device="meta"), torch.empty(c_out, device="meta")
+
+        c_in = 2**16
+        params = InceptionParams.from_conv_weights(unit(2**15, c_in), unit(1, c_in), unit(1, 1), unit(1, c_in),
+                                                   unit(1, 1), unit(2**15, c_in))
+        with pytest.raises(ValueError, match="weight index would reach 4294967295"):
+            inception_forward(torch.empty(1, c_in, 1, 1, device="meta"), params)
 
 
 def test_output_memory_format_follows_input():
