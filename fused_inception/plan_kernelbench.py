@@ -136,7 +136,7 @@ def fit_host_us(measured_ms: float, launches: list[Launch], fig: LatencyFigures)
     """The host issue cost per launch (us) at which ``predict_ms`` equals ``measured_ms`` (the
     timeline is monotone in it: bisection). Raises ValueError when the GPU side alone already
     takes longer than the measurement (no host cost can fit)."""
-    lo, hi = 0.0, 1e3 * measured_ms / len(launches) * 1e3
+    lo, hi = 0.0, 1e3 * measured_ms  # no launch can take longer to issue than the whole forward
     if predict_ms(launches, fig, lo) > measured_ms:
         raise ValueError(f"the GPU side alone is modelled at {predict_ms(launches, fig, lo):.3f} ms, "
                          f"above the measured {measured_ms} ms: no host cost fits")
