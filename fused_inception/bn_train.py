@@ -1,15 +1,19 @@
-"""An Inception block with BatchNorm in training mode, as one custom op that saves little.
+"""An Inception block whose BatchNorms use batch statistics, as one custom op that saves little.
 
 Batch statistics split the fusion apart: every conv's whole output must exist before its BN can
 normalise it, and the k x k conv needs the normalised reduction. So the forward runs the unfused
-sequence (cuDNN convs, ``native_batch_norm`` updating the running statistics exactly as
-nn.BatchNorm2d does, ReLU, max-pool) under no_grad and writes each branch into its slice of one
-output. What it saves for backward is only the block input, the ReLU mask of the output (one byte per
-element) and each BN's batch mean and inverse std (a few vectors); the backward recomputes the conv outputs and runs BN backward
-with those saved statistics (so the recompute does not touch the running statistics again).
+sequence (cuDNN convs, ``native_batch_norm``, ReLU, max-pool) under no_grad and writes each branch
+into its slice of one output. Each of the six units has its own mode, as each nn.BatchNorm2d has:
+``batch_stats[i]`` normalises with the batch's statistics (a BN in training), otherwise with the
+running statistics (a BN in eval, or a FrozenBatchNorm2d); ``update[i]`` moves the running
+statistics as nn.BatchNorm2d does in training with ``track_running_stats``. What it saves for
+backward is only the block input, the ReLU mask of the output (one byte per element) and each
+unit's normalising mean and inverse std (a few vectors); the backward recomputes the conv outputs
+and runs each BN's backward with those saved statistics (so the recompute does not touch the
+running statistics again).
 
-Every one of the six conv units must have a BatchNorm2d; ``FusedInception`` runs other blocks'
-training through their original modules.
+Every one of the six conv units must have a BatchNorm; ``FusedInception`` runs other blocks with
+batch statistics through their original modules.
 """
 
 from __future__ import annotations
@@ -40,6 +44,17 @@ def _normalise(z: Tensor, mean: Tensor, invstd: Tensor, gamma: Tensor, beta: Ten
     return ((z - mean.view(shape)) * invstd.view(shape) * gamma.view(shape) + beta.view(shape)).to(z.dtype)
 
 
+def _affine_backward(g_y: Tensor, z: Tensor, mean: Tensor, invstd: Tensor,
+                     gamma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(grad z, grad gamma, grad beta) of y = (z - mean) * invstd * gamma + beta with fixed
+    mean and invstd: a BN normalising with its running statistics."""
+    shape = (1, -1, 1, 1)
+    g = g_y.float()
+    xhat = (z.float() - mean.view(shape)) * invstd.view(shape)
+    g_z = (g * (invstd * gamma.float()).view(shape)).to(z.dtype)
+    return g_z, (g * xhat).sum((0, 2, 3)).to(gamma.dtype), g.sum((0, 2, 3)).to(gamma.dtype)
+
+
 def _offsets(widths: dict[str, int], cat_order: Sequence[int]) -> dict[str, int]:
     start, offsets = 0, {}
     for name in (CAT_ORDER[i] for i in cat_order):
@@ -48,20 +63,27 @@ def _offsets(widths: dict[str, int], cat_order: Sequence[int]) -> dict[str, int]
     return offsets
 
 
+def _running_normalisers(running_mean: Tensor, running_var: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """(mean, inverse std) in float32 of a BN that normalises with its running statistics."""
+    return running_mean.float(), torch.rsqrt(running_var.float() + eps)
+
+
 # functional (autograd formulas need it): the updated running statistics are returned, and the
-# caller copies them into the BN buffers
+# caller copies them into the BN buffers of the units that update
 @torch.library.custom_op("fused_inception::inception_block_bn_train", mutates_args=())
 def inception_block_bn_train(
     x: Tensor,
     weights: list[Tensor], biases: list[Tensor], gammas: list[Tensor], betas: list[Tensor],
-    running_means: list[Tensor], running_vars: list[Tensor],
+    running_means: list[Tensor], running_vars: list[Tensor], batch_stats: list[bool], update: list[bool],
     momentums: list[float], eps: list[float], relu: bool, cat_order: list[int],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Training-mode forward. Lists follow fused_inception.folding.UNIT_NAMES; weights are
-    [C_out, C_in, k, k], the rest [C_out]; ``momentums`` are the running-average factors as
-    nn.BatchNorm2d computes them (1/num_batches_tracked when its momentum is None). Returns
-    (out [N, C_total, H, W], the six batch means and the six inverse stds (float32), the six
-    updated running means and running variances), each concatenated over the units."""
+    """Forward with per-unit BN modes. Lists follow fused_inception.folding.UNIT_NAMES; weights are
+    [C_out, C_in, k, k], the rest [C_out]; ``batch_stats[i]``: unit i normalises with the batch's
+    statistics, else with its running ones; ``update[i]`` (only with batch_stats[i]): its running
+    statistics move by ``momentums[i]``, the factor nn.BatchNorm2d computes (1/num_batches_tracked
+    when its momentum is None). Returns (out [N, C_total, H, W], the six normalising means and
+    inverse stds (float32), the six running means and running variances, updated where
+    ``update`` says), each concatenated over the units."""
     units = dict(zip(UNIT_NAMES, range(6)))
     widths = {name: weights[units[name]].shape[0] for name in CAT_ORDER}
     offsets = _offsets(widths, cat_order)
@@ -76,9 +98,16 @@ def inception_block_bn_train(
     for name in UNIT_NAMES:
         i = units[name]
         z = _conv(activations[_FEEDS[name]], weights[i], biases[i])
-        # updates new_means[i] and new_vars[i] in place, as nn.BatchNorm2d updates its buffers
-        y, mean, invstd = aten.native_batch_norm(z, gammas[i], betas[i], new_means[i], new_vars[i],
-                                                 True, momentums[i], eps[i])
+        if batch_stats[i]:
+            # updates new_means[i] and new_vars[i] in place, as nn.BatchNorm2d updates its buffers;
+            # None: batch statistics without touching any running statistics
+            mean_i, var_i = (new_means[i], new_vars[i]) if update[i] else (None, None)
+            y, mean, invstd = aten.native_batch_norm(z, gammas[i], betas[i], mean_i, var_i, True,
+                                                     momentums[i], eps[i])
+        else:
+            y = aten.native_batch_norm(z, gammas[i], betas[i], running_means[i], running_vars[i], False,
+                                       0.0, eps[i])[0]
+            mean, invstd = _running_normalisers(running_means[i], running_vars[i], eps[i])
         y = torch.relu(y) if relu else y
         means.append(mean.float())
         invstds.append(invstd.float())
@@ -90,7 +119,8 @@ def inception_block_bn_train(
 
 
 @inception_block_bn_train.register_fake
-def _(x, weights, biases, gammas, betas, running_means, running_vars, momentums, eps, relu, cat_order):
+def _(x, weights, biases, gammas, betas, running_means, running_vars, batch_stats, update, momentums, eps, relu,
+      cat_order):
     channels = sum(weights[UNIT_NAMES.index(name)].shape[0] for name in CAT_ORDER)
     n, _, h, w = x.shape
     out = x.new_empty((n, channels, h, w))
@@ -103,9 +133,9 @@ def _(x, weights, biases, gammas, betas, running_means, running_vars, momentums,
 
 
 def _setup_context(ctx, inputs, output):
-    x, weights, biases, gammas, betas, _, _, _, eps, relu, cat_order = inputs
+    x, weights, biases, gammas, betas, _, _, batch_stats, _, _, eps, relu, cat_order = inputs
     out, means, invstds, _, _ = output
-    ctx.eps, ctx.relu, ctx.cat_order = eps, relu, cat_order
+    ctx.batch_stats, ctx.eps, ctx.relu, ctx.cat_order = batch_stats, eps, relu, cat_order
     ctx.save_for_backward(x, relu_mask(out, relu), means, invstds, *weights, *biases, *gammas, *betas)
 
 
@@ -140,8 +170,11 @@ def _backward(ctx, grad_out, *_grads_of_statistics):
         z = pre_bn.get(name)
         if z is None:
             z = _conv(inp, weights[i], biases[i])
-        g_z, grads_g[i], grads_beta[i] = aten.native_batch_norm_backward(
-            g_bn, z, gammas[i], None, None, *stats[i], True, ctx.eps[i], [True, True, True])
+        if ctx.batch_stats[i]:
+            g_z, grads_g[i], grads_beta[i] = aten.native_batch_norm_backward(
+                g_bn, z, gammas[i], None, None, *stats[i], True, ctx.eps[i], [True, True, True])
+        else:
+            g_z, grads_g[i], grads_beta[i] = _affine_backward(g_bn, z, *stats[i], gammas[i])
         g_in, (grads_w[i], grads_b[i]) = conv_grads(g_z, inp, weights[i])
         grads_b[i] = grads_b[i].to(biases[i].dtype)
         key = _FEEDS[name]
@@ -156,7 +189,7 @@ def _backward(ctx, grad_out, *_grads_of_statistics):
         unit_backward(name, relu_masked(grad_inputs.pop(name), inputs[name], ctx.relu))
     gx = grad_inputs[None] + aten.max_pool2d_with_indices_backward(
         grad_inputs["pool"], x, [3, 3], [1, 1], [1, 1], [1, 1], False, indices)
-    return gx, grads_w, grads_b, grads_g, grads_beta, [None] * 6, [None] * 6, None, None, None, None
+    return gx, grads_w, grads_b, grads_g, grads_beta, [None] * 6, [None] * 6, None, None, None, None, None, None
 
 
 inception_block_bn_train.register_autograd(_backward, setup_context=_setup_context)

@@ -1,8 +1,9 @@
 """From nn modules to InceptionParams: fold each (Conv2d, BatchNorm2d) unit of a block.
 
 A block is described by its six conv units, keyed ``branch1``, ``reduce3``, ``conv3``,
-``reduce5``, ``conv5``, ``pool_proj``: each a (conv, bn-or-None) pair. Eval-mode BatchNorm (running
-statistics) is folded into the conv's weight and bias.
+``reduce5``, ``conv5``, ``pool_proj``: each a (conv, bn-or-None) pair, the bn an nn.BatchNorm2d or a
+torchvision FrozenBatchNorm2d. Eval-mode BatchNorm (running statistics) is folded into the conv's
+weight and bias.
 """
 
 from __future__ import annotations
@@ -16,23 +17,26 @@ from .params import InceptionParams, fold_batch_norm
 
 UNIT_NAMES = ("branch1", "reduce3", "conv3", "reduce5", "conv5", "pool_proj")
 
-ConvUnit = tuple[nn.Conv2d, "nn.BatchNorm2d | None"]
+ConvUnit = tuple[nn.Conv2d, "nn.Module | None"]  # the module: nn.BatchNorm2d or FrozenBatchNorm2d
 
 
-def fold_conv_unit(conv: nn.Conv2d, bn: nn.BatchNorm2d | None,
+def fold_conv_unit(conv: nn.Conv2d, bn: nn.Module | None,
                    compute_dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight [C_out, C_in, k, k], bias [C_out]) in float32 of conv followed by eval-mode ``bn``.
 
     Differentiable with respect to the modules' parameters; use torch.no_grad() for a cache.
     ``compute_dtype``: the precision of the fold arithmetic.
     """
+    # each attribute read once: a parametrized weight computes on every read, and the conv's own
+    # forward reads it once
+    weight, bias = conv.weight, conv.bias
     if bn is None:
-        bias = conv.bias.float() if conv.bias is not None else torch.zeros(
-            conv.out_channels, dtype=torch.float32, device=conv.weight.device)
-        return conv.weight.float(), bias
+        bias = bias.float() if bias is not None else torch.zeros(
+            conv.out_channels, dtype=torch.float32, device=weight.device)
+        return weight.float(), bias
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
-    return fold_batch_norm(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps,
+    return fold_batch_norm(weight, bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps,
                            compute_dtype)
 
 

@@ -18,7 +18,11 @@ every deviation is refused with a :class:`NotInception` whose message names it:
 * kxk convs: square, odd k in 1..7, stride 1, padding k//2 (or ``"same"``), dilation 1, groups 1,
   zero padding; ``in_channels`` equal to the reduce's ``out_channels``. The kernels pad the
   reduced tensor with zeros over a (k-1)/2 halo and keep H×W, so nothing else can be fused.
-* BatchNorm2d with running statistics (folded into the conv; affine or not).
+* BatchNorm2d with running statistics (folded into the conv; affine or not), or torchvision's
+  ``FrozenBatchNorm2d`` (always folded).
+* a conv or BatchNorm2d parametrized with ``torch.nn.utils.parametrize`` (weight_norm,
+  spectral_norm, ...) counts as its plain class: the fused block reads its weights through the
+  parametrization on every call.
 * ReLU as ``nn.ReLU``, ``F.relu``, ``torch.relu``, ``torch.relu_``/``F.relu_`` or
   ``x.relu()``/``x.relu_()`` — after all six convs or after none (the kernels take one flag).
   Other activations (ReLU6, LeakyReLU, SiLU, ...) are refused.
@@ -37,6 +41,7 @@ allowed above). ``InceptionMatch.cat_order`` records the order the branches are 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +49,7 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrize import type_before_parametrizations
 
 from .folding import UNIT_NAMES, ConvUnit
 
@@ -98,6 +104,21 @@ _MAXPOOL_FUNCTIONS: dict[Any, tuple[str, ...]] = {
 }
 
 
+def is_frozen_bn(module: nn.Module) -> bool:
+    """Whether ``module`` is a torchvision.ops.FrozenBatchNorm2d (BN with fixed statistics, always
+    folded; torchvision is optional: without it imported no module can be one)."""
+    misc = sys.modules.get("torchvision.ops.misc")
+    return misc is not None and type(module) is getattr(misc, "FrozenBatchNorm2d", None)
+
+
+class _Tracer(fx.Tracer):
+    """fx's tracer, keeping FrozenBatchNorm2d whole (it lives outside torch.nn, so fx would trace
+    through it into arithmetic)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return is_frozen_bn(m) or super().is_leaf_module(m, module_qualified_name)
+
+
 def _is_function(node: fx.Node, targets) -> bool:
     # identity, not ==: targets may be any callable, and these are module-level singletons
     return node.op == "call_function" and any(node.target is t for t in targets)
@@ -138,7 +159,8 @@ class _Graph:
         return isinstance(self.module(node), nn.Conv2d)
 
     def is_bn(self, node: fx.Node) -> bool:
-        return isinstance(self.module(node), nn.BatchNorm2d)
+        module = self.module(node)
+        return isinstance(module, nn.BatchNorm2d) or (module is not None and is_frozen_bn(module))
 
     def is_relu(self, node: fx.Node) -> bool:
         return (isinstance(self.module(node), nn.ReLU) or _is_function(node, _RELU_FUNCTIONS)
@@ -248,7 +270,7 @@ def _check_conv(block: nn.Module, name: str, role: str) -> nn.Conv2d:
     """Check the conv's hyper-parameters against what the kernels compute; return it."""
     conv = block.get_submodule(name)
     where = f"{role} conv {name!r}"
-    if type(conv) is not nn.Conv2d:
+    if type_before_parametrizations(conv) is not nn.Conv2d:
         # a subclass may change forward() or hold no weight yet (LazyConv2d)
         raise NotInception(f"{where} is a {type(conv).__name__}, not a plain nn.Conv2d")
     k = conv.kernel_size
@@ -282,12 +304,16 @@ def _check_conv(block: nn.Module, name: str, role: str) -> nn.Conv2d:
 def _check_bn(block: nn.Module, name: str, conv: nn.Conv2d, role: str) -> None:
     bn = block.get_submodule(name)
     where = f"{role} BatchNorm {name!r}"
-    if type(bn) is not nn.BatchNorm2d:
+    if is_frozen_bn(bn):
+        features = bn.running_mean.numel()
+    elif type_before_parametrizations(bn) is not nn.BatchNorm2d:
         raise NotInception(f"{where} is a {type(bn).__name__}, not a plain nn.BatchNorm2d")
-    if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+    elif not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
         raise NotInception(f"{where} has no running statistics (track_running_stats=False): it cannot be folded")
-    if bn.num_features != conv.out_channels:
-        raise NotInception(f"{where} has {bn.num_features} features but its conv has {conv.out_channels} outputs")
+    else:
+        features = bn.num_features
+    if features != conv.out_channels:
+        raise NotInception(f"{where} has {features} features but its conv has {conv.out_channels} outputs")
 
 
 def _check_pool(g: _Graph, pool: fx.Node) -> None:
@@ -349,7 +375,7 @@ def trace_block(block: nn.Module) -> fx.Graph:
     """The fx graph of ``block.forward`` (what ``torch.fx.symbolic_trace`` builds, without
     generating code); NotInception("not traceable: ...") when tracing fails."""
     try:
-        return fx.Tracer().trace(block)
+        return _Tracer().trace(block)
     except Exception as error:  # fx raises TraceError, TypeError, ... depending on the forward
         raise NotInception(f"not traceable: {type(error).__name__}: {error}") from error
 

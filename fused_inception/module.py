@@ -4,33 +4,48 @@ It adopts the block's children under their own names, so parameter and buffer na
 state_dicts, are unchanged in both directions, and ``to_module()`` gives the plain block back
 (sharing the same parameters).
 
-Modes:
+Modes — each BatchNorm's own ``training`` flag decides for its conv unit, as in nn.BatchNorm2d:
 
-* eval (and any block without BatchNorm, in training too): one ``fused_inception::inception_block``
-  op. BN is folded with its running statistics. Without autograd, the folded weights are cached
-  per (dtype, device) and re-folded when any parameter or buffer changes: the cache is keyed on
-  each tensor's ``_version`` (bumped by every in-place op: optimizer steps, load_state_dict,
-  ``copy_``), storage address, dtype and device, and keeps the storages it was built from alive
-  so an address cannot be reused. Writes through ``tensor.data`` bypass version counting: call
-  ``invalidate_cache()`` after those. With autograd, and while torch.compile traces, the weights
-  are folded inside the graph (gradients reach the conv and BN parameters; no Python-side cache
-  for the compiler to guard on).
-* training with BatchNorm after every conv (torchvision's layout): batch statistics need every
-  conv's whole output before it can be normalised, which splits the fusion apart at each BN. The
-  block runs as the ``fused_inception::inception_block_bn_train`` op (fused_inception.bn_train):
-  the unfused sequence on cuDNN, updating running_mean, running_var and num_batches_tracked
-  exactly as nn.BatchNorm2d, but saving only the input, the output's ReLU mask and the batch
-  statistics, and recomputing the rest in backward.
-* training with BatchNorm on some convs only: the block's original modules.
+* no unit normalises with batch statistics (every BN in eval, FrozenBatchNorm2d, or no BN; the
+  block itself may be training, as in frozen-BN fine-tuning): one ``fused_inception::inception_block``
+  op. BN is folded with its running statistics; no buffer changes. Without autograd, the folded
+  weights are cached per (dtype, device) and re-folded when any parameter or buffer changes: the
+  cache is keyed on each tensor's ``_version`` (bumped by every in-place op: optimizer steps,
+  load_state_dict, ``copy_``), storage address, dtype and device, and keeps the storages it was
+  built from alive so an address cannot be reused. Writes through ``tensor.data`` bypass version
+  counting: call ``invalidate_cache()`` after those. With autograd, while torch.compile traces, and
+  while a conv or BN is parametrized (``torch.nn.utils.parametrize``: weight_norm, spectral_norm,
+  ...), the weights are folded inside the call instead, each parametrized weight read exactly once
+  per call as the conv's own forward reads it (gradients reach the conv and BN parameters).
+* some unit's BN in training (batch statistics), and every unit has a BN: the block runs as the
+  ``fused_inception::inception_block_bn_train`` op (fused_inception.bn_train) with each unit in its
+  own BN's mode, on cuDNN; running_mean, running_var and num_batches_tracked change exactly as
+  nn.BatchNorm2d changes them (momentum=None is the cumulative average; ``track_running_stats=False``
+  set after fusing normalises with batch statistics and leaves the buffers alone). It saves only the
+  input, the output's ReLU mask and the normalising statistics, and recomputes the rest in backward.
+* batch statistics with BN on some convs only, or a BN whose running statistics were set to None
+  after fusing: the block's original modules (exact, not fused).
+* hooks that a fused launch would skip (fused_inception.hooks: on an inner module or the original
+  block object, including ``torch.nn.utils.prune`` and the hook-based weight_norm/spectral_norm,
+  or global module hooks): the original modules run for that call, so every hook fires as in the
+  plain block, with one ``FusedFallbackWarning`` per call. Hooks on the FusedInception itself run
+  as on any module.
+
+Serialization: pickling, ``torch.save`` of the whole module and ``copy.deepcopy`` leave the folded
+weight cache out (it is rebuilt on the first call); state_dicts hold exactly the block's entries.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .bn_train import inception_block_bn_train
 from .folding import UNIT_NAMES, params_from_units
+from .hooks import FusedFallbackWarning, describe_hooks, has_hooks
 from .library import inception_block, op_arguments
 from .matching import InceptionMatch, match_inception
 from .ops import check_input_shape
@@ -40,7 +55,15 @@ Tensor = torch.Tensor
 
 
 class FusedInception(nn.Module):
-    """Drop-in replacement for an Inception-shaped block: ``(N, C_in, H, W) -> (N, C_out, H, W)``."""
+    """Drop-in replacement for an Inception-shaped block: ``(N, C_in, H, W) -> (N, C_out, H, W)``.
+
+    Threads: one model may serve inference (eval BNs, or ``requires_grad_(False)``/no_grad) from
+    many threads at once; the folded-weight cache is replaced as a whole, never changed in place,
+    so a thread sees either the old or the new complete entry (threads that miss together each
+    fold once). Not thread-safe, as for any nn.Module: training-mode BN (the running statistics
+    and ``num_batches_tracked`` are updated in place, as nn.BatchNorm2d does), and changing
+    weights, modes, hooks or parametrizations while another thread runs the model.
+    """
 
     def __init__(self, block: nn.Module, match: InceptionMatch) -> None:
         super().__init__()
@@ -73,10 +96,18 @@ class FusedInception(nn.Module):
         """Drop the cached folded weights (needed only after writes through ``tensor.data``)."""
         self._cache = None
 
+    def __getstate__(self) -> dict:
+        # the cache is derived data holding views of the parameters' storages in other dtypes
+        # (which torch.save refuses): pickles and deep copies rebuild it on their first call
+        state = super().__getstate__()
+        state["_cache"] = None
+        return state
+
     def extra_repr(self) -> str:
         return f"fused={type(self._block).__name__}, relu={self.match.relu}"
 
-    def _units(self) -> dict[str, tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
+    def _units(self) -> dict[str, tuple[nn.Conv2d, nn.Module | None]]:
+        """(conv, BatchNorm2d / FrozenBatchNorm2d / None) of each unit, keyed by UNIT_NAMES."""
         units = {}
         for name in UNIT_NAMES:
             ref = self.match.units[name]
@@ -90,67 +121,101 @@ class FusedInception(nn.Module):
         return key, [t.untyped_storage() for t in tensors]
 
     def folded_params(self, dtype: torch.dtype, device: torch.device) -> InceptionParams:
-        """Folded weights in kernel layout; cached unless autograd or the compiler needs them
-        folded inside the graph."""
+        """Folded weights in kernel layout (every BN with its running statistics); cached unless
+        autograd, the compiler or a parametrization needs them folded in the call."""
         units = self._units()
         needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        if needs_graph or torch.compiler.is_compiling():
+        parametrized = any(parametrize.is_parametrized(m) for unit in units.values() for m in unit if m is not None)
+        if needs_graph or parametrized or torch.compiler.is_compiling():
             # folded again every call, inside the graph: float32 keeps that cheap
             return params_from_units(units, self.match.relu, dtype, self.match.cat_order, fold_dtype=torch.float32)
         key, storages = self._state()
         key = (dtype, device) + key
-        if self._cache is None or self._cache[0] != key:
+        cache = self._cache  # read once: another thread may replace it meanwhile
+        if cache is None or cache[0] != key:
             # normal tensors even under inference_mode: a later autograd forward may save them
             with torch.inference_mode(False), torch.no_grad():
                 params = params_from_units(units, self.match.relu, dtype, self.match.cat_order)
-            self._cache = (key, storages, params)
-        return self._cache[2]
+            cache = (key, storages, params)
+            self._cache = cache
+        return cache[2]
 
     def forward(self, x: Tensor) -> Tensor:
         check_input_shape(x, self.get_submodule(self.match.units["branch1"].conv).in_channels)
-        bns = [ref.bn is not None for ref in self.match.units.values()]
-        if self.training and any(bns):
-            return self._forward_bn_train(x) if all(bns) else self._block(x)
+        if has_hooks(self._block):
+            warnings.warn(FusedFallbackWarning(
+                "FusedInception runs its original modules for this call, so that these hooks fire: "
+                + "; ".join(describe_hooks(self._block))), stacklevel=2)
+            return self._run_block(x)
+        units = self._units()
+        bns = [bn for _, bn in units.values()]
+        if any(isinstance(bn, nn.BatchNorm2d) and (bn.running_mean is None or bn.running_var is None)
+               for bn in bns):
+            return self._run_block(x)  # batch statistics in every mode, no buffers: see the docstring
+        batch_stats = [isinstance(bn, nn.BatchNorm2d) and bn.training for bn in bns]
+        if any(batch_stats):
+            return self._forward_batch_stats(x, units) if all(bn is not None for bn in bns) else self._run_block(x)
         dtype = self._compute_dtype(x)
         x = x.to(dtype)
         params = self.folded_params(dtype, x.device)
         return inception_block(x, *op_arguments(params))
+
+    def _run_block(self, x: Tensor) -> Tensor:
+        """The original modules (see the module docstring for when)."""
+        self._block.training = self.training
+        return self._block(x)
 
     def _compute_dtype(self, x: Tensor) -> torch.dtype:
         """The autocast dtype under autocast; else x's, which must match the weights' (as a conv
         with mismatched input and weight dtypes raises)."""
         if torch.is_autocast_enabled(x.device.type):
             return torch.get_autocast_dtype(x.device.type)
-        weight = self.get_submodule(self.match.units["branch1"].conv).weight
+        conv = self.get_submodule(self.match.units["branch1"].conv)
+        # not conv.weight: under a parametrization that would run it once more than the conv does
+        weight = (next(conv.parametrizations.weight.parameters()) if parametrize.is_parametrized(conv, "weight")
+                  else conv.weight)
         if x.dtype != weight.dtype:
             raise TypeError(f"input dtype {x.dtype} does not match the weights' dtype {weight.dtype}")
         return x.dtype
 
-    def _forward_bn_train(self, x: Tensor) -> Tensor:
-        """Training with batch statistics (see the module docstring)."""
+    def _forward_batch_stats(self, x: Tensor, units: dict[str, tuple[nn.Conv2d, nn.Module]]) -> Tensor:
+        """Some BN in training, each unit in its own BN's mode (see the module docstring)."""
         dtype = self._compute_dtype(x)
         x = x.to(dtype)
-        units = self._units()
         convs = [units[name][0] for name in UNIT_NAMES]
         bns = [units[name][1] for name in UNIT_NAMES]
-        momentums = []
-        for bn in bns:
-            bn.num_batches_tracked.add_(1)
-            momentums.append(1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum)
+        batch_stats = [isinstance(bn, nn.BatchNorm2d) and bn.training for bn in bns]
+        update = [stats and bn.track_running_stats for stats, bn in zip(batch_stats, bns)]
+        momentums = [self._momentum(bn) if up else 0.0 for bn, up in zip(bns, update)]
+        weights, biases, gammas, betas = [], [], [], []
+        for conv, bn in zip(convs, bns):
+            # each attribute read once: a parametrized one computes on every read, as in the modules
+            weight, bias, gamma, beta = conv.weight, conv.bias, bn.weight, bn.bias
+            channels = weight.shape[0]
+            weights.append(weight.to(dtype))
+            biases.append(bias.to(dtype) if bias is not None else x.new_zeros(channels))
+            gammas.append(gamma if gamma is not None else x.new_ones(channels, dtype=torch.float32))
+            betas.append(beta if beta is not None else x.new_zeros(channels, dtype=torch.float32))
         out, _, _, new_means, new_vars = inception_block_bn_train(
-            x,
-            [c.weight.to(dtype) for c in convs],
-            [c.bias.to(dtype) if c.bias is not None else x.new_zeros(c.out_channels) for c in convs],
-            [bn.weight if bn.weight is not None else x.new_ones(bn.num_features, dtype=torch.float32) for bn in bns],
-            [bn.bias if bn.bias is not None else x.new_zeros(bn.num_features, dtype=torch.float32) for bn in bns],
-            [bn.running_mean for bn in bns], [bn.running_var for bn in bns],
+            x, weights, biases, gammas, betas,
+            [bn.running_mean for bn in bns], [bn.running_var for bn in bns], batch_stats, update,
             momentums, [bn.eps for bn in bns], self.match.relu,
             [CAT_ORDER.index(name) for name in self.match.cat_order],
         )
         with torch.no_grad():
-            sizes = [bn.num_features for bn in bns]
-            for bn, mean, var in zip(bns, new_means.split(sizes), new_vars.split(sizes)):
-                bn.running_mean.copy_(mean)
-                bn.running_var.copy_(var)
+            sizes = [bn.running_mean.numel() for bn in bns]
+            for bn, up, mean, var in zip(bns, update, new_means.split(sizes), new_vars.split(sizes)):
+                if up:
+                    bn.running_mean.copy_(mean)
+                    bn.running_var.copy_(var)
         return out
 
+    @staticmethod
+    def _momentum(bn: nn.BatchNorm2d) -> float:
+        """The running-average factor of a training BN with running statistics, counting this batch
+        in ``num_batches_tracked`` (nn.BatchNorm2d.forward's own rule)."""
+        if bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+            if bn.momentum is None:
+                return 1.0 / float(bn.num_batches_tracked)
+        return bn.momentum if bn.momentum is not None else 0.0

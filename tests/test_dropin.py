@@ -272,7 +272,10 @@ def test_training_with_batch_norm_matches_batchnorm(momentum, gen):
         assert_close(b.grad, a.grad.double(), "float32", f"grad {name}")
 
 
-def test_bn_train_opcheck(gen):
+@pytest.mark.parametrize("batch_stats,update", [([True] * 6, [True] * 6),
+                                                ([True, False, True, False, True, True], [True, False, False, False, True, True])],
+                         ids=["all-training", "mixed-modes"])
+def test_bn_train_opcheck(batch_stats, update, gen):
     block = random_block(SMALL, gen).float().train()
     fused = fi.FusedInception.from_module(block).train()
     units = fused._units()
@@ -281,7 +284,7 @@ def test_bn_train_opcheck(gen):
     x = random_input((2, 8, 3, 4), gen).float().requires_grad_()
     args = (x, [c.weight for c in convs], [torch.zeros(c.out_channels) for c in convs],
             [b.weight for b in bns], [b.bias for b in bns], [b.running_mean for b in bns],
-            [b.running_var for b in bns], [0.1] * 6, [b.eps for b in bns], True, [0, 1, 2, 3])
+            [b.running_var for b in bns], batch_stats, update, [0.1] * 6, [b.eps for b in bns], True, [0, 1, 2, 3])
     torch.library.opcheck(torch.ops.fused_inception.inception_block_bn_train.default, args)
 
 

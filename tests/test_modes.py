@@ -1,0 +1,188 @@
+"""Every mode exact: each BatchNorm's own ``training`` flag decides its conv unit, as in
+nn.BatchNorm2d (frozen-BN fine-tuning, a BN child training inside an eval block, momentum=None,
+track_running_stats switched off after fusing), with no buffer change a plain model would not make.
+Outputs and gradients against float64 copies; running statistics too (Triton interpreter on the CPU)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import fused_inception as fi
+from block_factory import random_input
+from fused_inception.folding import UNIT_NAMES
+from fused_inception.models import googlenet, randomize_
+from fused_inception.models.randomize import random_block
+from fused_inception.parity import assert_close, assert_close_to_baseline
+from fused_inception.spec import InceptionSpec
+
+SMALL = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bias=False)
+SHAPE = (3, 8, 4, 5)
+
+
+def _bns(module: nn.Module) -> dict[str, nn.BatchNorm2d]:
+    return {name: m for name, m in module.named_modules() if isinstance(m, nn.BatchNorm2d)}
+
+
+def _unit_bn(fused: fi.FusedInception, unit: str) -> str:
+    """The qualified name of the BN of ``unit`` (the same name in the plain block)."""
+    return fused.match.units[unit].bn
+
+
+def _step_and_compare(block: nn.Module, fused: fi.FusedInception, gen: torch.Generator, steps: int = 2) -> None:
+    """``steps`` forward/backward steps of the float32 fused block and a float64 copy of the plain
+    one: outputs, input gradients, parameter gradients and every buffer after each step."""
+    ref = copy.deepcopy(block).double()
+    for step in range(steps):
+        x = random_input(SHAPE, gen)
+        x32 = x.float().requires_grad_()
+        x64 = x.clone().requires_grad_()
+        grad_out = torch.randn((SHAPE[0], SMALL.out_channels, *SHAPE[2:]), generator=gen, dtype=torch.float64)
+        out, expected = fused(x32), ref(x64)
+        assert_close(out, expected, "float32", f"output, step {step}")
+        out.backward(grad_out.float())
+        expected.backward(grad_out)
+        assert_close(x32.grad, x64.grad, "float32", f"grad x, step {step}")
+        ref_buffers = dict(ref.named_buffers())
+        for name, b in fused.named_buffers():
+            if b.is_floating_point():
+                assert_close(b, ref_buffers[name], "float32", f"buffer {name}, step {step}")
+            else:
+                assert torch.equal(b, ref_buffers[name]), (step, name, b, ref_buffers[name])
+    ref_params = dict(ref.named_parameters())
+    for name, p in fused.named_parameters():
+        assert_close(p.grad, ref_params[name].grad, "float32", f"grad {name}")
+
+
+def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, monkeypatch):
+    """model.train(), every BN .eval(): the fused (folded) op with autograd, no buffer changes."""
+    block = random_block(SMALL, gen).float().train()
+    for bn in _bns(block).values():
+        bn.eval()
+    fused = fi.FusedInception.from_module(copy.deepcopy(block))
+    before = {name: b.clone() for name, b in fused.named_buffers()}
+    calls = []
+    real = fi.module.inception_block
+    monkeypatch.setattr(fi.module, "inception_block", lambda *a: calls.append(1) or real(*a))
+    _step_and_compare(block, fused, gen)
+    assert len(calls) == 2  # the fused kernels ran (not the batch-statistics op, not the modules)
+    for name, b in fused.named_buffers():
+        assert torch.equal(b, before[name]), name
+
+
+@pytest.mark.parametrize("unit", UNIT_NAMES)
+@pytest.mark.parametrize("mix", ["one-bn-training-in-eval-block", "one-bn-frozen-in-training-block"])
+def test_mixed_bn_modes_per_unit(mix, unit, gen):
+    """One BN in the other mode than the rest, for each of the six units: each unit follows its BN."""
+    block = random_block(SMALL, gen).float()
+    training = mix == "one-bn-frozen-in-training-block"
+    block.train(training)
+    fused = fi.FusedInception.from_module(copy.deepcopy(block))
+    name = _unit_bn(fused, unit)
+    block.get_submodule(name).train(not training)
+    fused.get_submodule(name).train(not training)
+    _step_and_compare(block, fused, gen)
+
+
+@pytest.mark.parametrize("momentum", [None, 0.3], ids=["cumulative", "momentum-0.3"])
+def test_momentum_in_mixed_modes(momentum, gen):
+    """momentum=None (cumulative average over num_batches_tracked) and a set momentum, with two
+    BNs frozen: only the training BNs move, each by its own factor."""
+    block = random_block(SMALL, gen).float().train()
+    for i, bn in enumerate(_bns(block).values()):
+        bn.momentum = momentum if i % 2 else 0.1
+        bn.num_batches_tracked.fill_(i)
+    fused = fi.FusedInception.from_module(copy.deepcopy(block))
+    for unit in ("reduce3", "pool_proj"):
+        block.get_submodule(_unit_bn(fused, unit)).eval()
+        fused.get_submodule(_unit_bn(fused, unit)).eval()
+    _step_and_compare(block, fused, gen, steps=3)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_track_running_stats_switched_off_after_fusing(training, gen):
+    """As nn.BatchNorm2d: in training, batch statistics with the buffers left alone; in eval, the
+    running statistics (the buffers still exist)."""
+    block = random_block(SMALL, gen).float().train(training)
+    fused = fi.FusedInception.from_module(copy.deepcopy(block))
+    for module in (block, fused):
+        module.get_submodule(_unit_bn(fused, "conv5")).track_running_stats = False
+    before = {name: b.clone() for name, b in fused.named_buffers()}
+    _step_and_compare(block, fused, gen)
+    bn = _unit_bn(fused, "conv5")
+    for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+        key = f"{bn}.{buffer}"
+        assert torch.equal(dict(fused.named_buffers())[key], before[key]), key
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_running_statistics_removed_after_fusing_runs_the_modules(training, gen):
+    """A BN whose running statistics are set to None normalises with batch statistics in every
+    mode: the block's own modules run it."""
+    block = random_block(SMALL, gen).float().train(training)
+    fused = fi.FusedInception.from_module(copy.deepcopy(block))
+    for module in (block, fused):
+        bn = module.get_submodule(_unit_bn(fused, "branch1"))
+        bn.running_mean = bn.running_var = bn.num_batches_tracked = None
+    _step_and_compare(block, fused, gen)
+
+
+def test_block_train_flag_alone_does_not_decide(gen):
+    """A training block counts a batch in num_batches_tracked while its BNs train, and not once
+    they are all frozen."""
+    block = random_block(SMALL, gen).float().train()
+    fused = fi.FusedInception.from_module(block)
+    x = random_input(SHAPE, gen).float()
+    counts = lambda: [int(bn.num_batches_tracked) for bn in _bns(fused).values()]  # noqa: E731
+    start = counts()
+    fused(x)
+    assert counts() == [c + 1 for c in start]
+    for bn in _bns(fused).values():
+        bn.eval()
+    fused(x)
+    assert counts() == [c + 1 for c in start]
+
+
+def test_frozen_bn_fine_tuning_of_a_whole_googlenet(gen, monkeypatch):
+    """The usual fine-tuning recipe on a torchvision-variant GoogLeNet: model.train(), then every
+    BN .eval(). Logits (with aux heads), every parameter gradient and every buffer, against
+    float64, held to the unfused fp32 network's own error (parity.BASELINE_FACTOR); buffers
+    unchanged; the nine blocks take the fused op.
+
+    What this adds to the block-level tests above (which run the kernels in these modes) is the
+    network: modes, dispatch, buffers and gradients through nine blocks and the aux heads. On the
+    CPU the fused op computes on its PyTorch path here (the interpreter would take about 4 minutes
+    on 2 cores for nine blocks); on CUDA it runs the kernels."""
+    model = randomize_(googlenet(variant="torchvision", aux_logits=True, num_classes=10, init_weights=False),
+                       gen).train()
+    for bn in _bns(model).values():
+        bn.eval()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+    calls = []
+    real = fi.module.inception_block
+    monkeypatch.setattr(fi.module, "inception_block", lambda *a: calls.append(1) or real(*a))
+    fused = fi.fuse(model)
+    assert sum(isinstance(m, fi.FusedInception) for m in fused.modules()) == 9
+    ref = copy.deepcopy(model).double()
+    before = {name: b.clone() for name, b in fused.named_buffers()}
+    x = random_input((1, 3, 64, 64), gen)
+    weights = [torch.randn(10, generator=gen, dtype=torch.float64) for _ in range(3)]
+    outputs = {}
+    for name, net, inp in (("ref", ref, x), ("unfused", model, x.float()), ("fused", fused, x.float())):
+        torch.manual_seed(1)  # the same dropout masks in the three networks
+        logits = net(inp)
+        outputs[name] = logits
+        sum((out.double() * w).sum() for out, w in zip(logits, weights)).backward()
+    assert len(calls) == 9
+    for i, what in enumerate(("logits", "aux2", "aux1")):
+        assert_close_to_baseline(outputs["fused"][i], outputs["ref"][i], outputs["unfused"][i], "float32", what)
+    ref_params, unfused_params = dict(ref.named_parameters()), dict(model.named_parameters())
+    for name, p in fused.named_parameters():
+        assert p.grad is not None, name
+        assert_close_to_baseline(p.grad, ref_params[name].grad, unfused_params[name].grad, "float32", f"grad {name}")
+    for name, b in fused.named_buffers():
+        assert torch.equal(b, before[name]), name
