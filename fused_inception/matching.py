@@ -113,10 +113,15 @@ def is_frozen_bn(module: nn.Module) -> bool:
 
 class _Tracer(fx.Tracer):
     """fx's tracer, keeping FrozenBatchNorm2d whole (it lives outside torch.nn, so fx would trace
-    through it into arithmetic)."""
+    through it into arithmetic), and tracing nested modules without running their hooks (fx calls
+    them through ``Module.__call__``, which would hand the user's hooks proxies: the graph is
+    the hook-free dataflow, and a fused block runs its original modules while hooks exist)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return is_frozen_bn(m) or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        return super().call_module(m, m.forward, args, kwargs)
 
 
 def _is_function(node: fx.Node, targets) -> bool:

@@ -20,6 +20,10 @@ Every other non-matching candidate (a whole GoogLeNet, an aux head, a stage ``nn
 is only logged at DEBUG. One INFO line per swap and per skip, and a summary line, go to the
 ``fused_inception`` logger.
 
+A swapped block with hooks that its fused launch would skip (on the block or an inner module,
+or global module hooks; see ``fused_inception.hooks``) is also listed under *hooked*, with a
+WARNING line: it runs its original modules, with a warning per call, while they are present.
+
 State dicts keep their keys: ``FusedInception`` registers the block's children under their own
 names. ``unfuse`` puts the original block objects (with the current weights) back.
 """
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .hooks import describe_hooks
 from .matching import NotInception, channel_cats, match_traced, trace_block
 
 logger = logging.getLogger("fused_inception")
@@ -53,11 +58,17 @@ class FuseReport:
     """(qualified name in the model, "" for the model itself; class name of the replaced module)"""
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """(qualified name; why it did not match)"""
+    hooked: list[tuple[str, list[str]]] = field(default_factory=list)
+    """(qualified name of a swapped block; the hooks present at fuse time that its fused launch
+    would skip, see fused_inception.hooks): while any is present, the block runs its original
+    modules, with a FusedFallbackWarning per call"""
 
     def __str__(self) -> str:
         lines = [f"fuse: {len(self.swapped)} Inception block(s) swapped, {len(self.skipped)} candidate(s) skipped"]
         lines += [f"  swapped {_display(name)} ({cls}) -> FusedInception" for name, cls in self.swapped]
         lines += [f"  skipped {_display(name)}: {reason}" for name, reason in self.skipped]
+        lines += [f"  hooks on {_display(name)} ({'; '.join(hooks)}): it runs its original modules while they "
+                  "are present" for name, hooks in self.hooked]
         return "\n".join(lines)
 
 
@@ -135,6 +146,11 @@ def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Mod
         fused = FusedInception.from_module(module, match)
         report.swapped.append((name, type(module).__name__))
         logger.info("fuse: swapped %s (%s) -> FusedInception", _display(name), type(module).__name__)
+        hooks = describe_hooks(module)
+        if hooks:
+            report.hooked.append((name, hooks))
+            logger.warning("fuse: %s has hooks a fused launch would skip (%s): it runs its original modules "
+                           "while they are present", _display(name), "; ".join(hooks))
         return fused
 
     model = _walk_replace(model, visit)
