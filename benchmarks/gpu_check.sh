@@ -1,205 +1,283 @@
 #!/usr/bin/env bash
-# One GPU check, for an H100/H200-class machine without network access (torch >= 2.11 and
-# triton >= 3.6 preinstalled), ending within 8 minutes:
+# One GPU check for an H100/H200-class machine without network access (torch >= 2.11 and
+# triton >= 3.6 preinstalled), most valuable first, within GPU_CHECK_BUDGET_S (default 450 s) of
+# wall time, report included. The command, the device tool's timeout_s and the timing model behind
+# the limits below: benchmarks/NOTES.md, section "GPU check (benchmarks/gpu_check.sh)".
 #
-#   1. install this package offline (pip install --no-deps --no-build-isolation -e .)
-#   1b. tune the kernel configs for this GPU (python -m fused_inception tune: bf16 and tf32 rows,
-#      blocks 3b,4d,5b at batch 256) unless kernels/tuned/ already has this GPU's file
-#      (GPU_CHECK_RETUNE=1 tunes anyway); the steps below launch its choices
-#      (FUSED_INCEPTION_TUNED_DIR) and it is kept as <gpu-slug>-<date>-tuned.json: check it in as
-#      kernels/tuned/<gpu-slug>.json
-#   2. GPU parity of every block and the whole network, both variants: fp32, tf32, bf16
-#   3. bench at GoogLeNet sizes (224x224, batch 256/32/1, bf16 and fp32):
-#        pass 1  inference, every block and the whole network: eager NCHW, eager channels_last,
-#                eager CUDA graph, fused NCHW, fused channels_last, fused CUDA graph
-#        pass 2  whole-network training step (BN training mode, aux heads, GoogLeNetLoss) and
-#                BN-frozen fine-tuning step, same methods
-#        pass 3  torch.compile of the whole network, inference, bf16, batch 256. Mode "default" here
-#                (GPU_CHECK_COMPILE_MODE=max-autotune to change it): max-autotune benchmarks every conv's
-#                candidate kernels and does not fit this script's 8 minutes; `bench` alone uses it.
-#      merged into one report
-#   4. the kernels' pytest suite on the GPU, in whatever time is left (capped)
+# Steps, in order (limit s = the most a step may take; it gets less when less is left):
+#   setup     install this package offline (pip install --no-deps --no-build-isolation -e .; a copy
+#             on PYTHONPATH if that fails), check for a GPU
+#   parity    GPU parity of the fused blocks and the whole network against float64: bf16, then
+#             TF32, then fp32 IEEE; torchvision and paper variants (rows written one by one)
+#   headline  whole-network inference, bf16, batch 256: eager NCHW, eager channels_last, fused,
+#             fused channels_last
+#   blocks    the nine Inception blocks alone, same dtype, batch and methods
+#   train     whole-network BN-frozen fine-tuning step (where the fused kernels run forward and
+#             backward) and training step (BN in training mode), bf16, batch 256
+#   compile   torch.compile (mode GPU_CHECK_COMPILE_MODE, default "default") of the whole network,
+#             inference, bf16, batch 256
+#   tune      the kernels' tuning candidates on this GPU (bf16 and TF32 rows), unless
+#             kernels/tuned/ has this GPU's file (GPU_CHECK_RETUNE=1 tunes anyway); not used by the
+#             steps above (they measure the shipped configs): check <stem>-tuned.json in as
+#             kernels/tuned/<gpu-slug>.json
+#   tests     the test suite on the GPU in the time left: tests/test_kernels.py and
+#             tests/test_dropin.py first, then the others
 #
-# Outputs go to $OUT when it is set (the device tool copies back only $OUT), else to
-# benchmarks/results/:  <gpu-slug>-<date>.json (raw timings, medians, ratios, environment),
-# <gpu-slug>-<date>.md (the report), <gpu-slug>-<date>-parity.json, <gpu-slug>-<date>.log (everything
-# printed), <gpu-slug>-<date>-tuned.json when it tuned, and <gpu-slug>-<date>.png when matplotlib is
-# installed.
+# After every step the results so far are merged into the report (nothing waits for the end), and
+# the raw data of every step is packed into <stem>-raw.tar; nothing is ever deleted. Outputs, at
+# most 7 files, in $OUT when it is set (the device tool brings back only $OUT), else in
+# benchmarks/results/; <stem> = <gpu-slug>-<UTC date and time>:
+#   <stem>.md          the report: provenance, step-status table (ran / cut at N s / failed with
+#                      rc N / skipped), timings and speedups, parity table
+#   <stem>.json        every bench timing, merged, with the environment and the steps
+#   <stem>-parity.json parity rows (rewritten after every row)
+#   <stem>-raw.tar     each step's own JSON and output, and the steps file
+#   <stem>.log         everything printed
+#   <stem>-tuned.json  when it tuned;  <stem>.png  when matplotlib is installed
 #
-# Every step runs under `timeout` with an explicit share of the budget; the bench writes its JSON after
-# every case, so a step cut short keeps what it measured. Budget knobs (seconds):
-#   GPU_CHECK_BUDGET_S (default 470: total), GPU_CHECK_TESTS=0 (skip pytest),
-#   GPU_CHECK_SKIP_INSTALL=1 (the package is installed already).
-# A copy of the tree without .git (as the device tool sends it) records no commit unless the caller
-# passes it: FUSED_INCEPTION_GIT_COMMIT=<sha> bash benchmarks/gpu_check.sh
-# For a dry run of this script's logic on a machine without a GPU: GPU_CHECK_ALLOW_CPU=1 (tiny sizes;
-# nothing it prints is a GPU figure).
+# Budget: a step's limit is min(its cap, the time left minus the merge after it and the final
+# report); a step whose limit would be under its minimum is skipped, not started; `timeout -k`
+# ends each command, kill grace included, inside its limit. So the whole run ends by the budget.
 #
-# The report lists the configs the kernels launched (tuned or default) and the tuned file used.
+# Knobs: GPU_CHECK_BUDGET_S (total seconds), GPU_CHECK_SKIP_INSTALL=1 (the package is installed
+# already), GPU_CHECK_TESTS=0 (no tests step), GPU_CHECK_RETUNE=1, GPU_CHECK_COMPILE_MODE, PYTHON
+# (default python3). A copy of the tree without .git records commit "unknown" and the source hash
+# (python3 -c 'from fused_inception.bench_env import source_hash; print(source_hash())' in a
+# checkout gives the value to compare); FUSED_INCEPTION_GIT_COMMIT=<sha> records a commit instead.
+# GPU_CHECK_ALLOW_CPU=1 on a machine without a GPU: a dry run of this script's logic at tiny sizes
+# (nothing it prints is a GPU figure; tests/test_gpu_check.py runs it).
 
 set -u
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 START=$(date +%s)
-BUDGET=${GPU_CHECK_BUDGET_S:-470}
-DEADLINE=$((START + BUDGET))
-PY=${PYTHON:-python}
+BUDGET=${GPU_CHECK_BUDGET_S:-450}
+MERGE_S=15   # limit of the report merge after each step
+FINAL_S=20   # limit of the final report (merge and plot)
+SAFETY_S=3   # for the shell's own work between the limited commands
+DEADLINE=$((START + BUDGET - SAFETY_S))
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
 
 now() { date +%s; }
 elapsed() { echo $(( $(now) - START )); }
-# seconds for a step: min(cap, time left - reserve for the later steps), at least 5
-# (never 0: `timeout 0` means no limit)
-share() {
-  local cap=$1 reserve=$2 left
-  left=$(( DEADLINE - $(now) - reserve ))
-  [ "$left" -lt 5 ] && left=5
-  if [ "$left" -lt "$cap" ]; then echo "$left"; else echo "$cap"; fi
-}
 
 OUT_DIR=${OUT:-$REPO/benchmarks/results}
 mkdir -p "$OUT_DIR"
-WORK=$(mktemp -d /tmp/fi_gpu_check.XXXXXX)
+WORK=$(mktemp -d /tmp/fi_gpu_check.XXXXXX)  # never deleted; packed into <stem>-raw.tar after each step
 
-if command -v nvidia-smi >/dev/null 2>&1; then
-  GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
-  DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1)
-else
-  GPU_NAME=""
-  DRIVER=""
-fi
+GPU_NAME=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
+DRIVER=$(timeout 20 nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1)
 [ -n "$GPU_NAME" ] || GPU_NAME=cpu-dry-run
 SLUG=$(echo "$GPU_NAME" | tr '[:upper:]' '[:lower:]' | sed -e 's/[^a-z0-9]\{1,\}/-/g' -e 's/^-//' -e 's/-$//')
-DATE=$(date -u +%Y-%m-%d)
-STEM="$OUT_DIR/$SLUG-$DATE"
+STEM="$OUT_DIR/$SLUG-$(date -u +%Y%m%d-%H%M)"
 LOG="$STEM.log"
+STEPS="$WORK/steps.tsv"
+: > "$STEPS"
 exec > >(tee -a "$LOG") 2>&1
 
-echo "== gpu_check: $GPU_NAME (driver ${DRIVER:-n/a}), budget ${BUDGET} s, outputs $STEM.*"
+echo "== gpu_check: $GPU_NAME (driver ${DRIVER:-n/a}), budget $BUDGET s, outputs $STEM.*, raw data $WORK"
 if git rev-parse HEAD >/dev/null 2>&1; then
   echo "== commit $(git rev-parse HEAD)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
 else
-  echo "== commit ${FUSED_INCEPTION_GIT_COMMIT:-n/a} (no .git here: set FUSED_INCEPTION_GIT_COMMIT to record it)"
+  echo "== commit ${FUSED_INCEPTION_GIT_COMMIT:-unknown} (no .git here: the report records the source hash)"
 fi
-nvidia-smi 2>/dev/null | head -n 15 || true
+timeout 20 nvidia-smi 2>/dev/null | head -n 15
 
-# ---------------------------------------------------------------- 1. install (offline)
-T=$(share 60 410)
-echo "== [$(elapsed) s] install (timeout $T s)"
-if [ "${GPU_CHECK_SKIP_INSTALL:-0}" = "1" ]; then
-  echo "install skipped (GPU_CHECK_SKIP_INSTALL=1)"
-elif ! timeout -k 5 "$T" "$PY" -m pip install --no-deps --no-build-isolation --no-index -q -e . ; then
-  echo "pip install failed: falling back to a copy of the package on PYTHONPATH"
-  mkdir -p "$WORK/pkg"
-  cp -r fused_inception "$WORK/pkg/"
-  rm -rf "$WORK/pkg/fused_inception/kernels"
-  cp -r kernels "$WORK/pkg/fused_inception/kernels"
-  export PYTHONPATH="$WORK/pkg${PYTHONPATH:+:$PYTHONPATH}"
+# ---------------------------------------------------------------- step machinery
+# merge_report [final]: every finished result into <stem>.json / <stem>.md (with --plot when final),
+# then pack the raw data. Bounded by MERGE_S (FINAL_S when final).
+merge_report() {
+  local limit=$MERGE_S plot=() benches=() parity=() f
+  if [ "${1:-}" = final ]; then
+    limit=$FINAL_S
+    "$PY" -c "import matplotlib" 2>/dev/null && plot=(--plot "$STEM.png")
+  fi
+  for f in headline blocks train compile; do  # step order: the first one's environment heads the report
+    [ -s "$WORK/bench-$f.json" ] && benches+=("$WORK/bench-$f.json")
+  done
+  [ -s "$STEM-parity.json" ] && parity=(--parity-json "$STEM-parity.json")
+  timeout -k 2 $((limit - 2)) "$PY" -m fused_inception bench --merge "${benches[@]}" --steps "$STEPS" \
+    "${parity[@]}" --json "$STEM.json" --markdown "$STEM.md" "${plot[@]}" > "$WORK/report.txt" 2>&1
+  local rc=$?
+  [ "$rc" -le 1 ] || { echo "report merge exit code $rc:"; tail -n 5 "$WORK/report.txt"; }
+  rm -f "$OUT_DIR"/*.tmp  # a writer killed between its temporary file and the rename
+  tar -cf "$STEM-raw.tar.tmp" -C "$WORK" . 2>/dev/null && mv "$STEM-raw.tar.tmp" "$STEM-raw.tar"
+}
+
+# record NAME WHAT STATUS SECONDS LIMIT RC OUTPUT NOTE: one line of the steps file
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$STEPS"; }
+
+# limited CMD...: run CMD so that it ends, kill grace included, within the step's LIMIT
+limited() { timeout -k 3 $((LIMIT - 3)) "$@"; }
+# stop_at MARGIN: a bench's --max-seconds: LIMIT less MARGIN (at most a third of LIMIT), the time its
+# last measurement may take to finish and write its JSON
+stop_at() { local m=$1; [ $((LIMIT / 3)) -lt "$m" ] && m=$((LIMIT / 3)); echo $((LIMIT - m)); }
+
+# run_step NAME "WHAT" CAP MIN OUTPUT RESULT_RCS FUNCTION: run FUNCTION (which reads $LIMIT) with
+# LIMIT = min(CAP, time left - merge - final report), or skip it when that is under MIN; record its
+# status (exit codes in RESULT_RCS are results, e.g. a failed parity row; 124/137: cut by its
+# limit) and merge the report.
+run_step() {
+  local name=$1 what=$2 cap=$3 min=$4 output=$5 result_rcs=$6 fn=$7
+  local left=$(( DEADLINE - $(now) - MERGE_S - FINAL_S ))
+  LIMIT=$cap
+  [ "$left" -lt "$LIMIT" ] && LIMIT=$left
+  if [ "$LIMIT" -lt "$min" ]; then
+    echo "== [$(elapsed) s] $name: skipped (${left} s left before the report, needs $min s)"
+    record "$name" "$what" skipped - "$cap" - "$output" "not started: ${left} s left, needs $min s"
+    return
+  fi
+  echo "== [$(elapsed) s] $name: $what (limit $LIMIT s)"
+  local t0 rc status
+  t0=$(now)
+  # in this shell (not a pipeline's subshell: exports stay), its output copied to WORK by a tee the
+  # step does not wait for (a leftover grandchild holding the pipe cannot stall the run)
+  "$fn" > >(tee "$WORK/$name.txt") 2>&1
+  rc=$?
+  case " $result_rcs 124 137 " in
+    *" $rc "*) status=ran ;;
+    *) status=failed ;;
+  esac
+  [ "$rc" = 124 ] || [ "$rc" = 137 ] && status=cut
+  echo "== [$(elapsed) s] $name: $status (exit code $rc, $(( $(now) - t0 )) s)"
+  [ "$rc" = 0 ] || [ "$status" = cut ] && NOTE=""  # NOTE explains a nonzero exit code that is a result
+  record "$name" "$what" "$status" "$(( $(now) - t0 ))" "$LIMIT" "$rc" "$output" "${NOTE:-}"
+  NOTE=""
+  merge_report
+}
+
+# ---------------------------------------------------------------- sizes and limits: GPU, or a CPU dry run
+# CAP: a step's limit in seconds at most; MIN: under this many seconds left it is skipped. The GPU
+# values come from the timing model in benchmarks/NOTES.md (each step's modelled time fits its cap).
+declare -A CAP=([setup]=60 [parity]=110 [headline]=65 [blocks]=45 [train]=75 [compile]=100 [tune]=45 [tests]=600)
+declare -A MIN=([setup]=10 [parity]=20 [headline]=30 [blocks]=20 [train]=35 [compile]=80 [tune]=25 [tests]=30)
+DRY=0
+if [ "${GPU_CHECK_ALLOW_CPU:-0}" = "1" ] && [ "$GPU_NAME" = cpu-dry-run ]; then
+  DRY=1
+  echo "== DRY RUN on the CPU: tiny sizes; no figure below is a GPU measurement"
+  SIZE=64; BATCH=1; DTYPE=bf16; BLOCKS=3a,5b
+  PARITY_ARGS=(--variants torchvision --blocks 3a --no-net --dtypes fp32 --block-size 4)
+  # short limits: the compile and tests steps are meant to be cut (CPU inductor and the interpreter
+  # take longer), the others to finish
+  CAP+=([parity]=40 [headline]=30 [blocks]=30 [train]=30 [compile]=10 [tests]=10)
+  MIN+=([setup]=5 [parity]=10 [headline]=10 [blocks]=10 [train]=10 [compile]=5 [tests]=5)
+  TIMING=(--warmup 1 --repeat 2 --rep-ms 0)
+  TUNE_ARGS=(--dtypes bf16 --blocks 3a --batch 1)
+  TEST_FILES=(tests/test_kernels.py)
+else
+  SIZE=224; BATCH=256; DTYPE=bf16; BLOCKS=blocks
+  # blocks at the network's batch (2): the network's rows then reuse the blocks' kernel binaries
+  PARITY_ARGS=(--variants torchvision,paper --dtypes bf16,tf32,fp32 --batch 2 --net-batch 2)
+  TIMING=(--warmup 5 --repeat 5 --rep-ms 30)
+  TUNE_ARGS=(--dtypes bf16,tf32 --blocks 3b,4d,5b --batch 256)
+  # the GPU kernel tests first; then the rest, whose GPU paths matter most first
+  TEST_FILES=(tests/test_kernels.py tests/test_dropin.py tests/test_tuning.py tests/test_modes.py
+              tests/test_cli_bench_parity.py tests/test_models.py tests/test_matching.py)
 fi
-"$PY" - <<'EOF' || exit 2
+BENCH=(-m fused_inception bench --size "$SIZE" --no-progress "${TIMING[@]}")
+
+# ---------------------------------------------------------------- the steps
+step_setup() {
+  if [ "${GPU_CHECK_SKIP_INSTALL:-0}" = "1" ]; then
+    echo "install skipped (GPU_CHECK_SKIP_INSTALL=1)"
+  elif ! limited "$PY" -m pip install --no-deps --no-build-isolation --no-index -q -e . ; then
+    echo "pip install failed: a copy of the package on PYTHONPATH instead"
+    mkdir -p "$WORK/pkg"
+    cp -r fused_inception "$WORK/pkg/"
+    rm -rf "$WORK/pkg/fused_inception/kernels"
+    cp -r kernels "$WORK/pkg/fused_inception/kernels"
+    export PYTHONPATH="$WORK/pkg${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  limited "$PY" - <<'EOF'
 import os, sys, torch, triton, fused_inception
+from fused_inception.bench_env import source_hash
 cuda = torch.cuda.is_available()
-print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), triton {triton.__version__}, "
-      f"device {torch.cuda.get_device_name() if cuda else 'cpu'}")
+print(f"torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}), "
+      f"triton {triton.__version__}, device {torch.cuda.get_device_name() if cuda else 'cpu'}, "
+      f"source hash {source_hash()}")
 if not cuda and os.environ.get("GPU_CHECK_ALLOW_CPU") != "1":
     sys.exit("no CUDA device: this script is for a GPU machine (GPU_CHECK_ALLOW_CPU=1 for a dry run)")
 EOF
+}
 
-if [ "${GPU_CHECK_ALLOW_CPU:-0}" = "1" ] && ! "$PY" -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-  echo "== DRY RUN on the CPU: tiny sizes; no figure below is a GPU measurement"
-  SIZE=64; BATCH=1; DTYPES=fp32; PAR_ARGS=(--blocks 3a --no-net --variants torchvision --dtypes fp32)
-  INFER_SCOPES=3a,net; METHODS=eager,fused; TRAIN_METHODS=eager,fused; COMPILE_BATCH=1
-  TIMING=(--warmup 1 --repeat 2 --rep-ms 0)
-else
-  # the largest batch first: a pass cut short keeps the throughput cases
-  SIZE=224; BATCH=256,32,1; DTYPES=bf16,fp32; PAR_ARGS=(--dtypes fp32,tf32,bf16 --net-batch 2)
-  INFER_SCOPES=all; METHODS=eager,eager-cl,cudagraph,fused,fused-cl,fused-cudagraph
-  TRAIN_METHODS=eager,eager-cl,cudagraph,fused,fused-cl,fused-cudagraph; COMPILE_BATCH=256
-  TIMING=(--warmup 5 --repeat 5 --rep-ms 30)
+step_parity() {
+  # dry run: the kernels in the interpreter from the start (else parity restarts itself with it)
+  local interpret=()
+  [ "$DRY" = 1 ] && interpret=(env TRITON_INTERPRET=1)
+  limited "${interpret[@]}" "$PY" -m fused_inception parity "${PARITY_ARGS[@]}" --json "$STEM-parity.json"
+}
+
+step_headline() {
+  limited "$PY" "${BENCH[@]}" --scopes net --modes infer --batch "$BATCH" --dtypes "$DTYPE" \
+    --methods eager,eager-cl,fused,fused-cl --max-seconds "$(stop_at 15)" --json "$WORK/bench-headline.json"
+}
+
+step_blocks() {
+  limited "$PY" "${BENCH[@]}" --scopes "$BLOCKS" --modes infer --batch "$BATCH" --dtypes "$DTYPE" \
+    --methods eager,eager-cl,fused,fused-cl --max-seconds "$(stop_at 15)" --json "$WORK/bench-blocks.json"
+}
+
+step_train() {
+  # fine-tuning first: the mode where the fused kernels run forward and backward
+  limited "$PY" "${BENCH[@]}" --scopes net --modes finetune,train --batch "$BATCH" --dtypes "$DTYPE" \
+    --methods eager,eager-cl,fused,fused-cl --max-seconds "$(stop_at 25)" --json "$WORK/bench-train.json"
+}
+
+step_compile() {
+  limited "$PY" "${BENCH[@]}" --scopes net --modes infer --batch "$BATCH" --dtypes "$DTYPE" \
+    --methods compile --compile-mode "${GPU_CHECK_COMPILE_MODE:-default}" --json "$WORK/bench-compile.json"
+}
+
+step_tune() {
+  mkdir -p "$WORK/tuned"
+  # a fresh directory: only this run's file, named after torch's device name
+  limited "$PY" -m fused_inception tune "${TUNE_ARGS[@]}" --budget-s "$(stop_at 15)" --out-dir "$WORK/tuned"
+  local rc=$? f
+  for f in "$WORK"/tuned/*.json; do [ -s "$f" ] && cp "$f" "$STEM-tuned.json" && cp "$f" "$WORK/tuned.json"; done
+  return $rc
+}
+
+step_tests() {
+  limited "$PY" -m pytest "${TEST_FILES[@]}" -v -p no:cacheprovider
+}
+
+run_step setup "install offline, check the GPU" "${CAP[setup]}" "${MIN[setup]}" - 0 step_setup
+if [ "$(tail -n 1 "$STEPS" | cut -f 3)" != ran ]; then
+  echo "== setup failed: nothing to measure"
+  merge_report final
+  exit 2
 fi
 
-# ---------------------------------------------------------------- 1b. tuned configs
-SHIPPED_TUNED="$REPO/kernels/tuned/$SLUG.json"
-if [ -f "$SHIPPED_TUNED" ] && [ "${GPU_CHECK_RETUNE:-0}" != "1" ]; then
-  echo "== [$(elapsed) s] tuned configs: using the checked-in $SHIPPED_TUNED (no re-tuning)"
+NOTE="exit code 1: a row failed"
+run_step parity "fused blocks and network vs float64: ${PARITY_ARGS[*]}" "${CAP[parity]}" "${MIN[parity]}" "$STEM-parity.json" "0 1" step_parity
+PARITY_RC=$(tail -n 1 "$STEPS" | cut -f 6)
+NOTE="exit code 1: a method failed or mismatched"
+run_step headline "network inference $DTYPE b$BATCH: eager, eager-cl, fused, fused-cl" "${CAP[headline]}" "${MIN[headline]}" bench-headline.json "0 1" step_headline
+NOTE="exit code 1: a method failed or mismatched"
+run_step blocks "blocks ($BLOCKS) inference $DTYPE b$BATCH: eager, eager-cl, fused, fused-cl" "${CAP[blocks]}" "${MIN[blocks]}" bench-blocks.json "0 1" step_blocks
+NOTE="exit code 1: a method failed"
+run_step train "network fine-tuning and training steps $DTYPE b$BATCH" "${CAP[train]}" "${MIN[train]}" bench-train.json "0 1" step_train
+run_step compile "torch.compile network inference $DTYPE b$BATCH" "${CAP[compile]}" "${MIN[compile]}" bench-compile.json "0 1" step_compile
+if [ "$DRY" = 1 ]; then
+  record tune "tune kernel configs" skipped - - - - "needs a GPU: not run in a dry run"
+elif [ -f "$REPO/kernels/tuned/$SLUG.json" ] && [ "${GPU_CHECK_RETUNE:-0}" != "1" ]; then
+  record tune "tune kernel configs" skipped - - - - "kernels/tuned/$SLUG.json is checked in (GPU_CHECK_RETUNE=1 to tune)"
 else
-  T=$(share 90 335)
-  echo "== [$(elapsed) s] tune (timeout $T s)"
-  # a fresh directory: only this run's file can be picked up (named after torch's device name,
-  # which may differ from nvidia-smi's)
-  timeout -k 5 "$T" "$PY" -m fused_inception tune --dtypes bf16,tf32 --blocks 3b,4d,5b --batch 256 \
-    --budget-s $((T - 20)) --out-dir "$WORK/tuned"
-  TUNE_RC=$?
-  echo "tune exit code: $TUNE_RC (1: no row finished; 2: no CUDA device; 124: timed out, nothing written)"
-  TUNED_FILES=("$WORK"/tuned/*.json)
-  if [ "$TUNE_RC" -eq 0 ] && [ "${#TUNED_FILES[@]}" -eq 1 ] && [ -s "${TUNED_FILES[0]}" ]; then
-    export FUSED_INCEPTION_TUNED_DIR="$WORK/tuned"
-    cp "${TUNED_FILES[0]}" "$STEM-tuned.json"
-    echo "the steps below launch the configs of $STEM-tuned.json (check it in as kernels/tuned/$(basename "${TUNED_FILES[0]}"))"
-  fi
+  NOTE="exit code 1: a row's default config failed"
+  run_step tune "tune kernel configs: ${TUNE_ARGS[*]}" "${CAP[tune]}" "${MIN[tune]}" tuned.json "0 1" step_tune
 fi
-
-# ---------------------------------------------------------------- 2. parity
-T=$(share 90 245)
-echo "== [$(elapsed) s] parity (timeout $T s)"
-timeout -k 5 "$T" "$PY" -m fused_inception parity "${PAR_ARGS[@]}" --json "$STEM-parity.json"
-PARITY_RC=$?
-echo "parity exit code: $PARITY_RC (0 pass, 1 a row failed, 124 timed out)"
-
-# ---------------------------------------------------------------- 3. bench
-BENCH_COMMON=(--size "$SIZE" --no-progress "${TIMING[@]}")
-T=$(share 130 115)
-echo "== [$(elapsed) s] bench pass 1: inference, blocks and network (timeout $T s)"
-timeout -k 5 "$T" "$PY" -m fused_inception bench "${BENCH_COMMON[@]}" --scopes "$INFER_SCOPES" --modes infer \
-  --batch "$BATCH" --dtypes "$DTYPES" --methods "$METHODS" --max-seconds $((T - 25)) --json "$WORK/pass1.json" \
-  > "$WORK/pass1.txt"
-echo "pass 1 exit code: $?"; tail -n 5 "$WORK/pass1.txt"
-
-T=$(share 55 60)
-echo "== [$(elapsed) s] bench pass 2: network training and fine-tuning steps (timeout $T s)"
-timeout -k 5 "$T" "$PY" -m fused_inception bench "${BENCH_COMMON[@]}" --scopes net --modes train,finetune \
-  --batch "$BATCH" --dtypes "$DTYPES" --methods "$TRAIN_METHODS" --max-seconds $((T - 15)) \
-  --json "$WORK/pass2.json" > "$WORK/pass2.txt"
-echo "pass 2 exit code: $?"; tail -n 5 "$WORK/pass2.txt"
-
-T=$(share 60 25)
-COMPILE_MODE=${GPU_CHECK_COMPILE_MODE:-default}
-echo "== [$(elapsed) s] bench pass 3: torch.compile ($COMPILE_MODE), network inference (timeout $T s)"
-timeout -k 5 "$T" "$PY" -m fused_inception bench "${BENCH_COMMON[@]}" --scopes net --modes infer \
-  --batch "$COMPILE_BATCH" --dtypes "${DTYPES%%,*}" --methods compile --compile-mode "$COMPILE_MODE" \
-  --json "$WORK/pass3.json" > "$WORK/pass3.txt"
-echo "pass 3 exit code: $? (124: compile ran out of its share; cases finished before are kept)"
-tail -n 5 "$WORK/pass3.txt"
-
-# ---------------------------------------------------------------- 4. pytest on the GPU (optional)
 if [ "${GPU_CHECK_TESTS:-1}" = "1" ]; then
-  T=$(share 60 25)
-  if [ "$T" -gt 15 ]; then
-    echo "== [$(elapsed) s] pytest tests -x -q (timeout $T s)"
-    timeout -k 5 "$T" "$PY" -m pytest tests -x -q -p no:cacheprovider > "$WORK/pytest.txt" 2>&1
-    echo "pytest exit code: $? (124: cut at its time share)"
-    tail -n 15 "$WORK/pytest.txt"
-  else
-    echo "== [$(elapsed) s] pytest skipped: ${T} s left in the budget"
-  fi
+  NOTE="exit code 1: a test failed"
+  run_step tests "pytest -v ${TEST_FILES[*]}" "${CAP[tests]}" "${MIN[tests]}" tests.txt "0 1" step_tests
+else
+  record tests "pytest" skipped - - - - "GPU_CHECK_TESTS=0"
 fi
 
-# ---------------------------------------------------------------- 5. report
-echo "== [$(elapsed) s] report"
-PASSES=()
-for f in "$WORK"/pass1.json "$WORK"/pass2.json "$WORK"/pass3.json; do [ -s "$f" ] && PASSES+=("$f"); done
-if [ "${#PASSES[@]}" -eq 0 ]; then
-  echo "no bench results to report"
-  exit 1
-fi
-PLOT=()
-"$PY" -c "import matplotlib" 2>/dev/null && PLOT=(--plot "$STEM.png")
-PARITY_JSON=()
-[ -s "$STEM-parity.json" ] && PARITY_JSON=(--parity-json "$STEM-parity.json")
-timeout -k 5 30 "$PY" -m fused_inception bench --merge "${PASSES[@]}" --json "$STEM.json" --markdown "$STEM.md" \
-  "${PARITY_JSON[@]}" "${PLOT[@]}" > "$WORK/report.txt"
-REPORT_RC=$?
-sed -n '/^Speedup of each fused method/,$p' "$WORK/report.txt" | head -n 80
-rm -rf "$WORK"
-echo "== [$(elapsed) s] done: $STEM.json, $STEM.md, $STEM-parity.json, $LOG (parity exit $PARITY_RC, report exit $REPORT_RC)"
-[ "$PARITY_RC" -eq 0 ] || exit 1
+echo "== [$(elapsed) s] final report"
+merge_report final
+echo "== [$(elapsed) s] done: $STEM.md, $STEM.json, $STEM-parity.json, $STEM-raw.tar, $LOG"
+sed -n '/^## Steps/,/^\*\*/p' "$STEM.md" 2>/dev/null
+sleep 1  # the log's tee catches up
+[ "${PARITY_RC:-1}" = 0 ] || exit 1
 exit 0

@@ -53,8 +53,9 @@ from .bench_env import environment
 from .tables import csv_list
 from .bench_plot import plot
 from .bench_report import RAW_IN_MARKDOWN, format_markdown, format_text, long_rows, speedup_rows
-from .bench_run import (CPU_LABEL, SCHEMA, merge_reports, pytorch_fallback_on_cpu, run_bench, speedups,
-                        write_json)
+from .bench_run import (CPU_LABEL, SCHEMA, empty_report, merge_reports, pytorch_fallback_on_cpu, run_bench,
+                        speedups, write_json, write_text)
+from .bench_steps import read_steps
 from .bench_timing import CHECK_BOUNDS, MAX_REPEAT, check_bound, measure, time_cpu, time_cuda
 
 # the names other code imports from here (the pieces live in the bench_* modules)
@@ -205,11 +206,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write every raw timing, median and the environment as JSON (rewritten after each case)")
     parser.add_argument("--markdown", metavar="PATH", help="write the results as a markdown report")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of img/s against batch (needs matplotlib)")
-    parser.add_argument("--merge", nargs="+", metavar="JSON",
+    parser.add_argument("--merge", nargs="*", metavar="JSON",
                         help="no timing: merge these bench JSON files into one report (then --json, "
-                             "--markdown, --plot write it)")
+                             "--markdown, --plot write it); with no file, a report of the environment, "
+                             "--steps and --parity-json alone")
     parser.add_argument("--parity-json", metavar="PATH",
                         help="with --markdown: append the table of a `parity --json` file")
+    parser.add_argument("--steps", metavar="PATH",
+                        help="with --merge: gpu_check.sh's step-status file (see fused_inception.bench_steps) "
+                             "into the JSON and the markdown")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
 
 
@@ -222,9 +227,12 @@ def run(args: argparse.Namespace) -> int:
             print("error: --plot needs matplotlib: pip install matplotlib (or pip install "
                   "'fused-inception[bench]')", file=sys.stderr)
             return 2
-    if getattr(args, "merge", None):
+    if getattr(args, "merge", None) is not None:
         try:
-            report = merge_reports([json.loads(Path(p).read_text()) for p in args.merge])
+            reports = [json.loads(Path(p).read_text()) for p in args.merge]
+            report = merge_reports(reports) if reports else empty_report()
+            if getattr(args, "steps", None):
+                report["steps"] = read_steps(args.steps)
         except (OSError, ValueError, KeyError) as err:
             print(f"error: cannot merge: {err}", file=sys.stderr)
             return 2
@@ -256,8 +264,7 @@ def run(args: argparse.Namespace) -> int:
                 parity = json.loads(Path(args.parity_json).read_text())
             except (OSError, ValueError) as err:
                 print(f"warning: cannot read {args.parity_json}: {err}", file=sys.stderr)
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(format_markdown(report, parity))
+        write_text(args.markdown, format_markdown(report, parity))
         print(f"wrote {args.markdown}")
     if getattr(args, "plot", None):
         plot(report, args.plot)

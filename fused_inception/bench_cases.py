@@ -66,6 +66,7 @@ class CaseSetup:
         shape = (case.batch, *in_shape)
         nbytes = math.prod(shape) * torch.finfo(dtype).bits // 8
         n = 2 if rotate_mb <= 0 else int(min(MAX_INPUTS, max(2, math.ceil(rotate_mb * 2**20 / nbytes))))
+        self.rotated_bytes = n * nbytes  # one layout's inputs, cycled through by each method
         # drawn on the device (hundreds of inputs per case on a GPU), seeded from ``gen``
         dev_gen = torch.Generator(device=device)
         dev_gen.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
@@ -75,6 +76,16 @@ class CaseSetup:
                         for _ in range(n)]
         self.grad_out = None  # a block's upstream gradient, made once its output shape is known
         self.gen = gen
+
+
+def warm_cache(rotated_bytes: int, l2_bytes: int | None) -> bool | None:
+    """Whether a case's timings are warm-cache ones: its rotated inputs (``rotated_bytes``, capped
+    at MAX_INPUTS inputs) are smaller than twice the GPU's L2 (``l2_bytes``), so inputs may still be
+    resident when their turn comes again (the L2 is not a strict LRU: a set of up to twice its size
+    can partly stay). None without an L2 size (the CPU: not judged)."""
+    if not l2_bytes:
+        return None
+    return rotated_bytes < 2 * l2_bytes
 
 
 def _build_module(setup: CaseSetup, method: Method) -> nn.Module:

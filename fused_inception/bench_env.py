@@ -1,9 +1,11 @@
-"""Where and with what a result was produced: device, library versions, git commit, date, command
-line (the ``environment`` block of the bench and parity reports)."""
+"""Where and with what a result was produced: device, driver, library versions (torch, triton, CUDA,
+cuDNN), git commit and a hash of the source, date, command line (the ``environment`` block of the
+bench, parity and tune reports)."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import platform
 import shlex
@@ -15,11 +17,12 @@ from pathlib import Path
 import torch
 
 
-def _git_commit() -> str | None:
+def _git_commit() -> str:
     """HEAD of the checkout this package runs from (with -dirty), else $FUSED_INCEPTION_GIT_COMMIT
-    (for a copy of the tree without .git, e.g. on a device machine), else None."""
+    (for a copy of the tree without .git, e.g. on a device machine), else "unknown" (then the
+    report's ``source_hash`` identifies the code)."""
     root = Path(__file__).resolve().parent.parent
-    fallback = os.environ.get("FUSED_INCEPTION_GIT_COMMIT") or None
+    fallback = os.environ.get("FUSED_INCEPTION_GIT_COMMIT") or "unknown"
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10).stdout.strip()
@@ -30,6 +33,28 @@ def _git_commit() -> str | None:
     if not commit:
         return fallback
     return commit + ("-dirty" if dirty else "")
+
+
+def source_hash() -> str:
+    """sha256 (first 16 hex digits) of the package's code: every .py and .json file under
+    ``fused_inception/`` and ``kernels/`` (the ``fused_inception.kernels`` package, wherever it is
+    installed from), by relative path and content, in sorted order. It identifies the code on a
+    copy of the tree without .git; the same call in a checkout gives the value to compare with."""
+    from . import kernels
+
+    package = Path(__file__).resolve().parent
+    kernels_dir = Path(kernels.__file__).resolve().parent
+    files = []
+    for prefix, root in (("fused_inception", package), ("kernels", kernels_dir)):
+        for f in root.rglob("*"):
+            rel = f.relative_to(root)
+            if (f.is_file() and f.suffix in (".py", ".json") and "__pycache__" not in rel.parts
+                    and not (root == package and rel.parts[0] == "kernels")):
+                files.append((f"{prefix}/{rel.as_posix()}", f))
+    digest = hashlib.sha256()
+    for name, f in sorted(files):
+        digest.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def _cpu_name() -> str:
@@ -89,6 +114,7 @@ def environment(device: str) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": _git_commit(),
+        "source_hash": source_hash(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name,
                                                      *getattr(sys, "orig_argv", sys.argv)[1:]]),
@@ -104,6 +130,7 @@ def environment(device: str) -> dict:
             "compute_capability": f"{props.major}.{props.minor}",
             "sm_count": props.multi_processor_count,
             "gpu_memory_gb": round(props.total_memory / 2**30, 1),
+            "l2_cache_mb": round(props.L2_cache_size / 2**20, 1),
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "cudnn_benchmark": torch.backends.cudnn.benchmark,

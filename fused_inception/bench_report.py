@@ -1,6 +1,7 @@
 """The bench report (``bench_run``'s dict) as text and as markdown: aligned and markdown tables of
-medians, percentiles, img/s, peak memory and speedups, the environment, the kernel configs the
-fused blocks launch, and the raw timings."""
+medians, percentiles, img/s, peak memory and speedups (warm-cache cases marked), the environment
+(commit, source hash, driver, versions), gpu_check.sh's step table when it has one, the kernel
+configs the fused blocks launch, and the raw timings."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from .bench_cases import DTYPES, METHODS, MODES, SCOPES
 from .tables import md_table, text_table
 
+WARM_MARK = "(warm L2)"  # marks a case whose timings are warm-cache ones (bench_cases.warm_cache)
 RAW_IN_MARKDOWN = 40  # raw timings listed per measurement in the markdown (the JSON has them all)
 # bench dtype -> the kernels' dtype name (kernels/configs.py)
 KERNEL_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -40,11 +42,12 @@ def methods_in(report: dict) -> list[str]:
 def long_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """One row per case and method: median, p20-p80, img/s, peak MB, time / best fused time."""
     header = ["scope", "mode", "dtype", "batch", "method", "median ms", "p20-p80 ms", "img/s", "peak MB",
-              "t/t(best fused)", "check"]
+              "t/t(best fused)", "check", "cache"]
     rows = []
     for c in sorted_cases(report):
         fused_times = [r["median_ms"] for m, r in c["results"].items() if METHODS[m].fused and "median_ms" in r]
         best = min(fused_times) if fused_times else None
+        cache = {True: "warm", False: "cold"}.get(c.get("warm_cache"), "-")
         for m in [m for m in METHODS if m in c["results"]]:
             r = c["results"][m]
             if "median_ms" in r:
@@ -52,11 +55,11 @@ def long_rows(report: dict) -> tuple[list[str], list[list[str]]]:
                 rows.append([c["scope"], c["mode"], c["dtype"], str(c["batch"]), m, _ms(r["median_ms"]),
                              f"{_ms(r['p20_ms'])}-{_ms(r['p80_ms'])}", f"{r['img_per_s']:.1f}",
                              "n/a" if mem is None else f"{mem:.1f}",
-                             f"{r['median_ms'] / best:.2f}" if best else "-", r.get("check", "")])
+                             f"{r['median_ms'] / best:.2f}" if best else "-", r.get("check", ""), cache])
             else:
                 why = r.get("error") or r.get("skipped") or "?"
                 rows.append([c["scope"], c["mode"], c["dtype"], str(c["batch"]), m, "-", "-", "-", "-", "-",
-                             ("error: " if "error" in r else "skipped: ") + why[:60]])
+                             ("error: " if "error" in r else "skipped: ") + why[:60], cache])
     return header, rows
 
 
@@ -75,7 +78,7 @@ def speedup_rows(report: dict) -> tuple[list[str], list[list[str]]]:
 def format_text(report: dict) -> str:
     env = report["environment"]
     lines = [f"bench: {env['device_name']} ({env['device']}), torch {env['torch']}, triton {env['triton']}, "
-             f"commit {env['git_commit']}", f"== {report['label']} =="]
+             f"commit {env['git_commit']}, source {env.get('source_hash')}", f"== {report['label']} =="]
     lines += [f"note: {n}" for n in report.get("notes", [])]
     lines += ["", text_table(*long_rows(report), left=5)]
     header, rows = speedup_rows(report)
@@ -95,10 +98,11 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
     gpu = env["device"] == "cuda"
     rotation = (f"inputs rotated (enough to cycle through {s.get('rotate_mb'):g} MB)" if s.get("rotate_mb")
                 else "2 inputs alternated")
-    facts = [("device", env["device_name"]), ("driver", env.get("driver")),
-             ("CUDA", env.get("cuda") if gpu else None), ("cuDNN", env.get("cudnn") if gpu else None),
+    facts = [("device", env["device_name"]), ("driver", env.get("driver") or "n/a"),
+             ("CUDA", env.get("cuda") or "n/a"), ("cuDNN", env.get("cudnn") or "n/a"),
              ("torch", env["torch"]), ("triton", env["triton"]),
-             ("git commit", env["git_commit"]), ("date", env["date"]), ("command", f"`{env['command']}`"),
+             ("git commit", env["git_commit"] or "unknown"), ("source hash", env.get("source_hash")),
+             ("date", env["date"]), ("command", f"`{env['command']}`"),
              ("variant", s.get("variant")), ("image size", s.get("size")),
              ("timing", f"warm-up {s.get('warmup')} calls, >= {s.get('repeat')} calls and >= {s.get('rep_ms')} ms "
                         f"measured per method; {rotation}"),
@@ -106,6 +110,10 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
              ("total bench time", f"{report.get('seconds')} s"),
              ("runs merged", len(report["merged_from"]) if report.get("merged_from") else None)]
     lines += [f"- **{k}**: {v}" for k, v in facts if v is not None]
+    if report.get("steps") is not None:
+        from .bench_steps import format_steps
+
+        lines += ["", "## Steps", "", format_steps(report["steps"])]
     lines += ["", f"**{report['label']}**", ""]
     lines += [f"- {n}" for n in report.get("notes", [])]
     lines += ["", kernel_configs_note(report), ""]
@@ -114,6 +122,8 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
     for c in sorted_cases(report):
         groups.setdefault((c["mode"], c["dtype"]), []).append(c)
     lines += ["## Median ms per call (lower is better)", ""]
+    if not report["cases"]:
+        lines += ["No bench results in this report.", ""]
     for (mode, dtype), cases in groups.items():
         lines += [f"### {mode}, {dtype}", ""]
         header = ["scope", "batch", *methods, "best fused vs best baseline"]
@@ -125,8 +135,16 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
             base = [(r["median_ms"], m) for m, r in res.items() if not METHODS[m].fused and "median_ms" in r]
             best = (f"{min(base)[0] / min(fused)[0]:.2f}x ({min(fused)[1]} vs {min(base)[1]})"
                     if fused and base else "-")
-            rows.append([c["scope"], str(c["batch"]), *cells, best])
+            rows.append([c["scope"] + (f" {WARM_MARK}" if c.get("warm_cache") else ""), str(c["batch"]), *cells,
+                         best])
         lines += [md_table(header, rows), ""]
+    warm = [c for c in report["cases"] if c.get("warm_cache")]
+    if warm:
+        l2 = env.get("l2_cache_mb")
+        lines += [f"{WARM_MARK} warm-cache timings: the case's rotated inputs ("
+                  + ", ".join(sorted({f"{c['rotated_mb']:g} MB" for c in warm}))
+                  + f") are under twice the L2 ({l2:g} MB), so an input may still be in the L2 when it comes "
+                  "round again: these cells are faster than a stream of new inputs would be.", ""]
     header, rows = speedup_rows(report)
     if rows:
         lines += ["## Speedups (baseline median / fused median; > 1: fused is faster)", "",

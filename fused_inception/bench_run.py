@@ -1,6 +1,6 @@
 """The run of ``python -m fused_inception bench``: every case of the resolved settings in order,
 each method measured (``bench_timing.measure``), the report dict built (environment, settings,
-notes, results, speedups) and rewritten as JSON after every case; and several reports merged."""
+notes, results, speedups) and rewritten as JSON after every method; and several reports merged."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from .bench_cases import METHODS, SCOPES, Case, CaseSetup, block_input_shapes
+from .bench_cases import METHODS, SCOPES, Case, CaseSetup, block_input_shapes, warm_cache
 from .bench_env import environment
 from .bench_timing import measure, warn_check
 
@@ -114,6 +114,7 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
     shapes = block_input_shapes(base, settings["size"])
     num_classes = base.fc.out_features
     cases = _order(settings)
+    l2_bytes = torch.cuda.get_device_properties(torch.cuda.current_device()).L2_cache_size if cuda else None
     report = {
         "schema": SCHEMA,
         "environment": environment(device),
@@ -134,7 +135,9 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
             setup = CaseSetup(case, module, in_shape, device, settings["rotate_mb"], gen, num_classes)
             entry = {"scope": case.scope, "mode": case.mode, "dtype": case.dtype, "batch": case.batch,
                      "input_shape": [case.batch, *in_shape], "n_inputs": len(setup.inputs[False]),
-                     "results": {}}
+                     "rotated_mb": round(setup.rotated_bytes / 2**20, 2),
+                     "warm_cache": warm_cache(setup.rotated_bytes, l2_bytes), "results": {}}
+            report["cases"].append(entry)  # filled method by method, rewritten after each
             reference_out = None
             # eager first: its output is the reference of the inference check
             ordered = sorted(settings["methods"], key=lambda m: m != "eager")
@@ -156,13 +159,14 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
                 entry["results"][name] = res
                 progress.step(f"{case.key} {name}: " + (f"{res['median_ms']:.3f} ms" if "median_ms" in res
                                                           else "no timing"))
-            entry["speedup"] = speedups(entry["results"])
-            warn_check(entry, say, tf32=cuda and settings["tf32"])
-            report["cases"].append(entry)
+                warn_check(entry, say, tf32=cuda and settings["tf32"], names=(name,))
+                entry["speedup"] = speedups(entry["results"])
+                report["seconds"] = round(time.perf_counter() - t_start, 1)
+                if json_path:  # after every method: a run killed mid-case keeps the methods it timed
+                    write_json(report, json_path)
             del setup
             if cuda:
                 torch.cuda.empty_cache()
-            report["seconds"] = round(time.perf_counter() - t_start, 1)
             if json_path:
                 write_json(report, json_path)
     finally:
@@ -192,12 +196,27 @@ def _standard_notes(settings: dict) -> list[str]:
     return notes
 
 
-def write_json(report: dict, path: str) -> None:
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: a process killed while
+    writing leaves the previous file whole, never a truncated one."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1))
+    tmp.write_text(text)
     tmp.replace(p)
+
+
+def write_json(report: dict, path: str | Path) -> None:
+    write_text(path, json.dumps(report, indent=1))
+
+
+def empty_report() -> dict:
+    """A report with no case: the environment of this machine (for a merge of no bench file, e.g.
+    gpu_check.sh's report before any bench step finished)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"schema": SCHEMA, "environment": environment(device), "settings": {},
+            "label": "GPU: Triton kernels" if device == "cuda" else CPU_LABEL, "notes": [], "cases": [],
+            "seconds": 0}
 
 
 def speedups(results: dict[str, dict]) -> dict[str, dict[str, float]]:

@@ -189,19 +189,20 @@ def _count_fused(model: nn.Module) -> int:
 def parity_rows(variants: Sequence[str], blocks: Sequence[str], dtypes: Sequence[str], *, device: str,
                 block_size: int | None, block_batch: int, net: bool, net_size: int, net_batch: int,
                 layouts: Sequence[str] = ("nchw",), seed: int = 0, progress=None) -> list[dict]:
-    """Every row of the parity table (see the module docstring); ``progress(row)`` after each."""
+    """Every row of the parity table (see the module docstring); ``progress(row)`` after each.
+
+    Rows come dtype first (in ``dtypes`` order), then variant, then scope (blocks, then the
+    network), then layout: a run cut short keeps every scope of the first dtypes. Each variant's
+    modules and inputs are drawn once, from its own seeded generator, whatever the dtypes."""
     from .patching import fuse
 
     rows: list[dict] = []
     path = kernel_path(device)
-
-    def emit(row: dict) -> None:
-        rows.append(row)
-        if progress is not None:
-            progress(row)
-
+    # per variant: (scope, unfused module, fused copy, float64 input, whole network?, references by dtype)
+    subjects: dict[str, list[tuple]] = {}
     for v_index, variant in enumerate(variants):
         gen = torch.Generator().manual_seed(seed * 1000 + v_index)
+        subjects[variant] = []
         for name in blocks:
             channels, native = GOOGLENET_BLOCKS[name]
             hw = block_size or native
@@ -210,13 +211,7 @@ def parity_rows(variants: Sequence[str], blocks: Sequence[str], dtypes: Sequence
             if _count_fused(fused) != 1:
                 raise RuntimeError(f"fuse() did not swap block {name} ({variant})")
             x64 = torch.randn((block_batch, channels[0], hw, hw), generator=gen, dtype=torch.float64)
-            refs: dict = {}
-            for dtype_key in dtypes:
-                for layout in layouts:
-                    row = {"variant": variant, "scope": name, "dtype": dtype_key, "layout": layout,
-                           "shape": list(x64.shape), "device": device, "path": path}
-                    row.update(check_one(block, fused, x64, dtype_key, device, layout == "cl", ref_cache=refs))
-                    emit(row)
+            subjects[variant].append((name, block, fused, x64, False, {}))
         if net:
             model = random_googlenet(variant, gen, net_size, aux_logits=False)
             fused = fuse(model)
@@ -224,14 +219,18 @@ def parity_rows(variants: Sequence[str], blocks: Sequence[str], dtypes: Sequence
             if swapped != len(GOOGLENET_BLOCKS):
                 raise RuntimeError(f"fuse() swapped {swapped} blocks of the {variant} GoogLeNet, expected 9")
             x64 = torch.randn((net_batch, 3, net_size, net_size), generator=gen, dtype=torch.float64)
-            refs = {}
-            for dtype_key in dtypes:
+            subjects[variant].append(("net", model, fused, x64, True, {}))
+    for dtype_key in dtypes:
+        for variant in variants:
+            for scope, reference, fused, x64, whole, refs in subjects[variant]:
                 for layout in layouts:
-                    row = {"variant": variant, "scope": "net", "dtype": dtype_key, "layout": layout,
+                    row = {"variant": variant, "scope": scope, "dtype": dtype_key, "layout": layout,
                            "shape": list(x64.shape), "device": device, "path": path}
-                    row.update(check_one(model, fused, x64, dtype_key, device, layout == "cl", whole_network=True,
-                                         ref_cache=refs))
-                    emit(row)
+                    row.update(check_one(reference, fused, x64, dtype_key, device, layout == "cl",
+                                         whole_network=whole, ref_cache=refs))
+                    rows.append(row)
+                    if progress is not None:
+                        progress(row)
     return rows
 
 
@@ -270,13 +269,16 @@ def format_markdown(report: dict) -> str:
     """The report (``run``'s JSON) as a markdown table with its environment."""
     env = report["environment"]
     lines = [f"### Parity against float64 ({env.get('device_name', '?')}, {report['path']})", "",
-             f"torch {env.get('torch')}, triton {env.get('triton')}, commit {env.get('git_commit')}, "
-             f"{env.get('date')}", "",
+             f"torch {env.get('torch')}, triton {env.get('triton')}, CUDA {env.get('cuda') or 'n/a'}, "
+             f"cuDNN {env.get('cudnn') or 'n/a'}, driver {env.get('driver') or 'n/a'}, commit "
+             f"{env.get('git_commit') or 'unknown'}, source hash {env.get('source_hash')}, {env.get('date')}", "",
              "| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
     lines += ["| " + " | ".join(_fmt_row(r)) + " |" for r in report["rows"]]
     failed = sum(r["passed"] is False for r in report["rows"])
     skipped = [r for r in report["rows"] if r.get("skipped")]
-    lines += ["", f"{len(report['rows'])} rows, {failed} failed, {len(skipped)} skipped."]
+    planned = report.get("planned_rows", len(report["rows"]))
+    incomplete = "" if report.get("complete", True) else f" Incomplete: {len(report['rows'])} of {planned} rows ran."
+    lines += ["", f"{len(report['rows'])} rows, {failed} failed, {len(skipped)} skipped.{incomplete}"]
     lines += [f"- skipped {r['variant']} {r['scope']} {r['dtype']}: {r['skipped']}" for r in skipped]
     return "\n".join(lines) + "\n"
 
@@ -418,7 +420,8 @@ def run(args: argparse.Namespace) -> int:
             if not interpreter_enabled():
                 os.environ["TRITON_INTERPRET"] = "1"  # the kernels are interpreted: route CPU tensors to them
 
-    from .bench import environment  # lazy: bench imports more
+    from .bench_env import environment  # lazy: bench_env imports more
+    from .bench_run import write_json, write_text
 
     n_rows = len(settings["variants"]) * (len(settings["blocks"]) + settings["net"]) \
         * len(settings["dtypes"]) * len(settings["layouts"])
@@ -429,18 +432,24 @@ def run(args: argparse.Namespace) -> int:
         rows = _rows_in_workers(args, settings["variants"])
         if rows is None:
             return 2
+        # the workers' rows come variant by variant: back to parity_rows' order (dtype first)
+        rows.sort(key=lambda r: (settings["dtypes"].index(r["dtype"]), settings["variants"].index(r["variant"])))
     else:
         path = kernel_path(device)
         print(f"parity: {n_rows} rows on {device} ({path}); reference: the same modules in float64 on the CPU",
               flush=True)
-        done = [0]
+        done: list[dict] = []
+        env = environment(device) if getattr(args, "json", None) else None
 
         def progress(row: dict) -> None:
-            done[0] += 1
+            done.append(row)
             what = (f"skipped ({row['skipped'][:80]})" if row.get("skipped") else
                     f"rel {row['rel_error']:.2e} {'pass' if row['passed'] else 'FAIL'}")
-            print(f"  [{done[0]}/{n_rows}] {row['variant']} {row['scope']} {row['dtype']} {row['layout']}: "
+            print(f"  [{len(done)}/{n_rows}] {row['variant']} {row['scope']} {row['dtype']} {row['layout']}: "
                   f"{what} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            if env is not None:  # row by row: a run cut short keeps the rows it finished
+                write_json(_report(done, env, path, settings, args.seed, n_rows, time.perf_counter() - t0,
+                                   complete=False), args.json)
 
         try:
             rows = parity_rows(settings["variants"], settings["blocks"], settings["dtypes"], device=device,
@@ -470,19 +479,26 @@ def run(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"FAIL {r['variant']} {r['scope']} {r['dtype']} {r['layout']}: rel {r['rel_error']:.3e}, "
               f"needs {r['criterion']}" + ("" if r["all_finite"] else "; non-finite output"))
-    report = {"schema": SCHEMA, "environment": environment(device), "path": path,
-              "settings": {**settings, "seed": args.seed}, "tolerances": dict(TOLERANCES),
-              "net_eager_factor": BASELINE_FACTOR, "seconds": round(elapsed, 1), "rows": rows,
-              "summary": {"rows": len(rows), "failed": len(failed), "skipped": len(skipped)}}
+    report = _report(rows, environment(device), path, settings, args.seed, n_rows, elapsed, complete=True)
     if getattr(args, "json", None):
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        write_json(report, args.json)
         print(f"wrote {args.json}")
     if getattr(args, "markdown", None):
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(format_markdown(report))
+        write_text(args.markdown, format_markdown(report))
         print(f"wrote {args.markdown}")
     return 1 if failed else 0
+
+
+def _report(rows: list[dict], env: dict, path: str, settings: dict, seed: int, n_rows: int, seconds: float,
+            complete: bool) -> dict:
+    """The JSON document: rows so far (``complete`` False while they are still coming), settings,
+    tolerances, environment and summary."""
+    failed = sum(r["passed"] is False for r in rows)
+    skipped = sum(bool(r.get("skipped")) for r in rows)
+    return {"schema": SCHEMA, "environment": env, "path": path, "settings": {**settings, "seed": seed},
+            "tolerances": dict(TOLERANCES), "net_eager_factor": BASELINE_FACTOR, "seconds": round(seconds, 1),
+            "complete": complete, "planned_rows": n_rows, "rows": list(rows),
+            "summary": {"rows": len(rows), "failed": failed, "skipped": skipped}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,11 +5,14 @@ For every (kernel, dtype, dot precision) asked for, each candidate config
 (``kernels.configs.CANDIDATES``) runs on GoogLeNet blocks at full size (torchvision variant; by
 default 3b, 4d and 5b: one block per stage resolution 28, 14, 7) with random weights, signed
 inputs and NaN-poisoned outputs. A candidate whose output slices miss the float64 reference by
-more than the dtype's tolerance is rejected, whatever its time; the others are timed with
+more than the dtype's tolerance, or that fails to compile or launch, is rejected with the reason,
+whatever its time (a row whose default fails is recorded as failed and keeps it); the others are
+timed with
 ``triton.testing.do_bench`` (median; it flushes L2 between repetitions, so a warm cache is not
 what is measured), and the candidate with the least total time over the blocks is chosen if it
 beats the default by at least MIN_GAIN (3%; otherwise the default stays). The file
-records every candidate's per-block median, the rejections, and where it was measured.
+records every candidate's per-block median, the rejections, and where it was measured; it is
+rewritten after every row, so a run cut short keeps the rows it finished.
 
 Tuning happens only here, offline: the kernels read the checked-in file and never time anything
 at run time (so nothing is tuned inside CUDA-graph capture). Timing the Triton interpreter says
@@ -28,6 +31,7 @@ from typing import Callable, Sequence
 import torch
 
 from .bench_env import environment
+from .bench_run import write_text
 from .folding import params_of_reference_block
 from .kernels.configs import candidate_names, config_by_name
 from .kernels.tuned_configs import SCHEMA, config_fields, gpu_slug
@@ -114,12 +118,19 @@ def check_call(call: Callable[[], None], case: TuneCase, slices: list[slice], to
     return failed[0] if failed else max(results, key=lambda r: r.rel_error)
 
 
+class DefaultConfigFailed(RuntimeError):
+    """The default config of a row fails parity, or fails to compile or launch: a kernel bug, not
+    a tuning result (the row cannot be tuned against it)."""
+
+
 def tune_row(kernel: str, dtype_name: str, precision: str, cases: Sequence[TuneCase], timer: Timer,
              deadline: float = float("inf")) -> dict | None:
     """Check and time every candidate of one (kernel, dtype, precision) on the cases; the choice
     (the fastest in total over the cases, if at least MIN_GAIN faster than the default, else the
     default) as a tuned-file entry, or None when ``deadline`` (time.monotonic) passes first.
-    Raises if the default config itself fails parity (a kernel bug, not a tuning result)."""
+
+    A candidate that fails parity, or raises while compiling, launching or being timed, is
+    rejected with the reason (never chosen). Raises DefaultConfigFailed if the default itself does."""
     tol_key = tolerance_key(getattr(torch, dtype_name), tf32=precision == "tf32")
     names = candidate_names(kernel, dtype_name, precision)
     per_block: dict[str, dict[str, float]] = {}
@@ -130,15 +141,22 @@ def tune_row(kernel: str, dtype_name: str, precision: str, cases: Sequence[TuneC
         for case in cases:
             if time.monotonic() > deadline:
                 return None
-            call, slices = kernel_call(kernel, case, config, precision)
-            result = check_call(call, case, slices, tol_key)
-            if not result.passed:
+            try:
+                call, slices = kernel_call(kernel, case, config, precision)
+                result = check_call(call, case, slices, tol_key)
+                why = None if result.passed else str(result)
+                if result.passed:
+                    times[case.block] = float(timer(call))
+            except Exception as err:  # a compile or launch error: this candidate is out, the row goes on
+                why = f"{type(err).__name__}: {err}"[:500]
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+            if why is not None:
                 if name == names[0]:
-                    raise AssertionError(f"default {kernel} config {name!r} fails parity on {case.block} "
-                                         f"({dtype_name}, {precision}): {result}")
-                rejected[name] = f"{case.block}: {result}"
+                    raise DefaultConfigFailed(f"default {kernel} config {name!r} fails on {case.block} "
+                                              f"({dtype_name}, {precision}): {why}")
+                rejected[name] = f"{case.block}: {why}"
                 break
-            times[case.block] = float(timer(call))
         else:
             per_block[name] = times
     totals = {name: sum(t.values()) for name, t in per_block.items()}
@@ -162,17 +180,39 @@ def do_bench_timer(call: Callable[[], None]) -> float:
 
 def tune(rows: Sequence[tuple[str, str, str]], blocks: Sequence[str], batch: int, *, device: str, gpu: str,
          timer: Timer, budget_s: float, layout: torch.memory_format = torch.channels_last, seed: int = 0,
-         hw: int | None = None, progress: Callable[[str], None] = lambda line: None) -> dict:
+         hw: int | None = None, progress: Callable[[str], None] = lambda line: None,
+         on_row: Callable[[dict], None] = lambda doc: None) -> dict:
     """Tune (kernel, dtype, precision) rows in order within ``budget_s``; the tuned-file document.
     Rows with a single candidate are skipped; rows the budget does not reach are listed under
-    tuned.incomplete. Both keep their default."""
+    tuned.incomplete; rows whose default config fails (DefaultConfigFailed) under tuned.failed,
+    with the reason. All of those keep their default. ``on_row(doc)`` gets the document so far after
+    every row (the rows not yet tried listed as incomplete), so a run cut short keeps its rows."""
     start = time.monotonic()
     deadline = start + budget_s
-    choices, incomplete = [], []
+    env = environment(device)
+    choices: list[dict] = []
+    incomplete: list[str] = []
+    failed: list[dict] = []
+    labels = [f"{kernel} {dtype_name} {precision}" for kernel, dtype_name, precision in rows]
+
+    def document(pending: Sequence[str]) -> dict:
+        tuned = {
+            "date": env["date"], "git_commit": env["git_commit"], "source_hash": env["source_hash"],
+            "torch": env["torch"], "triton": env["triton"], "cuda": env["cuda"], "driver": env.get("driver"),
+            "device": device, "model": "torchvision", "blocks": list(blocks), "batch": batch,
+            "image_size": hw or "GoogLeNet 224x224",
+            "layout": "channels_last" if layout == torch.channels_last else "contiguous",
+            "timer": f"triton.testing.do_bench median, warmup {WARMUP_MS} ms, rep {REP_MS} ms"
+            if timer is do_bench_timer else getattr(timer, "__name__", "custom"),
+            "budget_s": budget_s, "elapsed_s": round(time.monotonic() - start, 1), "seed": seed,
+            "incomplete": incomplete + list(pending), "failed": list(failed),
+        }
+        return {"schema": SCHEMA, "gpu": gpu, "tuned": tuned, "choices": list(choices)}
+
     cases: list[TuneCase] = []
     cases_dtype = None  # one dtype's tensors at a time; rows come grouped by dtype
-    for kernel, dtype_name, precision in rows:
-        label = f"{kernel} {dtype_name} {precision}"
+    for i, (kernel, dtype_name, precision) in enumerate(rows):
+        label = labels[i]
         if len(candidate_names(kernel, dtype_name, precision)) == 1:
             progress(f"{label}: one candidate, nothing to tune")
             continue
@@ -183,7 +223,13 @@ def tune(rows: Sequence[tuple[str, str, str]], blocks: Sequence[str], batch: int
             cases = []  # free the previous dtype's tensors first
             cases = make_cases(blocks, getattr(torch, dtype_name), batch, device, layout, seed, hw)
             cases_dtype = dtype_name
-        entry = tune_row(kernel, dtype_name, precision, cases, timer, deadline)
+        try:
+            entry = tune_row(kernel, dtype_name, precision, cases, timer, deadline)
+        except DefaultConfigFailed as err:
+            failed.append({"row": label, "error": str(err)})
+            progress(f"{label}: FAILED: {err}")
+            on_row(document(labels[i + 1:]))
+            continue
         if entry is None:
             incomplete.append(label)
             progress(f"{label}: out of time")
@@ -191,18 +237,8 @@ def tune(rows: Sequence[tuple[str, str, str]], blocks: Sequence[str], batch: int
         choices.append(entry)
         progress(f"{label}: {entry['config']} ({entry['speedup_vs_default']:.2f}x the default "
                  f"{entry['default']}; {len(entry['rejected'])} rejected) [{time.monotonic() - start:.0f} s]")
-    env = environment(device)
-    tuned = {
-        "date": env["date"], "git_commit": env["git_commit"], "torch": env["torch"], "triton": env["triton"],
-        "cuda": env["cuda"], "driver": env.get("driver"), "device": device,
-        "model": "torchvision", "blocks": list(blocks), "batch": batch, "image_size": hw or "GoogLeNet 224x224",
-        "layout": "channels_last" if layout == torch.channels_last else "contiguous",
-        "timer": f"triton.testing.do_bench median, warmup {WARMUP_MS} ms, rep {REP_MS} ms" if timer is do_bench_timer
-        else getattr(timer, "__name__", "custom"),
-        "budget_s": budget_s, "elapsed_s": round(time.monotonic() - start, 1), "seed": seed,
-        "incomplete": incomplete,
-    }
-    return {"schema": SCHEMA, "gpu": gpu, "tuned": tuned, "choices": choices}
+        on_row(document(labels[i + 1:]))
+    return document(())
 
 
 def format_choices(doc: dict) -> str:
@@ -264,16 +300,22 @@ def run(args: argparse.Namespace) -> int:
     layout = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
     print(f"tuning {len(rows)} rows on {gpu} (blocks {','.join(blocks)}, batch {args.batch}, {args.layout}; "
           f"budget {args.budget_s:.0f} s)", flush=True)
+    path = Path(args.out_dir) / f"{gpu_slug(gpu)}.json"
+
+    def write(doc: dict) -> None:  # after every row that tuned or failed: a run cut short keeps them
+        if doc["choices"] or doc["tuned"]["failed"]:
+            write_text(path, json.dumps(doc, indent=1) + "\n")
+
     doc = tune(rows, blocks, args.batch, device="cuda", gpu=gpu, timer=do_bench_timer, budget_s=args.budget_s,
-               layout=layout, seed=args.seed, progress=lambda line: print(line, flush=True))
+               layout=layout, seed=args.seed, progress=lambda line: print(line, flush=True), on_row=write)
+    write(doc)
     if doc["tuned"]["incomplete"]:
         print(f"not tuned (budget): {', '.join(doc['tuned']['incomplete'])}")
-    if not doc["choices"]:
+    for f in doc["tuned"]["failed"]:
+        print(f"FAILED {f['row']}: {f['error']}")
+    if not doc["choices"] and not doc["tuned"]["failed"]:
         print("no row finished within the budget: nothing written")
         return 1
-    path = Path(args.out_dir) / f"{gpu_slug(gpu)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
     print(format_choices(doc))
     print(f"wrote {path}")
-    return 0
+    return 1 if doc["tuned"]["failed"] else 0

@@ -149,3 +149,46 @@ def test_cli_bench_subprocess():
     assert "Speedup of each fused method" in proc.stdout
     if not CUDA:
         assert bench.CPU_LABEL in proc.stdout
+
+
+def test_bench_json_is_rewritten_after_every_method(monkeypatch, tmp_path):
+    """A bench cut short keeps every method it timed: the JSON is rewritten after each one."""
+    from fused_inception import bench_run
+
+    snapshots = []
+    monkeypatch.setattr(bench_run, "write_json",
+                        lambda report, path: snapshots.append([sorted(c["results"]) for c in report["cases"]]))
+    args = _args(bench, [*TINY_BENCH, "--scopes", "3a", "--modes", "infer", "--methods", "eager,fused",
+                         "--json", str(tmp_path / "b.json")])
+    settings = bench.resolve_settings(args)
+    with bench_run.pytorch_fallback_on_cpu():
+        report = bench_run.run_bench(settings, progress_enabled=False, json_path=args.json)
+    assert snapshots[:2] == [[["eager"]], [["eager", "fused"]]]
+    (case,) = report["cases"]
+    assert case["rotated_mb"] > 0
+    if not CUDA:
+        assert case["warm_cache"] is None  # no L2 to judge on the CPU
+
+
+def test_parity_rows_come_dtype_first_and_the_json_row_by_row(monkeypatch, tmp_path):
+    """parity orders rows dtype, variant, scope (a run cut short keeps every scope of the first
+    dtypes) and rewrites its JSON after every row, marked incomplete until the last."""
+    from fused_inception import bench_run
+
+    def check_one(reference, fused, x64, dtype_key, device, channels_last=False, whole_network=False,
+                  ref_cache=None):
+        return {"rel_error": 0.0, "max_abs_error": 0.0, "tolerance": 1e-5, "dtype_tolerance": 1e-5,
+                "criterion": "test", "all_finite": True, "passed": True, "eager_rel_error": 0.0,
+                "eager_max_abs_error": 0.0, "ref_max_abs": 1.0, "fused_seconds": 0.0}
+
+    writes = []
+    monkeypatch.setattr(parity_report, "check_one", check_one)
+    monkeypatch.setattr(bench_run, "write_json", lambda doc, path: writes.append(doc))
+    rc = parity_report.run(_args(parity_report, ["--variants", "torchvision,paper", "--blocks", "3a,4a", "--no-net",
+                                                 "--dtypes", "fp16,fp32", "--jobs", "1",
+                                                 "--json", str(tmp_path / "parity.json")]))
+    assert rc == 0
+    assert [(len(d["rows"]), d["complete"], d["planned_rows"]) for d in writes] == \
+        [(n, False, 8) for n in range(1, 9)] + [(8, True, 8)]
+    order = [(r["dtype"], r["variant"], r["scope"]) for r in writes[-1]["rows"]]
+    assert order == [(d, v, b) for d in ("fp16", "fp32") for v in ("torchvision", "paper") for b in ("3a", "4a")]

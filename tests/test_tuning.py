@@ -276,11 +276,43 @@ def test_tuner_rejects_a_wrong_candidate_however_fast(monkeypatch, gen):
     assert broken in entry["rejected"] and "FAIL" in entry["rejected"][broken]
     assert broken not in entry["median_ms"] and entry["config"] != broken
 
-    # a wrong default is a kernel bug: the tuner stops
+    # a wrong default is a kernel bug: the row is recorded as failed (no choice), the next row is tuned
     broken = names[0]
-    with pytest.raises(AssertionError, match="default pointwise_pool config"):
-        tune.tune([row], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer([1.0] * 9), budget_s=600,
-                  seed=_seed(gen), hw=3)
+    other = ("reduce_conv", "float32", "ieee")
+    n_other = len(candidate_names(*other))
+    docs = []
+    doc = tune.tune([row, other], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer([1.0] * n_other),
+                    budget_s=600, seed=_seed(gen), hw=3, on_row=docs.append)
+    (failed,) = doc["tuned"]["failed"]
+    assert failed["row"] == "pointwise_pool float32 ieee" and "default pointwise_pool config" in failed["error"]
+    assert "FAIL" in failed["error"]
+    assert [c["kernel"] for c in doc["choices"]] == (["reduce_conv"] if n_other > 1 else [])
+
+
+def test_tuner_rejects_a_candidate_that_raises_and_writes_row_by_row(monkeypatch, gen):
+    """A candidate that fails to compile or launch is rejected with the error, not fatal; the
+    document goes to on_row after every row, the rows not yet tried listed as incomplete."""
+    row = ("pointwise_pool", "float32", "ieee")
+    names = candidate_names(*row)
+    broken = names[1]
+    real_call = tune.kernel_call
+
+    def kernel_call(kernel, case, config, precision):
+        if config == config_by_name(kernel, broken):
+            raise RuntimeError("triton.CompilationError: out of resources (simulated)")
+        return real_call(kernel, case, config, precision)
+
+    monkeypatch.setattr(tune, "kernel_call", kernel_call)
+    docs = []
+    times = [2.0] + [1.5] * (2 * len(names))
+    doc = tune.tune([row, row], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer(times), budget_s=600,
+                    seed=_seed(gen), hw=3, on_row=docs.append)
+    assert len(docs) == 2
+    assert docs[0]["tuned"]["incomplete"] == ["pointwise_pool float32 ieee"] and len(docs[0]["choices"]) == 1
+    assert docs[1]["tuned"]["incomplete"] == [] and len(docs[1]["choices"]) == 2 == len(doc["choices"])
+    entry = doc["choices"][0]
+    assert "simulated" in entry["rejected"][broken] and broken not in entry["median_ms"]
+    assert entry["config"] != broken and not doc["tuned"]["failed"]
 
 
 def test_tuner_budget_leaves_rows_at_their_default(gen):
