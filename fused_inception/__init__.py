@@ -1,6 +1,6 @@
 """fused_inception: GoogLeNet's Inception blocks as a few fused Triton launches.
 
-Public API (DESIGN.md §2): ``fused_inception.models`` (reference GoogLeNet, both variants, and
+Public API (docs/DESIGN.md §2): ``fused_inception.models`` (reference GoogLeNet, both variants, and
 GoogLeNetLoss); ``fuse(model)`` / ``unfuse(model)`` (swap Inception-shaped blocks for
 ``FusedInception`` and back); ``FusedInceptionFunction`` (the autograd Function) and the custom op
 ``torch.ops.fused_inception.inception_block``; ``inception_forward`` (the functional fused block);
