@@ -91,7 +91,7 @@ merge_report() {
   local limit=$MERGE_S plot=() benches=() parity=() f
   if [ "${1:-}" = final ]; then
     limit=$FINAL_S
-    "$PY" -c "import matplotlib" 2>/dev/null && plot=(--plot "$STEM.png")
+    [ "${HAVE_MATPLOTLIB:-0}" = 1 ] && plot=(--plot "$STEM.png")
   fi
   for f in headline blocks train compile; do  # step order: the first one's environment heads the report
     [ -s "$WORK/bench-$f.json" ] && benches+=("$WORK/bench-$f.json")
@@ -163,7 +163,6 @@ if [ "${GPU_CHECK_ALLOW_CPU:-0}" = "1" ] && [ "$GPU_NAME" = cpu-dry-run ]; then
   CAP+=([parity]=40 [headline]=30 [blocks]=30 [train]=30 [compile]=10 [tests]=10)
   MIN+=([setup]=5 [parity]=10 [headline]=10 [blocks]=10 [train]=10 [compile]=5 [tests]=5)
   TIMING=(--warmup 1 --repeat 2 --rep-ms 0)
-  TUNE_ARGS=(--dtypes bf16 --blocks 3a --batch 1)
   TEST_FILES=(tests/test_kernels.py)
 else
   SIZE=224; BATCH=256; DTYPE=bf16; BLOCKS=blocks
@@ -171,9 +170,16 @@ else
   PARITY_ARGS=(--variants torchvision,paper --dtypes bf16,tf32,fp32 --batch 2 --net-batch 2)
   TIMING=(--warmup 5 --repeat 5 --rep-ms 30)
   TUNE_ARGS=(--dtypes bf16,tf32 --blocks 3b,4d,5b --batch 256)
-  # the GPU kernel tests first; then the rest, whose GPU paths matter most first
-  TEST_FILES=(tests/test_kernels.py tests/test_dropin.py tests/test_tuning.py tests/test_modes.py
-              tests/test_cli_bench_parity.py tests/test_models.py tests/test_matching.py)
+  # the GPU kernel tests first, then the others that run on the GPU, alphabetically; not
+  # test_gpu_check.py (a CPU dry run of this script), test_compile_check.py (ahead-of-time
+  # compiles, no GPU needed, minutes) nor test_plan.py (shape arithmetic)
+  TEST_FILES=(tests/test_kernels.py tests/test_dropin.py)
+  for f in tests/test_*.py; do
+    case " ${TEST_FILES[*]} tests/test_gpu_check.py tests/test_compile_check.py tests/test_plan.py " in
+      *" $f "*) ;;
+      *) TEST_FILES+=("$f") ;;
+    esac
+  done
 fi
 BENCH=(-m fused_inception bench --size "$SIZE" --no-progress "${TIMING[@]}")
 
@@ -248,6 +254,7 @@ if [ "$(tail -n 1 "$STEPS" | cut -f 3)" != ran ]; then
   merge_report final
   exit 2
 fi
+timeout 10 "$PY" -c "import matplotlib" 2>/dev/null && HAVE_MATPLOTLIB=1
 
 NOTE="exit code 1: a row failed"
 run_step parity "fused blocks and network vs float64: ${PARITY_ARGS[*]}" "${CAP[parity]}" "${MIN[parity]}" "$STEM-parity.json" "0 1" step_parity

@@ -105,7 +105,7 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
              ("date", env["date"]), ("command", f"`{env['command']}`"),
              ("variant", s.get("variant")), ("image size", s.get("size")),
              ("timing", f"warm-up {s.get('warmup')} calls, >= {s.get('repeat')} calls and >= {s.get('rep_ms')} ms "
-                        f"measured per method; {rotation}"),
+                        f"measured per method; {rotation}" if s else None),
              ("threads", s.get("threads") if not gpu else None),
              ("total bench time", f"{report.get('seconds')} s"),
              ("runs merged", len(report["merged_from"]) if report.get("merged_from") else None)]

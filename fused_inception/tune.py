@@ -149,8 +149,6 @@ def tune_row(kernel: str, dtype_name: str, precision: str, cases: Sequence[TuneC
                     times[case.block] = float(timer(call))
             except Exception as err:  # a compile or launch error: this candidate is out, the row goes on
                 why = f"{type(err).__name__}: {err}"[:500]
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
             if why is not None:
                 if name == names[0]:
                     raise DefaultConfigFailed(f"default {kernel} config {name!r} fails on {case.block} "

@@ -151,9 +151,9 @@ def test_dry_run_merged_every_finished_step(dry_run):
                 if "median_ms" in r}
         assert mine <= timed, (name, mine - timed)
         assert {s for s, _, _ in mine} <= scopes[name] and {m for _, m, _ in mine} <= modes[name]
-        finished += step["status"] == "ran"
-    assert steps["headline"]["status"] == "ran", steps["headline"]  # the first bench step fits the budget
-    assert finished >= 1
+        finished += bool(mine)
+    # the budget leaves time for the first bench step at least
+    assert steps["headline"]["status"] != "skipped" and finished >= 1, steps
     # provenance in the report
     env = report["environment"]
     assert env["source_hash"] == source_hash() and env["git_commit"]
