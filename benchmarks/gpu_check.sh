@@ -265,6 +265,7 @@ NOTE="exit code 1: a method failed or mismatched"
 run_step blocks "blocks ($BLOCKS) inference $DTYPE b$BATCH: eager, eager-cl, fused, fused-cl" "${CAP[blocks]}" "${MIN[blocks]}" bench-blocks.json "0 1" step_blocks
 NOTE="exit code 1: a method failed"
 run_step train "network fine-tuning and training steps $DTYPE b$BATCH" "${CAP[train]}" "${MIN[train]}" bench-train.json "0 1" step_train
+NOTE="exit code 1: compile failed (the error is in the report)"
 run_step compile "torch.compile network inference $DTYPE b$BATCH" "${CAP[compile]}" "${MIN[compile]}" bench-compile.json "0 1" step_compile
 if [ "$DRY" = 1 ]; then
   record tune "tune kernel configs" skipped - - - - "needs a GPU: not run in a dry run"
@@ -276,7 +277,8 @@ else
 fi
 if [ "${GPU_CHECK_TESTS:-1}" = "1" ]; then
   NOTE="exit code 1: a test failed"
-  run_step tests "pytest -v ${TEST_FILES[*]}" "${CAP[tests]}" "${MIN[tests]}" tests.txt "0 1" step_tests
+  run_step tests "pytest -v, ${#TEST_FILES[@]} files: ${TEST_FILES[*]:0:2} first" "${CAP[tests]}" "${MIN[tests]}" \
+    tests.txt "0 1" step_tests
 else
   record tests "pytest" skipped - - - - "GPU_CHECK_TESTS=0"
 fi
