@@ -36,9 +36,10 @@ What is counted
   Its footprint (``scratch_bytes`` = programs x halo rows x padded reduced channels) is a few MB,
   far under the 50 MB L2, so it is counted as L2 traffic, not HBM.
 * ``hbm_bytes_high``: a pessimistic HBM figure for the fused launches: adds the halo re-reads, one
-  write-back of the scratch footprint and, when the block input is larger than half the L2, the
-  pointwise kernel's re-read of the input for every column tile (its grid walks all of M for one
-  column tile before the next). For eager launches it equals ``hbm_bytes``.
+  write-back of the scratch footprint and, when the block input is larger than half the L2 and the
+  pointwise grid walks all of M for one column tile before the next (commit d2e917c's grid), the
+  pointwise kernel's re-read of the input for every column tile. For eager launches it equals
+  ``hbm_bytes``.
 * ``cache_reread_bytes``: every load beyond the minimal that goes through L1/L2 (input re-reads per
   reduced-channel block, pool taps, halo, column tiles; weights reloaded per tile or per chunk). Not in
   this roofline (there is no datasheet L2 bandwidth); the latency model (``plan_latency``) charges
@@ -353,37 +354,43 @@ def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w
                           tf32: bool = True) -> Launch:
     """Launch 1: branch 1 and max-pool -> pool projection, one implicit GEMM writing both slices.
 
-    ``l2_capacity`` (bytes): the pessimistic figure charges the per-column-tile input re-reads as
-    HBM traffic only when the input is larger than half of it. ``tf32``: picks the config with the
-    dot precision (``dot_precision``) when ``cfg`` is not given.
+    Branch-1 column tiles are BLOCK_N wide, pool tiles BLOCK_NP wide (BLOCK_N for configs without
+    it, the kernel of commit d2e917c). ``l2_capacity`` (bytes): the pessimistic figure charges the
+    per-column-tile input re-reads as HBM traffic only when the input is larger than half of it
+    and the grid sweeps all pixels for one column tile first (commit d2e917c's 2-D grid; the
+    current one-axis grid runs a pixel tile's column tiles side by side). ``tf32``: picks the
+    config with the dot precision (``dot_precision``) when ``cfg`` is not given.
     """
     precision = dot_precision(dtype, tf32)
     cfg = cfg or pick_pointwise_config(dtype, precision)
+    block_np = getattr(cfg, "BLOCK_NP", None)
+    pixels_fastest = block_np is None
+    block_np = block_np or cfg.BLOCK_N
     e = DTYPE_BYTES[dtype]
     cin, c1, cp = spec.in_channels, spec.ch1x1, spec.pool_proj
     m = batch * h * w
     x = m * cin * e
     hbm = x + cin * (c1 + cp) * e + (c1 + cp) * BIAS_BYTES + m * (c1 + cp) * e
     m_pad = _round_up(m, cfg.BLOCK_M)
-    n1, npool = _cdiv(c1, cfg.BLOCK_N), _cdiv(cp, cfg.BLOCK_N)
+    n1, npool = _cdiv(c1, cfg.BLOCK_N), _cdiv(cp, block_np)
     useful = 2 * m * cin * (c1 + cp)
     exec_ = 2 * m_pad * cin * (c1 + cp)
-    padded = 2 * m_pad * _round_up(cin, cfg.BLOCK_K) * (n1 + npool) * cfg.BLOCK_N
+    padded = 2 * m_pad * _round_up(cin, cfg.BLOCK_K) * (n1 * cfg.BLOCK_N + npool * block_np)
     # x loads: every branch-1 column tile reads x once; every pool column tile reads its 9 taps
     # (taps outside the image are masked, not loaded): (3H-2)(3W-2) pixels per image and channel.
     x_loads = batch * cin * e * (n1 * h * w + npool * (3 * h - 2) * (3 * w - 2))
     m_tiles = _cdiv(m, cfg.BLOCK_M)
-    w_loads = m_tiles * cin * (n1 + npool) * cfg.BLOCK_N * e
+    w_loads = m_tiles * cin * (n1 * cfg.BLOCK_N + npool * block_np) * e
     reread = (x_loads - x) + (w_loads - cin * (c1 + cp) * e)
-    # The grid's axis 0 (pixels) varies fastest, so each column tile sweeps all of x before the
-    # next one starts: x comes back from HBM per column tile unless it stays in L2.
-    high = hbm + ((n1 + npool - 1) * x if x > l2_capacity / 2 else 0)
+    # A grid whose axis 0 (pixels) varies fastest sweeps all of x for each column tile: x comes
+    # back from HBM per column tile unless it stays in L2.
+    high = hbm + ((n1 + npool - 1) * x if pixels_fastest and x > l2_capacity / 2 else 0)
     return Launch(
         "fused", block, f"pointwise_pool 1x1 {cin}>{c1} | maxpool3x3+1x1 {cin}>{cp}", "pointwise_pool",
         useful, hbm, math="conv", exec_flops=exec_, padded_flops=padded, hbm_bytes_high=high,
         cache_reread_bytes=reread,
-        detail=(f"grid {m_tiles}x{n1 + npool} BLOCK_M/N/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/{cfg.BLOCK_K} "
-                f"({config_name(cfg)}, {precision})"),
+        detail=(f"{m_tiles} pixel tiles x {n1}+{npool} column tiles, BLOCK_M/N/NP/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/"
+                f"{block_np}/{cfg.BLOCK_K} ({config_name(cfg)}, {precision})"),
     )
 
 
@@ -725,8 +732,8 @@ ASSUMPTIONS = [
     "counted once in hbm_bytes and their extra loads separately (halo_bytes); the per-program "
     "scratch of the reduce -> kxk kernel is L2 traffic (l2_bytes; footprint scratch_bytes, "
     "programs and column splits as kernels/reduce_conv.py's grid on 132 SMs). 'fused (high)' charges as HBM the halo re-reads, one "
-    "scratch write-back and, when the block input exceeds half the L2, the pointwise kernel's "
-    "input re-read per column tile (its grid sweeps all pixels for one column tile first).",
+    "scratch write-back and, when the block input exceeds half the L2 and the pointwise grid sweeps "
+    "all pixels for one column tile first (commit d2e917c's grid), its input re-read per column tile.",
     "Eager launches follow PyTorch eager on CUDA in eval, NCHW: conv unit = cuDNN conv + BN + "
     "in-place ReLU (torchvision) or cuDNN conv + bias add_ + in-place ReLU (paper: ATen adds the "
     "conv bias in a separate kernel); LRN = the 8 kernels of F.local_response_norm; cat = 1 "

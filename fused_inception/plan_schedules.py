@@ -17,9 +17,9 @@ Two schedules per kernel:
   input is re-read once per BLOCK_R block); the k x k conv is one flattened loop over (tap,
   BLOCK_RK block) per BLOCK_N block of output channels, pipelined the same way. Residency: the
   config's programs per SM, or fewer where the estimated registers or shared memory do not fit.
-  ``pointwise_pool``: branch-1 tiles as a GEMM pipelined num_stages - 1 deep; pool tiles with the
-  nine taps unrolled (all loads in flight, one round trip per K step, not pipelined: the A tile is
-  built in registers) and no wider than the pool projection.
+  ``pointwise_pool``: branch-1 tiles as a GEMM pipelined num_stages - 1 deep; pool tiles of
+  BLOCK_NP columns with the nine taps unrolled (all loads in flight, one round trip per K step, not
+  pipelined: the A tile is built in registers).
 
 All three GPUs of the model are GH100 (sm_90): a dot of >= 64 rows runs as wgmma, a smaller one
 as mma.sync; fp32 IEEE dots run on CUDA cores ("fma").
@@ -87,14 +87,6 @@ _BASE_REGS = 64  # per thread besides the fp32 accumulator: addresses, operand f
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _pow2(n: int) -> int:
-    """Smallest power of two >= n (tl.dot blocks are powers of two, at least 16)."""
-    p = 16
-    while p < n:
-        p *= 2
-    return p
 
 
 def _mma(cls: str, rows: int) -> str:
@@ -224,7 +216,7 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
     e = DTYPE_BYTES[dtype]
     launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, tf32=tf32)
     bm, bn, bk, stages, warps = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.num_stages, cfg.num_warps
-    bn_pool = min(bn, _pow2(spec.pool_proj))  # pool tiles no wider than the projection
+    bn_pool = getattr(cfg, "BLOCK_NP", bn)  # pool tiles' width
     m_tiles = _cdiv(batch * h * w, bm)
     trips = _cdiv(spec.in_channels, bk)
     gemm = Loop("gemm", 1, trips, max(1, stages - 1), _mma(cls, bm), 2 * bm * bk * bn, (bm * bk + bk * bn) * e)

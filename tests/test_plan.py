@@ -20,7 +20,7 @@ from fused_inception.plan_compare import compare
 from fused_inception.plan_latency import Loop, Schedule, Work, eager_time, figures_for, schedule_time, timeline
 from fused_inception.plan_schedules import block_schedules, reduce_conv_pipelined
 from fused_inception.kernels.configs import REDUCE_CONV_CONFIGS, PointwiseConfig, ReduceConvConfig
-from fused_inception.plan_schedules import TodayReduceConvConfig
+from fused_inception.plan_schedules import TodayPointwiseConfig, TodayReduceConvConfig
 
 # DESIGN.md §4: MMAC per image of each Inception block, torchvision variant.
 DESIGN_MMAC = {"3a": 122, "3b": 266, "4a": 71, "4b": 83, "4c": 95, "4d": 112, "4e": 157, "5a": 48, "5b": 66}
@@ -159,7 +159,7 @@ def test_block_3a_by_hand():
     # 64/64/32; reduce_conv BLOCK_M 64, BLOCK_HALO 32, BLOCK_R 32, BLOCK_N 32, BLOCK_K 32, two
     # programs per SM, no column split.
     assert P.dot_precision("bfloat16", True) == "ieee"
-    pw_cfg = PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)
+    pw_cfg = TodayPointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)
     cfg = TodayReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32)
     spec, h, w = P.block_shapes("torchvision")["3a"]
     launches = [P.pointwise_pool_launch("3a", spec, 256, h, w, "bfloat16", pw_cfg),
@@ -220,6 +220,25 @@ def test_block_5b_column_split_by_hand():
     # of 64 x 32 read
     assert launch.l2_bytes == (588 * 128 * 192 + 196 * 3 * 9 * 6 * 64 * 32) * 2
     assert launch.scratch_bytes == 528 * 128 * 192 * 2
+
+
+def test_pointwise_pool_tiles_by_hand():
+    """Pool tiles are BLOCK_NP wide where the config has it: 3a's pool projection of 32 fills a
+    32-wide tile (d2e917c's 64-wide tiles padded it to 64), and a pixel tile's column tiles run
+    side by side, so the pessimistic figure adds no input re-read."""
+    spec, h, w = P.block_shapes("torchvision")["3a"]
+    n, e = 256, 2
+    m = n * h * w
+    old = P.pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", TodayPointwiseConfig(64, 64, 32))
+    new = P.pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", PointwiseConfig(64, 64, 32, BLOCK_NP=32))
+    assert old.padded_flops == 2 * m * 192 * (64 + 64)
+    assert new.padded_flops == new.exec_flops == 2 * m * 192 * (64 + 32)
+    assert old.hbm_bytes == new.hbm_bytes == new.hbm_bytes_high
+    # 3a's input (77 MB) is over half the L2: d2e917c's grid re-reads it for its second column tile
+    assert old.hbm_bytes_high == old.hbm_bytes + m * 192 * e
+    # weights per pixel tile: 64 + 32 columns instead of 64 + 64
+    tiles = m // 64
+    assert old.cache_reread_bytes - new.cache_reread_bytes == tiles * 192 * 32 * e
 
 
 def test_reduce_conv_grid_matches_the_launcher(monkeypatch):
