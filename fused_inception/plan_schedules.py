@@ -89,6 +89,12 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _per_step(total: int, steps: int) -> int:
+    """Bytes per loop step of ``total`` bytes spread over ``steps`` (masked rows and columns,
+    past C_in, R or C_out, are not loaded, so a step's tile bytes would overcount)."""
+    return total // steps
+
+
 def _mma(cls: str, rows: int) -> str:
     if cls == "fma":
         return "fma"
@@ -119,18 +125,20 @@ def reduce_conv_today(block: str, branch: str, cin: int, r: int, c: int, k: int,
     r_pad = _cdiv(r, cfg.BLOCK_R) * cfg.BLOCK_R
     r_blocks = r_pad // cfg.BLOCK_R
     bm, bh, br, bn, bk = cfg.BLOCK_M, cfg.BLOCK_HALO, cfg.BLOCK_R, cfg.BLOCK_N, cfg.BLOCK_K
+    trips = _cdiv(cin, bk)
+    n_blocks = _cdiv(c, bn)
     # plain loads, cached in L1: a chunk's input tile comes from L2 for its first reduced-channel
     # block and from L1 for the others (averaged per step)
-    x_step = bh * bk * e
-    reduce = Loop("reduce", (halo_rows // bh) * r_blocks, _cdiv(cin, bk), 1, _mma(cls, bh), 2 * bh * bk * br,
-                  x_step // r_blocks + bk * br * e, l1_bytes=x_step - x_step // r_blocks, store_bytes=bh * br * e)
+    x_step = _per_step(bh * cin * e, trips)
+    reduce = Loop("reduce", (halo_rows // bh) * r_blocks, trips, 1, _mma(cls, bh), 2 * bh * bk * br,
+                  x_step // r_blocks + _per_step(cin * r * e, trips * r_blocks),
+                  l1_bytes=x_step - x_step // r_blocks, store_bytes=bh * br * e)
     # the scratch slot comes from L2 once per tile (the stores write through), its other
     # n_blocks x k*k passes from L1; the weights from L2 every time
-    conv_instances = _cdiv(c, bn) * k * k
-    conv_steps = conv_instances * r_blocks
-    slot_step = halo_rows * r_pad * e // conv_steps
+    conv_instances = n_blocks * k * k
+    slot_step = _per_step(halo_rows * r_pad * e, conv_instances * r_blocks)
     conv = Loop("kxk", conv_instances, r_blocks, 1, _mma(cls, bm), 2 * bm * br * bn,
-                slot_step + br * bn * e, l1_bytes=max(0, bm * br * e - slot_step))
+                slot_step + _per_step(r * c * e, n_blocks * r_blocks), l1_bytes=max(0, bm * br * e - slot_step))
     programs = max(1, min(tiles, TODAY_PROGRAMS_PER_SM * sms))
     return Schedule("today", launch.name, (Work("tile", tiles, (reduce, conv)),), programs, TODAY_PROGRAMS_PER_SM,
                     cfg.num_warps, launch.hbm_bytes,
@@ -155,15 +163,16 @@ def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: 
     smem = cfg.num_stages * e * max(bm * brk + brk * bn, bh * bk + bk * br)
     fit = resident_programs(cfg.num_warps, max(bm * bn, bh * br), smem)
     resident = min(fit, getattr(cfg, "programs_per_sm", fit))
-    reduce = Loop("reduce", (cfg.halo_rows(k, w) // bh) * (r_pad // br), _cdiv(cin, bk), depth, _mma(cls, bh),
-                  2 * bh * bk * br, (bh * bk + bk * br) * e, store_bytes=bh * br * e)
+    trips, r_blocks, n_rk, n_blocks = _cdiv(cin, bk), r_pad // br, _cdiv(r, brk), _cdiv(c, bn)
+    reduce = Loop("reduce", (cfg.halo_rows(k, w) // bh) * r_blocks, trips, depth, _mma(cls, bh), 2 * bh * bk * br,
+                  _per_step(bh * cin * e, trips) + _per_step(cin * r * e, trips * r_blocks), store_bytes=bh * br * e)
     # split j of a tile takes the output-channel blocks j, j + n_split, ...: some splits one more
-    per_split, extra = divmod(_cdiv(c, bn), n_split)
+    per_split, extra = divmod(n_blocks, n_split)
     works = []
     for blocks, splits in ((per_split + 1, extra), (per_split, n_split - extra)):
         if splits:
-            conv = Loop("kxk", blocks, k * k * _cdiv(r, brk), depth, _mma(cls, bm), 2 * bm * brk * bn,
-                        (bm * brk + brk * bn) * e)
+            conv = Loop("kxk", blocks, k * k * n_rk, depth, _mma(cls, bm), 2 * bm * brk * bn,
+                        bm * brk * e + _per_step(r * c * e, n_rk * n_blocks))
             works.append(Work(f"item, {blocks} column blocks", tiles * splits, (reduce, conv) if blocks else (reduce,)))
     return Schedule("pipelined", launch.name, tuple(works), programs, resident, cfg.num_warps, launch.hbm_bytes,
                     detail=(f"{tiles} tiles x {n_split} split, {programs} programs x {cfg.num_warps} warps, "
@@ -194,13 +203,15 @@ def pointwise_today(block: str, spec: InceptionSpec, batch: int, h: int, w: int,
     m_tiles = _cdiv(batch * h * w, cfg.BLOCK_M)
     trips = _cdiv(spec.in_channels, cfg.BLOCK_K)
     bm, bn, bk = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K
+    cin, n1, npool = spec.in_channels, _cdiv(spec.ch1x1, bn), _cdiv(spec.pool_proj, bn)
     flops = 2 * bm * bk * bn
-    gemm = Loop("gemm", 1, trips, 1, _mma(cls, bm), flops, (bm * bk + bk * bn) * e)
+    gemm = Loop("gemm", 1, trips, 1, _mma(cls, bm), flops,
+                _per_step(bm * cin * e, trips) + _per_step(cin * spec.ch1x1 * e, trips * n1))
     l2_px, l1_px = _pool_pixels(bm, w)
-    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), flops, (l2_px * bk + bk * bn) * e, l1_bytes=l1_px * bk * e,
-                serial=9)
-    works = (Work("branch1", m_tiles * _cdiv(spec.ch1x1, bn), (gemm,)),
-             Work("pool", m_tiles * _cdiv(spec.pool_proj, bn), (pool,)))
+    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), flops,
+                _per_step(l2_px * cin * e, trips) + _per_step(cin * spec.pool_proj * e, trips * npool),
+                l1_bytes=_per_step(l1_px * cin * e, trips), serial=9)
+    works = (Work("branch1", m_tiles * n1, (gemm,)), Work("pool", m_tiles * npool, (pool,)))
     resident = resident_programs(cfg.num_warps, bm * bn, cfg.num_stages * (bm * bk + bk * bn) * e)
     units = sum(wk.count for wk in works)
     return Schedule("today", launch.name, works, units, resident, cfg.num_warps, launch.hbm_bytes,
@@ -219,13 +230,15 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
     bn_pool = getattr(cfg, "BLOCK_NP", bn)  # pool tiles' width
     m_tiles = _cdiv(batch * h * w, bm)
     trips = _cdiv(spec.in_channels, bk)
-    gemm = Loop("gemm", 1, trips, max(1, stages - 1), _mma(cls, bm), 2 * bm * bk * bn, (bm * bk + bk * bn) * e)
+    cin, n1, npool = spec.in_channels, _cdiv(spec.ch1x1, bn), _cdiv(spec.pool_proj, bn_pool)
+    gemm = Loop("gemm", 1, trips, max(1, stages - 1), _mma(cls, bm), 2 * bm * bk * bn,
+                _per_step(bm * cin * e, trips) + _per_step(cin * spec.ch1x1 * e, trips * n1))
     # the A tile is the max of nine loads built in registers: all nine in flight, not pipelined
     l2_px, l1_px = _pool_pixels(bm, w)
-    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), 2 * bm * bk * bn_pool, (l2_px * bk + bk * bn_pool) * e,
-                l1_bytes=l1_px * bk * e)
-    works = (Work("branch1", m_tiles * _cdiv(spec.ch1x1, bn), (gemm,)),
-             Work("pool", m_tiles * _cdiv(spec.pool_proj, bn_pool), (pool,)))
+    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), 2 * bm * bk * bn_pool,
+                _per_step(l2_px * cin * e, trips) + _per_step(cin * spec.pool_proj * e, trips * npool),
+                l1_bytes=_per_step(l1_px * cin * e, trips))
+    works = (Work("branch1", m_tiles * n1, (gemm,)), Work("pool", m_tiles * npool, (pool,)))
     resident = resident_programs(warps, bm * bn, stages * (bm * bk + bk * bn) * e)
     units = sum(wk.count for wk in works)
     return Schedule("pipelined", launch.name, works, units, resident, warps, launch.hbm_bytes,
