@@ -64,7 +64,7 @@ elapsed() { echo $(( $(now) - START )); }
 
 OUT_DIR=${OUT:-$REPO/benchmarks/results}
 mkdir -p "$OUT_DIR"
-WORK=$(mktemp -d /tmp/fi_gpu_check.XXXXXX)  # never deleted; packed into <stem>-raw.tar after each step
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fi_gpu_check.XXXXXX")  # never deleted; packed into <stem>-raw.tar after each step
 
 GPU_NAME=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
 DRIVER=$(timeout 20 nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1)

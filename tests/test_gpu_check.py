@@ -70,13 +70,16 @@ def dry_run(tmp_path_factory):
         pytest.skip("needs bash and coreutils' timeout")
     command, _ = documented_command()
     out = tmp_path_factory.mktemp("gpu_check_out")
-    env = dict(os.environ, OUT=str(out), GPU_CHECK_ALLOW_CPU="1", GPU_CHECK_BUDGET_S=str(DRY_BUDGET_S),
+    work = tmp_path_factory.mktemp("gpu_check_tmp")  # the script's raw-data directory goes here
+    env = dict(os.environ, OUT=str(out), TMPDIR=str(work), GPU_CHECK_ALLOW_CPU="1",
+               GPU_CHECK_BUDGET_S=str(DRY_BUDGET_S),
                # installed already; a reinstall here would rewrite the environment other tests use
                GPU_CHECK_SKIP_INSTALL="1", PYTHON=sys.executable)
     env.pop("TRITON_INTERPRET", None)  # as on the device: the script and its commands choose
     t0 = time.monotonic()
     proc = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=DRY_BUDGET_S + 60)
+    assert len(list(work.glob("fi_gpu_check.*"))) == 1  # kept, not deleted
     return proc, time.monotonic() - t0, out
 
 
@@ -156,7 +159,8 @@ def test_dry_run_merged_every_finished_step(dry_run):
     assert steps["headline"]["status"] != "skipped" and finished >= 1, steps
     # provenance in the report
     env = report["environment"]
-    assert env["source_hash"] == source_hash() and env["git_commit"]
+    assert re.fullmatch(r"[0-9a-f]{16}", env["source_hash"]) and env["git_commit"]
+    assert f"- **source hash**: {env['source_hash']}" in markdown
     for fact in ("**git commit**", "**source hash**", "**driver**", "**CUDA**", "**cuDNN**", "**torch**",
                  "**triton**"):
         assert fact in markdown
