@@ -20,8 +20,10 @@ weights and the same preallocated inputs):
   channels_last input), ``fused-cudagraph``, ``fused-compile``.
 
 Timing: on a GPU, CUDA events around every call after warm-up; on the CPU, ``time.perf_counter``.
-Each call takes the next of several preallocated inputs (on a GPU, enough of them to exceed the L2
-cache), so a warm cache is not what is measured. Reported: median ms with p20-p80, img/s
+Each call takes the next of several preallocated inputs (on a GPU, enough of them to fill
+``--rotate-mb``, at most MAX_INPUTS), so a warm cache is not what is measured; a case whose inputs
+add up to less than twice the L2 (batch 1 of the 7x7 blocks: the MAX_INPUTS cap) is labelled
+warm-cache in the report (``bench_cases.warm_cache``). Reported: median ms with p20-p80, img/s
 (batch / median), the fused methods' speedups against each baseline, and peak memory of one call
 beyond what was resident before it (GPU: ``torch.cuda.max_memory_allocated``; CUDA-graph methods:
 during capture; CPU: n/a, PyTorch keeps no CPU allocator statistics). Inference outputs of every method are checked against eager's (a sanity check; the
@@ -203,7 +205,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop starting new measurements after this many seconds (the rest are "
                              "recorded as skipped)")
     parser.add_argument("--json", metavar="PATH",
-                        help="write every raw timing, median and the environment as JSON (rewritten after each case)")
+                        help="write every raw timing, median and the environment as JSON (rewritten after each method)")
     parser.add_argument("--markdown", metavar="PATH", help="write the results as a markdown report")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of img/s against batch (needs matplotlib)")
     parser.add_argument("--merge", nargs="*", metavar="JSON",

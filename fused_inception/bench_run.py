@@ -143,23 +143,22 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
             ordered = sorted(settings["methods"], key=lambda m: m != "eager")
             for name in ordered:
                 if budget is not None and time.perf_counter() - t_start > budget:
-                    entry["results"][name] = {"skipped": f"time budget of {budget:.0f} s spent"}
-                    progress.step(f"{case.key} {name}: skipped")
-                    continue
-                try:
-                    res = measure(setup, name, settings, reference_out)
-                except Exception as err:  # a method that cannot run is a result, not the end of the run
-                    res = {"error": f"{type(err).__name__}: {err}"[:2000]}
-                    say(f"warning: {case.key} {name}: {res['error'][:300]}")
-                    if cuda:
-                        torch.cuda.empty_cache()
+                    res = {"skipped": f"time budget of {budget:.0f} s spent"}
+                else:
+                    try:
+                        res = measure(setup, name, settings, reference_out)
+                    except Exception as err:  # a method that cannot run is a result, not the end of the run
+                        res = {"error": f"{type(err).__name__}: {err}"[:2000]}
+                        say(f"warning: {case.key} {name}: {res['error'][:300]}")
+                        if cuda:
+                            torch.cuda.empty_cache()
                 if name == "eager" and "output" in res:
                     reference_out = res.pop("output")
                 res.pop("output", None)
                 entry["results"][name] = res
                 progress.step(f"{case.key} {name}: " + (f"{res['median_ms']:.3f} ms" if "median_ms" in res
-                                                          else "no timing"))
-                warn_check(entry, say, tf32=cuda and settings["tf32"], names=(name,))
+                                                          else "skipped" if "skipped" in res else "no timing"))
+                warn_check(entry, name, say, tf32=cuda and settings["tf32"])
                 entry["speedup"] = speedups(entry["results"])
                 report["seconds"] = round(time.perf_counter() - t_start, 1)
                 if json_path:  # after every method: a run killed mid-case keeps the methods it timed
@@ -167,8 +166,6 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
             del setup
             if cuda:
                 torch.cuda.empty_cache()
-            if json_path:
-                write_json(report, json_path)
     finally:
         progress.close()
     report["seconds"] = round(time.perf_counter() - t_start, 1)

@@ -127,19 +127,17 @@ def check_bound(dtype: str, scope: str, tf32: bool) -> float:
     return net if scope == "net" else block
 
 
-def warn_check(entry: dict, say: Callable[[str], None], tf32: bool, names: Sequence[str] | None = None) -> None:
-    """Mark each inference result of a case (those of ``names``; None: all) ``ok`` or ``MISMATCH``
-    against its sanity bound (and ``say`` a warning for a mismatch)."""
+def warn_check(entry: dict, name: str, say: Callable[[str], None], tf32: bool) -> None:
+    """Mark method ``name``'s inference result in a case ``ok`` or ``MISMATCH`` against the case's
+    sanity bound (and ``say`` a warning for a mismatch); a result without a check stays unmarked."""
     tol = check_bound(entry["dtype"], entry["scope"], tf32)
     entry["check_bound"] = tol
-    for name, res in entry["results"].items():
-        if names is not None and name not in names:
-            continue
-        err = res.get("rel_err_vs_eager")
-        if err is not None and not err <= tol:
-            res["check"] = "MISMATCH"
-            say(f"warning: {entry['scope']}/{entry['dtype']}/b{entry['batch']} {name}: output differs from "
-                f"eager by {err:.2e} (relative; sanity bound {tol:.0e})")
-        elif err is not None:
-            res["check"] = "ok"
+    res = entry["results"][name]
+    err = res.get("rel_err_vs_eager")
+    if err is not None and not err <= tol:
+        res["check"] = "MISMATCH"
+        say(f"warning: {entry['scope']}/{entry['dtype']}/b{entry['batch']} {name}: output differs from "
+            f"eager by {err:.2e} (relative; sanity bound {tol:.0e})")
+    elif err is not None:
+        res["check"] = "ok"
 
