@@ -306,7 +306,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--net-batch", type=int, default=None,
                         help=f"network batch (default: {GPU_SIZES[3]} on a GPU, {CPU_SIZES[3]} on the CPU)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of weights and inputs (default: 0)")
-    parser.add_argument("--json", metavar="PATH", help="write the rows and the environment as JSON to PATH")
+    parser.add_argument("--json", metavar="PATH",
+                        help="write the rows and the environment as JSON to PATH (rewritten after every row, "
+                             "'complete': false until the last)")
     parser.add_argument("--markdown", metavar="PATH", help="write the table as markdown to PATH")
     parser.add_argument("--jobs", type=int, default=None,
                         help="CPU: interpreter processes, one per variant (default: 2 when there are 2 CPUs)")
