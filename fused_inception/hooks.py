@@ -34,10 +34,18 @@ def _hook_name(hook) -> str:
 
 
 def has_hooks(block: nn.Module) -> bool:
-    """Whether any hook would fire when ``block`` runs its original modules (cheap: no strings)."""
-    if any(getattr(nn_module, attr) for attr, _ in _GLOBAL_KINDS):
+    """Whether any hook would fire when ``block`` runs its original modules. Runs on every fused
+    call, so it spells out the attributes of _KINDS and _GLOBAL_KINDS and builds no strings."""
+    if (nn_module._global_forward_pre_hooks or nn_module._global_forward_hooks
+            or nn_module._global_backward_pre_hooks or nn_module._global_backward_hooks):
         return True
-    return any(getattr(m, attr) for m in block.modules() for attr, _ in _KINDS)
+    stack = [block]  # not block.modules(): its de-duplicating generator costs more than the checks
+    while stack:
+        m = stack.pop()
+        if m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks or m._backward_hooks:
+            return True
+        stack.extend(child for child in m._modules.values() if child is not None)
+    return False
 
 
 def describe_hooks(block: nn.Module) -> list[str]:

@@ -60,7 +60,9 @@ class FusedInception(nn.Module):
     Threads: one model may serve inference (eval BNs, or ``requires_grad_(False)``/no_grad) from
     many threads at once; the folded-weight cache is replaced as a whole, never changed in place,
     so a thread sees either the old or the new complete entry (threads that miss together each
-    fold once). Not thread-safe, as for any nn.Module: training-mode BN (the running statistics
+    fold once). Kernels launch concurrently on CUDA; under Triton's interpreter (CPU) they take
+    turns, as the interpreter keeps the running kernel's state in globals. Not thread-safe, as for
+    any nn.Module: training-mode BN (the running statistics
     and ``num_batches_tracked`` are updated in place, as nn.BatchNorm2d does), and changing
     weights, modes, hooks or parametrizations while another thread runs the model.
     """
