@@ -97,24 +97,24 @@ def test_candidates_are_named_configs_with_the_default_first():
 
 
 def test_pickers_use_the_gpus_tuned_file(tuned_dir, monkeypatch):
-    _write(tuned_dir, [_choice("reduce_conv", "float16", "ieee", "mma-h64"),
+    _write(tuned_dir, [_choice("pointwise_pool", "float16", "ieee", "s4"),
                        _choice("pointwise_pool", "float32", "tf32", "n32")])
-    assert pick_reduce_conv_config("float16", "ieee", GPU) == REDUCE_CONV_CONFIGS["mma-h64"]
+    assert pick_pointwise_config("float16", "ieee", GPU) == POINTWISE_CONFIGS["s4"]
     assert pick_pointwise_config("float32", "tf32", GPU) == POINTWISE_CONFIGS["n32"]
     # rows the file does not list, other GPUs and no GPU: the defaults
-    assert pick_reduce_conv_config("bfloat16", "ieee", GPU) == REDUCE_CONV_CONFIGS["mma"]
-    assert pick_pointwise_config("float16", "ieee", GPU) == POINTWISE_CONFIGS["default"]
-    assert pick_reduce_conv_config("float16", "ieee", "Another GPU") == REDUCE_CONV_CONFIGS["mma"]
-    assert pick_reduce_conv_config("float16", "ieee") == REDUCE_CONV_CONFIGS["mma"]
+    assert pick_reduce_conv_config("float16", "ieee", GPU) == REDUCE_CONV_CONFIGS["mma"]
+    assert pick_pointwise_config("bfloat16", "ieee", GPU) == POINTWISE_CONFIGS["default"]
+    assert pick_pointwise_config("float16", "ieee", "Another GPU") == POINTWISE_CONFIGS["default"]
+    assert pick_pointwise_config("float16", "ieee") == POINTWISE_CONFIGS["default"]
     monkeypatch.setenv(tuned_configs.ENV_SWITCH, "0")
     tuned_configs.clear_cache()
-    assert pick_reduce_conv_config("float16", "ieee", GPU) == REDUCE_CONV_CONFIGS["mma"]
+    assert pick_pointwise_config("float16", "ieee", GPU) == POINTWISE_CONFIGS["default"]
 
 
 @pytest.mark.parametrize("change, message", [
     (dict(choices=[_choice("reduce_conv", "float16", "ieee", "fma")]), "not a candidate for reduce_conv float16 ieee"),
-    (dict(choices=[{**_choice("reduce_conv", "float16", "ieee", "mma-h64"),
-                    "fields": {**config_fields(REDUCE_CONV_CONFIGS["mma-h64"]), "BLOCK_N": 64}}]), "re-tune"),
+    (dict(choices=[{**_choice("pointwise_pool", "float16", "ieee", "s4"),
+                    "fields": {**config_fields(POINTWISE_CONFIGS["s4"]), "BLOCK_N": 48}}]), "re-tune"),
     (dict(choices=[_choice("reduce_conv", "float16", "ieee", "mma")] * 2), "a second choice"),
     (dict(choices=[{**_choice("reduce_conv", "float16", "ieee", "mma"), "kernel": "conv9"}]), "unknown kernel"),
     (dict(choices=[_choice("reduce_conv", "float16", "tf32", "mma")]), "never launched"),
@@ -144,17 +144,19 @@ def test_shipped_tuned_files_are_valid():
 def test_forward_launches_the_tuned_configs(tuned_dir):
     """The library's own forward (recorded on meta tensors) launches a GPU's tuned choices, and
     compile-check's launched set includes them."""
-    _write(tuned_dir, [_choice("reduce_conv", "float16", "ieee", "mma-h64"),
+    _write(tuned_dir, [_choice("pointwise_pool", "bfloat16", "ieee", "s4"),
                        _choice("pointwise_pool", "float16", "ieee", "n32")])
     recs = aot.record_googlenet_launches(batches=(2,), models=("torchvision",), gpu=GPU)
-    fp16 = [r for r in recs if r.dtype == "float16"]
-    assert fp16 and all(r.kwargs["BLOCK_HALO"] == 64 for r in fp16 if r.kernel == "reduce_conv")
-    assert all(r.kwargs["BLOCK_N"] == 32 for r in fp16 if r.kernel == "pointwise_pool")
-    bf16 = [r for r in recs if r.dtype == "bfloat16" and r.kernel == "reduce_conv"]
-    assert bf16 and all(r.kwargs["BLOCK_HALO"] == 32 for r in bf16)
+    fp16 = [r for r in recs if r.dtype == "float16" and r.kernel == "pointwise_pool"]
+    assert fp16 and all(r.kwargs["BLOCK_N"] == 32 and r.kwargs["num_stages"] == 3 for r in fp16)
+    bf16 = [r for r in recs if r.dtype == "bfloat16" and r.kernel == "pointwise_pool"]
+    assert bf16 and all(r.kwargs["BLOCK_N"] == 64 and r.kwargs["num_stages"] == 4 for r in bf16)
+    # a row the file does not list keeps its default
+    conv = [r for r in recs if r.dtype == "bfloat16" and r.kernel == "reduce_conv"]
+    assert conv and all(r.kwargs["BLOCK_HALO"] == REDUCE_CONV_CONFIGS["mma"].BLOCK_HALO for r in conv)
     variants = aot.googlenet_launch_variants(batches=(2,), gpus=[None, GPU])
     names = {(v.kernel, v.dtype, v.config_name) for v in variants}
-    assert {("reduce_conv", "float16", "mma-h64"), ("reduce_conv", "float16", "mma"),
+    assert {("pointwise_pool", "bfloat16", "s4"), ("pointwise_pool", "bfloat16", "default"),
             ("pointwise_pool", "float16", "n32"), ("pointwise_pool", "float16", "default")} <= names
 
 
@@ -211,10 +213,10 @@ def _scripted_timer(times):
 
 
 def test_tuner_chooses_the_fastest_and_writes_a_usable_file(tuned_dir, gen):
-    rows = [("reduce_conv", "float16", "ieee"), ("pointwise_pool", "float32", "ieee")]
+    rows = [("pointwise_pool", "float16", "ieee"), ("pointwise_pool", "float32", "ieee")]
     n_conv = len(candidate_names(*rows[0]))
     n_point = len(candidate_names(*rows[1]))
-    # reduce_conv: the second candidate fastest; pointwise: the default fastest
+    # float16: the second candidate fastest; float32: the default fastest
     times = [3.0, 1.0] + [2.0] * (n_conv - 2) + [1.0] + [4.0] * (n_point - 1)
     lines = []
     doc = tune.tune(rows, ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer(times), budget_s=600,
@@ -227,8 +229,9 @@ def test_tuner_chooses_the_fastest_and_writes_a_usable_file(tuned_dir, gen):
     assert doc["tuned"]["incomplete"] == [] and len(lines) == 2
     path = tuned_dir / f"{gpu_slug(GPU)}.json"
     path.write_text(json.dumps(doc))
-    assert pick_reduce_conv_config("float16", "ieee", GPU) == config_by_name("reduce_conv", conv["config"])
-    assert "reduce_conv" in tune.format_choices(doc)
+    assert pick_pointwise_config("float16", "ieee", GPU) == config_by_name("pointwise_pool", conv["config"])
+    assert pick_pointwise_config("float32", "ieee", GPU) == config_by_name("pointwise_pool", point["config"])
+    assert "pointwise_pool" in tune.format_choices(doc)
 
 
 def test_tuner_keeps_the_default_unless_clearly_faster(gen):
@@ -353,11 +356,11 @@ def test_reports_record_the_launched_configs(tuned_dir):
 
     rows, source = kernel_configs(None)
     assert source is None and not any(r["tuned"] for r in rows) and len(rows) == len(default_configs())
-    path = _write(tuned_dir, [_choice("reduce_conv", "bfloat16", "ieee", "mma-r16")])
+    path = _write(tuned_dir, [_choice("pointwise_pool", "bfloat16", "ieee", "n32s4")])
     rows, source = kernel_configs(GPU)
     assert source == str(path)
     tuned = [(r["kernel"], r["dtype"], r["config"]) for r in rows if r["tuned"]]
-    assert tuned == [("reduce_conv", "bfloat16", "mma-r16")]
+    assert tuned == [("pointwise_pool", "bfloat16", "n32s4")]
     bad = _choice("reduce_conv", "bfloat16", "ieee", "fma")
     path.write_text(json.dumps({"schema": 1, "gpu": GPU, "choices": [bad]}))
     tuned_configs.clear_cache()
