@@ -249,8 +249,9 @@ step_tests() {
 }
 
 run_step setup "install offline, check the GPU" "${CAP[setup]}" "${MIN[setup]}" - 0 step_setup
-if [ "$(tail -n 1 "$STEPS" | cut -f 3)" != ran ]; then
-  echo "== setup failed: nothing to measure"
+SETUP_STATUS=$(tail -n 1 "$STEPS" | cut -f 3)
+if [ "$SETUP_STATUS" != ran ]; then
+  echo "== setup did not finish ($SETUP_STATUS): nothing to measure"
   merge_report final
   exit 2
 fi
