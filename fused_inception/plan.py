@@ -354,8 +354,8 @@ def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w
                           tf32: bool = True) -> Launch:
     """Launch 1: branch 1 and max-pool -> pool projection, one implicit GEMM writing both slices.
 
-    Branch-1 column tiles are BLOCK_N wide, pool tiles BLOCK_NP wide (BLOCK_N for configs without
-    it, the kernel of commit d2e917c). ``l2_capacity`` (bytes): the pessimistic figure charges the
+    Branch-1 column tiles are BLOCK_N wide with K step BLOCK_K, pool tiles BLOCK_NP wide with K step
+    BLOCK_KP (BLOCK_N and BLOCK_K for configs without them, the kernel of commit d2e917c). ``l2_capacity`` (bytes): the pessimistic figure charges the
     per-column-tile input re-reads as HBM traffic only when the input is larger than half of it
     and the grid sweeps all pixels for one column tile first (commit d2e917c's 2-D grid; the
     current one-axis grid runs a pixel tile's column tiles side by side). ``tf32``: picks the
@@ -366,6 +366,7 @@ def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w
     block_np = getattr(cfg, "BLOCK_NP", None)
     pixels_fastest = block_np is None
     block_np = block_np or cfg.BLOCK_N
+    block_kp = getattr(cfg, "BLOCK_KP", cfg.BLOCK_K)
     e = DTYPE_BYTES[dtype]
     cin, c1, cp = spec.in_channels, spec.ch1x1, spec.pool_proj
     m = batch * h * w
@@ -375,7 +376,7 @@ def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w
     n1, npool = _cdiv(c1, cfg.BLOCK_N), _cdiv(cp, block_np)
     useful = 2 * m * cin * (c1 + cp)
     exec_ = 2 * m_pad * cin * (c1 + cp)
-    padded = 2 * m_pad * _round_up(cin, cfg.BLOCK_K) * (n1 * cfg.BLOCK_N + npool * block_np)
+    padded = 2 * m_pad * (_round_up(cin, cfg.BLOCK_K) * n1 * cfg.BLOCK_N + _round_up(cin, block_kp) * npool * block_np)
     # x loads: every branch-1 column tile reads x once; every pool column tile reads its 9 taps
     # (taps outside the image are masked, not loaded): (3H-2)(3W-2) pixels per image and channel.
     x_loads = batch * cin * e * (n1 * h * w + npool * (3 * h - 2) * (3 * w - 2))
@@ -389,8 +390,8 @@ def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w
         "fused", block, f"pointwise_pool 1x1 {cin}>{c1} | maxpool3x3+1x1 {cin}>{cp}", "pointwise_pool",
         useful, hbm, math="conv", exec_flops=exec_, padded_flops=padded, hbm_bytes_high=high,
         cache_reread_bytes=reread,
-        detail=(f"{m_tiles} pixel tiles x {n1}+{npool} column tiles, BLOCK_M/N/NP/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/"
-                f"{block_np}/{cfg.BLOCK_K} ({config_name(cfg)}, {precision})"),
+        detail=(f"{m_tiles} pixel tiles x {n1}+{npool} column tiles, BLOCK_M/N/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/"
+                f"{cfg.BLOCK_K}, pool NP/KP {block_np}/{block_kp} ({config_name(cfg)}, {precision})"),
     )
 
 

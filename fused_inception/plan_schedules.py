@@ -18,7 +18,7 @@ Two schedules per kernel:
   BLOCK_RK block) per BLOCK_N block of output channels, pipelined the same way. Residency: the
   config's programs per SM, or fewer where the estimated registers or shared memory do not fit.
   ``pointwise_pool``: branch-1 tiles as a GEMM pipelined num_stages - 1 deep; pool tiles of
-  BLOCK_NP columns with the nine taps unrolled (all loads in flight, one round trip per K step, not
+  BLOCK_NP columns and K step BLOCK_KP with the nine taps unrolled (all loads in flight, one round trip per K step, not
   pipelined: the A tile is built in registers).
 
 All three GPUs of the model are GH100 (sm_90): a dot of >= 64 rows runs as wgmma, a smaller one
@@ -227,23 +227,24 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
     e = DTYPE_BYTES[dtype]
     launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, tf32=tf32)
     bm, bn, bk, stages, warps = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.num_stages, cfg.num_warps
-    bn_pool = getattr(cfg, "BLOCK_NP", bn)  # pool tiles' width
+    bn_pool = getattr(cfg, "BLOCK_NP", bn)  # pool tiles' width and K step
+    bk_pool = getattr(cfg, "BLOCK_KP", bk)
     m_tiles = _cdiv(batch * h * w, bm)
-    trips = _cdiv(spec.in_channels, bk)
+    trips, trips_pool = _cdiv(spec.in_channels, bk), _cdiv(spec.in_channels, bk_pool)
     cin, n1, npool = spec.in_channels, _cdiv(spec.ch1x1, bn), _cdiv(spec.pool_proj, bn_pool)
     gemm = Loop("gemm", 1, trips, max(1, stages - 1), _mma(cls, bm), 2 * bm * bk * bn,
                 _per_step(bm * cin * e, trips) + _per_step(cin * spec.ch1x1 * e, trips * n1))
     # the A tile is the max of nine loads built in registers: all nine in flight, not pipelined
     l2_px, l1_px = _pool_pixels(bm, w)
-    pool = Loop("pool", 1, trips, 1, _mma(cls, bm), 2 * bm * bk * bn_pool,
-                _per_step(l2_px * cin * e, trips) + _per_step(cin * spec.pool_proj * e, trips * npool),
-                l1_bytes=_per_step(l1_px * cin * e, trips))
+    pool = Loop("pool", 1, trips_pool, 1, _mma(cls, bm), 2 * bm * bk_pool * bn_pool,
+                _per_step(l2_px * cin * e, trips_pool) + _per_step(cin * spec.pool_proj * e, trips_pool * npool),
+                l1_bytes=_per_step(l1_px * cin * e, trips_pool))
     works = (Work("branch1", m_tiles * n1, (gemm,)), Work("pool", m_tiles * npool, (pool,)))
     resident = resident_programs(warps, bm * bn, stages * (bm * bk + bk * bn) * e)
     units = sum(wk.count for wk in works)
     return Schedule("pipelined", launch.name, works, units, resident, warps, launch.hbm_bytes,
                     detail=(f"{units} programs x {warps} warps, {resident}/SM, {stages} stages, BLOCK_M/N/K "
-                            f"{bm}/{bn}/{bk} ({config_name(cfg)}), pool tiles {bn_pool} wide"))
+                            f"{bm}/{bn}/{bk} ({config_name(cfg)}), pool tiles {bn_pool} wide, K step {bk_pool}"))
 
 
 def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
