@@ -376,7 +376,8 @@ def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w
     n1, npool = _cdiv(c1, cfg.BLOCK_N), _cdiv(cp, block_np)
     useful = 2 * m * cin * (c1 + cp)
     exec_ = 2 * m_pad * cin * (c1 + cp)
-    padded = 2 * m_pad * (_round_up(cin, cfg.BLOCK_K) * n1 * cfg.BLOCK_N + _round_up(cin, block_kp) * npool * block_np)
+    padded = 2 * m_pad * (_round_up(cin, cfg.BLOCK_K) * n1 * cfg.BLOCK_N
+                          + _round_up(cin, block_kp) * npool * block_np)
     # x loads: every branch-1 column tile reads x once; every pool column tile reads its 9 taps
     # (taps outside the image are masked, not loaded): (3H-2)(3W-2) pixels per image and channel.
     x_loads = batch * cin * e * (n1 * h * w + npool * (3 * h - 2) * (3 * w - 2))

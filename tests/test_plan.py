@@ -243,7 +243,8 @@ def test_pointwise_pool_tiles_by_hand():
     # for branch 1's step of 32)
     spec, h, w = P.block_shapes("torchvision")["4e"]
     m = n * h * w
-    launch = P.pointwise_pool_launch("4e", spec, n, h, w, "bfloat16", PointwiseConfig(64, 64, 32, BLOCK_NP=32, BLOCK_KP=64))
+    cfg = PointwiseConfig(64, 64, 32, BLOCK_NP=32, BLOCK_KP=64)
+    launch = P.pointwise_pool_launch("4e", spec, n, h, w, "bfloat16", cfg)
     assert launch.padded_flops == 2 * m * (544 * 4 * 64 + 576 * 4 * 32)
 
 
