@@ -355,11 +355,12 @@ def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w
     """Launch 1: branch 1 and max-pool -> pool projection, one implicit GEMM writing both slices.
 
     Branch-1 column tiles are BLOCK_N wide with K step BLOCK_K, pool tiles BLOCK_NP wide with K step
-    BLOCK_KP (BLOCK_N and BLOCK_K for configs without them, the kernel of commit d2e917c). ``l2_capacity`` (bytes): the pessimistic figure charges the
-    per-column-tile input re-reads as HBM traffic only when the input is larger than half of it
-    and the grid sweeps all pixels for one column tile first (commit d2e917c's 2-D grid; the
-    current one-axis grid runs a pixel tile's column tiles side by side). ``tf32``: picks the
-    config with the dot precision (``dot_precision``) when ``cfg`` is not given.
+    BLOCK_KP (BLOCK_N and BLOCK_K for configs without them, the kernel of commit d2e917c).
+    ``l2_capacity`` (bytes): the pessimistic figure charges the per-column-tile input re-reads as
+    HBM traffic only when the input is larger than half of it and the grid sweeps all pixels for
+    one column tile first (commit d2e917c's 2-D grid; the current one-axis grid runs a pixel
+    tile's column tiles side by side). ``tf32``: picks the config with the dot precision
+    (``dot_precision``) when ``cfg`` is not given.
     """
     precision = dot_precision(dtype, tf32)
     cfg = cfg or pick_pointwise_config(dtype, precision)
