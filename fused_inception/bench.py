@@ -269,8 +269,11 @@ def run(args: argparse.Namespace) -> int:
         write_text(args.markdown, format_markdown(report, parity))
         print(f"wrote {args.markdown}")
     if getattr(args, "plot", None):
-        plot(report, args.plot)
-        print(f"wrote {args.plot}")
+        if any("img_per_s" in r for c in report["cases"] for r in c["results"].values()):
+            plot(report, args.plot)
+            print(f"wrote {args.plot}")
+        else:
+            print(f"no timing to plot: {args.plot} not written")
     bad = [(c["scope"], c["mode"], c["dtype"], c["batch"], m) for c in report["cases"]
            for m, r in c["results"].items() if "error" in r or r.get("check") == "MISMATCH"]
     for b in bad:

@@ -192,3 +192,17 @@ def test_parity_rows_come_dtype_first_and_the_json_row_by_row(monkeypatch, tmp_p
         [(n, False, 8) for n in range(1, 9)] + [(8, True, 8)]
     order = [(r["dtype"], r["variant"], r["scope"]) for r in writes[-1]["rows"]]
     assert order == [(d, v, b) for d in ("fp16", "fp32") for v in ("torchvision", "paper") for b in ("3a", "4a")]
+
+
+def test_bench_merge_of_nothing_reports_the_environment_and_plots_nothing(tmp_path, monkeypatch, capsys):
+    """gpu_check.sh's report before any bench step finished: a merge of no file still writes the
+    markdown (environment, steps) and skips the plot instead of failing on it."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "matplotlib", types.ModuleType("matplotlib"))  # passes the check
+    steps, md, png = tmp_path / "steps.tsv", tmp_path / "r.md", tmp_path / "r.png"
+    steps.write_text("setup\tinstall\tran\t9\t60\t0\t-\t\n")
+    assert bench.run(_args(bench, ["--merge", "--steps", str(steps), "--markdown", str(md), "--plot", str(png)])) == 0
+    assert not png.exists() and "no timing to plot" in capsys.readouterr().out
+    text = md.read_text()
+    assert "| setup | install | ran | 9 | 60 | - | - |" in text and "No bench results in this report." in text
