@@ -18,8 +18,10 @@ Two schedules per kernel:
   BLOCK_RK block) per BLOCK_N block of output channels, pipelined the same way. Residency: the
   config's programs per SM, or fewer where the estimated registers or shared memory do not fit.
   ``pointwise_pool``: branch-1 tiles as a GEMM pipelined num_stages - 1 deep; pool tiles of
-  BLOCK_NP columns and K step BLOCK_KP with the nine taps unrolled (all loads in flight, one round trip per K step, not
-  pipelined: the A tile is built in registers).
+  BLOCK_NP columns and K step BLOCK_KP with the nine taps unrolled (all loads in flight, one round
+  trip per K step, not pipelined: the A tile is built in registers). A pointwise config without
+  BLOCK_NP is the kernel of commit d2e917c, not redesigned: its "pipelined" schedule is today's
+  with that config's tiles.
 
 All three GPUs of the model are GH100 (sm_90): a dot of >= 64 rows runs as wgmma, a smaller one
 as mma.sync; fp32 IEEE dots run on CUDA cores ("fma").
@@ -193,11 +195,11 @@ def _pool_pixels(block_m: int, width: int) -> tuple[int, int]:
     return unique, 9 * block_m - unique
 
 
-def pointwise_today(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
-                    tf32: bool = True) -> Schedule:
-    """The pointwise/pool launch as commit d2e917c runs it (see the module docstring)."""
+def _pointwise_unpipelined(label: str, block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
+                           cfg: object, tf32: bool) -> Schedule:
+    """Commit d2e917c's pointwise/pool kernel with the tiles of ``cfg``: unpipelined K loops, the
+    nine pool taps one after another, BLOCK_N-wide pool tiles."""
     cls = dot_class(dtype, dot_precision(dtype, tf32))
-    cfg = TODAY_POINTWISE[cls]
     e = DTYPE_BYTES[dtype]
     launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, cfg, tf32=tf32)
     m_tiles = _cdiv(batch * h * w, cfg.BLOCK_M)
@@ -214,8 +216,16 @@ def pointwise_today(block: str, spec: InceptionSpec, batch: int, h: int, w: int,
     works = (Work("branch1", m_tiles * n1, (gemm,)), Work("pool", m_tiles * npool, (pool,)))
     resident = resident_programs(cfg.num_warps, bm * bn, cfg.num_stages * (bm * bk + bk * bn) * e)
     units = sum(wk.count for wk in works)
-    return Schedule("today", launch.name, works, units, resident, cfg.num_warps, launch.hbm_bytes,
-                    detail=f"{units} programs x {cfg.num_warps} warps, {resident}/SM, unpipelined, serial pool taps")
+    return Schedule(label, launch.name, works, units, resident, cfg.num_warps, launch.hbm_bytes,
+                    detail=(f"{units} programs x {cfg.num_warps} warps, {resident}/SM, BLOCK_M/N/K {bm}/{bn}/{bk}, "
+                            f"unpipelined, serial pool taps"))
+
+
+def pointwise_today(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
+                    tf32: bool = True) -> Schedule:
+    """The pointwise/pool launch as commit d2e917c runs it (see the module docstring)."""
+    cfg = TODAY_POINTWISE[dot_class(dtype, dot_precision(dtype, tf32))]
+    return _pointwise_unpipelined("today", block, spec, batch, h, w, dtype, cfg, tf32)
 
 
 def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
@@ -224,8 +234,11 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
     precision = dot_precision(dtype, tf32)
     cls = dot_class(dtype, precision)
     cfg = cfg or pick_pointwise_config(dtype, precision)
+    if not hasattr(cfg, "BLOCK_NP"):
+        # a config without pool-tile fields belongs to the kernel of commit d2e917c: not redesigned
+        return _pointwise_unpipelined("pipelined", block, spec, batch, h, w, dtype, cfg, tf32)
     e = DTYPE_BYTES[dtype]
-    launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, tf32=tf32)
+    launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, cfg, tf32=tf32)
     bm, bn, bk, stages, warps = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.num_stages, cfg.num_warps
     bn_pool = getattr(cfg, "BLOCK_NP", bn)  # pool tiles' width and K step
     bk_pool = getattr(cfg, "BLOCK_KP", bk)

@@ -19,12 +19,29 @@ from fused_inception import plan_report
 from fused_inception.plan_compare import compare
 from fused_inception.plan_latency import Loop, Schedule, Work, eager_time, figures_for, schedule_time, timeline
 from fused_inception.plan_schedules import block_schedules, reduce_conv_pipelined
-from fused_inception.kernels.configs import REDUCE_CONV_CONFIGS, PointwiseConfig, ReduceConvConfig
+from fused_inception.kernels.configs import REDUCE_CONV_CONFIGS
 from fused_inception.plan_schedules import TodayPointwiseConfig, TodayReduceConvConfig
 
 # DESIGN.md §4: MMAC per image of each Inception block, torchvision variant.
 DESIGN_MMAC = {"3a": 122, "3b": 266, "4a": 71, "4b": 83, "4c": 95, "4d": 112, "4e": 157, "5a": 48, "5b": 66}
 INCEPTION = tuple(DESIGN_MMAC)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolTilesConfig(TodayPointwiseConfig):
+    """Pointwise tiles of the redesigned kernel: pool tiles BLOCK_NP wide, K step BLOCK_KP (the
+    launch model reads the fields by name, so the test does not depend on the shipped class)."""
+
+    BLOCK_NP: int = 32
+    BLOCK_KP: int = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitReduceConvConfig(TodayReduceConvConfig):
+    """reduce -> k x k tiles with the redesign's conv K step and persistent-grid slots per SM."""
+
+    BLOCK_RK: int = 32
+    programs_per_sm: int = 4
 
 
 def _by_block(launches):
@@ -203,8 +220,8 @@ def test_block_3a_by_hand():
 def test_block_5b_column_split_by_hand():
     """A config with programs_per_sm splits a tile's output channels when tiles are few: block 5b
     (7x7, 832 -> 192 -> 384) at batch 256 has 196 tiles of 64 pixels for 4 x 132 = 528 slots."""
-    cfg = ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=128, BLOCK_K=32, BLOCK_RK=32,
-                           num_warps=4, num_stages=3, programs_per_sm=4)
+    cfg = SplitReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=128, BLOCK_K=32, num_stages=3,
+                                BLOCK_RK=32, programs_per_sm=4)
     tiles = -(-256 * 49 // 64)
     assert tiles == 196
     # n_split = min(cdiv(384, 128) = 3 column blocks, cdiv(528, 196) = 3); programs = min(588, 528)
@@ -230,7 +247,7 @@ def test_pointwise_pool_tiles_by_hand():
     n, e = 256, 2
     m = n * h * w
     old = P.pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", TodayPointwiseConfig(64, 64, 32))
-    new = P.pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", PointwiseConfig(64, 64, 32, BLOCK_NP=32))
+    new = P.pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", PoolTilesConfig(64, 64, 32, BLOCK_NP=32))
     assert old.padded_flops == 2 * m * 192 * (64 + 64)
     assert new.padded_flops == new.exec_flops == 2 * m * 192 * (64 + 32)
     assert old.hbm_bytes == new.hbm_bytes == new.hbm_bytes_high
@@ -243,7 +260,7 @@ def test_pointwise_pool_tiles_by_hand():
     # for branch 1's step of 32)
     spec, h, w = P.block_shapes("torchvision")["4e"]
     m = n * h * w
-    cfg = PointwiseConfig(64, 64, 32, BLOCK_NP=32, BLOCK_KP=64)
+    cfg = PoolTilesConfig(64, 64, 32, BLOCK_NP=32, BLOCK_KP=64)
     launch = P.pointwise_pool_launch("4e", spec, n, h, w, "bfloat16", cfg)
     assert launch.padded_flops == 2 * m * (544 * 4 * 64 + 576 * 4 * 32)
 
