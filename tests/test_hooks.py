@@ -17,7 +17,7 @@ import fused_inception as fi
 from block_factory import random_input
 from fused_inception.hooks import FusedFallbackWarning
 from fused_inception.models.randomize import random_block
-from fused_inception.parity import assert_close
+from fused_inception.parity import assert_close, assert_close_to_baseline
 from fused_inception.spec import InceptionSpec
 
 SMALL = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bias=False)
@@ -258,18 +258,21 @@ def test_frozen_batch_norm_is_folded(others, gen):
     _freeze_bns(block, units)
     fused, report = fi.fuse_with_report(copy.deepcopy(block))
     assert isinstance(fused, fi.FusedInception) and report.swapped == [("", "Inception")], report
-    ref = copy.deepcopy(block).double()
+    ref, plain = copy.deepcopy(block).double(), copy.deepcopy(block)
     before = {name: b.clone() for name, b in fused.named_buffers()}
     x = random_input(SHAPE, gen)
-    x32 = x.float().requires_grad_()
-    out = fused(x32)
+    out = fused(x.float().requires_grad_())
     expected = ref(x.clone().requires_grad_())
     assert_close(out, expected, "float32", "output")
-    out.sum().backward()
-    expected.sum().backward()
-    ref_params = dict(ref.named_parameters())
+    grad = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    out.backward(grad.float())
+    expected.backward(grad)
+    plain(x.float().requires_grad_()).backward(grad.float())
+    # gradients through a training BN's backward lose digits to cancellation in any float32
+    # block: held to the plain block's own error there (see tests/test_modes.py)
+    ref_params, plain_params = dict(ref.named_parameters()), dict(plain.named_parameters())
     for name, p in fused.named_parameters():
-        assert_close(p.grad, ref_params[name].grad, "float32", f"grad {name}")
+        assert_close_to_baseline(p.grad, ref_params[name].grad, plain_params[name].grad, "float32", f"grad {name}")
     frozen_buffers = {name for name, m in block.named_modules() if type(m).__name__ == "FrozenBatchNorm2d"}
     for name, b in fused.named_buffers():
         if name.rsplit(".", 1)[0] in frozen_buffers or others != "bn-train":

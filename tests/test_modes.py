@@ -33,28 +33,39 @@ def _unit_bn(fused: fi.FusedInception, unit: str) -> str:
 
 
 def _step_and_compare(block: nn.Module, fused: fi.FusedInception, gen: torch.Generator, steps: int = 2) -> None:
-    """``steps`` forward/backward steps of the float32 fused block and a float64 copy of the plain
-    one: outputs, input gradients, parameter gradients and every buffer after each step."""
+    """``steps`` forward/backward steps of the float32 fused block, a float64 copy of the plain
+    one and the float32 plain block itself: outputs, input gradients, parameter gradients and
+    every buffer after each step, against float64.
+
+    Outputs and buffers are held to the float32 tolerance. Gradients are held to the larger of it
+    and the plain float32 block's own error (parity.BASELINE_FACTOR): with a BN in training
+    downstream of another unit, the gradient reaching that unit passes through the batch-statistics
+    backward, which subtracts per-channel means of products and cancels digits over a batch of a
+    few pixels; the plain block in float32 loses the same digits (seen on a frozen reduce5 BN's
+    weight gradient below a training conv5 BN: rel 1.6e-5 fused, 8.7e-6 plain, same draw)."""
     ref = copy.deepcopy(block).double()
+    plain = copy.deepcopy(block)
     for step in range(steps):
         x = random_input(SHAPE, gen)
-        x32 = x.float().requires_grad_()
-        x64 = x.clone().requires_grad_()
         grad_out = torch.randn((SHAPE[0], SMALL.out_channels, *SHAPE[2:]), generator=gen, dtype=torch.float64)
-        out, expected = fused(x32), ref(x64)
-        assert_close(out, expected, "float32", f"output, step {step}")
-        out.backward(grad_out.float())
-        expected.backward(grad_out)
-        assert_close(x32.grad, x64.grad, "float32", f"grad x, step {step}")
+        inputs = {"fused": x.float().requires_grad_(), "plain": x.float().requires_grad_(),
+                  "ref": x.clone().requires_grad_()}
+        outs = {}
+        for name, net in (("fused", fused), ("plain", plain), ("ref", ref)):
+            outs[name] = net(inputs[name])
+            outs[name].backward(grad_out.to(outs[name].dtype))
+        assert_close(outs["fused"], outs["ref"], "float32", f"output, step {step}")
+        assert_close_to_baseline(inputs["fused"].grad, inputs["ref"].grad, inputs["plain"].grad, "float32",
+                                 f"grad x, step {step}")
         ref_buffers = dict(ref.named_buffers())
         for name, b in fused.named_buffers():
             if b.is_floating_point():
                 assert_close(b, ref_buffers[name], "float32", f"buffer {name}, step {step}")
             else:
                 assert torch.equal(b, ref_buffers[name]), (step, name, b, ref_buffers[name])
-    ref_params = dict(ref.named_parameters())
+    ref_params, plain_params = dict(ref.named_parameters()), dict(plain.named_parameters())
     for name, p in fused.named_parameters():
-        assert_close(p.grad, ref_params[name].grad, "float32", f"grad {name}")
+        assert_close_to_baseline(p.grad, ref_params[name].grad, plain_params[name].grad, "float32", f"grad {name}")
 
 
 def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, monkeypatch):
