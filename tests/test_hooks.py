@@ -134,13 +134,16 @@ def test_global_module_hook_makes_every_block_run_its_modules(gen):
 def test_hook_on_the_original_block_is_reported_at_fuse_time_and_fires(gen):
     block = random_block(SMALL, gen).float().eval()
     seen = []
+    block.register_forward_pre_hook(lambda m, args: (args[0].flip(-1),))
     block.register_forward_hook(lambda m, inp, out: seen.append(type(m).__name__))
     model = nn.Sequential(nn.Identity(), block)
     fused, report = fi.fuse_with_report(model)
     assert report.swapped == [("1", "Inception")]
     assert len(report.hooked) == 1 and report.hooked[0][0] == "1"
-    assert "forward hook" in report.hooked[0][1][0] and "the block itself" in report.hooked[0][1][0]
-    assert "hooks on 1 (forward hook" in str(report)
+    hooks = report.hooked[0][1]
+    assert [h.split()[0:2] for h in hooks] == [["forward", "pre-hook"], ["forward", "hook"]]
+    assert all(h.endswith("on the block itself") for h in hooks)
+    assert "hooks on 1 (forward pre-hook" in str(report)
     x = random_input(SHAPE, gen).float()
     with torch.no_grad(), pytest.warns(FusedFallbackWarning, match="the block itself"):
         assert torch.equal(fused(x), block(x))
