@@ -156,7 +156,9 @@ class FusedInception(nn.Module):
             return self._run_block(x)  # batch statistics in every mode, no buffers: see the docstring
         batch_stats = [isinstance(bn, nn.BatchNorm2d) and bn.training for bn in bns]
         if any(batch_stats):
-            return self._forward_batch_stats(x, units) if all(bn is not None for bn in bns) else self._run_block(x)
+            if all(bn is not None for bn in bns):
+                return self._forward_batch_stats(x, units, batch_stats)
+            return self._run_block(x)
         dtype = self._compute_dtype(x)
         x = x.to(dtype)
         params = self.folded_params(dtype, x.device)
@@ -180,13 +182,14 @@ class FusedInception(nn.Module):
             raise TypeError(f"input dtype {x.dtype} does not match the weights' dtype {weight.dtype}")
         return x.dtype
 
-    def _forward_batch_stats(self, x: Tensor, units: dict[str, tuple[nn.Conv2d, nn.Module]]) -> Tensor:
-        """Some BN in training, each unit in its own BN's mode (see the module docstring)."""
+    def _forward_batch_stats(self, x: Tensor, units: dict[str, tuple[nn.Conv2d, nn.Module]],
+                             batch_stats: list[bool]) -> Tensor:
+        """Some BN in training (``batch_stats``, per unit in UNIT_NAMES order), each unit in its own
+        BN's mode (see the module docstring)."""
         dtype = self._compute_dtype(x)
         x = x.to(dtype)
         convs = [units[name][0] for name in UNIT_NAMES]
         bns = [units[name][1] for name in UNIT_NAMES]
-        batch_stats = [isinstance(bn, nn.BatchNorm2d) and bn.training for bn in bns]
         update = [stats and bn.track_running_stats for stats, bn in zip(batch_stats, bns)]
         momentums = [self._momentum(bn) if up else 0.0 for bn, up in zip(bns, update)]
         weights, biases, gammas, betas = [], [], [], []
