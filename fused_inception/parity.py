@@ -87,7 +87,8 @@ def assert_same_nonfinite(out: torch.Tensor, ref: torch.Tensor, dtype_key: str, 
             first = tuple(int(i) for i in mismatch.nonzero()[0])
             raise AssertionError(
                 f"{what}: {name} at {int(kind(o).sum())} positions, the reference at {int(kind(ref).sum())}; "
-                f"{int(mismatch.sum())} differ, first at {first} (out {o[first].item()}, reference {ref[first].item()})")
+                f"{int(mismatch.sum())} differ, first at {first} "
+                f"(out {o[first].item()}, reference {ref[first].item()})")
     finite = torch.isfinite(ref)
     return assert_close(o[finite], ref[finite], dtype_key, f"{what} (finite positions)")
 

@@ -162,7 +162,8 @@ for kernel, v in sorted(found.items()):
         compiled = triton.compile(ASTSource(cs.fn, cs.signature, cs.constexprs, cs.attrs),
                                   target=GPUTarget("cuda", arch, 32), options=dict(cs.options))
         ptx = compiled.asm["ptx"]
-        result[f"{kernel} sm_{arch}"] = re.findall(r"\\bmax(?:\\.ftz)?(?:\\.NaN)?\\.(?:f16x2|f16|bf16x2|bf16|f32)\\b", ptx)
+        result[f"{kernel} sm_{arch}"] = re.findall(
+            r"\\bmax(?:\\.ftz)?(?:\\.NaN)?\\.(?:f16x2|f16|bf16x2|bf16|f32)\\b", ptx)
 json.dump(result, sys.stdout)
 """
 
@@ -180,6 +181,7 @@ def test_compiled_ptx_uses_nan_propagating_max():
         assert instructions, f"{name}: no float max in the PTX"
         plain = [i for i in instructions if ".NaN." not in i]
         assert not plain, f"{name}: non-NaN-propagating max instructions {sorted(set(plain))}"
-        assert "max.NaN.f32" in instructions, f"{name}: no NaN-propagating f32 max (the ReLU): {sorted(set(instructions))}"
+        assert "max.NaN.f32" in instructions, \
+            f"{name}: no NaN-propagating f32 max (the ReLU): {sorted(set(instructions))}"
         if name.startswith("pointwise_pool"):
             assert {"max.NaN.f16", "max.NaN.f16x2"} & set(instructions), f"{name}: no NaN-propagating f16 pool max"
