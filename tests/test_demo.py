@@ -49,6 +49,9 @@ def test_demo_reports_each_path_and_its_error():
     if not cuda:
         expected |= {("paper", "block 3a"), ("torchvision", "block 3a")}
     assert set(found) == expected, proc.stdout
+    for variant in ("paper", "torchvision"):
+        assert re.search(rf"^unfused {variant} network in \w+ vs float64 reference: rel \S+$", proc.stdout, re.M), \
+            proc.stdout
     for (variant, what), (path, rel, tol, max_abs, dtype) in found.items():
         if cuda:
             assert path == "Triton kernels (CUDA)", (variant, what, path)
@@ -56,7 +59,10 @@ def test_demo_reports_each_path_and_its_error():
             assert path == "PyTorch path (CPU)", (variant, what, path)
         else:
             assert path == "Triton interpreter (CPU)", (variant, what, path)
-        assert tol == TOLERANCES[dtype], (variant, what, tol, dtype)
+        # a block at its dtype's tolerance; whole-network logits at the larger of that and twice
+        # the unfused network's own error (printed by the demo)
+        floor = TOLERANCES[dtype]
+        assert (tol >= floor) if what == "logits" else (tol == floor), (variant, what, tol, floor)
         assert 0 <= rel <= tol, (variant, what, rel, tol)
         assert math.isfinite(max_abs), (variant, what, max_abs)
 
