@@ -23,6 +23,8 @@ from fused_inception.spec import InceptionSpec
 SMALL = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bias=False)
 SMALL_NO_BN = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=False, conv_bias=True)
 SHAPE = (2, 8, 4, 5)
+# for gradient checks: every conv at least 6 wide (see tests/test_modes.py)
+WIDE = InceptionSpec(8, 6, 6, 7, 6, 7, 6, k3=3, k5=5, batch_norm=True, conv_bias=False)
 
 
 def _pair(spec: InceptionSpec, gen: torch.Generator) -> tuple[nn.Module, fi.FusedInception]:
@@ -254,7 +256,7 @@ def test_frozen_batch_norm_is_folded(others, gen):
     """FrozenBatchNorm2d on three units (its fixed statistics whatever its flag); the other three
     keep their nn.BatchNorm2d, in eval or in training ('none': all six frozen). Output, gradients,
     and the frozen units' buffers (all buffers unless a BN trains) unchanged."""
-    block = random_block(SMALL, gen).float().train(others == "bn-train")
+    block = random_block(WIDE, gen).float().train(others == "bn-train")
     units = [block.branch1, block.branch2[1], block.branch4[1]]
     if others == "none":
         units += [block.branch2[0], block.branch3[0], block.branch3[1]]
