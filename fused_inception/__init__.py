@@ -4,10 +4,12 @@ Public API (docs/DESIGN.md §2): ``fused_inception.models`` (reference GoogLeNet
 GoogLeNetLoss); ``fuse(model)`` / ``unfuse(model)`` (swap Inception-shaped blocks for
 ``FusedInception`` and back); ``FusedInceptionFunction`` (the autograd Function) and the custom op
 ``torch.ops.fused_inception.inception_block``; ``inception_forward`` (the functional fused block);
-``InceptionSpec`` and ``InceptionParams`` (a block's configuration and folded weights).
+``InceptionSpec`` and ``InceptionParams`` (a block's configuration and folded weights);
+``FusedFallbackWarning`` (a fused block ran its original modules for a call, e.g. for a hook).
 """
 
 from . import models
+from .hooks import FusedFallbackWarning
 from .library import FusedInceptionFunction
 from .module import FusedInception
 from .ops import inception_forward
@@ -17,6 +19,7 @@ from .spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
 
 __all__ = [
     "FuseReport",
+    "FusedFallbackWarning",
     "FusedInception",
     "FusedInceptionFunction",
     "GOOGLENET_BLOCKS",

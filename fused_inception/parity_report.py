@@ -34,7 +34,7 @@ Where the kernels run
   triton. So when this command finds no GPU and kernels that were not built for the interpreter,
   it runs itself again in a fresh process with ``TRITON_INTERPRET=1`` (``--in-process`` disables
   that and fails instead). The interpreter computes fp32 dots in IEEE and returns garbage for bf16
-  ``tl.dot`` (DESIGN.md section 6), so the CPU defaults are fp32 and fp16, at small sizes (it runs
+  ``tl.dot`` (docs/DESIGN.md §6), so the CPU defaults are fp32 and fp16, at small sizes (it runs
   one program at a time: a block costs seconds whatever its size up to one 8x8 tile).
 
 dtype keys: ``fp32`` (IEEE: TF32 off for cuDNN and matmul), ``tf32`` (fp32 with
@@ -406,7 +406,8 @@ def run(args: argparse.Namespace) -> int:
                 and not getattr(args, "in_process", False))
     if not cuda:
         if "bf16" in settings["dtypes"]:
-            print("warning: the Triton interpreter returns garbage for bf16 tl.dot (DESIGN.md section 6); "
+            print("warning: the Triton interpreter cannot run a bf16 tl.dot correctly (garbage or an "
+                  "error, docs/DESIGN.md §6); "
                   "bf16 rows on the CPU are expected to fail", file=sys.stderr)
         if "tf32" in settings["dtypes"] and rows_out is None:
             print("note: tf32 on the CPU computes IEEE fp32 (the interpreter and CPU convs have no TF32)",

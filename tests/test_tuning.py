@@ -81,7 +81,7 @@ def test_candidates_are_named_configs_with_the_default_first():
         used = {n for (k, _), names in CANDIDATES.items() if k == kernel for n in names}
         assert used == set(table)
         assert len({tuple(config_fields(c).items()) for c in table.values()}) == len(table)
-        # no config uses 8 warps (DESIGN.md section 5)
+        # no config uses 8 warps (docs/DESIGN.md §5)
         assert all(c.num_warps <= 4 for c in table.values())
     # the defaults, pinned: reordering CANDIDATES must not change what launches without a tuned file
     expected = {("pointwise_pool", "float32", "ieee"): "fma", ("pointwise_pool", "float32", "tf32"): "default",
@@ -180,7 +180,7 @@ def test_gpu_name_is_none_off_cuda():
 # ---------------------------------------------------------------- the tuner
 
 # (kernel, dtype, dot precision) per dot class; the interpreter stands in: fp16 for bf16 (its bf16
-# dot is wrong, DESIGN.md section 6) and IEEE arithmetic for TF32
+# dot is wrong, docs/DESIGN.md §6) and IEEE arithmetic for TF32
 _CLASS_ROWS = {"mma": ("float16", "ieee"), "tf32": ("float32", "tf32"), "fma": ("float32", "ieee")}
 _ALL_CANDIDATES = [(kernel, cls, name) for (kernel, cls), names in CANDIDATES.items() for name in names]
 

@@ -1,6 +1,6 @@
 """GoogLeNet (Inception v1), as in Szegedy et al. 2014 ("paper") or as in torchvision ("torchvision").
 
-Input ``(N, 3, H, W)`` RGB, NCHW; at 224x224 the stages have the shapes of DESIGN.md §4. The
+Input ``(N, 3, H, W)`` RGB, NCHW; at 224x224 the stages have the shapes of docs/DESIGN.md §4. The
 "torchvision" variant is state_dict-identical to ``torchvision.models.googlenet(weights=None)``
 with the same ``aux_logits``; the "paper" variant uses conv + bias + ReLU, true 5x5 convs and LRN.
 
