@@ -401,13 +401,14 @@ def reduce_conv_grid(tiles: int, c: int, cfg: object, sms: int) -> tuple[int, in
     """(programs, n_split) of a reduce -> k x k launch on ``sms`` SMs, the rule of
     kernels/reduce_conv.reduce_conv_grid: ``cfg.programs_per_sm`` program slots per SM; when the
     tiles are fewer than the slots, up to cdiv(c, BLOCK_N) programs share a tile (n_split), each
-    taking every n_split-th block of output channels. A config without ``programs_per_sm`` (the
-    kernel of commit d2e917c) has two programs per SM and no split."""
+    taking every n_split-th block of output channels, unless ``cfg.split_columns`` is false. A
+    config without ``programs_per_sm`` (the kernel of commit d2e917c) has two programs per SM and
+    no split."""
     per_sm = getattr(cfg, "programs_per_sm", None)
     if per_sm is None:
         return max(1, min(tiles, 2 * sms)), 1
     slots = sms * per_sm
-    n_split = min(_cdiv(c, cfg.BLOCK_N), _cdiv(slots, tiles))
+    n_split = min(_cdiv(c, cfg.BLOCK_N), _cdiv(slots, tiles)) if getattr(cfg, "split_columns", True) else 1
     return min(tiles * n_split, slots), n_split
 
 

@@ -42,6 +42,7 @@ class SplitReduceConvConfig(TodayReduceConvConfig):
 
     BLOCK_RK: int = 32
     programs_per_sm: int = 4
+    split_columns: bool = True
 
 
 def _by_block(launches):
@@ -227,6 +228,7 @@ def test_block_5b_column_split_by_hand():
     # n_split = min(cdiv(384, 128) = 3 column blocks, cdiv(528, 196) = 3); programs = min(588, 528)
     assert P.reduce_conv_grid(tiles, 384, cfg, 132) == (528, 3)
     assert P.reduce_conv_grid(tiles, 128, cfg, 132) == (196, 1)  # one column block: no split
+    assert P.reduce_conv_grid(tiles, 384, dataclasses.replace(cfg, split_columns=False), 132) == (196, 1)
     launch = P.reduce_conv_launch("5b", "branch2", 832, 192, 384, 3, 256, 7, 7, "bfloat16", cfg, 132)
     # run: 64 + 2 * (7 + 1) = 80 pixels -> 128 halo rows; R 192 = 3 x BLOCK_R 64
     assert cfg.halo_rows(3, 7) == 128
