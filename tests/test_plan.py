@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 from collections import Counter
 
 import pytest
@@ -488,9 +487,7 @@ def test_json_round_trip(tmp_path, capsys):
 
 
 def test_run_defaults_prints_totals(capsys):
-    t0 = time.perf_counter()
     assert plan_report.run(_default_args()) == 0
-    assert time.perf_counter() - t0 < 10
     out = capsys.readouterr().out
     assert "total" in out and "195" in out and "42" in out
     assert "H100 SXM" in out and "H200 SXM" in out and "img/s" in out

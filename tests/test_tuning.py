@@ -137,8 +137,26 @@ def test_bad_tuned_files_are_refused_with_the_reason(tuned_dir, change, message)
 
 
 def test_shipped_tuned_files_are_valid():
-    for table in tuned_configs.shipped_tables():
+    """Every JSON file under kernels/tuned/ loads, validated, and chooses something (none is
+    checked in yet: the listing itself is checked below on a directory that has files)."""
+    files = sorted(tuned_configs.SHIPPED_DIR.glob("*.json"))
+    tables = tuned_configs.shipped_tables()
+    assert [Path(t.path) for t in tables] == files
+    for table in tables:
         assert table.choices, f"{table.path} chooses nothing"
+
+
+def test_shipped_tables_lists_and_validates_every_file(tmp_path, monkeypatch):
+    """shipped_tables() (what compile-check compiles) sees each file of the shipped directory and
+    refuses a bad one, so the test above cannot pass by looking in the wrong place."""
+    monkeypatch.setattr(tuned_configs, "SHIPPED_DIR", tmp_path)
+    assert tuned_configs.shipped_tables() == []
+    good = _write(tmp_path, [_choice("pointwise_pool", "float16", "ieee", "n32")])
+    (table,) = tuned_configs.shipped_tables()
+    assert Path(table.path) == good and len(table.choices) == 1
+    _write(tmp_path, [], gpu="Other GPU", schema=99)
+    with pytest.raises(TunedFileError):
+        tuned_configs.shipped_tables()
 
 
 def test_forward_launches_the_tuned_configs(tuned_dir):
