@@ -9,30 +9,15 @@ fields of ``InceptionParams`` in kernel layout; ``cat_order`` is a permutation o
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import torch
 
 from .backward import inception_backward, kernel_layout_grads, relu_mask
-from .ops import inception_forward, output_memory_format, uses_triton
+from .ops import inception_forward, output_memory_format
 from .params import CAT_ORDER, WEIGHT_FIELDS, InceptionParams
 
 Tensor = torch.Tensor
-
-# Triton's interpreter keeps the running kernel's state (grid, patched triton.language) in
-# globals, so two threads interpreting kernels at once corrupt each other: interpreted launches
-# from this module's entry points take turns. Compiled (CUDA) launches and the PyTorch path run
-# concurrently.
-_INTERPRETER_LOCK = threading.Lock()
-
-
-def _forward(x: Tensor, params: InceptionParams) -> Tensor:
-    """inception_forward, one thread at a time under the interpreter."""
-    if uses_triton(x) and not x.is_cuda:
-        with _INTERPRETER_LOCK:
-            return inception_forward(x, params)
-    return inception_forward(x, params)
 
 def params_from_tensors(tensors: Sequence[Tensor], ch1x1: int, relu: bool, cat_order: Sequence[int]) -> InceptionParams:
     """InceptionParams from the op's tensor arguments (WEIGHT_FIELDS order)."""
@@ -56,7 +41,7 @@ def inception_block(
 ) -> Tensor:
     """One Inception block forward through the fused kernels (see fused_inception.ops)."""
     tensors = (w_point, b_point, w_red3, b_red3, w_conv3, b_conv3, w_red5, b_red5, w_conv5, b_conv5)
-    return _forward(x, params_from_tensors(tensors, ch1x1, relu, cat_order))
+    return inception_forward(x, params_from_tensors(tensors, ch1x1, relu, cat_order))
 
 
 @inception_block.register_fake
@@ -99,7 +84,7 @@ class FusedInceptionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, params: InceptionParams, *tensors: Tensor) -> Tensor:
-        return _forward(x, params)
+        return inception_forward(x, params)
 
     @staticmethod
     def setup_context(ctx, inputs, output):

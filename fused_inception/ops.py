@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -174,11 +175,20 @@ def inception_forward(
         n, _, h, w = x.shape
         out = torch.empty((n, params.out_channels, h, w), dtype=x.dtype, device=x.device,
                           memory_format=output_memory_format(x))
-    if uses_triton(x):
+    if uses_triton(x) and not x.is_cuda:
+        with _INTERPRETER_LOCK:
+            _forward_triton(x, params, out, out_channel_offset)
+    elif uses_triton(x):
         _forward_triton(x, params, out, out_channel_offset)
     else:
         _forward_torch(x, params, out, out_channel_offset)
     return out
+
+
+# Triton's interpreter keeps the running kernel's state (grid, patched triton.language) in
+# globals, so two threads interpreting kernels at once corrupt each other: interpreted blocks take
+# turns. Compiled (CUDA) launches and the PyTorch path run concurrently.
+_INTERPRETER_LOCK = threading.Lock()
 
 
 def _forward_triton(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> None:
