@@ -5,7 +5,9 @@ For each :class:`~fused_inception.kernels.aot.LaunchVariant` and target arch it 
 ship in the triton wheel (``triton/backends/nvidia/bin``):
 
 * ``cuobjdump --dump-resource-usage``: REG, STACK, SHARED (static), LOCAL;
-* ``cuobjdump -sass``: HMMA / HGMMA instructions (tensor cores);
+* ``cuobjdump -sass``: tensor-core instructions (HMMA = mma.sync, HGMMA = wgmma), async copies
+  (LDGSTS = cp.async, UTMALDG = TMA load) and barriers (BAR.*: CTA barriers; SYNCS.*: mbarrier
+  operations of async copies and wgmma), counted statically in the code;
 * ``ptxas -v`` on the kernel's PTX, with triton's own flags: spill stores / loads;
 * ``compiled.metadata.shared``: the dynamic shared memory triton launches with.
 
@@ -17,9 +19,24 @@ triton's JIT does (ints equal to 1 become constexprs, ints divisible by 16 get
 ``tt.divisibility = 16``), deduplicated. The JIT compiles the latter on a GPU, so they are the
 binaries GoogLeNet runs; the generic ones bound every other shape.
 
+From registers and shared memory it derives the **resident warps per SM** (:func:`resident_warps`,
+the figures in :data:`SM_LIMITS`): what bounds latency hiding when every program runs one serial
+chain of loads and MMAs.
+
 A variant of either set fails if it does not compile, spills (STACK, LOCAL or ptxas spill bytes
-nonzero), needs more shared memory than the arch allows per block, or (for variants that should
-use tensor cores: every half-precision and TF32 variant) has no tensor-core instruction.
+nonzero), needs more shared memory than the arch allows per block, or, for a tensor-core variant
+(every half-precision and TF32 variant):
+
+* has no tensor-core instruction;
+* runs mma.sync (HMMA) on sm_90 or later, where wgmma (HGMMA) is the full-rate path;
+* has no async copy (LDGSTS or UTMALDG): its K loop is not software-pipelined, so every step waits
+  for its loads. Checked on the launched specializations only: a generic variant has no
+  divisibility hints, so triton cannot prove the 4-byte alignment cp.async needs for a 2-byte
+  operand whose row stride may be odd, and falls back to plain loads; every GoogLeNet launch (and
+  any launch whose channel counts are multiples of 8) gets the hints.
+
+fp32 IEEE variants are FMA loops by design (triton lowers fp32 IEEE dots to FFMA): no rule about
+tensor cores or async copies applies to them.
 
 Triton compiles ahead of time only when the kernels are ``JITFunction`` s, i.e. when
 ``TRITON_INTERPRET`` was not "1" when they were decorated (the CPU test suite sets it). In that
@@ -37,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -53,7 +71,8 @@ from .tables import csv_list
 
 DESCRIPTION = ("compile every launchable kernel variant (generic, and the specializations GoogLeNet's "
                "blocks launch) ahead of time for the given archs (no GPU needed) and report registers, "
-               "spills, shared memory and tensor-core instructions")
+               "spills, shared memory, tensor-core instructions (HMMA/HGMMA), async copies (LDGSTS/UTMALDG), "
+               "barriers and resident warps per SM")
 
 # opt-in maximum shared memory per block (static + dynamic), bytes
 SMEM_LIMIT: dict[int, int] = {
@@ -66,6 +85,40 @@ SMEM_LIMIT: dict[int, int] = {
     120: 101376,
 }
 MAX_REGISTERS = 255
+
+
+@dataclass(frozen=True)
+class SmLimits:
+    """Per-SM resources that bound how many programs (CTAs) are resident at once (CUDA
+    programming guide, "Compute capabilities" table, for compute capabilities 8.0 and 9.0)."""
+
+    registers: int = 65536  # 32-bit registers per SM
+    reg_alloc_unit: int = 256  # registers are allocated per warp in units of 256
+    shared: int = 167936  # shared memory per SM usable by CTAs, bytes
+    shared_reserved: int = 1024  # shared memory the system reserves per CTA, bytes
+    max_warps: int = 64
+    max_ctas: int = 32
+
+
+SM_LIMITS: dict[int, SmLimits] = {
+    80: SmLimits(shared=167936),  # A100: 164 KiB of the 192 KiB L1/shared per SM
+    90: SmLimits(shared=233472),  # H100/H200: 228 KiB of the 256 KiB L1/shared per SM
+}
+
+
+def resident_warps(arch: int, registers: int, shared: int, num_warps: int) -> int | None:
+    """Warps of one kernel resident per SM: programs per SM limited by registers (per-warp
+    allocation in 256-register units), shared memory (plus the per-CTA reservation), the warp and
+    CTA limits, times ``num_warps``. None for an arch without figures in SM_LIMITS."""
+    lim = SM_LIMITS.get(arch)
+    if lim is None:
+        return None
+    per_warp = -(-max(registers, 1) * 32 // lim.reg_alloc_unit) * lim.reg_alloc_unit
+    by_regs = lim.registers // (per_warp * num_warps)
+    by_smem = lim.shared // (shared + lim.shared_reserved)
+    ctas = min(by_regs, by_smem, lim.max_ctas, lim.max_warps // num_warps)
+    return ctas * num_warps
+
 
 _RESOURCE_RE = re.compile(r"\b(REG|STACK|SHARED|LOCAL):(\d+)")
 _SPILL_RE = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
@@ -128,7 +181,8 @@ def _empty_row(v: LaunchVariant, arch: int) -> dict:
         "arch": arch, "num_warps": v.config.num_warps, "num_stages": v.config.num_stages,
         "registers": None, "stack": None, "spill_stores": None, "spill_loads": None,
         "local": None, "shared": None, "static_shared": None, "smem_limit": SMEM_LIMIT.get(arch),
-        "hmma": None, "hgmma": None, "expects_mma": v.expects_mma,
+        "hmma": None, "hgmma": None, "ldgsts": None, "utmaldg": None, "barriers": None,
+        "resident_warps": None, "expects_mma": v.expects_mma,
         "compile_s": None, "error": None,
         "set": "launched" if v.launched else "generic", "ints": v.ints_label(),
         "launches": list(v.launches), "variant": v.to_dict(),
@@ -181,6 +235,9 @@ def check_variant(v: LaunchVariant, arch: int) -> dict:
             sass = _run([_tool("cuobjdump"), "-sass", str(cubin)])
             row["hmma"] = len(re.findall(r"\bHMMA\.", sass))
             row["hgmma"] = len(re.findall(r"\bHGMMA\.", sass))
+            row["ldgsts"] = len(re.findall(r"\bLDGSTS\b", sass))
+            row["utmaldg"] = len(re.findall(r"\bUTMALDG\b", sass))
+            row["barriers"] = len(re.findall(r"\b(?:BAR|SYNCS)\.", sass))
             # spill bytes: triton's own ptxas -v log when it compiled now; on a triton cache hit
             # (no ptxas run), ptxas -v on the same PTX with triton's flags
             log = triton_log
@@ -200,6 +257,9 @@ def check_variant(v: LaunchVariant, arch: int) -> dict:
             regs = _PTXAS_REGS_RE.search(log)
             if row["registers"] is None and regs:
                 row["registers"] = int(regs.group(1))
+        if row["registers"] is not None:
+            row["resident_warps"] = resident_warps(arch, row["registers"],
+                                                   row["shared"] + (row["static_shared"] or 0), v.config.num_warps)
     except Exception as e:  # a failed compile is a result, not a crash
         row["compile_s"] = round(time.perf_counter() - t0, 2)
         row["error"] = f"{type(e).__name__}: {e}"[:4000]
@@ -292,8 +352,13 @@ def row_failures(row: dict) -> list[str]:
     limit = row.get("smem_limit")
     if limit is not None and smem > limit:
         why.append(f"smem {smem} B > sm_{row['arch']} limit {limit} B (static + dynamic shared memory)")
-    if row.get("expects_mma") and not ((row.get("hmma") or 0) + (row.get("hgmma") or 0)):
-        why.append("no-MMA: no tensor-core instruction (HMMA/HGMMA) in the SASS")
+    if row.get("expects_mma"):
+        if not ((row.get("hmma") or 0) + (row.get("hgmma") or 0)):
+            why.append("no-MMA: no tensor-core instruction (HMMA/HGMMA) in the SASS")
+        if row["arch"] >= 90 and (row.get("hmma") or 0):
+            why.append(f"mma.sync: {row['hmma']} HMMA on sm_{row['arch']} (wgmma/HGMMA expected)")
+        if _row_set(row) == "launched" and not ((row.get("ldgsts") or 0) + (row.get("utmaldg") or 0)):
+            why.append("no-async-copy: no LDGSTS/UTMALDG in the SASS (K loop not pipelined)")
     return why
 
 
@@ -319,7 +384,8 @@ _COLUMNS = [
     ("kernel", "kernel"), ("config", "config"), ("dtype", "dtype"), ("precision", "prec"),
     ("layout", "layout"), ("relu", "relu"), ("ksize", "k"), ("arch", "arch"), ("registers", "regs"),
     ("stack", "stack"), ("spill", "spill st/ld"), ("local", "local"), ("smem", "smem"),
-    ("hmma", "HMMA"), ("hgmma", "HGMMA"), ("status", "status"),
+    ("hmma", "HMMA"), ("hgmma", "HGMMA"), ("ldgsts", "LDGSTS"), ("utmaldg", "UTMALDG"),
+    ("barriers", "bar"), ("resident_warps", "warps/SM"), ("status", "status"),
 ]
 _DTYPE_SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
@@ -404,7 +470,9 @@ def launches_label(launches: Sequence[str]) -> str:
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    """A fixed-width table, one line per row (smem = dynamic + static shared bytes). Launched
+    """A fixed-width table, one line per row (smem = dynamic + static shared bytes; HMMA, HGMMA,
+    LDGSTS, UTMALDG: instructions of that kind in the SASS; bar: BAR.* and SYNCS.* instructions;
+    warps/SM: resident warps per SM, see resident_warps). Launched
     specializations get two more columns: their int specialization ("1:" ints that are
     constexpr 1, "nd:" ints not divisible by 16; every other int has tt.divisibility 16) and the
     GoogLeNet launches that use them."""
@@ -414,7 +482,8 @@ def format_table(rows: Sequence[dict]) -> str:
     header = [h for _, h in columns]
     body = [[_cell(r, k) for k, _ in columns] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(header, *body)] if body else [len(h) for h in header]
-    right = {"ksize", "registers", "stack", "spill", "local", "smem", "hmma", "hgmma"}
+    right = {"ksize", "registers", "stack", "spill", "local", "smem", "hmma", "hgmma", "ldgsts", "utmaldg",
+             "barriers", "resident_warps"}
     lines = []
     for cells in [header, *body]:
         parts = [c.rjust(w) if k in right else c.ljust(w)
@@ -426,7 +495,7 @@ def format_table(rows: Sequence[dict]) -> str:
 
 def summary(rows: Sequence[dict]) -> str:
     """Per arch and set (generic, launched): variants, max registers, total spill bytes, tensor
-    cores where expected."""
+    cores where expected, wgmma/async copies in the tensor-core variants, fewest resident warps."""
     lines = []
     sets = [s for s in ("generic", "launched") if any(_row_set(r) == s for r in rows)]
     for arch in sorted({r["arch"] for r in rows}):
@@ -437,11 +506,16 @@ def summary(rows: Sequence[dict]) -> str:
             spill = sum((r.get("spill_stores") or 0) + (r.get("spill_loads") or 0) for r in ok)
             want = [r for r in ok if r["expects_mma"]]
             mma = [r for r in want if (r.get("hmma") or 0) + (r.get("hgmma") or 0) > 0]
+            wgmma = [r for r in want if (r.get("hgmma") or 0) and not (r.get("hmma") or 0)]
+            asyncs = [r for r in want if (r.get("ldgsts") or 0) + (r.get("utmaldg") or 0) > 0]
+            warps = [r["resident_warps"] for r in ok if r.get("resident_warps") is not None]
             n_fail = sum(1 for r in rs if row_failures(r))
             noun = "variants" if which == "generic" else "specializations"
             lines.append(f"sm_{arch} {which}: {len(rs)} {noun}, {len(rs) - len(ok)} compile errors, max "
                          f"registers {max_regs}, total spill bytes {spill} (stores+loads), MMA present in "
-                         f"{len(mma)}/{len(want)} tensor-core {noun}, {n_fail} failing")
+                         f"{len(mma)}/{len(want)} tensor-core {noun} (wgmma only: {len(wgmma)}, async "
+                         f"copies: {len(asyncs)}), fewest resident warps/SM {min(warps, default=0)}, "
+                         f"{n_fail} failing")
     return "\n".join(lines)
 
 

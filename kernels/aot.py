@@ -325,6 +325,10 @@ GOOGLENET_MODELS: tuple[str, ...] = ("paper", "torchvision")
 # batch only changes M = N*H*W and num_tiles. 256 makes both divisible by 16 on most blocks;
 # 1 makes M not divisible at 14x14 and 7x7 and num_tiles == 1 (a constexpr) at 7x7.
 GOOGLENET_BATCHES: tuple[int, ...] = (1, 256)
+# SMs of the GPU the recorded launches size their grid for (reduce_conv's programs and column
+# split, hence its n_split / num_items specializations): H100 and H200 have 132. A GPU with another
+# count may specialize those two ints differently; the generic variants cover any value.
+RECORD_SMS = 132
 # memory format name (LAYOUTS) -> torch.memory_format attribute
 _MEMORY_FORMATS = {"nchw": "contiguous_format", "nhwc": "channels_last"}
 # launch order of fused_inception.ops._forward_triton: branch of each launch, per kernel
@@ -403,8 +407,8 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
     For each model variant, block, launchable (dtype, precision), memory format and batch,
     ``fused_inception.ops._forward_triton`` runs on meta tensors (its ``dot_precision`` pinned to
     the precision and its ``gpu_name`` to ``gpu``: None launches the default configs, a GPU name
-    that GPU's tuned ones; output allocated as ``inception_forward`` does, c0 = 0 as GoogLeNet
-    calls it) with the kernels replaced by recorders: nothing is computed or allocated, and the
+    that GPU's tuned ones; grids sized for RECORD_SMS SMs; output allocated as
+    ``inception_forward`` does, c0 = 0 as GoogLeNet calls it) with the kernels replaced by recorders: nothing is computed or allocated, and the
     arguments are exactly what the launchers pass.
     """
     import torch
@@ -412,11 +416,14 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
     from .. import ops
     from ..spec import GOOGLENET_BLOCKS, googlenet_spec
 
+    from . import reduce_conv
+
     precisions = list(dict.fromkeys((d, p) for _, d, p, _ in launchable_configs()))
     out: list[RecordedLaunch] = []
-    saved_precision, saved_gpu = ops.dot_precision, ops.gpu_name
+    saved_precision, saved_gpu, saved_sms = ops.dot_precision, ops.gpu_name, reduce_conv.sm_count
     try:
         ops.gpu_name = lambda x: gpu
+        reduce_conv.sm_count = lambda device: RECORD_SMS
         with recording_launches() as calls:
             for model in models:
                 for block, (_, size) in GOOGLENET_BLOCKS.items():
@@ -439,7 +446,7 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
                                     out.append(RecordedLaunch(kernel, args, kwargs, model, block, int(n), layout,
                                                               dtype_name, precision, _BRANCHES[kernel][i]))
     finally:
-        ops.dot_precision, ops.gpu_name = saved_precision, saved_gpu
+        ops.dot_precision, ops.gpu_name, reduce_conv.sm_count = saved_precision, saved_gpu, saved_sms
     return out
 
 

@@ -4,9 +4,10 @@ Two kernels run one Inception block (three launches):
 
 * ``pointwise_pool`` (one launch): the 1x1 branch and the max-pool -> 1x1 projection, an implicit
   GEMM over pixels (M = N*H*W) x output channels, K = input channels.
-* ``reduce_conv`` (one launch per reduce -> k x k branch): a persistent program per tile of
-  consecutive pixels computes the 1x1 reduction over the tile plus its halo into a small
-  per-program scratch, then the k x k conv from that scratch.
+* ``reduce_conv`` (one launch per reduce -> k x k branch): persistent programs walk tiles of
+  consecutive pixels (several programs share a tile's output channels when tiles are few); each
+  computes the 1x1 reduction over its tile plus halo into a small per-program scratch, then the
+  k x k conv from that scratch.
 
 Each (kernel, dtype, dot precision) launches its default config, unless the GPU's tuned file
 (``kernels/tuned/``, read by ``tuned_configs.py``, written by ``python -m fused_inception tune``)
@@ -35,10 +36,13 @@ class PointwiseConfig:
 class ReduceConvConfig:
     """Tile sizes of the fused reduce -> k x k kernel.
 
-    BLOCK_M consecutive output pixels (flattened n, h, w) per tile; the reduction over the tile's
+    BLOCK_M consecutive output pixels (flattened n, h, w) per tile. The reduction over the tile's
     run of BLOCK_M + 2*(PAD*W + PAD) pixels runs in chunks of BLOCK_HALO pixels x BLOCK_R reduced
-    channels, K step BLOCK_K over input channels; the k x k conv produces BLOCK_N output channels
-    at a time.
+    channels (the scratch pads R to a multiple of BLOCK_R), K step BLOCK_K over input channels; the
+    k x k conv produces BLOCK_N output channels at a time, K step BLOCK_RK reduced channels per tap
+    (BLOCK_R must be a multiple of BLOCK_RK). ``programs_per_sm``: the persistent grid's programs
+    per SM on a GPU; ``split_columns``: whether programs may share a tile's output channels when
+    tiles are few (see reduce_conv.reduce_conv_grid).
     """
 
     BLOCK_M: int
@@ -46,8 +50,15 @@ class ReduceConvConfig:
     BLOCK_R: int
     BLOCK_N: int
     BLOCK_K: int
+    BLOCK_RK: int
     num_warps: int = 4
-    num_stages: int = 2
+    num_stages: int = 3
+    programs_per_sm: int = 4
+    split_columns: bool = True
+
+    def __post_init__(self):
+        if self.BLOCK_R % self.BLOCK_RK:
+            raise ValueError(f"BLOCK_R ({self.BLOCK_R}) must be a multiple of BLOCK_RK ({self.BLOCK_RK})")
 
     def halo_rows(self, k: int, width: int) -> int:
         """Rows of reduced tensor one tile computes: its pixel run, rounded up to BLOCK_HALO."""
@@ -59,8 +70,9 @@ class ReduceConvConfig:
 # Every entry compiles for sm_80 and sm_90 with no spill, generically (any shape) and as GoogLeNet's
 # blocks launch it (python -m fused_inception compile-check; what spilled is in benchmarks/NOTES.md).
 # Names other than the defaults are tuning candidates (CANDIDATES): a GPU's tuned file
-# (kernels/tuned/) may pick one of them, nothing else. No entry uses 8 warps: DESIGN.md section 5
-# records silent miscompiles of conv templates with num_warps >= 8.
+# (kernels/tuned/) may pick one of them, nothing else. No entry uses 8 warps: flattened (kh, kw, c)
+# K loops in conv templates gave silent wrong results with num_warps >= 8 (pytorch issue 173068),
+# and the interpreter tests cannot see a GPU miscompile.
 POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     "default": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, num_warps=4, num_stages=3),
     # fp32 IEEE dots are FMAs with operands in registers: a shorter K step
@@ -75,20 +87,25 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
 
 # "mma": half-precision tensor-core dots; "tf32": fp32 on tensor cores, whose fp32 operand tiles
 # take twice the registers; "fma": fp32 IEEE dots, which triton lowers to FMAs with operands in
-# registers.
+# registers. The tensor-core configs are pipelined (async copies on sm_80 and sm_90, wgmma on
+# sm_90: 64-row dots in both phases); BLOCK_N 128 spilled in their generic variants, and
+# programs_per_sm 3 is what their channels_last launches keep resident (benchmarks/NOTES.md).
 REDUCE_CONV_CONFIGS: dict[str, ReduceConvConfig] = {
-    "mma": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32,
-                            num_warps=4, num_stages=1),
-    "tf32": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=16, BLOCK_N=32, BLOCK_K=16,
-                             num_warps=4, num_stages=1),
-    "fma": ReduceConvConfig(BLOCK_M=32, BLOCK_HALO=32, BLOCK_R=16, BLOCK_N=16, BLOCK_K=16,
-                            num_warps=4, num_stages=1),
-    # tuning candidates: a taller halo chunk means fewer, larger reduce dots; a narrower reduced
-    # channel step, fewer registers per dot
-    "mma-h64": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32,
-                                num_warps=4, num_stages=1),
-    "mma-r16": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=16, BLOCK_N=32, BLOCK_K=32,
-                                num_warps=4, num_stages=1),
+    "mma": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
+                            num_warps=4, num_stages=3, programs_per_sm=3),
+    # fp32 operands take twice the registers: 32 output channels, 2 stages, and no column split
+    # (a runtime n_split spilled 8 B in batch-1 launches on sm_80)
+    "tf32": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=32, BLOCK_N=32, BLOCK_K=16, BLOCK_RK=32,
+                             num_warps=4, num_stages=2, programs_per_sm=3, split_columns=False),
+    # FMA dots are not pipelined (num_stages 1: nested tap / reduced-channel loops, see
+    # reduce_conv.py); their registers allow 4 programs per SM. No column split: with a runtime
+    # n_split ptxas spilled 8-12 B in their batch-1 launches on sm_80
+    "fma": ReduceConvConfig(BLOCK_M=32, BLOCK_HALO=32, BLOCK_R=16, BLOCK_N=16, BLOCK_K=16, BLOCK_RK=16,
+                            num_warps=4, num_stages=1, programs_per_sm=4, split_columns=False),
+    # tuning candidate: the same binaries with 2 programs per SM, all that NCHW launches keep
+    # resident (their x loads are not vectorizable and take more registers)
+    "mma-p2": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
+                               num_warps=4, num_stages=3, programs_per_sm=2),
 }
 
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
@@ -108,9 +125,8 @@ CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("pointwise_pool", "mma"): ("default", "n32", "s4", "n32s4"),
     ("pointwise_pool", "tf32"): ("default", "n32"),
     ("pointwise_pool", "fma"): ("fma", "fma-n32", "fma-m32"),
-    ("reduce_conv", "mma"): ("mma", "mma-h64", "mma-r16"),
-    # every other BLOCK_M, BLOCK_N, BLOCK_K or stage count tried spilled in some launched
-    # specialization (benchmarks/NOTES.md)
+    ("reduce_conv", "mma"): ("mma", "mma-p2"),
+    # other tile sizes tried spilled in some generic or launched variant (benchmarks/NOTES.md)
     ("reduce_conv", "tf32"): ("tf32",),
     ("reduce_conv", "fma"): ("fma",),
 }

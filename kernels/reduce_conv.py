@@ -4,22 +4,34 @@ The reduced tensor is never materialised as a whole. Output pixels are tiled alo
 pixel index p = (n*H + h)*W + w, BLOCK_M consecutive pixels per tile (tiles cross row and image
 boundaries, so GoogLeNet's 28/14/7 grids waste no lanes). The pixels a tile's k x k taps read form
 one contiguous run of that index: [p0 - OFF, p0 + BLOCK_M + OFF) with OFF = PAD*W + PAD, PAD =
-(k-1)/2. The grid is persistent: each program walks tiles and owns one small scratch slot. Per tile:
+(k-1)/2.
 
-1. reduce: the 1x1 reduction (+ bias, act) over that run of pixels, in chunks of BLOCK_HALO
-   pixels, goes into the program's scratch slot as rows [run position, reduced channel]. Positions
-   outside the tensor are stored as 0.
-2. conv: after a barrier, tap (kh, kw) of output lane i reads scratch row i + kh*W + kw, masked to
-   0 where the tap falls outside the image (the k x k conv zero-pads the *reduced* tensor, so
-   padding must be 0, not act(bias); the mask also stops a tap from wrapping into the next row or
-   image). The fp32 accumulator gets bias, act and the cast on chip and is stored into the output
-   channel slice, BLOCK_N channels at a time.
+Work items are (tile, column split) pairs: ``n_split`` programs share a tile when tiles are too few
+to fill the GPU, each producing every ``n_split``-th block of BLOCK_N output channels (and each
+recomputing the tile's reduction). The grid is persistent: each program walks work items and owns
+one scratch slot. Per item:
+
+1. reduce: the 1x1 reduction (+ bias, act) over the tile's run of pixels goes into the program's
+   scratch slot as rows [run position, reduced channel]. Chunks of BLOCK_HALO (>= 64) rows x
+   BLOCK_R reduced channels, each one GEMM whose K loop over input channels is software-pipelined
+   (async copies, num_stages deep); with BLOCK_R >= R the input run is read once. Positions outside
+   the tensor are stored as 0.
+2. conv: after a barrier, for each BLOCK_N block of output channels, ONE flattened K loop over
+   (tap, BLOCK_RK block of reduced channels), pipelined like the reduce loop: tap (kh, kw) of
+   output lane i reads scratch row i + kh*W + kw, masked to 0 where the tap falls outside the image
+   (the k x k conv zero-pads the *reduced* tensor, so padding must be 0, not act(bias); the mask
+   also stops a tap from wrapping into the next row or image). Each tap's reduced operand is read
+   once per BLOCK_M x BLOCK_N tile (BLOCK_N 64 in the shipped tensor-core configs; 128 spilled in
+   the generic variants, benchmarks/NOTES.md). The fp32 accumulator gets bias, act and the cast on
+   chip and is stored into the output channel slice. Configs with num_stages 1 (the fp32 FMA one)
+   run nested tap / reduced-channel loops instead: nothing to pipeline, and ptxas spilled the
+   flattened form there.
 
 The scratch totals programs x halo rows x reduced channels: with a grid of a few programs per SM it
 stays L2-resident, unlike one slot per tile, which would be as large as the reduced tensor. The
 cost is recomputing the reduction on the run's 2*OFF extra pixels: halo_rows / BLOCK_M times the
-reduce FLOPs (k = 3, BLOCK_M 64, BLOCK_HALO 32: 1.5x at W = 7 or 14, 2x at W = 28; the reduction
-is a small share of a block's FLOPs, see benchmarks/NOTES.md).
+reduce FLOPs (BLOCK_M 64, BLOCK_HALO 64: 2x for k = 3 at W = 7, 14 or 28, 3x for k = 5 at W = 28),
+and once more per column split (benchmarks/NOTES.md).
 """
 
 from __future__ import annotations
@@ -32,6 +44,24 @@ from .configs import ReduceConvConfig
 
 
 @triton.jit
+def _conv_step(acc, slot, wk_ptr, tap, r0, lanes, h_idx, w_idx, m_mask, offs_n, n_mask, H, W, R, R_PAD, C_OUT,
+               KSIZE: tl.constexpr, BLOCK_RK: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    """acc += tap ``tap``'s reduced channels [r0, r0 + BLOCK_RK) x its k x k weights."""
+    PAD: tl.constexpr = KSIZE // 2
+    kh = tap // KSIZE
+    kw = tap % KSIZE
+    hh = h_idx + kh - PAD
+    ww = w_idx + kw - PAD
+    tap_ok = m_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+    offs_r = r0 + tl.arange(0, BLOCK_RK)
+    rows = lanes + kh * W + kw
+    a = tl.load(slot + rows[:, None] * R_PAD + offs_r[None, :], mask=tap_ok[:, None], other=0.0)
+    b = tl.load(wk_ptr + (tap * R + offs_r[:, None]) * C_OUT + offs_n[None, :],
+                mask=(offs_r[:, None] < R) & n_mask[None, :], other=0.0)
+    return tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+
+
+@triton.jit
 def _reduce_conv_kernel(
     x_ptr,  # input [N, C_IN, H, W], any strides
     wr_ptr,  # reduce weights [C_IN, R], row-major
@@ -40,18 +70,21 @@ def _reduce_conv_kernel(
     bk_ptr,  # k x k bias [C_OUT], float32
     out_ptr,  # concatenated output [N, C_TOTAL, H, W], any strides
     scratch_ptr,  # [programs, halo_rows, R_PAD] in x's dtype, one slot per program
-    M, H, W, C_IN, R, C_OUT, R_PAD,  # M = N * H * W
+    M, H, W, C_IN, R, C_OUT, R_PAD,  # M = N * H * W; R_PAD = R rounded up to BLOCK_R
     sx_n, sx_c, sx_h, sx_w,
     so_n, so_c, so_h, so_w,
     out_c0,  # output channel of the branch's channel 0
     halo_rows,  # BLOCK_M + 2 * (PAD * W + PAD), rounded up to BLOCK_HALO
-    num_tiles,
+    num_items,  # tiles * n_split
+    n_split,  # programs sharing one tile's output channels
     KSIZE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_HALO: tl.constexpr,
     BLOCK_R: tl.constexpr,
+    BLOCK_RK: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    FLAT_K: tl.constexpr,  # one flattened (tap, reduced block) loop, for the pipeliner
     APPLY_RELU: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
@@ -59,13 +92,20 @@ def _reduce_conv_kernel(
     dtype = x_ptr.dtype.element_ty
     off = PAD * W + PAD
     halo_len = BLOCK_M + 2 * off
+    # the launcher pads R to a multiple of BLOCK_R; telling the compiler makes scratch rows 16-byte
+    # aligned in every specialization, so the conv loop's scratch loads can become async copies
+    R_PAD = tl.multiple_of(R_PAD, BLOCK_R)
+    n_rk = tl.cdiv(R, BLOCK_RK)  # reduced-channel blocks the conv loop visits (R_PAD may have more)
 
     pid = tl.program_id(0)
     n_programs = tl.num_programs(0)
     slot = scratch_ptr + pid.to(tl.int64) * halo_rows * R_PAD
     lanes = tl.arange(0, BLOCK_M)
 
-    for tile in range(pid, num_tiles, n_programs):
+    for item in range(pid, num_items, n_programs):
+        # the programs sharing a tile are adjacent, so they read its input from L2 together
+        tile = item // n_split
+        split = item - tile * n_split
         p0 = tile * BLOCK_M
 
         # 1. reduce over the tile's run of pixels into the scratch slot
@@ -96,52 +136,79 @@ def _reduce_conv_kernel(
         # the conv below reads rows other threads of this program wrote
         tl.debug_barrier()
 
-        # 2. k x k conv from the scratch slot
+        # 2. k x k conv from the scratch slot. Output-channel blocks split, split + n_split, ...;
+        # a unit-step loop: with a runtime step ptxas spilled the FMA variants
         p = p0 + lanes
         m_mask = p < M
         n_idx = p // (H * W)
         h_idx = (p // W) % H
         w_idx = p % W
         out_rows = n_idx.to(tl.int64) * so_n + h_idx.to(tl.int64) * so_h + w_idx.to(tl.int64) * so_w
-        for n0 in range(0, C_OUT, BLOCK_N):
-            offs_n = n0 + tl.arange(0, BLOCK_N)
+        for j in range(0, tl.cdiv(tl.cdiv(C_OUT, BLOCK_N) - split, n_split)):
+            offs_n = (split + j * n_split) * BLOCK_N + tl.arange(0, BLOCK_N)
             n_mask = offs_n < C_OUT
             acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-            for tap in range(0, KSIZE * KSIZE):
-                kh = tap // KSIZE
-                kw = tap % KSIZE
-                hh = h_idx + kh - PAD
-                ww = w_idx + kw - PAD
-                tap_ok = m_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-                rows = lanes + kh * W + kw
-                for r0 in range(0, R_PAD, BLOCK_R):
-                    offs_r = r0 + tl.arange(0, BLOCK_R)
-                    a = tl.load(slot + rows[:, None] * R_PAD + offs_r[None, :], mask=tap_ok[:, None], other=0.0)
-                    b = tl.load(wk_ptr + (tap * R + offs_r[:, None]) * C_OUT + offs_n[None, :],
-                                mask=(offs_r[:, None] < R) & n_mask[None, :], other=0.0)
-                    acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+            if FLAT_K:  # one loop over (tap, reduced-channel block) for the pipeliner
+                for it in range(0, KSIZE * KSIZE * n_rk):
+                    acc = _conv_step(acc, slot, wk_ptr, it // n_rk, (it % n_rk) * BLOCK_RK, lanes, h_idx, w_idx,
+                                     m_mask, offs_n, n_mask, H, W, R, R_PAD, C_OUT, KSIZE, BLOCK_RK, INPUT_PRECISION)
+            else:  # num_stages 1: nested loops, the tap's mask and rows computed once per tap
+                for tap in range(0, KSIZE * KSIZE):
+                    kh = tap // KSIZE
+                    kw = tap % KSIZE
+                    hh = h_idx + kh - PAD
+                    ww = w_idx + kw - PAD
+                    tap_ok = m_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+                    rows = lanes + kh * W + kw
+                    for r0 in range(0, R_PAD, BLOCK_RK):
+                        offs_r = r0 + tl.arange(0, BLOCK_RK)
+                        a = tl.load(slot + rows[:, None] * R_PAD + offs_r[None, :], mask=tap_ok[:, None], other=0.0)
+                        b = tl.load(wk_ptr + (tap * R + offs_r[:, None]) * C_OUT + offs_n[None, :],
+                                    mask=(offs_r[:, None] < R) & n_mask[None, :], other=0.0)
+                        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
             acc += tl.load(bk_ptr + offs_n, mask=n_mask, other=0.0)[None, :]
             if APPLY_RELU:
                 acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)  # ReLU(NaN) = NaN, as F.relu
             out_ptrs = out_ptr + out_rows[:, None] + ((out_c0 + offs_n).to(tl.int64) * so_c)[None, :]
             tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
-        # the next tile overwrites the slot: every read of this one must be done
+        # the next item overwrites the slot: every read of this one must be done
         tl.debug_barrier()
 
 
-def reduce_conv_programs(num_tiles: int, device: torch.device) -> int:
-    """Persistent grid size: two programs per SM on a GPU (bounded by the tile count)."""
+# program slots the interpreter pretends to have: programs run one after another there, so the
+# count only sizes the scratch, but a small one makes tests of a tile or two take the split path
+INTERPRETER_SLOTS = 4
+
+
+def sm_count(device: torch.device) -> int | None:
+    """SMs of a CUDA device; None elsewhere (the interpreter). compile-check's recording of
+    GoogLeNet's launches replaces it (kernels/aot.py) to get a GPU's grid on meta tensors."""
     if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        return max(1, min(num_tiles, 2 * sms))
-    # interpreter: programs run one after another, so the count only sizes the scratch
-    return max(1, min(num_tiles, 4))
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return None
+
+
+def reduce_conv_grid(num_tiles: int, c_out: int, config: ReduceConvConfig, device: torch.device) -> tuple[int, int]:
+    """(programs, n_split) of a launch.
+
+    The persistent grid has ``config.programs_per_sm`` programs per SM (INTERPRETER_SLOTS in the
+    interpreter). When the tiles are fewer than those slots, up to cdiv(c_out, BLOCK_N) programs
+    share a tile (n_split), each taking every n_split-th block of output channels: the smallest
+    split that fills the slots (n_split 1 for a config without ``split_columns``).
+    """
+    sms = sm_count(device)
+    slots = INTERPRETER_SLOTS if sms is None else sms * config.programs_per_sm
+    n_split = 1
+    if config.split_columns:
+        n_split = min(triton.cdiv(c_out, config.BLOCK_N), triton.cdiv(slots, num_tiles))
+    return min(num_tiles * n_split, slots), n_split
 
 
 def launch_constexprs(config: ReduceConvConfig, ksize: int, relu: bool, input_precision: str) -> dict:
     """The kernel's constexpr arguments for a launch (also what compile-check compiles)."""
     return dict(KSIZE=ksize, BLOCK_M=config.BLOCK_M, BLOCK_HALO=config.BLOCK_HALO, BLOCK_R=config.BLOCK_R,
-                BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K, APPLY_RELU=relu, INPUT_PRECISION=input_precision)
+                BLOCK_RK=config.BLOCK_RK, BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K,
+                FLAT_K=config.num_stages > 1, APPLY_RELU=relu, INPUT_PRECISION=input_precision)
 
 
 def launch_reduce_conv(
@@ -170,7 +237,7 @@ def launch_reduce_conv(
     r = w_reduce.shape[1]
     c_out = w_conv.shape[2]
     num_tiles = triton.cdiv(m, config.BLOCK_M)
-    programs = reduce_conv_programs(num_tiles, x.device)
+    programs, n_split = reduce_conv_grid(num_tiles, c_out, config, x.device)
     r_pad = triton.cdiv(r, config.BLOCK_R) * config.BLOCK_R
     halo_rows = config.halo_rows(ksize, w)
     scratch = torch.empty((programs, halo_rows, r_pad), dtype=x.dtype, device=x.device)
@@ -178,7 +245,7 @@ def launch_reduce_conv(
         x, w_reduce, b_reduce, w_conv, b_conv, out, scratch,
         m, h, w, c_in, r, c_out, r_pad,
         *x.stride(), *out.stride(),
-        out_c0, halo_rows, num_tiles,
+        out_c0, halo_rows, num_tiles * n_split, n_split,
         **launch_constexprs(config, ksize, relu, input_precision),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )

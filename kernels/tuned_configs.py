@@ -2,8 +2,8 @@
 
 ``python -m fused_inception tune`` times every candidate config (``configs.CANDIDATES``) of each
 (kernel, dtype, dot precision) on one GPU and writes ``<gpu-slug>.json``; checked in under
-``kernels/tuned/``, it is used on every GPU of that name without re-tuning (DESIGN.md section 5:
-no autotuning at run time, so none inside CUDA-graph capture either). The pickers
+``kernels/tuned/``, it is used on every GPU of that name without re-tuning (no autotuning at run
+time, so none inside CUDA-graph capture either). The pickers
 (``configs.pick_*_config(..., gpu=name)``) read it; a (kernel, dtype, precision) the file does not
 list launches the default.
 
@@ -12,8 +12,8 @@ File layout (``schema`` 1)::
     {"schema": 1, "gpu": "NVIDIA H200",
      "tuned": {...how and where it was measured: versions, commit, shapes...},
      "choices": [{"kernel": "reduce_conv", "dtype": "bfloat16", "input_precision": "ieee",
-                  "config": "mma-h64", "fields": {"BLOCK_M": 64, "BLOCK_HALO": 64, ...},
-                  "median_ms": {"mma": 1.91, "mma-h64": 1.62, ...}, "rejected": {...}}, ...]}
+                  "config": "mma-p2", "fields": {"BLOCK_M": 64, "BLOCK_HALO": 64, ...},
+                  "median_ms": {"mma": 1.91, "mma-p2": 1.62, ...}, "rejected": {...}}, ...]}
 
 Only candidate names are accepted, and their ``fields`` must equal the config of that name today:
 every candidate is compile-checked for sm_80/sm_90 and run by the interpreter tests, and a file

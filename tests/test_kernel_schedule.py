@@ -1,0 +1,127 @@
+"""The reduce -> k x k kernel's schedule: every shipped config against a float64 reference on small
+shapes that take each path of the loops (k = 1, 3, 5, 7; several reduce chunks and output-channel
+blocks; one tile shared by several programs through the column split; more tiles than programs;
+NCHW and channels_last; ReLU off; odd channel counts), and the grid rule that fills the GPU.
+
+Runs on the interpreter (tests/conftest.py), which computes TF32 dots in IEEE: the "tf32" config is
+held to the fp32 tolerance there. bf16 is not run: the interpreter's bf16 dot is not bf16's.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from block_factory import random_input
+from fused_inception import ops
+from fused_inception.kernels import reduce_conv as rc
+from fused_inception.kernels.configs import CANDIDATES, REDUCE_CONV_CONFIGS, ReduceConvConfig
+from fused_inception.parity import assert_close, poisoned
+from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = pytest.mark.skipif(not ops.uses_triton(torch.empty(0)), reason="runs the Triton kernel")
+
+# dot class -> (dtype, dot precision, tolerance key on this device)
+RUNS = {
+    "mma": (torch.float16, "ieee", "float16"),
+    "tf32": (torch.float32, "tf32", "tf32" if torch.cuda.is_available() else "float32"),
+    "fma": (torch.float32, "ieee", "float32"),
+}
+# every shipped reduce_conv config with the dot class it is a candidate of
+SHIPPED = sorted((name, cls) for (kernel, cls), names in CANDIDATES.items() if kernel == "reduce_conv"
+                 for name in names)
+
+# (N, C_in, H, W, R, C_out, k, relu, channels_last)
+CASES = [
+    (2, 24, 5, 6, 16, 24, 3, True, True),  # one tile (BLOCK_M 64): C_out split across programs
+    (1, 20, 7, 9, 70, 130, 5, True, False),  # R over two reduce chunks, C_out over 3 blocks
+    (2, 16, 9, 9, 24, 48, 7, False, True),  # 162 pixels: more tiles than programs; ReLU off
+    (1, 33, 4, 5, 48, 16, 1, True, False),  # k = 1: no halo; odd C_in
+]
+
+
+def _reference(x64, w_red, b_red, w_conv, b_conv, k, relu, dtype):
+    """float64 reduce -> k x k with the reduced tensor rounded to ``dtype`` as the scratch is."""
+    act = F.relu if relu else (lambda t: t)
+    red = act(torch.einsum("nchw,cr->nrhw", x64, w_red.double()) + b_red.double()[None, :, None, None])
+    red = red.to(dtype).double()
+    r, c = w_conv.shape[1:]
+    weight = w_conv.double().reshape(k, k, r, c).permute(3, 2, 0, 1)
+    return act(F.conv2d(red, weight, b_conv.double(), padding=k // 2))
+
+
+def test_every_shipped_config_is_run():
+    assert {name for name, _ in SHIPPED} == set(REDUCE_CONV_CONFIGS)
+
+
+@pytest.mark.parametrize("name, cls", SHIPPED, ids=lambda v: v)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"n{c[0]}c{c[1]}_{c[2]}x{c[3]}_r{c[4]}_o{c[5]}_k{c[6]}")
+def test_shipped_config_matches_float64(name, cls, case, gen):
+    n, c_in, h, w, r, c_out, k, relu, channels_last = case
+    cfg = REDUCE_CONV_CONFIGS[name]
+    dtype, precision, tol = RUNS[cls]
+    x64 = random_input((n, c_in, h, w), gen)
+    w_red = (random_input((c_in, r), gen) / c_in ** 0.5).to(dtype)
+    b_red = random_input((r,), gen).float()
+    w_conv = (random_input((k * k, r, c_out), gen) / (k * k * r) ** 0.5).to(dtype)
+    b_conv = random_input((c_out,), gen).float()
+    x = x64.to(dtype)
+    ref = _reference(x.double(), w_red, b_red, w_conv, b_conv, k, relu, dtype)
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    before, after, sentinel = 3, 2, 4321.0
+    out = poisoned((n, before + c_out + after, h, w), dtype, DEVICE, fmt)
+    out[:, :before] = sentinel
+    out[:, before + c_out:] = sentinel
+    rc.launch_reduce_conv(x.to(DEVICE).contiguous(memory_format=fmt), w_red.to(DEVICE), b_red.to(DEVICE),
+                          w_conv.to(DEVICE), b_conv.to(DEVICE), k, out, before, relu, precision, cfg)
+    assert_close(out[:, before:before + c_out].cpu(), ref, tol, f"reduce_conv/{name} {case}")
+    assert bool((out[:, :before] == sentinel).all()) and bool((out[:, before + c_out:] == sentinel).all())
+
+
+def test_cases_take_the_split_and_the_persistent_paths():
+    """On the interpreter's INTERPRETER_SLOTS program slots, CASES give (for BLOCK_M 64) a tile
+    split over several programs and a tile count above the program count."""
+    cfg = REDUCE_CONV_CONFIGS["mma"]
+    cpu = torch.device("cpu")
+    assert rc.reduce_conv_grid(1, 24, cfg, cpu) == (1, 1)  # one column block: nothing to split
+    assert rc.reduce_conv_grid(1, 130, cfg, cpu) == (3, 3)
+    assert rc.reduce_conv_grid(3, 48, cfg, cpu) == (3, 1)
+    assert rc.reduce_conv_grid(2, 24, ReduceConvConfig(32, 32, 16, 16, 16, 16), cpu) == (4, 2)
+    assert rc.reduce_conv_grid(11, 130, cfg, cpu) == (4, 1)  # 11 tiles on 4 programs
+
+
+def _fake_gpu(monkeypatch, sms: int) -> torch.device:
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(multi_processor_count=sms))
+    return torch.device("cuda")
+
+
+@pytest.mark.parametrize("sms", [108, 132])
+def test_grid_fills_the_gpu_for_every_googlenet_branch(monkeypatch, sms):
+    """Every GoogLeNet reduce -> k x k branch at batch 1, 32 and 256 launches programs = the
+    smaller of the program slots and the work items, using the smallest column split that reaches
+    the slots (n_split programs per tile, at most one per output-channel block); configs without
+    split_columns (fp32 FMA) one program per tile."""
+    device = _fake_gpu(monkeypatch, sms)
+    for name, cfg in REDUCE_CONV_CONFIGS.items():
+        slots = sms * cfg.programs_per_sm
+        for block, (_, size) in GOOGLENET_BLOCKS.items():
+            spec = googlenet_spec(block, "paper")
+            for batch in (1, 32, 256):
+                tiles = -(-batch * size * size // cfg.BLOCK_M)
+                for c_out in (spec.ch3x3, spec.ch5x5):
+                    col_blocks = -(-c_out // cfg.BLOCK_N)
+                    programs, n_split = rc.reduce_conv_grid(tiles, c_out, cfg, device)
+                    if not cfg.split_columns:
+                        assert (programs, n_split) == (min(slots, tiles), 1)
+                        continue
+                    assert 1 <= n_split <= col_blocks
+                    assert programs == min(slots, tiles * n_split)
+                    if n_split < col_blocks:
+                        assert tiles * n_split >= slots  # a larger split would not add programs
+                    if n_split > 1:
+                        assert tiles * (n_split - 1) < slots  # the smallest split that fills
