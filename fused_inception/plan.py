@@ -7,7 +7,7 @@ number below says what it assumes.
 What is counted
 ---------------
 * ``flops``: useful work, 2 x multiply-accumulates of the convolutions and the linear layer, the
-  same count as DESIGN.md §4 (1.50 GMAC per image for the torchvision variant). Elementwise,
+  same count as docs/DESIGN.md §4 (1.50 GMAC per image for the torchvision variant). Elementwise,
   normalisation, pooling and copy launches count 0 FLOPs: they are memory-bound by a wide margin.
 * ``exec_flops`` (fused launches): the MACs the fused kernels' loops execute over the pixels.
   Both kernels tile the flattened pixel index p = (n*H + h)*W + w, BLOCK_M consecutive pixels per

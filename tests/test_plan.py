@@ -21,7 +21,7 @@ from fused_inception.plan_schedules import block_schedules, reduce_conv_pipeline
 from fused_inception.kernels.configs import REDUCE_CONV_CONFIGS
 from fused_inception.plan_schedules import TodayPointwiseConfig, TodayReduceConvConfig
 
-# DESIGN.md §4: MMAC per image of each Inception block, torchvision variant.
+# docs/DESIGN.md §4: MMAC per image of each Inception block, torchvision variant.
 DESIGN_MMAC = {"3a": 122, "3b": 266, "4a": 71, "4b": 83, "4c": 95, "4d": 112, "4e": 157, "5a": 48, "5b": 66}
 INCEPTION = tuple(DESIGN_MMAC)
 
