@@ -47,11 +47,13 @@ def _normalise(z: Tensor, mean: Tensor, invstd: Tensor, gamma: Tensor, beta: Ten
 def _affine_backward(g_y: Tensor, z: Tensor, mean: Tensor, invstd: Tensor,
                      gamma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(grad z, grad gamma, grad beta) of y = (z - mean) * invstd * gamma + beta with fixed
-    mean and invstd: a BN normalising with its running statistics."""
+    mean and invstd (in the statistics dtype, which this computes in): a BN normalising with its
+    running statistics."""
     shape = (1, -1, 1, 1)
-    g = g_y.float()
-    xhat = (z.float() - mean.view(shape)) * invstd.view(shape)
-    g_z = (g * (invstd * gamma.float()).view(shape)).to(z.dtype)
+    acc = mean.dtype
+    g = g_y.to(acc)
+    xhat = (z.to(acc) - mean.view(shape)) * invstd.view(shape)
+    g_z = (g * (invstd * gamma.to(acc)).view(shape)).to(z.dtype)
     return g_z, (g * xhat).sum((0, 2, 3)).to(gamma.dtype), g.sum((0, 2, 3)).to(gamma.dtype)
 
 
@@ -63,9 +65,16 @@ def _offsets(widths: dict[str, int], cat_order: Sequence[int]) -> dict[str, int]
     return offsets
 
 
-def _running_normalisers(running_mean: Tensor, running_var: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """(mean, inverse std) in float32 of a BN that normalises with its running statistics."""
-    return running_mean.float(), torch.rsqrt(running_var.float() + eps)
+def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the saved normalising statistics for inputs of ``dtype``: float32, or float64
+    for float64 inputs (whose backward would otherwise be only float32-exact)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _running_normalisers(running_mean: Tensor, running_var: Tensor, eps: float,
+                         dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(mean, inverse std) in ``dtype`` of a BN that normalises with its running statistics."""
+    return running_mean.to(dtype), torch.rsqrt(running_var.to(dtype) + eps)
 
 
 # functional (autograd formulas need it): the updated running statistics are returned, and the
@@ -82,8 +91,8 @@ def inception_block_bn_train(
     statistics, else with its running ones; ``update[i]`` (only with batch_stats[i]): its running
     statistics move by ``momentums[i]``, the factor nn.BatchNorm2d computes (1/num_batches_tracked
     when its momentum is None). Returns (out [N, C_total, H, W], the six normalising means and
-    inverse stds (float32), the six running means and running variances, updated where
-    ``update`` says), each concatenated over the units."""
+    inverse stds (float32; float64 for a float64 x), the six running means and running variances,
+    updated where ``update`` says), each concatenated over the units."""
     units = dict(zip(UNIT_NAMES, range(6)))
     widths = {name: weights[units[name]].shape[0] for name in CAT_ORDER}
     offsets = _offsets(widths, cat_order)
@@ -92,7 +101,7 @@ def inception_block_bn_train(
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         out = out.contiguous(memory_format=torch.channels_last)
     activations: dict[str | None, Tensor] = {None: x, "pool": aten.max_pool2d(x, [3, 3], [1, 1], [1, 1])}
-    means, invstds = [], []
+    means, invstds, acc = [], [], _stats_dtype(x.dtype)
     new_means = [t.clone() for t in running_means]
     new_vars = [t.clone() for t in running_vars]
     for name in UNIT_NAMES:
@@ -107,10 +116,10 @@ def inception_block_bn_train(
         else:
             y = aten.native_batch_norm(z, gammas[i], betas[i], running_means[i], running_vars[i], False,
                                        0.0, eps[i])[0]
-            mean, invstd = _running_normalisers(running_means[i], running_vars[i], eps[i])
+            mean, invstd = _running_normalisers(running_means[i], running_vars[i], eps[i], acc)
         y = torch.relu(y) if relu else y
-        means.append(mean.float())
-        invstds.append(invstd.float())
+        means.append(mean.to(acc))
+        invstds.append(invstd.to(acc))
         if name in offsets:
             out[:, offsets[name]:offsets[name] + widths[name]] = y
         else:
@@ -127,7 +136,7 @@ def _(x, weights, biases, gammas, betas, running_means, running_vars, batch_stat
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         out = out.contiguous(memory_format=torch.channels_last)
     total = sum(wt.shape[0] for wt in weights)
-    stats = x.new_empty((total,), dtype=torch.float32)
+    stats = x.new_empty((total,), dtype=_stats_dtype(x.dtype))
     running = running_means[0].new_empty((total,))
     return out, stats, stats.clone(), running, running.clone()
 
@@ -171,8 +180,11 @@ def _backward(ctx, grad_out, *_grads_of_statistics):
         if z is None:
             z = _conv(inp, weights[i], biases[i])
         if ctx.batch_stats[i]:
-            g_z, grads_g[i], grads_beta[i] = aten.native_batch_norm_backward(
-                g_bn, z, gammas[i], None, None, *stats[i], True, ctx.eps[i], [True, True, True])
+            # gamma in the saved statistics' dtype: for fp16/bf16 inputs that is the mixed-precision
+            # form CPU and CUDA both accept (CPU refuses an fp16 gamma with float32 statistics)
+            g_z, g_gamma, g_beta = aten.native_batch_norm_backward(
+                g_bn, z, gammas[i].to(means.dtype), None, None, *stats[i], True, ctx.eps[i], [True, True, True])
+            grads_g[i], grads_beta[i] = g_gamma.to(gammas[i].dtype), g_beta.to(betas[i].dtype)
         else:
             g_z, grads_g[i], grads_beta[i] = _affine_backward(g_bn, z, *stats[i], gammas[i])
         g_in, (grads_w[i], grads_b[i]) = conv_grads(g_z, inp, weights[i])

@@ -199,8 +199,12 @@ class FusedInception(nn.Module):
             channels = weight.shape[0]
             weights.append(weight.to(dtype))
             biases.append(bias.to(dtype) if bias is not None else x.new_zeros(channels))
-            gammas.append(gamma if gamma is not None else x.new_ones(channels, dtype=torch.float32))
-            betas.append(beta if beta is not None else x.new_zeros(channels, dtype=torch.float32))
+            # no affine parameters: ones and zeros (exact in any dtype) in the running statistics'
+            # dtype, the dtype an affine BN's parameters would have (CPU refuses float32 parameters
+            # with fp16 running statistics)
+            stats_dtype = bn.running_mean.dtype
+            gammas.append(gamma if gamma is not None else x.new_ones(channels, dtype=stats_dtype))
+            betas.append(beta if beta is not None else x.new_zeros(channels, dtype=stats_dtype))
         out, _, _, new_means, new_vars = inception_block_bn_train(
             x, weights, biases, gammas, betas,
             [bn.running_mean for bn in bns], [bn.running_var for bn in bns], batch_stats, update,
