@@ -12,7 +12,7 @@ recomputing the tile's reduction). The grid is persistent: each program walks wo
 one scratch slot. Per item:
 
 1. reduce: the 1x1 reduction (+ bias, act) over the tile's run of pixels goes into the program's
-   scratch slot as rows [run position, reduced channel]. Chunks of BLOCK_HALO (>= 64) rows x
+   scratch slot as rows [run position, reduced channel]. Chunks of BLOCK_HALO rows (64 in the tensor-core configs) x
    BLOCK_R reduced channels, each one GEMM whose K loop over input channels is software-pipelined
    (async copies, num_stages deep); with BLOCK_R >= R the input run is read once. Positions outside
    the tensor are stored as 0.
@@ -21,8 +21,8 @@ one scratch slot. Per item:
    output lane i reads scratch row i + kh*W + kw, masked to 0 where the tap falls outside the image
    (the k x k conv zero-pads the *reduced* tensor, so padding must be 0, not act(bias); the mask
    also stops a tap from wrapping into the next row or image). Each tap's reduced operand is read
-   once per BLOCK_M x BLOCK_N tile (BLOCK_N 64 in the shipped tensor-core configs; 128 spilled in
-   the generic variants, benchmarks/NOTES.md). The fp32 accumulator gets bias, act and the cast on
+   once per BLOCK_M x BLOCK_N tile (BLOCK_N 64 in the shipped bf16/fp16 configs, 32 in the TF32 one;
+   128 spilled in the generic variants, benchmarks/NOTES.md). The fp32 accumulator gets bias, act and the cast on
    chip and is stored into the output channel slice. Configs with num_stages 1 (the fp32 FMA one)
    run nested tap / reduced-channel loops instead: nothing to pipeline, and ptxas spilled the
    flattened form there.
