@@ -37,9 +37,14 @@ SHIPPED = sorted((name, cls) for (kernel, cls), names in CANDIDATES.items() if k
 
 # (N, C_in, H, W, R, C_out, k, relu, channels_last)
 CASES = [
-    (2, 24, 5, 6, 16, 24, 3, True, True),  # one tile (BLOCK_M 64): C_out split across programs
-    (1, 20, 7, 9, 70, 130, 5, True, False),  # R over two reduce chunks, C_out over 3 blocks
-    (2, 16, 9, 9, 24, 48, 7, False, True),  # 162 pixels: more tiles than programs; ReLU off
+    (2, 24, 5, 6, 16, 24, 3, True, True),  # one tile (BLOCK_M 64), one column block
+    (1, 20, 7, 9, 70, 130, 5, True, False),  # R over two reduce chunks; one tile, C_out's 3 blocks
+                                             # split over 3 programs (BLOCK_N 64)
+    (2, 16, 9, 9, 24, 48, 7, False, True),  # 162 pixels: 3 tiles (BLOCK_M 64); ReLU off
+    (2, 16, 12, 12, 24, 48, 3, True, True),  # 288 pixels: 5 tiles on 4 programs, so a program
+                                             # reuses its scratch slot for a second tile
+    (1, 16, 12, 16, 24, 192, 3, True, False),  # 3 tiles x 2 uneven column splits (blocks {0, 2}
+                                               # and {1}): 6 items on 4 programs
     (1, 33, 4, 5, 48, 16, 1, True, False),  # k = 1: no halo; odd C_in
 ]
 
@@ -85,7 +90,8 @@ def test_shipped_config_matches_float64(name, cls, case, gen):
 
 def test_cases_take_the_split_and_the_persistent_paths():
     """On the interpreter's INTERPRETER_SLOTS program slots, CASES give (for BLOCK_M 64) a tile
-    split over several programs and a tile count above the program count."""
+    split over several programs, more tiles than programs (a slot reused), and more (tile, column
+    split) items than programs with an uneven split."""
     cfg = REDUCE_CONV_CONFIGS["mma"]
     cpu = torch.device("cpu")
     assert rc.reduce_conv_grid(1, 24, cfg, cpu) == (1, 1)  # one column block: nothing to split
@@ -93,6 +99,8 @@ def test_cases_take_the_split_and_the_persistent_paths():
     assert rc.reduce_conv_grid(3, 48, cfg, cpu) == (3, 1)
     assert rc.reduce_conv_grid(2, 24, ReduceConvConfig(32, 32, 16, 16, 16, 16), cpu) == (4, 2)
     assert rc.reduce_conv_grid(11, 130, cfg, cpu) == (4, 1)  # 11 tiles on 4 programs
+    assert rc.reduce_conv_grid(5, 48, cfg, cpu) == (4, 1)  # 5 tiles on 4 programs: slot reuse
+    assert rc.reduce_conv_grid(3, 192, cfg, cpu) == (4, 2)  # 6 items on 4 programs, uneven split
 
 
 def _fake_gpu(monkeypatch, sms: int) -> torch.device:
