@@ -72,26 +72,43 @@ def _step_and_compare(block: nn.Module, fused: fi.FusedInception, gen: torch.Gen
         assert_close_to_baseline(p.grad, ref_params[name].grad, plain_params[name].grad, "float32", f"grad {name}")
 
 
-def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, monkeypatch):
+@pytest.fixture
+def paths(monkeypatch) -> dict[str, int]:
+    """Counts of the paths FusedInception.forward takes: the folded fused op, the BN-training op
+    and the original modules (so that a test cannot pass by silently falling back)."""
+    counts = {"fused": 0, "bn_train": 0, "modules": 0}
+
+    def counting(key, real):
+        def call(*args):
+            counts[key] += 1
+            return real(*args)
+        return call
+
+    monkeypatch.setattr(fi.module, "inception_block", counting("fused", fi.module.inception_block))
+    monkeypatch.setattr(fi.module, "inception_block_bn_train",
+                        counting("bn_train", fi.module.inception_block_bn_train))
+    monkeypatch.setattr(fi.FusedInception, "_run_block", counting("modules", fi.FusedInception._run_block))
+    return counts
+
+
+def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, paths):
     """model.train(), every BN .eval(): the fused (folded) op with autograd, no buffer changes."""
     block = random_block(SMALL, gen).float().train()
     for bn in _bns(block).values():
         bn.eval()
     fused = fi.FusedInception.from_module(copy.deepcopy(block))
     before = {name: b.clone() for name, b in fused.named_buffers()}
-    calls = []
-    real = fi.module.inception_block
-    monkeypatch.setattr(fi.module, "inception_block", lambda *a: calls.append(1) or real(*a))
     _step_and_compare(block, fused, gen)
-    assert len(calls) == 2  # the fused kernels ran (not the batch-statistics op, not the modules)
+    assert paths == {"fused": 2, "bn_train": 0, "modules": 0}  # the folded op, with autograd
     for name, b in fused.named_buffers():
         assert torch.equal(b, before[name]), name
 
 
 @pytest.mark.parametrize("unit", UNIT_NAMES)
 @pytest.mark.parametrize("mix", ["one-bn-training-in-eval-block", "one-bn-frozen-in-training-block"])
-def test_mixed_bn_modes_per_unit(mix, unit, gen):
-    """One BN in the other mode than the rest, for each of the six units: each unit follows its BN."""
+def test_mixed_bn_modes_per_unit(mix, unit, gen, paths):
+    """One BN in the other mode than the rest, for each of the six units: each unit follows its BN,
+    inside the BN-training op."""
     block = random_block(SMALL, gen).float()
     training = mix == "one-bn-frozen-in-training-block"
     block.train(training)
@@ -100,10 +117,11 @@ def test_mixed_bn_modes_per_unit(mix, unit, gen):
     block.get_submodule(name).train(not training)
     fused.get_submodule(name).train(not training)
     _step_and_compare(block, fused, gen)
+    assert paths == {"fused": 0, "bn_train": 2, "modules": 0}
 
 
 @pytest.mark.parametrize("momentum", [None, 0.3], ids=["cumulative", "momentum-0.3"])
-def test_momentum_in_mixed_modes(momentum, gen):
+def test_momentum_in_mixed_modes(momentum, gen, paths):
     """momentum=None (cumulative average over num_batches_tracked) and a set momentum, with two
     BNs frozen: only the training BNs move, each by its own factor."""
     block = random_block(SMALL, gen).float().train()
@@ -115,10 +133,11 @@ def test_momentum_in_mixed_modes(momentum, gen):
         block.get_submodule(_unit_bn(fused, unit)).eval()
         fused.get_submodule(_unit_bn(fused, unit)).eval()
     _step_and_compare(block, fused, gen, steps=3)
+    assert paths == {"fused": 0, "bn_train": 3, "modules": 0}
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_track_running_stats_switched_off_after_fusing(training, gen):
+def test_track_running_stats_switched_off_after_fusing(training, gen, paths):
     """As nn.BatchNorm2d: in training, batch statistics with the buffers left alone; in eval, the
     running statistics (the buffers still exist)."""
     block = random_block(SMALL, gen).float().train(training)
@@ -127,6 +146,9 @@ def test_track_running_stats_switched_off_after_fusing(training, gen):
         module.get_submodule(_unit_bn(fused, "conv5")).track_running_stats = False
     before = {name: b.clone() for name, b in fused.named_buffers()}
     _step_and_compare(block, fused, gen)
+    # training: batch statistics, in the BN-training op; eval: the running statistics, folded
+    assert paths == ({"fused": 0, "bn_train": 2, "modules": 0} if training else
+                     {"fused": 2, "bn_train": 0, "modules": 0})
     bn = _unit_bn(fused, "conv5")
     for buffer in ("running_mean", "running_var", "num_batches_tracked"):
         key = f"{bn}.{buffer}"
@@ -134,7 +156,7 @@ def test_track_running_stats_switched_off_after_fusing(training, gen):
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_running_statistics_removed_after_fusing_runs_the_modules(training, gen):
+def test_running_statistics_removed_after_fusing_runs_the_modules(training, gen, paths):
     """A BN whose running statistics are set to None normalises with batch statistics in every
     mode: the block's own modules run it."""
     block = random_block(SMALL, gen).float().train(training)
@@ -143,6 +165,7 @@ def test_running_statistics_removed_after_fusing_runs_the_modules(training, gen)
         bn = module.get_submodule(_unit_bn(fused, "branch1"))
         bn.running_mean = bn.running_var = bn.num_batches_tracked = None
     _step_and_compare(block, fused, gen)
+    assert paths == {"fused": 0, "bn_train": 0, "modules": 2}
 
 
 def test_block_train_flag_alone_does_not_decide(gen):
