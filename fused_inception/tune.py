@@ -123,6 +123,24 @@ class DefaultConfigFailed(RuntimeError):
     a tuning result (the row cannot be tuned against it)."""
 
 
+class DeviceUnusable(RuntimeError):
+    """A candidate's error left the device unusable (a sticky CUDA error such as an illegal
+    address): every later launch would fail too and be recorded for the wrong reason, so tuning
+    stops."""
+
+
+def device_error(device: torch.device) -> str | None:
+    """None if ``device`` still runs work after an error, else what it raises (CUDA errors such as
+    an illegal address are sticky: the context is unusable until the process ends)."""
+    if device.type != "cuda":
+        return None
+    try:
+        torch.cuda.synchronize(device)
+    except Exception as err:  # the sticky error resurfaces on any later call
+        return f"{type(err).__name__}: {err}"[:500]
+    return None
+
+
 def tune_row(kernel: str, dtype_name: str, precision: str, cases: Sequence[TuneCase], timer: Timer,
              deadline: float = float("inf")) -> dict | None:
     """Check and time every candidate of one (kernel, dtype, precision) on the cases; the choice
@@ -130,7 +148,8 @@ def tune_row(kernel: str, dtype_name: str, precision: str, cases: Sequence[TuneC
     default) as a tuned-file entry, or None when ``deadline`` (time.monotonic) passes first.
 
     A candidate that fails parity, or raises while compiling, launching or being timed, is
-    rejected with the reason (never chosen). Raises DefaultConfigFailed if the default itself does."""
+    rejected with the reason (never chosen). Raises DefaultConfigFailed if the default itself does,
+    and DeviceUnusable if an error leaves the device unable to run anything more."""
     tol_key = tolerance_key(getattr(torch, dtype_name), tf32=precision == "tf32")
     names = candidate_names(kernel, dtype_name, precision)
     per_block: dict[str, dict[str, float]] = {}
@@ -149,6 +168,10 @@ def tune_row(kernel: str, dtype_name: str, precision: str, cases: Sequence[TuneC
                     times[case.block] = float(timer(call))
             except Exception as err:  # a compile or launch error: this candidate is out, the row goes on
                 why = f"{type(err).__name__}: {err}"[:500]
+                sticky = device_error(case.x.device)
+                if sticky is not None:
+                    raise DeviceUnusable(f"{kernel} config {name!r} on {case.block} ({dtype_name}, {precision}): "
+                                         f"{why}; the device is unusable after it: {sticky}") from err
             if why is not None:
                 if name == names[0]:
                     raise DefaultConfigFailed(f"default {kernel} config {name!r} fails on {case.block} "
@@ -183,7 +206,8 @@ def tune(rows: Sequence[tuple[str, str, str]], blocks: Sequence[str], batch: int
     """Tune (kernel, dtype, precision) rows in order within ``budget_s``; the tuned-file document.
     Rows with a single candidate are skipped; rows the budget does not reach are listed under
     tuned.incomplete; rows whose default config fails (DefaultConfigFailed) under tuned.failed,
-    with the reason. All of those keep their default. ``on_row(doc)`` gets the document so far after
+    with the reason; an error that leaves the device unusable (DeviceUnusable) fails its row and
+    ends tuning, the later rows listed as incomplete. All of those keep their default. ``on_row(doc)`` gets the document so far after
     every row (the rows not yet tried listed as incomplete), so a run cut short keeps its rows."""
     start = time.monotonic()
     deadline = start + budget_s
@@ -228,6 +252,12 @@ def tune(rows: Sequence[tuple[str, str, str]], blocks: Sequence[str], batch: int
             progress(f"{label}: FAILED: {err}")
             on_row(document(labels[i + 1:]))
             continue
+        except DeviceUnusable as err:  # nothing more can run: the rest stays at its default
+            failed.append({"row": label, "error": str(err)})
+            progress(f"{label}: STOPPED: {err}")
+            doc = document(labels[i + 1:])
+            on_row(doc)
+            return doc
         if entry is None:
             incomplete.append(label)
             progress(f"{label}: out of time")

@@ -336,6 +336,34 @@ def test_tuner_rejects_a_candidate_that_raises_and_writes_row_by_row(monkeypatch
     assert entry["config"] != broken and not doc["tuned"]["failed"]
 
 
+def test_tuner_stops_when_an_error_leaves_the_device_unusable(monkeypatch, gen):
+    """A sticky device error (as CUDA's illegal address) would fail every later candidate for the
+    wrong reason: the row is failed with both errors, tuning stops, the later rows stay incomplete."""
+    row = ("pointwise_pool", "float32", "ieee")
+    broken = candidate_names(*row)[1]
+    real_call = tune.kernel_call
+
+    def kernel_call(kernel, case, config, precision):
+        if config == config_by_name(kernel, broken):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (simulated)")
+        return real_call(kernel, case, config, precision)
+
+    monkeypatch.setattr(tune, "kernel_call", kernel_call)
+    monkeypatch.setattr(tune, "device_error", lambda device: "AcceleratorError: illegal memory access (sticky)")
+    docs = []
+    doc = tune.tune([row, row], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer([1.0] * 4),
+                    budget_s=600, seed=_seed(gen), hw=3, on_row=docs.append)
+    assert docs == [doc] and doc["choices"] == []
+    (failed,) = doc["tuned"]["failed"]
+    assert failed["row"] == "pointwise_pool float32 ieee"
+    assert "simulated" in failed["error"] and "unusable" in failed["error"] and "sticky" in failed["error"]
+    assert doc["tuned"]["incomplete"] == ["pointwise_pool float32 ieee"]
+
+
+def test_device_error_is_none_off_cuda():
+    assert tune.device_error(torch.device("cpu")) is None
+
+
 def test_tuner_budget_leaves_rows_at_their_default(gen):
     rows = [("pointwise_pool", "float32", "ieee")]
     doc = tune.tune(rows, ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer([]), budget_s=0,
