@@ -69,6 +69,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .kernels.configs import (PointwiseConfig, ReduceConvConfig, config_name, pick_pointwise_config,
                               pick_reduce_conv_config)
+from .kernels.reduce_conv import grid_for_slots
 from .spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -407,9 +408,7 @@ def reduce_conv_grid(tiles: int, c: int, cfg: object, sms: int) -> tuple[int, in
     per_sm = getattr(cfg, "programs_per_sm", None)
     if per_sm is None:
         return max(1, min(tiles, 2 * sms)), 1
-    slots = sms * per_sm
-    n_split = min(_cdiv(c, cfg.BLOCK_N), _cdiv(slots, tiles)) if getattr(cfg, "split_columns", True) else 1
-    return min(tiles * n_split, slots), n_split
+    return grid_for_slots(tiles, c, cfg, sms * per_sm)
 
 
 def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int, batch: int, h: int, w: int,

@@ -197,7 +197,12 @@ def reduce_conv_grid(num_tiles: int, c_out: int, config: ReduceConvConfig, devic
     split that fills the slots (n_split 1 for a config without ``split_columns``).
     """
     sms = sm_count(device)
-    slots = INTERPRETER_SLOTS if sms is None else sms * config.programs_per_sm
+    return grid_for_slots(num_tiles, c_out, config, INTERPRETER_SLOTS if sms is None else sms * config.programs_per_sm)
+
+
+def grid_for_slots(num_tiles: int, c_out: int, config: ReduceConvConfig, slots: int) -> tuple[int, int]:
+    """(programs, n_split) on ``slots`` program slots (reduce_conv_grid's rule; also what the
+    `plan` cost model launches)."""
     n_split = 1
     if config.split_columns:
         n_split = min(triton.cdiv(c_out, config.BLOCK_N), triton.cdiv(slots, num_tiles))
