@@ -30,7 +30,7 @@ from torch import nn
 import fused_inception as fi
 from block_factory import random_input
 from fused_inception.models.randomize import randomize_block_
-from fused_inception.parity import assert_close, tolerance_key
+from fused_inception.parity import assert_close, assert_close_to_baseline, tolerance_key
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -200,10 +200,29 @@ def _check_block(case, backward: bool) -> None:
     assert out.dtype == dtype and out.shape == ref.shape
     assert_close(out, ref, key, f"{what}: output")
     if backward:
-        assert_close(x_dev.grad, x_ref.grad, key, f"{what}: grad x")
+        if any(training):
+            # The batch-statistics backward subtracts per-channel means of products, which can
+            # cancel most digits even with the draws above (seen: a fan-in-2 conv's weight
+            # gradient below a training BN, 16 values per channel: 1.2e-3 fused, 3.7e-3 for the
+            # plain fp32 block). There, gradients are held to the larger of the dtype's tolerance
+            # and the plain block's own error in the same dtype (parity.BASELINE_FACTOR).
+            plain = copy.deepcopy(block)
+            x_plain = _leaf(x)
+            plain(x_plain).backward(grad_out.to(dtype))
+            plain_params = dict(plain.named_parameters())
+
+            def check(got, want, name, base):
+                assert_close_to_baseline(got, want, base, key, f"{what}: grad {name}")
+        else:
+            x_plain, plain_params = None, {}
+
+            def check(got, want, name, base):
+                assert_close(got, want, key, f"{what}: grad {name}")
+        check(x_dev.grad, x_ref.grad, "x", x_plain.grad if x_plain is not None else None)
         ref_params = dict(reference.named_parameters())
         for name, p in fused.named_parameters():
-            assert_close(p.grad, ref_params[name].grad, key, f"{what}: grad {name}")
+            base = plain_params[name].grad if plain_params else None
+            check(p.grad, ref_params[name].grad, name, base)
     ref_buffers = dict(reference.named_buffers())
     for name, b in fused.named_buffers():  # running statistics: updated by training BNs only
         if b.is_floating_point():
