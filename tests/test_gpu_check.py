@@ -145,8 +145,10 @@ def test_dry_run_merged_every_finished_step(dry_run):
     finished = 0
     for name in ("headline", "blocks", "train", "compile"):
         step = steps[name]
-        if step["status"] == "skipped":
-            assert step["outcome"] == "no output written"
+        if step["status"] == "skipped" or (step["status"] == "cut" and step["outcome"] == "no output written"):
+            # never started, or cut before its first measurement (a cold torch.compile can take
+            # the whole limit): the table says so, and there is nothing to merge
+            assert step["outcome"] == "no output written" and f"bench-{name}.json" not in raw_names
             continue
         assert f"bench-{name}.json" in raw_names  # the step's own JSON, kept
         own = json.load(raw.extractfile(f"./bench-{name}.json"))
