@@ -375,9 +375,15 @@ def _row_label(row: dict) -> str:
             f"relu={int(bool(row['relu']))} {row['layout']} sm_{row['arch']}{spec}")
 
 
-def failures(rows: Iterable[dict]) -> list[str]:
-    """One line per failing row: what it is and why."""
-    return [f"{_row_label(r)}: {'; '.join(why)}" for r in rows for why in [row_failures(r)] if why]
+def failures(rows: Iterable[dict], allow_spills: bool = False) -> list[str]:
+    """One line per failing row: what it is and why (spills left out with ``allow_spills``)."""
+    return [f"{_row_label(r)}: {'; '.join(why)}" for r in rows
+            for why in [[w for w in row_failures(r) if not (allow_spills and w.startswith("spills"))]] if why]
+
+
+def spilling(rows: Iterable[dict]) -> list[str]:
+    """One line per row that spills: what it is and how many bytes."""
+    return [f"{_row_label(r)}: {w}" for r in rows for w in row_failures(r) if w.startswith("spills")]
 
 
 _COLUMNS = [
@@ -536,6 +542,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="only the generic variants (no divisibility hints: any shape)")
     which.add_argument("--launched-only", action="store_true",
                        help="only the specializations GoogLeNet's blocks launch")
+    parser.add_argument("--allow-spills", action="store_true",
+                        help="report spills without failing on them (CI's check of the triton lower end, "
+                             "where only compile errors and instruction selection are held: docs/DESIGN.md §6.4)")
     parser.add_argument("--batch", default=",".join(map(str, GOOGLENET_BATCHES)),
                         help="comma-separated batch sizes of the launched specializations "
                              f"(default: {','.join(map(str, GOOGLENET_BATCHES))})")
@@ -590,13 +599,17 @@ def run(args: argparse.Namespace) -> int:
             print(format_table(part))
             print()
     print(summary(rows))
-    fails = failures(rows)
+    allow_spills = getattr(args, "allow_spills", False)
+    fails = failures(rows, allow_spills)
     if getattr(args, "json", None):
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print(f"{len(rows)} compiles in {elapsed:.1f} s; {len(fails)} failing")
     for line in fails:
         print(f"FAIL {line}")
+    if allow_spills:
+        for line in spilling(rows):
+            print(f"SPILL (reported, not failed: --allow-spills) {line}")
     return 1 if fails else 0
 
 

@@ -272,6 +272,17 @@ def test_verdicts(arch):
         assert column in table
 
 
+def test_allow_spills_reports_spills_and_fails_everything_else():
+    """--allow-spills (CI's triton lower end) leaves spills out of the failures, lists them, and
+    still fails a row that spills and also breaks another rule."""
+    spilled = {**_good_row(90), "spill_stores": 8, "spill_loads": 8, "stack": 8}
+    no_mma_too = {**spilled, "hmma": 0, "hgmma": 0}
+    assert len(cc.failures([spilled])) == 1 and cc.failures([spilled], allow_spills=True) == []
+    (line,) = cc.failures([no_mma_too], allow_spills=True)
+    assert "no-MMA" in line and "spills" not in line
+    assert len(cc.spilling([spilled, no_mma_too, _good_row(90)])) == 2
+
+
 def test_resident_warps():
     """Programs per SM from registers (per-warp allocation in units of 256) and shared memory
     (plus 1 KiB reserved per CTA), capped at 64 warps and 32 CTAs; the figures of sm_80/sm_90."""
