@@ -310,20 +310,26 @@ def test_tuner_rejects_a_wrong_candidate_however_fast(monkeypatch, gen):
     assert [c["kernel"] for c in doc["choices"]] == (["reduce_conv"] if n_other > 1 else [])
 
 
+def _break_candidate(monkeypatch, row: tuple[str, str, str], message: str) -> str:
+    """Make the row's second candidate raise RuntimeError(message) when called; its name."""
+    broken = candidate_names(*row)[1]
+    real_call = tune.kernel_call
+
+    def kernel_call(kernel, case, config, precision):
+        if config == config_by_name(kernel, broken):
+            raise RuntimeError(message)
+        return real_call(kernel, case, config, precision)
+
+    monkeypatch.setattr(tune, "kernel_call", kernel_call)
+    return broken
+
+
 def test_tuner_rejects_a_candidate_that_raises_and_writes_row_by_row(monkeypatch, gen):
     """A candidate that fails to compile or launch is rejected with the error, not fatal; the
     document goes to on_row after every row, the rows not yet tried listed as incomplete."""
     row = ("pointwise_pool", "float32", "ieee")
     names = candidate_names(*row)
-    broken = names[1]
-    real_call = tune.kernel_call
-
-    def kernel_call(kernel, case, config, precision):
-        if config == config_by_name(kernel, broken):
-            raise RuntimeError("triton.CompilationError: out of resources (simulated)")
-        return real_call(kernel, case, config, precision)
-
-    monkeypatch.setattr(tune, "kernel_call", kernel_call)
+    broken = _break_candidate(monkeypatch, row, "triton.CompilationError: out of resources (simulated)")
     docs = []
     times = [2.0] + [1.5] * (2 * len(names))
     doc = tune.tune([row, row], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer(times), budget_s=600,
@@ -340,15 +346,7 @@ def test_tuner_stops_when_an_error_leaves_the_device_unusable(monkeypatch, gen):
     """A sticky device error (as CUDA's illegal address) would fail every later candidate for the
     wrong reason: the row is failed with both errors, tuning stops, the later rows stay incomplete."""
     row = ("pointwise_pool", "float32", "ieee")
-    broken = candidate_names(*row)[1]
-    real_call = tune.kernel_call
-
-    def kernel_call(kernel, case, config, precision):
-        if config == config_by_name(kernel, broken):
-            raise RuntimeError("CUDA error: an illegal memory access was encountered (simulated)")
-        return real_call(kernel, case, config, precision)
-
-    monkeypatch.setattr(tune, "kernel_call", kernel_call)
+    _break_candidate(monkeypatch, row, "CUDA error: an illegal memory access was encountered (simulated)")
     monkeypatch.setattr(tune, "device_error", lambda device: "AcceleratorError: illegal memory access (sticky)")
     docs = []
     doc = tune.tune([row, row], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer([1.0] * 4),
