@@ -499,7 +499,7 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def summary(rows: Sequence[dict]) -> str:
+def summary(rows: Sequence[dict], allow_spills: bool = False) -> str:
     """Per arch and set (generic, launched): variants, max registers, total spill bytes, tensor
     cores where expected, wgmma/async copies in the tensor-core variants, fewest resident warps."""
     lines = []
@@ -515,7 +515,7 @@ def summary(rows: Sequence[dict]) -> str:
             wgmma = [r for r in want if (r.get("hgmma") or 0) and not (r.get("hmma") or 0)]
             asyncs = [r for r in want if (r.get("ldgsts") or 0) + (r.get("utmaldg") or 0) > 0]
             warps = [r["resident_warps"] for r in ok if r.get("resident_warps") is not None]
-            n_fail = sum(1 for r in rs if row_failures(r))
+            n_fail = len(failures(rs, allow_spills))
             noun = "variants" if which == "generic" else "specializations"
             lines.append(f"sm_{arch} {which}: {len(rs)} {noun}, {len(rs) - len(ok)} compile errors, max "
                          f"registers {max_regs}, total spill bytes {spill} (stores+loads), MMA present in "
@@ -598,8 +598,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{title}: {len(part)} compiles")
             print(format_table(part))
             print()
-    print(summary(rows))
     allow_spills = getattr(args, "allow_spills", False)
+    print(summary(rows, allow_spills))
     fails = failures(rows, allow_spills)
     if getattr(args, "json", None):
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
