@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fused_inception.bench import BLOCKS, CPU_LABEL, Case, CaseSetup, check_bound, prepare_call
+from fused_inception.tools.bench.command import BLOCKS, CPU_LABEL, Case, CaseSetup, check_bound, prepare_call
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"

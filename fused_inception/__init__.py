@@ -10,9 +10,9 @@ GoogLeNetLoss); ``fuse(model)`` / ``unfuse(model)`` (swap Inception-shaped block
 
 from . import models
 from .hooks import FusedFallbackWarning
-from .library import FusedInceptionFunction
+from .custom_op import FusedInceptionFunction
 from .module import FusedInception
-from .ops import inception_forward
+from .forward import inception_forward
 from .params import InceptionParams, fold_batch_norm
 from .patching import FuseReport, fuse, fuse_with_report, unfuse
 from .spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec

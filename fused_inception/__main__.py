@@ -15,12 +15,12 @@ import sys
 
 # command -> the module with its DESCRIPTION, add_arguments(parser) and run(args)
 COMMANDS = {
-    "demo": "fused_inception.demo",
-    "parity": "fused_inception.parity_report",
-    "bench": "fused_inception.bench",
-    "plan": "fused_inception.plan_report",
-    "compile-check": "fused_inception.compile_check",
-    "tune": "fused_inception.tune",
+    "demo": "fused_inception.tools.demo",
+    "parity": "fused_inception.tools.parity",
+    "bench": "fused_inception.tools.bench.command",
+    "plan": "fused_inception.tools.plan.command",
+    "compile-check": "fused_inception.tools.compile_check.command",
+    "tune": "fused_inception.tools.tune",
 }
 
 

@@ -46,9 +46,9 @@ from torch.nn.utils import parametrize
 from .bn_train import inception_block_bn_train
 from .folding import UNIT_NAMES, params_from_units
 from .hooks import FusedFallbackWarning, describe_hooks, has_hooks
-from .library import inception_block, op_arguments
+from .custom_op import inception_block, op_arguments
 from .matching import InceptionMatch, match_inception
-from .ops import check_input_shape
+from .forward import check_input_shape
 from .params import CAT_ORDER, InceptionParams
 
 Tensor = torch.Tensor

@@ -16,7 +16,11 @@ import sys
 import pytest
 import torch
 
-from fused_inception import bench, parity, parity_report
+from fused_inception.tools.bench import command as bench
+
+from fused_inception import tolerances as parity
+
+from fused_inception.tools import parity as parity_report
 
 CUDA = torch.cuda.is_available()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +157,7 @@ def test_cli_bench_subprocess():
 
 def test_bench_json_is_rewritten_after_every_method(monkeypatch, tmp_path):
     """A bench cut short keeps every method it timed: the JSON is rewritten after each one."""
-    from fused_inception import bench_run
+    from fused_inception.tools.bench import run as bench_run
 
     snapshots = []
     monkeypatch.setattr(bench_run, "write_json",
@@ -173,7 +177,7 @@ def test_bench_json_is_rewritten_after_every_method(monkeypatch, tmp_path):
 def test_parity_rows_come_dtype_first_and_the_json_row_by_row(monkeypatch, tmp_path):
     """parity orders rows dtype, variant, scope (a run cut short keeps every scope of the first
     dtypes) and rewrites its JSON after every row, marked incomplete until the last."""
-    from fused_inception import bench_run
+    from fused_inception.tools.bench import run as bench_run
 
     def check_one(reference, fused, x64, dtype_key, device, channels_last=False, whole_network=False,
                   ref_cache=None):

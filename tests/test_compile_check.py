@@ -23,8 +23,8 @@ import sys
 import pytest
 import torch
 
-from fused_inception import compile_check as cc
-from fused_inception.kernels import aot
+from fused_inception.tools.compile_check import command as cc
+from fused_inception.tools.compile_check import aot
 from fused_inception.kernels import pointwise_pool as pointwise_mod
 from fused_inception.kernels import reduce_conv as reduce_conv_mod
 from fused_inception.kernels.configs import (
@@ -203,7 +203,7 @@ def _broken_variants(tmp_path):
 
 def test_broken_variant_fails_the_cli(tmp_path):
     res = subprocess.run(
-        [sys.executable, "-m", "fused_inception.compile_check", "--arch", "80",
+        [sys.executable, "-m", "fused_inception", "compile-check", "--arch", "80",
          "--variants", str(_broken_variants(tmp_path)), "--jobs", "1"],
         capture_output=True, text=True, timeout=300)
     assert res.returncode == 1, res.stdout + res.stderr

@@ -16,7 +16,7 @@ import time
 import torch
 
 from fused_inception.__main__ import main
-from fused_inception.parity import TOLERANCES
+from fused_inception.tolerances import TOLERANCES
 
 # "<variant> <what>, input (<shape>): fused (<path>[, <s> s]) vs float64 reference: pass: rel <r> (tol <t>), max abs <a>, <dtype>"
 LINE = re.compile(r"^(paper|torchvision) (logits|block 3a), input \(([\d, ]+)\): fused \((.+?)(?:, ([\d.]+) s)?\) "

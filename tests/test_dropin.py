@@ -12,9 +12,9 @@ import fused_inception as fi
 from block_factory import random_input
 from fused_inception.folding import params_of_reference_block
 from fused_inception.models.randomize import random_block
-from fused_inception.library import inception_block, op_arguments
+from fused_inception.custom_op import inception_block, op_arguments
 from fused_inception.models import GoogLeNetLoss, googlenet, randomize_
-from fused_inception.parity import assert_close, assert_close_to_baseline, compare
+from fused_inception.tolerances import assert_close, assert_close_to_baseline, compare
 from fused_inception.spec import InceptionSpec, googlenet_spec
 
 CUDA = torch.cuda.is_available()

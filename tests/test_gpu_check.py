@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fused_inception.bench_cases import warm_cache
-from fused_inception.bench_env import environment, source_hash
-from fused_inception.bench_steps import format_steps, read_steps, status_text, summarize_output
+from fused_inception.tools.bench.cases import warm_cache
+from fused_inception.tools.environment import environment, source_hash
+from fused_inception.tools.bench.steps import format_steps, read_steps, status_text, summarize_output
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## GPU check (benchmarks/gpu_check.sh)"

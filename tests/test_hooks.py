@@ -17,7 +17,7 @@ import fused_inception as fi
 from block_factory import random_input
 from fused_inception.hooks import FusedFallbackWarning
 from fused_inception.models.randomize import random_block
-from fused_inception.parity import assert_close, assert_close_to_baseline
+from fused_inception.tolerances import assert_close, assert_close_to_baseline
 from fused_inception.spec import InceptionSpec
 
 SMALL = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bias=False)

@@ -18,11 +18,12 @@ import fused_inception.kernels.reduce_conv as reduce_mod
 from block_factory import random_input
 from fused_inception.folding import params_of_reference_block
 from fused_inception.models.randomize import random_block
-from fused_inception import InceptionParams, inception_forward, kernels, ops
-from fused_inception.parity import assert_close, poisoned, tolerance_key
+from fused_inception import InceptionParams, inception_forward, kernels
+from fused_inception import forward
+from fused_inception.tolerances import assert_close, poisoned, tolerance_key
 from fused_inception.spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
 
-TRITON = ops.uses_triton(torch.empty(0))  # True under the interpreter (conftest) or with CUDA
+TRITON = forward.uses_triton(torch.empty(0))  # True under the interpreter (conftest) or with CUDA
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
 # bf16 dots are wrong in the Triton interpreter: on the CPU fp16 stands in for the half types,
@@ -201,7 +202,7 @@ def test_pytorch_path_without_interpreter(gen, monkeypatch):
     """A CPU tensor with the interpreter off runs the equivalent PyTorch path, with the same results."""
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     x = torch.randn(1, 8, 4, 4)
-    assert not ops.uses_triton(x)
+    assert not forward.uses_triton(x)
     spec = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bias=False)
     block = random_block(spec, gen)
     x64 = random_input((2, 8, 5, 7), gen)
@@ -291,7 +292,7 @@ class TestIndexGuards:
         lo, hi = 1, 2**31
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            ok = max(ops.kernel_index_extents((n, 8, h, mid), params).values()) <= ops.INT32_MAX
+            ok = max(forward.kernel_index_extents((n, 8, h, mid), params).values()) <= forward.INT32_MAX
             lo, hi = (mid, hi) if ok else (lo, mid)
         return lo
 
@@ -332,8 +333,8 @@ class TestIndexGuards:
 
 def test_output_memory_format_follows_input():
     x = torch.randn(2, 3, 4, 5)
-    assert ops.output_memory_format(x) == torch.contiguous_format
-    assert ops.output_memory_format(x.contiguous(memory_format=torch.channels_last)) == torch.channels_last
+    assert forward.output_memory_format(x) == torch.contiguous_format
+    assert forward.output_memory_format(x.contiguous(memory_format=torch.channels_last)) == torch.channels_last
     assert math.isnan(poisoned((1,), torch.float32, "cpu").item())
 
 

@@ -16,7 +16,7 @@ from block_factory import random_input
 from fused_inception.folding import UNIT_NAMES
 from fused_inception.models import googlenet, randomize_
 from fused_inception.models.randomize import random_block
-from fused_inception.parity import assert_close, assert_close_to_baseline
+from fused_inception.tolerances import assert_close, assert_close_to_baseline
 from fused_inception.spec import InceptionSpec
 
 # every conv at least 6 wide: a parameter gradient is then a vector of at least 6 sums, so the

@@ -26,10 +26,11 @@ import torch
 
 import fused_inception as fi
 from block_factory import random_input
-from fused_inception import inception_forward, ops
+from fused_inception import inception_forward
+from fused_inception import forward
 from fused_inception.folding import params_of_reference_block
 from fused_inception.models.randomize import random_block
-from fused_inception.parity import assert_same_nonfinite, poisoned, tolerance_key
+from fused_inception.tolerances import assert_same_nonfinite, poisoned, tolerance_key
 from fused_inception.spec import InceptionSpec
 
 CUDA = torch.cuda.is_available()
@@ -78,7 +79,7 @@ def test_forward_nonfinite_parity(path, case, relu, dtype, gen, monkeypatch):
     ref = block(x.double())
     assert not bool(torch.isfinite(ref).all()), "the bad values must reach the reference's output"
     xd = x.to(device)
-    assert ops.uses_triton(xd) == (path == "kernels")
+    assert forward.uses_triton(xd) == (path == "kernels")
     params = params_of_reference_block(block, dtype).to(device=device)
     out = poisoned((SHAPE[0], block.spec.out_channels, *SHAPE[2:]), dtype, device)
     inception_forward(xd, params, out=out)
@@ -146,7 +147,7 @@ import json, re, sys
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from fused_inception.kernels import aot
+from fused_inception.tools.compile_check import aot
 
 picks = {"pointwise_pool": ("default", None), "reduce_conv": ("mma", 3)}
 found = {}

@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fused_inception import plan as P
-from fused_inception import plan_kernelbench as K
-from fused_inception import plan_report
-from fused_inception.plan_compare import compare
-from fused_inception.plan_latency import Loop, Schedule, Work, eager_time, figures_for, schedule_time, timeline
-from fused_inception.plan_schedules import block_schedules, reduce_conv_pipelined
+from fused_inception.tools.plan import model as P
+from fused_inception.tools.plan import kernelbench as K
+from fused_inception.tools.plan import command as plan_report
+from fused_inception.tools.plan.compare import compare
+from fused_inception.tools.plan.latency import Loop, Schedule, Work, eager_time, figures_for, schedule_time, timeline
+from fused_inception.tools.plan.schedules import block_schedules, reduce_conv_pipelined
 from fused_inception.kernels.configs import REDUCE_CONV_CONFIGS
-from fused_inception.plan_schedules import TodayPointwiseConfig, TodayReduceConvConfig
+from fused_inception.tools.plan.schedules import TodayPointwiseConfig, TodayReduceConvConfig
 
 # docs/DESIGN.md §4: MMAC per image of each Inception block, torchvision variant.
 DESIGN_MMAC = {"3a": 122, "3b": 266, "4a": 71, "4b": 83, "4c": 95, "4d": 112, "4e": 157, "5a": 48, "5b": 66}

@@ -30,7 +30,7 @@ from torch import nn
 import fused_inception as fi
 from block_factory import random_input
 from fused_inception.models.randomize import randomize_block_
-from fused_inception.parity import assert_close, assert_close_to_baseline, tolerance_key
+from fused_inception.tolerances import assert_close, assert_close_to_baseline, tolerance_key
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fused_inception import ops, tune
-from fused_inception.kernels import aot, tuned_configs
+from fused_inception import forward
+
+from fused_inception.tools import tune
+from fused_inception.kernels import tuned_configs
+from fused_inception.tools.compile_check import aot
 from fused_inception.kernels.configs import (
     CANDIDATES,
     POINTWISE_CONFIGS,
@@ -192,7 +195,7 @@ def test_compile_check_covers_shipped_tuned_files(tmp_path, monkeypatch):
 
 
 def test_gpu_name_is_none_off_cuda():
-    assert ops.gpu_name(torch.zeros(1)) is None
+    assert forward.gpu_name(torch.zeros(1)) is None
 
 
 # ---------------------------------------------------------------- the tuner
@@ -396,7 +399,7 @@ def test_parse_rows():
 def test_reports_record_the_launched_configs(tuned_dir):
     """bench/parity reports record, per kernel, dtype and precision, the config launched and
     whether it came from the GPU's tuned file; an invalid file is recorded as refused."""
-    from fused_inception.bench_env import kernel_configs
+    from fused_inception.tools.environment import kernel_configs
 
     rows, source = kernel_configs(None)
     assert source is None and not any(r["tuned"] for r in rows) and len(rows) == len(default_configs())

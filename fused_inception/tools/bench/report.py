@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bench_cases import DTYPES, METHODS, MODES, SCOPES
-from .tables import md_table, text_table
+from fused_inception.tools.bench.cases import DTYPES, METHODS, MODES, SCOPES
+from fused_inception.tools.tables import md_table, text_table
 
 WARM_MARK = "(warm L2)"  # marks a case whose timings are warm-cache ones (bench_cases.warm_cache)
 RAW_IN_MARKDOWN = 40  # raw timings listed per measurement in the markdown (the JSON has them all)
@@ -111,7 +111,7 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
              ("runs merged", len(report["merged_from"]) if report.get("merged_from") else None)]
     lines += [f"- **{k}**: {v}" for k, v in facts if v is not None]
     if report.get("steps") is not None:
-        from .bench_steps import format_steps
+        from fused_inception.tools.bench.steps import format_steps
 
         lines += ["", "## Steps", "", format_steps(report["steps"])]
     lines += ["", f"**{report['label']}**", ""]
@@ -151,7 +151,7 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
                   md_table(header, rows), ""]
     lines += ["## All measurements", "", md_table(*long_rows(report)), ""]
     if parity is not None:
-        from .parity_report import format_markdown as parity_md
+        from fused_inception.tools.parity import format_markdown as parity_md
 
         lines += ["## Parity", "", parity_md(parity), ""]
     lines += ["<details><summary>Raw timings (ms per call)</summary>", ""]

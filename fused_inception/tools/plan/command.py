@@ -11,12 +11,12 @@ from typing import Sequence
 
 from dataclasses import replace
 
-from .tables import text_table
-from .plan import (BLOCK_NAMES, DEFAULT_LAUNCH_OVERHEAD_US, DTYPE_BYTES, GPUS, VARIANTS, Plan, build_plan,
+from fused_inception.tools.tables import text_table
+from fused_inception.tools.plan.model import (BLOCK_NAMES, DEFAULT_LAUNCH_OVERHEAD_US, DTYPE_BYTES, GPUS, VARIANTS, Plan, build_plan,
                    dot_precision, launch_time)
-from .plan_compare import Comparison, compare
-from .plan_kernelbench import GOOGLENET, INCEPTION_MODULE, ISSUE_QUOTED, Calibration, calibrate
-from .plan_latency import figures_for
+from fused_inception.tools.plan.compare import Comparison, compare
+from fused_inception.tools.plan.kernelbench import GOOGLENET, INCEPTION_MODULE, ISSUE_QUOTED, Calibration, calibrate
+from fused_inception.tools.plan.latency import figures_for
 
 DESCRIPTION = (
     "Model every launch of the fused and the eager GoogLeNet (inference): FLOPs, minimal HBM bytes, "

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .bench_cases import CaseSetup, prepare_call
+from fused_inception.tools.bench.cases import CaseSetup, prepare_call
 
 MAX_REPEAT = 1000  # timed calls per method at most
 

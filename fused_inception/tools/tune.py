@@ -30,17 +30,17 @@ from typing import Callable, Sequence
 
 import torch
 
-from .bench_env import environment
-from .bench_run import write_text
-from .folding import params_of_reference_block
-from .kernels.configs import candidate_names, config_by_name
-from .kernels.tuned_configs import SCHEMA, config_fields, gpu_slug
-from .models.randomize import random_block
-from .ops import launch_pointwise_branches, launch_reduce_branches, output_memory_format
-from .params import InceptionParams
-from .parity import ParityResult, compare, poisoned, tolerance_key
-from .spec import GOOGLENET_BLOCKS, googlenet_spec
-from .tables import csv_list, text_table
+from fused_inception.tools.environment import environment
+from fused_inception.tools.bench.run import write_text
+from fused_inception.folding import params_of_reference_block
+from fused_inception.kernels.configs import candidate_names, config_by_name
+from fused_inception.kernels.tuned_configs import SCHEMA, config_fields, gpu_slug
+from fused_inception.models.randomize import random_block
+from fused_inception.forward import launch_pointwise_branches, launch_reduce_branches, output_memory_format
+from fused_inception.params import InceptionParams
+from fused_inception.tolerances import ParityResult, compare, poisoned, tolerance_key
+from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
+from fused_inception.tools.tables import csv_list, text_table
 
 DESCRIPTION = ("time every candidate kernel config on this GPU (GoogLeNet blocks, parity-checked against "
                "float64) and write the GPU's tuned-config file for kernels/tuned/")

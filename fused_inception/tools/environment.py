@@ -40,7 +40,7 @@ def source_hash() -> str:
     ``fused_inception/`` and ``kernels/`` (the ``fused_inception.kernels`` package, wherever it is
     installed from), by relative path and content, in sorted order. It identifies the code on a
     copy of the tree without .git; the same call in a checkout gives the value to compare with."""
-    from . import kernels
+    from fused_inception import kernels
 
     package = Path(__file__).resolve().parent
     kernels_dir = Path(kernels.__file__).resolve().parent
@@ -80,8 +80,8 @@ def kernel_configs(gpu: str | None) -> tuple[list[dict], str | None]:
     """The config the fused blocks launch per (kernel, dtype, dot precision) on ``gpu`` (a CUDA
     device name; None: no GPU, the defaults), and the tuned file they come from (None: defaults;
     "refused: why" and no rows when this GPU's file is invalid, which the kernels refuse too)."""
-    from .kernels.configs import config_name, default_configs, pick_pointwise_config, pick_reduce_conv_config
-    from .kernels.tuned_configs import TunedFileError, tuned_table
+    from fused_inception.kernels.configs import config_name, default_configs, pick_pointwise_config, pick_reduce_conv_config
+    from fused_inception.kernels.tuned_configs import TunedFileError, tuned_table
 
     pickers = {"pointwise_pool": pick_pointwise_config, "reduce_conv": pick_reduce_conv_config}
     try:

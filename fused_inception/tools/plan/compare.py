@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .plan import BLOCK_NAMES, GPU, block_shapes, eager_launches
-from .plan_latency import LatencyFigures, LaunchTime, eager_time, figures_for, schedule_time, timeline
-from .plan_schedules import LABELS, block_schedules
+from fused_inception.tools.plan.model import BLOCK_NAMES, GPU, block_shapes, eager_launches
+from fused_inception.tools.plan.latency import LatencyFigures, LaunchTime, eager_time, figures_for, schedule_time, timeline
+from fused_inception.tools.plan.schedules import LABELS, block_schedules
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from .tables import md_table
+from fused_inception.tools.tables import md_table
 
 # ran: exited by itself (rc 0, or a nonzero rc that is a result, e.g. a failed parity row);
 # cut: stopped by its time limit (timeout's rc 124, or 137 after the kill grace);

@@ -50,7 +50,7 @@ import inspect
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
-from .configs import PointwiseConfig, ReduceConvConfig, config_name, launchable_configs
+from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name, launchable_configs
 
 _PTR_TYPE = {"float32": "*fp32", "float16": "*fp16", "bfloat16": "*bf16"}
 
@@ -94,13 +94,13 @@ class KernelSpec:
 
 def _pointwise_constexprs(cfg: PointwiseConfig, v: "LaunchVariant") -> dict[str, Any]:
     # the launcher's own builder, so the two cannot drift apart
-    from .pointwise_pool import launch_constexprs
+    from fused_inception.kernels.pointwise_pool import launch_constexprs
 
     return launch_constexprs(cfg, v.relu, v.input_precision)
 
 
 def _reduce_conv_constexprs(cfg: ReduceConvConfig, v: "LaunchVariant") -> dict[str, Any]:
-    from .reduce_conv import launch_constexprs
+    from fused_inception.kernels.reduce_conv import launch_constexprs
 
     return launch_constexprs(cfg, v.ksize, v.relu, v.input_precision)
 
@@ -387,7 +387,7 @@ def _meta_params(block_spec, dtype):
     from_conv_weights; biases float32 as the folded ones are."""
     import torch
 
-    from ..params import InceptionParams
+    from fused_inception.params import InceptionParams
 
     def conv(c_out: int, c_in: int, k: int = 1):
         return (torch.empty(c_out, c_in, k, k, device="meta"), torch.empty(c_out, device="meta"))
@@ -413,16 +413,16 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
     """
     import torch
 
-    from .. import ops
-    from ..spec import GOOGLENET_BLOCKS, googlenet_spec
+    from fused_inception import forward
+    from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
 
-    from . import reduce_conv
+    from fused_inception.kernels import reduce_conv
 
     precisions = list(dict.fromkeys((d, p) for _, d, p, _ in launchable_configs()))
     out: list[RecordedLaunch] = []
-    saved_precision, saved_gpu, saved_sms = ops.dot_precision, ops.gpu_name, reduce_conv.sm_count
+    saved_precision, saved_gpu, saved_sms = forward.dot_precision, forward.gpu_name, reduce_conv.sm_count
     try:
-        ops.gpu_name = lambda x: gpu
+        forward.gpu_name = lambda x: gpu
         reduce_conv.sm_count = lambda device: RECORD_SMS
         with recording_launches() as calls:
             for model in models:
@@ -431,22 +431,22 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
                     for dtype_name, precision in precisions:
                         dtype = getattr(torch, dtype_name)
                         params = _meta_params(bspec, dtype)
-                        ops.dot_precision = lambda x, _p=precision: _p
+                        forward.dot_precision = lambda x, _p=precision: _p
                         for layout, fmt in _MEMORY_FORMATS.items():
                             for n in batches:
                                 x = torch.empty((n, bspec.in_channels, size, size), dtype=dtype, device="meta",
                                                 memory_format=getattr(torch, fmt))
                                 y = torch.empty((n, params.out_channels, size, size), dtype=dtype, device="meta",
-                                                memory_format=ops.output_memory_format(x))
+                                                memory_format=forward.output_memory_format(x))
                                 calls.clear()
-                                ops._forward_triton(x, params, y, 0)
+                                forward._forward_triton(x, params, y, 0)
                                 seen: dict[str, int] = {}
                                 for kernel, args, kwargs in calls:
                                     i = seen[kernel] = seen.get(kernel, -1) + 1
                                     out.append(RecordedLaunch(kernel, args, kwargs, model, block, int(n), layout,
                                                               dtype_name, precision, _BRANCHES[kernel][i]))
     finally:
-        ops.dot_precision, ops.gpu_name, reduce_conv.sm_count = saved_precision, saved_gpu, saved_sms
+        forward.dot_precision, forward.gpu_name, reduce_conv.sm_count = saved_precision, saved_gpu, saved_sms
     return out
 
 
@@ -503,7 +503,7 @@ def googlenet_launch_variants(kernels: tuple[str, ...] | list[str] | None = None
     same GPU under $FUSED_INCEPTION_TUNED_DIR takes precedence.
     """
     if gpus is None:
-        from .tuned_configs import shipped_tables
+        from fused_inception.kernels.tuned_configs import shipped_tables
 
         gpus = [None] + [t.gpu for t in shipped_tables()]
     merged: dict[LaunchVariant, list[str]] = {}

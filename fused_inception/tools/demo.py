@@ -37,14 +37,14 @@ from typing import Iterator
 
 import torch
 
-from . import ops
-from .models import format_shape_table, googlenet, randomize_, stage_shapes
-from .models.randomize import random_block
-from .module import FusedInception
-from .parity import compare, compare_with_baseline, tolerance_key
-from .parity_report import kernels_interpreted
-from .patching import fuse_with_report
-from .spec import googlenet_spec
+from fused_inception import forward
+from fused_inception.models import format_shape_table, googlenet, randomize_, stage_shapes
+from fused_inception.models.randomize import random_block
+from fused_inception.module import FusedInception
+from fused_inception.tolerances import compare, compare_with_baseline, tolerance_key
+from fused_inception.tools.parity import kernels_interpreted
+from fused_inception.patching import fuse_with_report
+from fused_inception.spec import googlenet_spec
 
 DESCRIPTION = ("build both GoogLeNet variants, print the shape table, fuse them and compare the logits "
                "with float64; without a GPU, also run the Triton kernels on block 3a through the "
@@ -71,7 +71,7 @@ def path_label(x: torch.Tensor) -> str:
     """Where ``inception_forward`` sends ``x`` in this process, as the demo reports it."""
     if x.is_cuda:
         return "Triton kernels (CUDA)"
-    if ops.uses_triton(x) and kernels_interpreted():
+    if forward.uses_triton(x) and kernels_interpreted():
         return "Triton interpreter (CPU)"
     return "PyTorch path (CPU)"
 
@@ -79,7 +79,7 @@ def path_label(x: torch.Tensor) -> str:
 @contextlib.contextmanager
 def interpreter_routing(on: bool) -> Iterator[None]:
     """Route CPU tensors to the interpreted kernels (on) or the PyTorch path (off) for the duration:
-    ``ops.uses_triton`` reads TRITON_INTERPRET at call time."""
+    ``forward.uses_triton`` reads TRITON_INTERPRET at call time."""
     old = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1" if on else "0"
     try:
@@ -93,7 +93,7 @@ def interpreter_routing(on: bool) -> Iterator[None]:
 
 def _tolerance_key(x: torch.Tensor) -> str:
     # TF32 dots on CUDA where PyTorch's conv rule allows them (its default): TF32's tolerance
-    return tolerance_key(torch.float32, tf32=x.is_cuda and ops.cudnn_conv_allows_tf32())
+    return tolerance_key(torch.float32, tf32=x.is_cuda and forward.cudnn_conv_allows_tf32())
 
 
 def check_network(args: argparse.Namespace, device: str) -> bool:

@@ -49,16 +49,16 @@ from typing import Sequence
 
 import torch
 
-from .bench_cases import (BLOCKS, CPU_METHODS, DTYPES, GPU_METHODS, MAX_INPUTS, METHODS, MODES, SCOPES, Case,
+from fused_inception.tools.bench.cases import (BLOCKS, CPU_METHODS, DTYPES, GPU_METHODS, MAX_INPUTS, METHODS, MODES, SCOPES, Case,
                           CaseSetup, Method, block_input_shapes, prepare_call)
-from .bench_env import environment
-from .tables import csv_list
-from .bench_plot import plot
-from .bench_report import RAW_IN_MARKDOWN, format_markdown, format_text, long_rows, speedup_rows
-from .bench_run import (CPU_LABEL, SCHEMA, empty_report, merge_reports, pytorch_fallback_on_cpu, run_bench,
+from fused_inception.tools.environment import environment
+from fused_inception.tools.tables import csv_list
+from fused_inception.tools.bench.plot import plot
+from fused_inception.tools.bench.report import RAW_IN_MARKDOWN, format_markdown, format_text, long_rows, speedup_rows
+from fused_inception.tools.bench.run import (CPU_LABEL, SCHEMA, empty_report, merge_reports, pytorch_fallback_on_cpu, run_bench,
                         speedups, write_json, write_text)
-from .bench_steps import read_steps
-from .bench_timing import CHECK_BOUNDS, MAX_REPEAT, check_bound, measure, time_cpu, time_cuda
+from fused_inception.tools.bench.steps import read_steps
+from fused_inception.tools.bench.timing import CHECK_BOUNDS, MAX_REPEAT, check_bound, measure, time_cpu, time_cuda
 
 # the names other code imports from here (the pieces live in the bench_* modules)
 __all__ = [
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fused_inception.bench", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m fused_inception.tools.bench.command", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

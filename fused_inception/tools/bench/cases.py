@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .spec import GOOGLENET_BLOCKS
+from fused_inception.spec import GOOGLENET_BLOCKS
 
 BLOCKS = tuple(GOOGLENET_BLOCKS)
 SCOPES = (*BLOCKS, "net")
@@ -89,7 +89,7 @@ def warm_cache(rotated_bytes: int, l2_bytes: int | None) -> bool | None:
 
 
 def _build_module(setup: CaseSetup, method: Method) -> nn.Module:
-    from .patching import fuse
+    from fused_inception.patching import fuse
 
     dtype = DTYPES[setup.case.dtype]
     module = copy.deepcopy(setup.base)
@@ -105,7 +105,7 @@ def _build_module(setup: CaseSetup, method: Method) -> nn.Module:
 
 def _make_step(setup: CaseSetup, method: Method, module: nn.Module, compile_mode: str):
     """``step(x, target) -> output`` for the case's mode, and the module that runs it."""
-    from .models import GoogLeNetLoss
+    from fused_inception.models import GoogLeNetLoss
 
     runner: Callable = module
     if method.wrap == "compile":
@@ -179,7 +179,7 @@ def prepare_call(setup: CaseSetup, name: str, compile_mode: str) -> tuple[Callab
     module = _build_module(setup, method)
     info: dict = {}
     if method.fused:
-        from .module import FusedInception
+        from fused_inception.module import FusedInception
 
         info["fused_blocks"] = sum(isinstance(m, FusedInception) for m in module.modules())
         if info["fused_blocks"] == 0:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bench_cases import BLOCKS, METHODS
-from .bench_report import methods_in, sorted_cases
+from fused_inception.tools.bench.cases import BLOCKS, METHODS
+from fused_inception.tools.bench.report import methods_in, sorted_cases
 
 
 def plot(report: dict, path: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from .backward import inception_backward, kernel_layout_grads, relu_mask
-from .ops import inception_forward, output_memory_format
+from .forward import inception_forward, output_memory_format
 from .params import CAT_ORDER, WEIGHT_FIELDS, InceptionParams
 
 Tensor = torch.Tensor

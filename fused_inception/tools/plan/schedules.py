@@ -31,10 +31,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .kernels.configs import config_name, dot_class, pick_pointwise_config, pick_reduce_conv_config
-from .plan import DTYPE_BYTES, dot_precision, pointwise_pool_launch, reduce_conv_grid, reduce_conv_launch
-from .plan_latency import Loop, Schedule, Work
-from .spec import InceptionSpec
+from fused_inception.kernels.configs import config_name, dot_class, pick_pointwise_config, pick_reduce_conv_config
+from fused_inception.tools.plan.model import DTYPE_BYTES, dot_precision, pointwise_pool_launch, reduce_conv_grid, reduce_conv_launch
+from fused_inception.tools.plan.latency import Loop, Schedule, Work
+from fused_inception.spec import InceptionSpec
 
 LABELS = ("today", "pipelined")
 

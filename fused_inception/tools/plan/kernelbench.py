@@ -36,9 +36,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .plan import GPU, H100_PCIE, H100_SXM, EagerTracer, Launch, conv_out
-from .plan_latency import LatencyFigures, eager_time, figures_for, timeline
-from .spec import InceptionSpec, googlenet_spec
+from fused_inception.tools.plan.model import GPU, H100_PCIE, H100_SXM, EagerTracer, Launch, conv_out
+from fused_inception.tools.plan.latency import LatencyFigures, eager_time, figures_for, timeline
+from fused_inception.spec import InceptionSpec, googlenet_spec
 
 SOURCE = ("ScalingIntelligence/KernelBench, results/timing/H100_PCIe_LambdaLabs/baseline_time_torch.json "
           "and baseline_time_torch_compile_inductor_default.json (level3)")

@@ -59,10 +59,10 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .models.randomize import random_block, random_googlenet
-from .parity import BASELINE_FACTOR, TOLERANCES, compare, compare_with_baseline
-from .spec import GOOGLENET_BLOCKS, googlenet_spec
-from .tables import csv_list
+from fused_inception.models.randomize import random_block, random_googlenet
+from fused_inception.tolerances import BASELINE_FACTOR, TOLERANCES, compare, compare_with_baseline
+from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
+from fused_inception.tools.tables import csv_list
 
 DESCRIPTION = (
     "Error table of the fused kernels against a float64 reference: per Inception block (3a..5b) "
@@ -93,7 +93,7 @@ def kernels_interpreted() -> bool:
     """True when the Triton kernels in this process were built for the interpreter."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    from .kernels import pointwise_pool, reduce_conv
+    from fused_inception.kernels import pointwise_pool, reduce_conv
 
     return (isinstance(pointwise_pool._pointwise_pool_kernel, InterpretedFunction)
             and isinstance(reduce_conv._reduce_conv_kernel, InterpretedFunction))
@@ -101,7 +101,7 @@ def kernels_interpreted() -> bool:
 
 def kernel_path(device: str) -> str:
     """A label for where the fused kernels run on ``device`` in this process."""
-    from .ops import interpreter_enabled
+    from fused_inception.forward import interpreter_enabled
 
     if device == "cuda":
         return "Triton kernels (CUDA)"
@@ -181,7 +181,7 @@ def check_one(reference: nn.Module, fused_cpu: nn.Module, x64: torch.Tensor, dty
 
 
 def _count_fused(model: nn.Module) -> int:
-    from .module import FusedInception
+    from fused_inception.module import FusedInception
 
     return sum(isinstance(m, FusedInception) for m in model.modules())
 
@@ -194,7 +194,7 @@ def parity_rows(variants: Sequence[str], blocks: Sequence[str], dtypes: Sequence
     Rows come dtype first (in ``dtypes`` order), then variant, then scope (blocks, then the
     network), then layout: a run cut short keeps every scope of the first dtypes. Each variant's
     modules and inputs are drawn once, from its own seeded generator, whatever the dtypes."""
-    from .patching import fuse
+    from fused_inception.patching import fuse
 
     rows: list[dict] = []
     path = kernel_path(device)
@@ -354,7 +354,7 @@ def _namespace_json(args: argparse.Namespace, **changes) -> str:
 
 
 def _child_command(args: argparse.Namespace, **changes) -> list[str]:
-    return [sys.executable, "-m", "fused_inception.parity_report", "--namespace-json",
+    return [sys.executable, "-m", "fused_inception.tools.parity", "--namespace-json",
             _namespace_json(args, in_process=True, **changes)]
 
 
@@ -391,7 +391,7 @@ def _rows_in_workers(args: argparse.Namespace, variants: Sequence[str]) -> list[
 
 def run(args: argparse.Namespace) -> int:
     """The parity subcommand: table, summary, optional JSON/markdown; 1 if any row fails."""
-    from .ops import interpreter_enabled
+    from fused_inception.forward import interpreter_enabled
 
     cuda = torch.cuda.is_available()
     try:
@@ -423,8 +423,8 @@ def run(args: argparse.Namespace) -> int:
             if not interpreter_enabled():
                 os.environ["TRITON_INTERPRET"] = "1"  # the kernels are interpreted: route CPU tensors to them
 
-    from .bench_env import environment  # lazy: bench_env imports more
-    from .bench_run import write_json, write_text
+    from fused_inception.tools.environment import environment  # lazy: bench_env imports more
+    from fused_inception.tools.bench.run import write_json, write_text
 
     n_rows = len(settings["variants"]) * (len(settings["blocks"]) + settings["net"]) \
         * len(settings["dtypes"]) * len(settings["layouts"])
@@ -505,7 +505,7 @@ def _report(rows: list[dict], env: dict, path: str, settings: dict, seed: int, n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fused_inception.parity_report", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m fused_inception.tools.parity", description=DESCRIPTION)
     add_arguments(parser)
     parser.add_argument("--namespace-json", help=argparse.SUPPRESS)  # internal: see _child_command
     args = parser.parse_args(argv)

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .kernels.aot import (
+from fused_inception.tools.compile_check.aot import (
     GOOGLENET_BATCHES,
     KERNELS,
     LaunchVariant,
@@ -66,8 +66,8 @@ from .kernels.aot import (
     googlenet_launch_variants,
     launch_variants,
 )
-from .spec import GOOGLENET_BLOCKS
-from .tables import csv_list
+from fused_inception.spec import GOOGLENET_BLOCKS
+from fused_inception.tools.tables import csv_list
 
 DESCRIPTION = ("compile every launchable kernel variant (generic, and the specializations GoogLeNet's "
                "blocks launch) ahead of time for the given archs (no GPU needed) and report registers, "
@@ -297,7 +297,7 @@ def _check_in_subprocesses(tasks: list[tuple[LaunchVariant, int]], jobs: int) ->
             spec_file = Path(tmp) / f"tasks{i}.json"
             out_file = Path(tmp) / f"rows{i}.json"
             spec_file.write_text(json.dumps([[tasks[j][0].to_dict(), tasks[j][1]] for j in shard]))
-            cmd = [sys.executable, "-m", "fused_inception.compile_check", "--worker",
+            cmd = [sys.executable, "-m", "fused_inception.tools.compile_check.command", "--worker",
                    "--tasks", str(spec_file), "--rows-out", str(out_file)]
             log = open(Path(tmp) / f"log{i}.txt", "w+")
             procs.append((shard, out_file, log, subprocess.Popen(
@@ -614,7 +614,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fused_inception.compile_check", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m fused_inception.tools.compile_check.command", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

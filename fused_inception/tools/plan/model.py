@@ -67,10 +67,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from .kernels.configs import (PointwiseConfig, ReduceConvConfig, config_name, pick_pointwise_config,
+from fused_inception.kernels.configs import (PointwiseConfig, ReduceConvConfig, config_name, pick_pointwise_config,
                               pick_reduce_conv_config)
-from .kernels.reduce_conv import grid_for_slots
-from .spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
+from fused_inception.kernels.reduce_conv import grid_for_slots
+from fused_inception.spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 VARIANTS = ("torchvision", "paper")
