@@ -18,13 +18,12 @@ batch statistics through their original modules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from .backward import conv_grads, relu_mask, relu_masked
 from .folding import UNIT_NAMES
-from .params import CAT_ORDER
+from .forward import output_memory_format
+from .params import CAT_ORDER, branch_offsets
 
 Tensor = torch.Tensor
 aten = torch.ops.aten
@@ -57,14 +56,6 @@ def _affine_backward(g_y: Tensor, z: Tensor, mean: Tensor, invstd: Tensor,
     return g_z, (g * xhat).sum((0, 2, 3)).to(gamma.dtype), g.sum((0, 2, 3)).to(gamma.dtype)
 
 
-def _offsets(widths: dict[str, int], cat_order: Sequence[int]) -> dict[str, int]:
-    start, offsets = 0, {}
-    for name in (CAT_ORDER[i] for i in cat_order):
-        offsets[name] = start
-        start += widths[name]
-    return offsets
-
-
 def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype of the saved normalising statistics for inputs of ``dtype``: float32, or float64
     for float64 inputs (whose backward would otherwise be only float32-exact)."""
@@ -95,11 +86,9 @@ def inception_block_bn_train(
     updated where ``update`` says), each concatenated over the units."""
     units = dict(zip(UNIT_NAMES, range(6)))
     widths = {name: weights[units[name]].shape[0] for name in CAT_ORDER}
-    offsets = _offsets(widths, cat_order)
+    offsets = branch_offsets(widths, [CAT_ORDER[i] for i in cat_order])
     n, _, h, w = x.shape
-    out = x.new_empty((n, sum(widths.values()), h, w))
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        out = out.contiguous(memory_format=torch.channels_last)
+    out = x.new_empty((n, sum(widths.values()), h, w)).contiguous(memory_format=output_memory_format(x))
     activations: dict[str | None, Tensor] = {None: x, "pool": aten.max_pool2d(x, [3, 3], [1, 1], [1, 1])}
     means, invstds, acc = [], [], _stats_dtype(x.dtype)
     new_means = [t.clone() for t in running_means]
@@ -132,9 +121,7 @@ def _(x, weights, biases, gammas, betas, running_means, running_vars, batch_stat
       cat_order):
     channels = sum(weights[UNIT_NAMES.index(name)].shape[0] for name in CAT_ORDER)
     n, _, h, w = x.shape
-    out = x.new_empty((n, channels, h, w))
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        out = out.contiguous(memory_format=torch.channels_last)
+    out = x.new_empty((n, channels, h, w)).contiguous(memory_format=output_memory_format(x))
     total = sum(wt.shape[0] for wt in weights)
     stats = x.new_empty((total,), dtype=_stats_dtype(x.dtype))
     running = running_means[0].new_empty((total,))
@@ -153,7 +140,7 @@ def _backward(ctx, grad_out, *_grads_of_statistics):
     weights, biases, gammas, betas = (rest[6 * j:6 * j + 6] for j in range(4))
     units = dict(zip(UNIT_NAMES, range(6)))
     widths = {name: weights[units[name]].shape[0] for name in CAT_ORDER}
-    offsets = _offsets(widths, ctx.cat_order)
+    offsets = branch_offsets(widths, [CAT_ORDER[i] for i in ctx.cat_order])
     starts = [0]
     for wt in weights:
         starts.append(starts[-1] + wt.shape[0])

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels
+from .dtypes import KERNEL_DTYPES
 from .params import InceptionParams
 
 Tensor = torch.Tensor
 
-KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # the PyTorch path also takes float64 (gradcheck and float64 references)
 TORCH_PATH_DTYPES = KERNEL_DTYPES + (torch.float64,)
 

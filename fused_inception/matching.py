@@ -80,11 +80,13 @@ class InceptionMatch:
     (a permutation of ``("branch1", "conv3", "conv5", "pool_proj")``)"""
 
     def conv_units(self, block: nn.Module) -> dict[str, ConvUnit]:
-        """The (conv, bn-or-None) module pairs of ``block``, as ``folding.params_from_units`` takes."""
-        return {
-            name: (block.get_submodule(ref.conv), block.get_submodule(ref.bn) if ref.bn is not None else None)
-            for name, ref in self.units.items()
-        }
+        """The (conv, BatchNorm2d / FrozenBatchNorm2d / None) module pairs of ``block`` (the
+        matched block, or the FusedInception that adopted its children), keyed and ordered by
+        ``folding.UNIT_NAMES``, as ``folding.params_from_units`` takes them."""
+        def unit(ref: UnitRef) -> ConvUnit:
+            return block.get_submodule(ref.conv), block.get_submodule(ref.bn) if ref.bn is not None else None
+
+        return {name: unit(self.units[name]) for name in UNIT_NAMES}
 
 
 class NotInception(Exception):

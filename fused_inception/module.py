@@ -108,14 +108,6 @@ class FusedInception(nn.Module):
     def extra_repr(self) -> str:
         return f"fused={type(self._block).__name__}, relu={self.match.relu}"
 
-    def _units(self) -> dict[str, tuple[nn.Conv2d, nn.Module | None]]:
-        """(conv, BatchNorm2d / FrozenBatchNorm2d / None) of each unit, keyed by UNIT_NAMES."""
-        units = {}
-        for name in UNIT_NAMES:
-            ref = self.match.units[name]
-            units[name] = (self.get_submodule(ref.conv), self.get_submodule(ref.bn) if ref.bn else None)
-        return units
-
     def _state(self) -> tuple[tuple, list]:
         """(cache key, the storages behind it) over every parameter and buffer of the block."""
         tensors = [t for _, t in self._block.named_parameters()] + [t for _, t in self._block.named_buffers()]
@@ -125,7 +117,7 @@ class FusedInception(nn.Module):
     def folded_params(self, dtype: torch.dtype, device: torch.device) -> InceptionParams:
         """Folded weights in kernel layout (every BN with its running statistics); cached unless
         autograd, the compiler or a parametrization needs them folded in the call."""
-        units = self._units()
+        units = self.match.conv_units(self)
         needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         parametrized = any(parametrize.is_parametrized(m) for unit in units.values() for m in unit if m is not None)
         if needs_graph or parametrized or torch.compiler.is_compiling():
@@ -149,7 +141,7 @@ class FusedInception(nn.Module):
                 "FusedInception runs its original modules for this call, so that these hooks fire: "
                 + "; ".join(describe_hooks(self._block))), stacklevel=2)
             return self._run_block(x)
-        units = self._units()
+        units = self.match.conv_units(self)
         bns = [bn for _, bn in units.values()]
         if any(isinstance(bn, nn.BatchNorm2d) and (bn.running_mean is None or bn.running_var is None)
                for bn in bns):

@@ -14,6 +14,7 @@ them to the fp32 accumulator.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,16 @@ CAT_ORDER: tuple[str, str, str, str] = ("branch1", "conv3", "conv5", "pool_proj"
 # InceptionParams' tensor fields, in the order the custom op takes them
 WEIGHT_FIELDS = ("w_point", "b_point", "w_red3", "b_red3", "w_conv3", "b_conv3",
                  "w_red5", "b_red5", "w_conv5", "b_conv5")
+
+
+def branch_offsets(widths: Mapping[str, int], cat_order: Iterable[str]) -> dict[str, int]:
+    """First output channel of each branch in the concatenated output: the branches (named as in
+    CAT_ORDER) are laid side by side in ``cat_order``, each ``widths[name]`` channels wide."""
+    start, offsets = 0, {}
+    for name in cat_order:
+        offsets[name] = start
+        start += widths[name]
+    return offsets
 
 
 def fold_batch_norm(
@@ -136,11 +147,7 @@ class InceptionParams:
     @property
     def branch_offsets(self) -> tuple[int, int, int, int]:
         """First output channel of the 1x1, 3x3, 5x5 and pool branches, following ``cat_order``."""
-        width = dict(zip(CAT_ORDER, self.branch_channels))
-        start, offsets = 0, {}
-        for name in self.cat_order:
-            offsets[name] = start
-            start += width[name]
+        offsets = branch_offsets(dict(zip(CAT_ORDER, self.branch_channels)), self.cat_order)
         return tuple(offsets[name] for name in CAT_ORDER)
 
     @property

@@ -52,6 +52,9 @@ class InceptionSpec:
         return self.ch1x1 + self.ch3x3 + self.ch5x5 + self.pool_proj
 
 
+# GoogLeNet's variants: "paper" (Szegedy et al. 2014) and "torchvision" (torchvision.models.googlenet)
+VARIANTS: tuple[str, str] = ("paper", "torchvision")
+
 # GoogLeNet's nine blocks (Szegedy et al. 2014, Table 1), as
 # (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj), with the spatial size at 224x224 input.
 GOOGLENET_BLOCKS: dict[str, tuple[tuple[int, int, int, int, int, int, int], int]] = {
@@ -65,6 +68,8 @@ GOOGLENET_BLOCKS: dict[str, tuple[tuple[int, int, int, int, int, int, int], int]
     "5a": ((832, 256, 160, 320, 32, 128, 128), 7),
     "5b": ((832, 384, 192, 384, 48, 128, 128), 7),
 }
+# their names in network order, "3a" .. "5b"
+BLOCK_NAMES: tuple[str, ...] = tuple(GOOGLENET_BLOCKS)
 
 
 def googlenet_spec(name: str, variant: str) -> InceptionSpec:
@@ -80,4 +85,4 @@ def googlenet_spec(name: str, variant: str) -> InceptionSpec:
         return InceptionSpec(*channels, k5=5, batch_norm=False, conv_bias=True)
     if variant == "torchvision":
         return InceptionSpec(*channels, k5=3, batch_norm=True, conv_bias=False, bn_eps=1e-3)
-    raise ValueError(f"unknown variant {variant!r}; expected 'paper' or 'torchvision'")
+    raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")

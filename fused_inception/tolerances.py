@@ -14,13 +14,15 @@ from dataclasses import dataclass
 
 import torch
 
+from .dtypes import dtype_name
+
 # relative-error tolerances: fp32 IEEE, fp32 with TF32 dots, fp16, bf16
 TOLERANCES: dict[str, float] = {"float32": 1e-5, "tf32": 1e-3, "float16": 5e-3, "bfloat16": 2e-2}
 
 
 def tolerance_key(dtype: torch.dtype, tf32: bool = False) -> str:
     """The TOLERANCES key for a compute dtype (``tf32`` for fp32 with TF32 dots)."""
-    name = str(dtype).removeprefix("torch.")
+    name = dtype_name(dtype)
     if name not in TOLERANCES:
         raise ValueError(f"no tolerance for dtype {dtype}; expected float32, float16 or bfloat16")
     return "tf32" if tf32 and name == "float32" else name

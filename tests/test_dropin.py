@@ -283,7 +283,7 @@ def test_training_with_batch_norm_matches_batchnorm(momentum, gen):
 def test_bn_train_opcheck(batch_stats, update, dtype, gen):
     block = random_block(SMALL, gen).to(dtype).train()
     fused = fi.FusedInception.from_module(block).train()
-    units = fused._units()
+    units = fused.match.conv_units(fused)
     convs = [units[n][0] for n in fi.folding.UNIT_NAMES]
     bns = [units[n][1] for n in fi.folding.UNIT_NAMES]
     x = random_input((2, 8, 3, 4), gen).to(dtype).requires_grad_()

@@ -15,10 +15,8 @@ from typing import NamedTuple, Optional, Union
 import torch
 from torch import nn
 
-from ..spec import googlenet_spec
+from ..spec import VARIANTS, googlenet_spec
 from .inception import BasicConv2d, Inception
-
-VARIANTS = ("paper", "torchvision")
 
 # ImageNet statistics, used by ``transform_input`` to turn inputs normalised with them into
 # inputs normalised to [-1, 1] by (x - 0.5) / 0.5, which the ported Caffe weights expect.
