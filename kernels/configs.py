@@ -1,4 +1,4 @@
-"""Launch configurations of the fused Inception kernels, and how one is picked for a shape.
+"""Launch configurations of the fused Inception kernels: the tables, as frozen data.
 
 Two kernels run one Inception block (three launches):
 
@@ -10,8 +10,10 @@ Two kernels run one Inception block (three launches):
   k x k conv from that scratch.
 
 Each (kernel, dtype, dot precision) launches its default config, unless the GPU's tuned file
-(``kernels/tuned/``, read by ``tuned_configs.py``, written by ``python -m fused_inception tune``)
-picks one of its tuning candidates (``CANDIDATES``). The list is deliberately small: every entry
+(``kernels/tuned/``, written by ``python -m fused_inception tune``) picks one of its tuning
+candidates (``CANDIDATES``); ``tuned_configs.py`` reads those files and holds the pickers
+(``pick_pointwise_config``, ``pick_reduce_conv_config``). This module imports nothing of the
+package, so that the files can be validated against its tables. The list is deliberately small: every entry
 is compiled ahead of time for sm_80 and sm_90 by ``python -m fused_inception compile-check`` and
 run by the interpreter tests.
 """
@@ -166,29 +168,6 @@ def config_by_name(kernel: str, name: str):
     return table[name]
 
 
-def _pick(kernel: str, dtype_name: str, input_precision: str, gpu: str | None):
-    name = candidate_names(kernel, dtype_name, input_precision)[0]
-    if gpu is not None:
-        table = tuned_table(gpu)
-        if table is not None:
-            name = table.choices.get((kernel, dtype_name, input_precision), name)
-    return config_by_name(kernel, name)
-
-
-def pick_pointwise_config(dtype_name: str, input_precision: str, gpu: str | None = None) -> PointwiseConfig:
-    """The pointwise/pool config for a dtype ("float32", "float16", "bfloat16") and dot precision
-    ("ieee" or "tf32"): the tuned choice for ``gpu`` (a device name, as
-    ``torch.cuda.get_device_name`` gives it) when a tuned file for that GPU has one, else the
-    default."""
-    return _pick("pointwise_pool", dtype_name, input_precision, gpu)
-
-
-def pick_reduce_conv_config(dtype_name: str, input_precision: str, gpu: str | None = None) -> ReduceConvConfig:
-    """The reduce -> k x k config for a dtype and dot precision: tuned for ``gpu`` when a tuned
-    file has it, else the default (see pick_pointwise_config)."""
-    return _pick("reduce_conv", dtype_name, input_precision, gpu)
-
-
 def launchable_configs() -> list[tuple[str, str, str, object]]:
     """Every (kernel name, dtype, input precision, config) the library can launch: the default of
     each (kernel, dtype, precision) first, then the tuning candidates a tuned file may select.
@@ -215,7 +194,3 @@ def config_name(config: object) -> str:
         if cfg == config:
             return name
     return "custom"
-
-
-# last: tuned_configs validates its files against the tables above
-from .tuned_configs import tuned_table  # noqa: E402

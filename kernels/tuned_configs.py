@@ -1,10 +1,12 @@
-"""Per-GPU tuned kernel configs, stored as data: one JSON file per GPU name in ``kernels/tuned/``.
+"""Per-GPU tuned kernel configs, stored as data: one JSON file per GPU name in ``kernels/tuned/``,
+and the pickers that launch a tuned choice, else the default (``pick_pointwise_config``,
+``pick_reduce_conv_config``).
 
 ``python -m fused_inception tune`` times every candidate config (``configs.CANDIDATES``) of each
 (kernel, dtype, dot precision) on one GPU and writes ``<gpu-slug>.json``; checked in under
 ``kernels/tuned/``, it is used on every GPU of that name without re-tuning (no autotuning at run
 time, so none inside CUDA-graph capture either). The pickers
-(``configs.pick_*_config(..., gpu=name)``) read it; a (kernel, dtype, precision) the file does not
+(``pick_*_config(..., gpu=name)``, below) read it; a (kernel, dtype, precision) the file does not
 list launches the default.
 
 File layout (``schema`` 1)::
@@ -33,7 +35,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .configs import INPUT_PRECISIONS, KERNEL_NAMES, candidate_names, config_by_name
+from .configs import (INPUT_PRECISIONS, KERNEL_NAMES, PointwiseConfig, ReduceConvConfig, candidate_names,
+                      config_by_name)
 
 SCHEMA = 1
 SHIPPED_DIR = Path(__file__).parent / "tuned"
@@ -161,3 +164,28 @@ def shipped_tables() -> list[TunedTable]:
     """Every tuned file checked in under kernels/tuned/ (compile-check compiles their choices as
     GoogLeNet launches them)."""
     return [load_tuned_file(p) for p in sorted(SHIPPED_DIR.glob("*.json"))]
+
+
+# --- picking a config: the GPU's tuned choice, else the default (the first candidate)
+
+def _pick(kernel: str, dtype_name: str, input_precision: str, gpu: str | None):
+    name = candidate_names(kernel, dtype_name, input_precision)[0]
+    if gpu is not None:
+        table = tuned_table(gpu)
+        if table is not None:
+            name = table.choices.get((kernel, dtype_name, input_precision), name)
+    return config_by_name(kernel, name)
+
+
+def pick_pointwise_config(dtype_name: str, input_precision: str, gpu: str | None = None) -> PointwiseConfig:
+    """The pointwise/pool config for a dtype ("float32", "float16", "bfloat16") and dot precision
+    ("ieee" or "tf32"): the tuned choice for ``gpu`` (a device name, as
+    ``torch.cuda.get_device_name`` gives it) when a tuned file for that GPU has one, else the
+    default."""
+    return _pick("pointwise_pool", dtype_name, input_precision, gpu)
+
+
+def pick_reduce_conv_config(dtype_name: str, input_precision: str, gpu: str | None = None) -> ReduceConvConfig:
+    """The reduce -> k x k config for a dtype and dot precision: tuned for ``gpu`` when a tuned
+    file has it, else the default (see pick_pointwise_config)."""
+    return _pick("reduce_conv", dtype_name, input_precision, gpu)
