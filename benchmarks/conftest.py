@@ -36,7 +36,7 @@ def _fallback_path_on_cpu(monkeypatch):
 def base_model():
     """The torchvision-variant GoogLeNet with random weights and nonzero BN statistics (float32,
     CPU), and its blocks' input shapes at the suite's image size."""
-    from fused_inception.tools.bench.command import block_input_shapes
+    from fused_inception.tools.bench.cases import block_input_shapes
     from fused_inception.models.randomize import random_googlenet
 
     size = 224 if CUDA else 64

@@ -17,7 +17,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fused_inception.tools.bench.command import BLOCKS, CPU_LABEL, Case, CaseSetup, check_bound, prepare_call
+from fused_inception.tools.bench.cases import BLOCKS, Case, CaseSetup, prepare_call
+from fused_inception.tools.bench.run import CPU_LABEL
+from fused_inception.tools.bench.timing import check_bound
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"

@@ -80,8 +80,9 @@ def kernel_configs(gpu: str | None) -> tuple[list[dict], str | None]:
     """The config the fused blocks launch per (kernel, dtype, dot precision) on ``gpu`` (a CUDA
     device name; None: no GPU, the defaults), and the tuned file they come from (None: defaults;
     "refused: why" and no rows when this GPU's file is invalid, which the kernels refuse too)."""
-    from fused_inception.kernels.configs import config_name, default_configs, pick_pointwise_config, pick_reduce_conv_config
-    from fused_inception.kernels.tuned_configs import TunedFileError, tuned_table
+    from fused_inception.kernels.configs import config_name, default_configs
+    from fused_inception.kernels.tuned_configs import (TunedFileError, pick_pointwise_config, pick_reduce_conv_config,
+                                                       tuned_table)
 
     pickers = {"pointwise_pool": pick_pointwise_config, "reduce_conv": pick_reduce_conv_config}
     try:

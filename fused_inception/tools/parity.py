@@ -15,7 +15,7 @@ What is compared
   The reference is the same module (the unfused one: ``fused_inception.models``) in float64 on the
   CPU, fed the input already rounded to the row's dtype. Errors: ``||out - ref|| / ||ref||`` and the
   max abs error. A block row passes when every output element is finite and the relative error is
-  within ``fused_inception.parity.TOLERANCES`` for its dtype. Those are one-layer tolerances; through
+  within ``fused_inception.tolerances.TOLERANCES`` for its dtype. Those are one-layer tolerances; through
   GoogLeNet's ~60 layers any implementation's rounding error grows with depth (measured, CPU,
   64x64: the unfused network's own logits are off by 1.3e-5 in fp32 and 2.3e-2 in fp16, growing
   about 1.4x per block). So a whole-network row passes when its output is finite and its relative
@@ -24,7 +24,7 @@ What is compared
   add more error than PyTorch's own network has. A wrong branch order, stale folded weights or a
   layout bug give errors of order 1, far outside either bound. The fused block allocates its output inside
   the op, so an element the kernels never wrote shows up as non-finite only by chance; the test
-  suite (tests/test_kernels.py) runs the kernels on NaN-poisoned outputs. The ``eager rel`` column
+  suite (tests/kernels/test_kernels.py) runs the kernels on NaN-poisoned outputs. The ``eager rel`` column
   is the unfused module in the same dtype and device against the same reference: how much error
   the dtype itself brings (part of the whole-network bound, context for the blocks).
 
@@ -62,6 +62,9 @@ from torch import nn
 from fused_inception.models.randomize import random_block, random_googlenet
 from fused_inception.tolerances import BASELINE_FACTOR, TOLERANCES, compare, compare_with_baseline
 from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
+from fused_inception.tools.cli import command_line
+from fused_inception.tools.environment import environment
+from fused_inception.tools.files import write_json, write_text
 from fused_inception.tools.tables import csv_list
 
 DESCRIPTION = (
@@ -315,6 +318,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="CPU: run here, never in fresh processes with TRITON_INTERPRET=1 (needs it set "
                              "before fused_inception is imported)")
+    # internal: the whole namespace of a re-run or a worker (see _child_command)
+    parser.add_argument("--namespace-json", help=argparse.SUPPRESS)
 
 
 def _resolve(args: argparse.Namespace, cuda: bool) -> dict:
@@ -354,8 +359,7 @@ def _namespace_json(args: argparse.Namespace, **changes) -> str:
 
 
 def _child_command(args: argparse.Namespace, **changes) -> list[str]:
-    return [sys.executable, "-m", "fused_inception.tools.parity", "--namespace-json",
-            _namespace_json(args, in_process=True, **changes)]
+    return command_line("parity", "--namespace-json", _namespace_json(args, in_process=True, **changes))
 
 
 def _rerun_with_interpreter(args: argparse.Namespace) -> int:
@@ -391,6 +395,8 @@ def _rows_in_workers(args: argparse.Namespace, variants: Sequence[str]) -> list[
 
 def run(args: argparse.Namespace) -> int:
     """The parity subcommand: table, summary, optional JSON/markdown; 1 if any row fails."""
+    if getattr(args, "namespace_json", None):
+        args = argparse.Namespace(**json.loads(args.namespace_json))
     from fused_inception.forward import interpreter_enabled
 
     cuda = torch.cuda.is_available()
@@ -423,8 +429,6 @@ def run(args: argparse.Namespace) -> int:
             if not interpreter_enabled():
                 os.environ["TRITON_INTERPRET"] = "1"  # the kernels are interpreted: route CPU tensors to them
 
-    from fused_inception.tools.environment import environment  # lazy: bench_env imports more
-    from fused_inception.tools.bench.run import write_json, write_text
 
     n_rows = len(settings["variants"]) * (len(settings["blocks"]) + settings["net"]) \
         * len(settings["dtypes"]) * len(settings["layouts"])
@@ -503,16 +507,3 @@ def _report(rows: list[dict], env: dict, path: str, settings: dict, seed: int, n
             "complete": complete, "planned_rows": n_rows, "rows": list(rows),
             "summary": {"rows": len(rows), "failed": failed, "skipped": skipped}}
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fused_inception.tools.parity", description=DESCRIPTION)
-    add_arguments(parser)
-    parser.add_argument("--namespace-json", help=argparse.SUPPRESS)  # internal: see _child_command
-    args = parser.parse_args(argv)
-    if args.namespace_json:
-        args = argparse.Namespace(**json.loads(args.namespace_json))
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import torch
 
 from fused_inception.tools.environment import environment
-from fused_inception.tools.bench.run import write_text
+from fused_inception.tools.files import write_text
 from fused_inception.folding import params_of_reference_block
 from fused_inception.kernels.configs import candidate_names, config_by_name
 from fused_inception.kernels.tuned_configs import SCHEMA, config_fields, gpu_slug

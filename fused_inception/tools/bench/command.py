@@ -23,7 +23,7 @@ Timing: on a GPU, CUDA events around every call after warm-up; on the CPU, ``tim
 Each call takes the next of several preallocated inputs (on a GPU, enough of them to fill
 ``--rotate-mb``, at most MAX_INPUTS), so a warm cache is not what is measured; a case whose inputs
 add up to less than twice the L2 (batch 1 of the 7x7 blocks: the MAX_INPUTS cap) is labelled
-warm-cache in the report (``bench_cases.warm_cache``). Reported: median ms with p20-p80, img/s
+warm-cache in the report (``cases.warm_cache``). Reported: median ms with p20-p80, img/s
 (batch / median), the fused methods' speedups against each baseline, and peak memory of one call
 beyond what was resident before it (GPU: ``torch.cuda.max_memory_allocated``; CUDA-graph methods:
 during capture; CPU: n/a, PyTorch keeps no CPU allocator statistics). Inference outputs of every method are checked against eager's (a sanity check; the
@@ -34,9 +34,9 @@ interpreter off while it runs): those rows are labelled "CPU, PyTorch fallback p
 performance figure". torch.compile is slow to compile on the CPU and is left out there unless
 ``--compile`` is given.
 
-Modules: this one is the command line (arguments, settings, ``run``); ``bench_cases`` what is
-timed, ``bench_timing`` how, ``bench_run`` the run and its report dict, ``bench_report`` the text
-and markdown, ``bench_plot`` the PNG, ``bench_env`` the environment block.
+Modules: this one is the command line (arguments, settings, ``run``); ``cases`` what is timed,
+``timing`` how, ``run`` the run and its report dict, ``report`` the text and markdown, ``plot`` the
+PNG, ``steps`` gpu_check.sh's step log; ``tools/environment.py`` the environment block.
 """
 
 from __future__ import annotations
@@ -49,26 +49,13 @@ from typing import Sequence
 
 import torch
 
-from fused_inception.tools.bench.cases import (BLOCKS, CPU_METHODS, DTYPES, GPU_METHODS, MAX_INPUTS, METHODS, MODES, SCOPES, Case,
-                          CaseSetup, Method, block_input_shapes, prepare_call)
-from fused_inception.tools.environment import environment
-from fused_inception.tools.tables import csv_list
+from fused_inception.tools.bench.cases import BLOCKS, CPU_METHODS, DTYPES, GPU_METHODS, METHODS, MODES, SCOPES
 from fused_inception.tools.bench.plot import plot
-from fused_inception.tools.bench.report import RAW_IN_MARKDOWN, format_markdown, format_text, long_rows, speedup_rows
-from fused_inception.tools.bench.run import (CPU_LABEL, SCHEMA, empty_report, merge_reports, pytorch_fallback_on_cpu, run_bench,
-                        speedups, write_json, write_text)
+from fused_inception.tools.bench.report import format_markdown, format_text
+from fused_inception.tools.bench.run import CPU_LABEL, empty_report, merge_reports, pytorch_fallback_on_cpu, run_bench
 from fused_inception.tools.bench.steps import read_steps
-from fused_inception.tools.bench.timing import CHECK_BOUNDS, MAX_REPEAT, check_bound, measure, time_cpu, time_cuda
-
-# the names other code imports from here (the pieces live in the bench_* modules)
-__all__ = [
-    "BLOCKS", "CHECK_BOUNDS", "CPU_DEFAULTS", "CPU_LABEL", "CPU_METHODS", "DESCRIPTION", "DTYPES", "GPU_DEFAULTS",
-    "GPU_METHODS", "MAX_INPUTS", "MAX_REPEAT", "METHODS", "MODES", "RAW_IN_MARKDOWN", "SCHEMA", "SCOPES", "Case",
-    "CaseSetup", "Method", "add_arguments", "block_input_shapes", "check_bound", "environment", "format_markdown",
-    "format_text", "long_rows", "main", "measure", "merge_reports", "plot", "prepare_call",
-    "pytorch_fallback_on_cpu", "resolve_settings", "run", "run_bench", "speedup_rows", "speedups", "time_cpu",
-    "time_cuda", "write_json",
-]
+from fused_inception.tools.files import write_json, write_text
+from fused_inception.tools.tables import csv_list
 
 DESCRIPTION = (
     "Time eager (NCHW, channels_last), torch.compile, CUDA graph and fused GoogLeNet side by side, per "
@@ -215,7 +202,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parity-json", metavar="PATH",
                         help="with --markdown: append the table of a `parity --json` file")
     parser.add_argument("--steps", metavar="PATH",
-                        help="with --merge: gpu_check.sh's step-status file (see fused_inception.bench_steps) "
+                        help="with --merge: gpu_check.sh's step-status file (see fused_inception.tools.bench.steps) "
                              "into the JSON and the markdown")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
 

@@ -1,4 +1,4 @@
-"""The bench report (``bench_run``'s dict) as text and as markdown: aligned and markdown tables of
+"""The bench report (``run``'s dict) as text and as markdown: aligned and markdown tables of
 medians, percentiles, img/s, peak memory and speedups (warm-cache cases marked), the environment
 (commit, source hash, driver, versions), gpu_check.sh's step table when it has one, the kernel
 configs the fused blocks launch, and the raw timings."""
@@ -10,7 +10,7 @@ from pathlib import Path
 from fused_inception.tools.bench.cases import DTYPES, METHODS, MODES, SCOPES
 from fused_inception.tools.tables import md_table, text_table
 
-WARM_MARK = "(warm L2)"  # marks a case whose timings are warm-cache ones (bench_cases.warm_cache)
+WARM_MARK = "(warm L2)"  # marks a case whose timings are warm-cache ones (cases.warm_cache)
 RAW_IN_MARKDOWN = 40  # raw timings listed per measurement in the markdown (the JSON has them all)
 # bench dtype -> the kernels' dtype name (kernels/configs.py)
 KERNEL_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

@@ -1,22 +1,21 @@
 """The run of ``python -m fused_inception bench``: every case of the resolved settings in order,
-each method measured (``bench_timing.measure``), the report dict built (environment, settings,
+each method measured (``timing.measure``), the report dict built (environment, settings,
 notes, results, speedups) and rewritten as JSON after every method; and several reports merged."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
 
 from fused_inception.tools.bench.cases import METHODS, SCOPES, Case, CaseSetup, block_input_shapes, warm_cache
 from fused_inception.tools.environment import environment
+from fused_inception.tools.files import write_json
 from fused_inception.tools.bench.timing import measure, warn_check
 
 SCHEMA = "fused_inception.bench/1"
@@ -191,20 +190,6 @@ def _standard_notes(settings: dict) -> list[str]:
                      "before the replay; the copy is timed")
     notes.append("half precision = the model converted to that dtype (no autocast, no master weights)")
     return notes
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: a process killed while
-    writing leaves the previous file whole, never a truncated one."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(p)
-
-
-def write_json(report: dict, path: str | Path) -> None:
-    write_text(path, json.dumps(report, indent=1))
 
 
 def empty_report() -> dict:

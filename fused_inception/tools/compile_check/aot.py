@@ -31,7 +31,7 @@ Two sets of variants are compiled:
   (paper and torchvision variants, NCHW and channels_last, batches :data:`GOOGLENET_BATCHES`, every
   launchable dtype/precision; the default configs and those of every checked-in tuned file)
   actually launch. Their runtime arguments are not re-derived here:
-  ``fused_inception.ops._forward_triton`` and the ``launch_*`` helpers run on meta tensors with
+  ``fused_inception.forward._forward_triton`` and the ``launch_*`` helpers run on meta tensors with
   the jitted kernels replaced by recorders (:func:`record_googlenet_launches`), and the recorded
   values are specialized as the JIT does (:func:`jit_int_key`); identical specializations are
   merged and remember which launches they serve (``LaunchVariant.launches``).
@@ -191,7 +191,7 @@ def launch_variants(kernels: tuple[str, ...] | list[str] | None = None) -> list[
         if kernels is not None and kernel not in kernels:
             continue
         if kernel not in KERNELS:
-            raise KeyError(f"launchable kernel {kernel!r} has no entry in kernels/aot.py KERNELS")
+            raise KeyError(f"launchable kernel {kernel!r} has no entry in tools/compile_check/aot.py KERNELS")
         name = config_name(cfg)
         ksizes = REDUCE_CONV_KSIZES if KERNELS[kernel].uses_ksize else (None,)
         for k in ksizes:
@@ -213,7 +213,7 @@ def jit_int_key(value: int) -> str:
     [-2**63, 2**63), u64 up to 2**64, with ":D" (``tt.divisibility = 16``) when ``value % 16 == 0``
     (0 and negative multiples included, via ``BaseBackend.get_int_specialization``). Bools and
     floats are not specialized, and these kernels take none: they raise here.
-    tests/test_compile_check.py checks this against triton's own function.
+    tests/tools/test_compile_check.py checks this against triton's own function.
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"not a runtime int argument: {value!r} ({type(value).__name__})")
@@ -331,7 +331,7 @@ GOOGLENET_BATCHES: tuple[int, ...] = (1, 256)
 RECORD_SMS = 132
 # memory format name (LAYOUTS) -> torch.memory_format attribute
 _MEMORY_FORMATS = {"nchw": "contiguous_format", "nhwc": "channels_last"}
-# launch order of fused_inception.ops._forward_triton: branch of each launch, per kernel
+# launch order of fused_inception.forward._forward_triton: branch of each launch, per kernel
 _BRANCHES = {"pointwise_pool": ("b1p",), "reduce_conv": ("b3", "b5")}
 
 
@@ -405,7 +405,7 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
     """Every kernel launch of GoogLeNet's nine blocks, recorded from the library's own forward.
 
     For each model variant, block, launchable (dtype, precision), memory format and batch,
-    ``fused_inception.ops._forward_triton`` runs on meta tensors (its ``dot_precision`` pinned to
+    ``fused_inception.forward._forward_triton`` runs on meta tensors (its ``dot_precision`` pinned to
     the precision and its ``gpu_name`` to ``gpu``: None launches the default configs, a GPU name
     that GPU's tuned ones; grids sized for RECORD_SMS SMs; output allocated as
     ``inception_forward`` does, c0 = 0 as GoogLeNet calls it) with the kernels replaced by recorders: nothing is computed or allocated, and the

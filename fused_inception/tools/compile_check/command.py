@@ -1,6 +1,6 @@
 """Ahead-of-time compile check of every kernel variant the library can launch (no GPU needed).
 
-For each :class:`~fused_inception.kernels.aot.LaunchVariant` and target arch it runs
+For each :class:`~fused_inception.tools.compile_check.aot.LaunchVariant` and target arch it runs
 ``triton.compile`` for ``GPUTarget("cuda", arch, 32)`` and inspects the cubin with the tools that
 ship in the triton wheel (``triton/backends/nvidia/bin``):
 
@@ -11,7 +11,7 @@ ship in the triton wheel (``triton/backends/nvidia/bin``):
 * ``ptxas -v`` on the kernel's PTX, with triton's own flags: spill stores / loads;
 * ``compiled.metadata.shared``: the dynamic shared memory triton launches with.
 
-Two sets of variants (``fused_inception.kernels.aot``): the **generic** ones (ints without
+Two sets of variants (``fused_inception.tools.compile_check.aot``): the **generic** ones (ints without
 divisibility hints, only the memory format's unit strides specialized: any shape) and the
 **launched** specializations, recorded from the library's own forward of GoogLeNet's nine blocks
 (paper and torchvision, NCHW and channels_last, batches 1 and 256 by default) and specialized as
@@ -41,7 +41,7 @@ tensor cores or async copies applies to them.
 Triton compiles ahead of time only when the kernels are ``JITFunction`` s, i.e. when
 ``TRITON_INTERPRET`` was not "1" when they were decorated (the CPU test suite sets it). In that
 case, and to use more than one core (triton.compile holds the GIL), the work runs in
-``python -m fused_inception.compile_check`` subprocesses with ``TRITON_INTERPRET`` removed.
+``python -m fused_inception compile-check --worker`` subprocesses with ``TRITON_INTERPRET`` removed.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ from fused_inception.tools.compile_check.aot import (
     launch_variants,
 )
 from fused_inception.spec import GOOGLENET_BLOCKS
+from fused_inception.tools.cli import command_line
 from fused_inception.tools.tables import csv_list
 
 DESCRIPTION = ("compile every launchable kernel variant (generic, and the specializations GoogLeNet's "
@@ -297,8 +298,7 @@ def _check_in_subprocesses(tasks: list[tuple[LaunchVariant, int]], jobs: int) ->
             spec_file = Path(tmp) / f"tasks{i}.json"
             out_file = Path(tmp) / f"rows{i}.json"
             spec_file.write_text(json.dumps([[tasks[j][0].to_dict(), tasks[j][1]] for j in shard]))
-            cmd = [sys.executable, "-m", "fused_inception.tools.compile_check.command", "--worker",
-                   "--tasks", str(spec_file), "--rows-out", str(out_file)]
+            cmd = command_line("compile-check", "--worker", "--tasks", str(spec_file), "--rows-out", str(out_file))
             log = open(Path(tmp) / f"log{i}.txt", "w+")
             procs.append((shard, out_file, log, subprocess.Popen(
                 cmd, env=_subprocess_env(), stdout=log, stderr=subprocess.STDOUT)))
@@ -612,12 +612,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"SPILL (reported, not failed: --allow-spills) {line}")
     return 1 if fails else 0
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fused_inception.tools.compile_check.command", description=DESCRIPTION)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``python -m fused_inception plan``: the launch-by-launch cost model of fused_inception.plan as tables.
+"""``python -m fused_inception plan``: the launch-by-launch cost model of fused_inception.tools.plan as tables.
 
 Interface for the CLI dispatcher: ``DESCRIPTION``, ``add_arguments(parser)``, ``run(args) -> int``.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Sequence
 
 from dataclasses import replace
 
@@ -210,7 +209,7 @@ def _ms(seconds: float) -> str:
 
 
 def format_latency(comparisons: list[Comparison], cal: Calibration, per_launch: bool = False) -> str:
-    """The latency-aware model's tables (every figure modelled; see fused_inception.plan_latency)."""
+    """The latency-aware model's tables (every figure modelled; see fused_inception.tools.plan.latency)."""
     c0 = comparisons[0]
     f0 = c0.figures
     out = [
@@ -263,12 +262,3 @@ def format_latency(comparisons: list[Comparison], cal: Calibration, per_launch: 
     ]
     return "\n".join(out)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fused_inception plan", description=DESCRIPTION)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

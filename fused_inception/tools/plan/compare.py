@@ -1,5 +1,5 @@
 """Eager vs today's fused kernels vs the pipelined redesign, per Inception block and whole network,
-under the latency model (``plan_latency``; every time here is modelled).
+under the latency model (``latency``; every time here is modelled).
 
 A block's time is the sum over its launches of the GPU-side gap plus the launch's modelled time
 (at batch 256 the host runs ahead of the GPU, so host issue cost does not show inside a block);

@@ -1,4 +1,4 @@
-"""Calibration of the latency model (``plan_latency``) against published eager PyTorch timings.
+"""Calibration of the latency model (``latency``) against published eager PyTorch timings.
 
 KernelBench (ScalingIntelligence/KernelBench) publishes baseline times of its reference models.
 Two of them are GoogLeNet:

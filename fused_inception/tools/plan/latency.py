@@ -1,6 +1,6 @@
 """The latency-aware cost model of ``plan`` (every number it gives is *modelled*, not measured).
 
-The datasheet roofline of ``fused_inception.plan`` charges FLOPs and HBM bytes at peak, so it
+The datasheet roofline of ``fused_inception.tools.plan`` charges FLOPs and HBM bytes at peak, so it
 cannot see a kernel that spends its time waiting on memory round trips. This module charges each
 launch the LARGEST of four times:
 
@@ -24,7 +24,7 @@ SMs puts n = ceil(P/S) programs on some SM, each running ceil(units/P) work unit
 n x ceil(units/P) units' worth, its latency ceil(n / resident) waves of one program's chain (a
 chain does not get shorter when its SM is half empty).
 
-Fused kernels are described by a small declarative ``Schedule`` (plan_schedules.py builds them:
+Fused kernels are described by a small declarative ``Schedule`` (schedules.py builds them:
 loops, trip counts, tile bytes, pipeline depth, programs and residency). Eager launches (cuDNN,
 cuBLAS, ATen elementwise) have no schedule: a conv or GEMM runs at ``cudnn_efficiency`` of the
 dense peak, everything is also bounded by its HBM bytes.
@@ -68,7 +68,7 @@ class LatencyFigures:
     * ``hbm_efficiency``: achievable fraction of the datasheet HBM bandwidth (streaming kernels).
     * ``gap_us``: GPU-side cost per launch (launch latency, ramp-up, tail), the roofline's default.
     * ``host_us``: host-side cost of issuing one launch (Python, dispatcher, driver): the prior
-      before calibration; ``plan_kernelbench.fit_host_us`` fits it to a published measurement.
+      before calibration; ``kernelbench.fit_host_us`` fits it to a published measurement.
     """
 
     gpu: GPU

@@ -42,7 +42,7 @@ What is counted
   ``hbm_bytes``.
 * ``cache_reread_bytes``: every load beyond the minimal that goes through L1/L2 (input re-reads per
   reduced-channel block, pool taps, halo, column tiles; weights reloaded per tile or per chunk). Not in
-  this roofline (there is no datasheet L2 bandwidth); the latency model (``plan_latency``) charges
+  this roofline (there is no datasheet L2 bandwidth); the latency model (``latency``) charges
   every load of the kernels' loops at an assumed L2 bandwidth.
 
 Eager launches are those PyTorch eager issues for the reference model in eval mode (NCHW): per
@@ -56,7 +56,7 @@ do not run in eval; ``transform_input`` is off (the default). cuDNN layout trans
 not modelled (they would only add to eager).
 
 The fused network swaps only the Inception blocks: stem, inter-stage pools and head are the eager
-launches above, and each block is the three launches of ``fused_inception.ops._forward_triton``.
+launches above, and each block is the three launches of ``fused_inception.forward._forward_triton``.
 
 Roofline: per launch, time = max(FLOPs / peak, bytes / HBM bandwidth) with datasheet peaks, summed
 over launches, optionally plus a fixed per-launch overhead (an assumption, default 3 us). This is
@@ -67,8 +67,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from fused_inception.kernels.configs import (PointwiseConfig, ReduceConvConfig, config_name, pick_pointwise_config,
-                              pick_reduce_conv_config)
+from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name
+from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
 from fused_inception.kernels.reduce_conv import grid_for_slots
 from fused_inception.spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
 
@@ -116,7 +116,7 @@ H100_SXM = GPU("H100 SXM", half_tflops=989.4, tf32_tflops=494.7, fp32_tflops=66.
 H200_SXM = GPU("H200 SXM", half_tflops=989.4, tf32_tflops=494.7, fp32_tflops=66.9, hbm_tbps=4.8, l2_mb=50.0, sms=132)
 GPUS = (H100_SXM, H200_SXM)
 # Not in the roofline tables: the GPU of the published KernelBench timings the latency model is
-# calibrated against (plan_kernelbench.py). 114 SMs, HBM2e; PCIe power limit 350 W.
+# calibrated against (kernelbench.py). 114 SMs, HBM2e; PCIe power limit 350 W.
 H100_PCIE = GPU("H100 PCIe", half_tflops=756.0, tf32_tflops=378.0, fp32_tflops=51.2, hbm_tbps=2.0, l2_mb=50.0, sms=114)
 
 

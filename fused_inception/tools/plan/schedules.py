@@ -1,4 +1,4 @@
-"""Declarative schedules of the fused kernels for the latency model (``plan_latency``).
+"""Declarative schedules of the fused kernels for the latency model (``latency``).
 
 Two schedules per kernel:
 
@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fused_inception.kernels.configs import config_name, dot_class, pick_pointwise_config, pick_reduce_conv_config
+from fused_inception.kernels.configs import config_name, dot_class
+from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
 from fused_inception.tools.plan.model import DTYPE_BYTES, dot_precision, pointwise_pool_launch, reduce_conv_grid, reduce_conv_launch
 from fused_inception.tools.plan.latency import Loop, Schedule, Work
 from fused_inception.spec import InceptionSpec

@@ -25,7 +25,7 @@ from fused_inception.tools.bench.cases import warm_cache
 from fused_inception.tools.environment import environment, source_hash
 from fused_inception.tools.bench.steps import format_steps, read_steps, status_text, summarize_output
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## GPU check (benchmarks/gpu_check.sh)"
 STEP_NAMES = ["setup", "parity", "headline", "blocks", "train", "compile", "tune", "tests"]
 DRY_BUDGET_S = 110  # small: the later steps cannot all fit (measured here: 80-100 s in all)

@@ -16,14 +16,14 @@ import sys
 import pytest
 import torch
 
-from fused_inception.tools.bench import command as bench
-
 from fused_inception import tolerances as parity
-
 from fused_inception.tools import parity as parity_report
+from fused_inception.tools.bench import command as bench
+from fused_inception.tools.bench import run as bench_run
+from fused_inception.tools.bench import timing as bench_timing
 
 CUDA = torch.cuda.is_available()
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _args(module, argv):
@@ -49,13 +49,13 @@ def bench_json(tmp_path_factory):
 
 def test_bench_json(bench_json):
     report = json.loads(bench_json.read_text())
-    assert report["schema"] == bench.SCHEMA
+    assert report["schema"] == bench_run.SCHEMA
     env = report["environment"]
     for key in ("device", "device_name", "torch", "triton", "git_commit", "date", "command"):
         assert key in env
     assert env["torch"] == torch.__version__
     if not CUDA:
-        assert report["label"] == bench.CPU_LABEL
+        assert report["label"] == bench_run.CPU_LABEL
     cases = {(c["scope"], c["mode"]): c for c in report["cases"]}
     assert set(cases) == {("3a", "infer"), ("net", "infer"), ("3a", "finetune"), ("net", "finetune")}
     assert cases[("3a", "infer")]["input_shape"] == [1, *report["block_input_shapes"]["3a"]]
@@ -70,7 +70,7 @@ def test_bench_json(bench_json):
         if case["mode"] == "infer":
             # the fused model computes what eager computes (fp32, TF32 off: 1e-4 for a block, 1e-3 for
             # the network, whose rounding errors grow with depth)
-            bound = bench.check_bound("fp32", case["scope"], tf32=False)
+            bound = bench_timing.check_bound("fp32", case["scope"], tf32=False)
             assert case["check_bound"] == bound <= 1e-3
             for name in ("eager-cl", "fused", "fused-cl"):
                 assert res[name]["rel_err_vs_eager"] < bound, (case["scope"], name, res[name]["rel_err_vs_eager"])
@@ -152,13 +152,11 @@ def test_cli_bench_subprocess():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Speedup of each fused method" in proc.stdout
     if not CUDA:
-        assert bench.CPU_LABEL in proc.stdout
+        assert bench_run.CPU_LABEL in proc.stdout
 
 
 def test_bench_json_is_rewritten_after_every_method(monkeypatch, tmp_path):
     """A bench cut short keeps every method it timed: the JSON is rewritten after each one."""
-    from fused_inception.tools.bench import run as bench_run
-
     snapshots = []
     monkeypatch.setattr(bench_run, "write_json",
                         lambda report, path: snapshots.append([sorted(c["results"]) for c in report["cases"]]))
@@ -177,8 +175,6 @@ def test_bench_json_is_rewritten_after_every_method(monkeypatch, tmp_path):
 def test_parity_rows_come_dtype_first_and_the_json_row_by_row(monkeypatch, tmp_path):
     """parity orders rows dtype, variant, scope (a run cut short keeps every scope of the first
     dtypes) and rewrites its JSON after every row, marked incomplete until the last."""
-    from fused_inception.tools.bench import run as bench_run
-
     def check_one(reference, fused, x64, dtype_key, device, channels_last=False, whole_network=False,
                   ref_cache=None):
         return {"rel_error": 0.0, "max_abs_error": 0.0, "tolerance": 1e-5, "dtype_tolerance": 1e-5,
@@ -187,7 +183,7 @@ def test_parity_rows_come_dtype_first_and_the_json_row_by_row(monkeypatch, tmp_p
 
     writes = []
     monkeypatch.setattr(parity_report, "check_one", check_one)
-    monkeypatch.setattr(bench_run, "write_json", lambda doc, path: writes.append(doc))
+    monkeypatch.setattr(parity_report, "write_json", lambda doc, path: writes.append(doc))
     rc = parity_report.run(_args(parity_report, ["--variants", "torchvision,paper", "--blocks", "3a,4a", "--no-net",
                                                  "--dtypes", "fp16,fp32", "--jobs", "1",
                                                  "--json", str(tmp_path / "parity.json")]))

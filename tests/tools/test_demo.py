@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from fused_inception.__main__ import main
+from fused_inception.tools.cli import main
 from fused_inception.tolerances import TOLERANCES
 
 # "<variant> <what>, input (<shape>): fused (<path>[, <s> s]) vs float64 reference: pass: rel <r> (tol <t>), max abs <a>, <dtype>"

@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fused_inception.__main__ import COMMANDS
+from fused_inception.tools.cli import COMMANDS
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 DIST = "fused-inception"
 
 

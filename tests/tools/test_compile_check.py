@@ -308,7 +308,7 @@ def recorded():
 
 @pytest.fixture(scope="module")
 def launched():
-    """The default configs' launches (tuned files are covered in tests/test_tuning.py)."""
+    """The default configs' launches (tuned files are covered in tests/tools/test_tuning.py)."""
     return aot.googlenet_launch_variants(gpus=[None])
 
 

@@ -27,10 +27,9 @@ from fused_inception.kernels.configs import (
     config_by_name,
     default_configs,
     launchable_configs,
-    pick_pointwise_config,
-    pick_reduce_conv_config,
 )
-from fused_inception.kernels.tuned_configs import TunedFileError, config_fields, gpu_slug
+from fused_inception.kernels.tuned_configs import (TunedFileError, config_fields, gpu_slug, pick_pointwise_config,
+                                                   pick_reduce_conv_config)
 
 GPU = "Test GPU 80GB"
 # the kernels run on CUDA where there is one, else in the interpreter on the CPU (tests/conftest.py)
@@ -61,7 +60,7 @@ def _write(directory, choices=(), gpu: str = GPU, **changes):
 
 def test_gpu_slug_matches_gpu_check_sh():
     """gpu_check.sh names its files and looks for kernels/tuned/<slug>.json with its own SLUG= line."""
-    script = (Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh").read_text()
+    script = (Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.sh").read_text()
     (slug_line,) = [line for line in script.splitlines() if line.startswith("SLUG=")]
     for name in ("NVIDIA H200", "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", GPU):
         shell = subprocess.run(["bash", "-c", f'{slug_line}\necho "$SLUG"'],
@@ -380,7 +379,7 @@ def test_check_call_sees_unwritten_outputs(gen):
 
 
 def test_tune_command_refuses_without_cuda(monkeypatch, capsys):
-    from fused_inception.__main__ import main
+    from fused_inception.tools.cli import main
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["tune", "--dtypes", "bf16"]) == 2
