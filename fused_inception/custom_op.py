@@ -1,5 +1,5 @@
 """The fused block as a torch.library custom op (``fused_inception::inception_block``) with a fake
-(meta) implementation and autograd, plus the equivalent ``FusedInceptionFunction``.
+(meta) implementation and autograd, and ``FusedInceptionFunction``, an autograd.Function shim over it.
 
 The op is opaque to torch.compile (it traces it as one node, without graph breaks) and its
 backward is written with aten ops, so AOTAutograd can trace it too. Its tensor arguments are the
@@ -39,7 +39,7 @@ def inception_block(
     w_red5: Tensor, b_red5: Tensor, w_conv5: Tensor, b_conv5: Tensor,
     ch1x1: int, relu: bool, cat_order: list[int],
 ) -> Tensor:
-    """One Inception block forward through the fused kernels (see fused_inception.ops)."""
+    """One Inception block forward through the fused kernels (see fused_inception.forward)."""
     tensors = (w_point, b_point, w_red3, b_red3, w_conv3, b_conv3, w_red5, b_red5, w_conv5, b_conv5)
     return inception_forward(x, params_from_tensors(tensors, ch1x1, relu, cat_order))
 
@@ -58,49 +58,38 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(x, relu_mask(output, ctx.relu), *tensors)
 
 
-def block_grads(grad_out: Tensor, x: Tensor, out_mask: Tensor | None, params: InceptionParams) -> tuple[Tensor, ...]:
-    """(grad_x, grads of the WEIGHT_FIELDS tensors, each in its tensor's dtype)."""
-    gx, grads = inception_backward(grad_out, x, out_mask, params)
-    weight_grads = kernel_layout_grads(grads)
-    return (gx, *(g.to(getattr(params, f).dtype) for g, f in zip(weight_grads, WEIGHT_FIELDS)))
-
-
 def _backward(ctx, grad_out):
+    """(grad_x, grads of the WEIGHT_FIELDS tensors, each in its tensor's dtype, and None for
+    ch1x1, relu and cat_order)."""
     x, out_mask, *tensors = ctx.saved_tensors
     params = params_from_tensors(tensors, ctx.ch1x1, ctx.relu, ctx.cat_order)
-    return (*block_grads(grad_out, x, out_mask, params), None, None, None)
+    gx, grads = inception_backward(grad_out, x, out_mask, params)
+    weight_grads = (g.to(t.dtype) for g, t in zip(kernel_layout_grads(grads), tensors))
+    return (gx, *weight_grads, None, None, None)
 
 
 inception_block.register_autograd(_backward, setup_context=_setup_context)
 
 
 class FusedInceptionFunction(torch.autograd.Function):
-    """The fused block as a plain autograd.Function (the custom op is what modules call).
+    """The fused block as a plain autograd.Function: a thin shim over the custom op.
 
     ``FusedInceptionFunction.apply(x, params)`` with ``params`` an InceptionParams whose tensors
-    may require grad. Forward runs the fused kernels; backward recomputes only the reductions and
-    returns gradients for x and every params tensor.
+    may require grad returns the block's output ``[N, C_total, H, W]``; backward gives gradients
+    for x and every params tensor. Forward is the op, and ``setup_context``/``backward`` are the
+    op's own (the Function's inputs are the op's arguments), so the two cannot drift apart.
+    Modules call the op (``inception_block``); the Function is for code that composes
+    autograd.Functions.
     """
 
     @staticmethod
-    def forward(x: Tensor, params: InceptionParams, *tensors: Tensor) -> Tensor:
-        return inception_forward(x, params)
+    def forward(x: Tensor, *op_args) -> Tensor:
+        return inception_block(x, *op_args)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, params, *tensors = inputs
-        ctx.meta = (params.ch1x1, params.relu, params.cat_order)
-        ctx.save_for_backward(x, relu_mask(output, params.relu), *tensors)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, out_mask, *tensors = ctx.saved_tensors
-        ch1x1, relu, cat_order = ctx.meta
-        params = InceptionParams(**dict(zip(WEIGHT_FIELDS, tensors)), ch1x1=ch1x1, relu=relu, cat_order=cat_order)
-        gx, *weight_grads = block_grads(grad_out, x, out_mask, params)
-        return (gx, None, *weight_grads)
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
 
     @classmethod
     def apply(cls, x: Tensor, params: InceptionParams) -> Tensor:  # type: ignore[override]
-        # the params' tensors are passed explicitly so autograd sees them as inputs
-        return super().apply(x, params, *(getattr(params, f) for f in WEIGHT_FIELDS))
+        # the params' tensors are passed as the op's arguments, so autograd sees them as inputs
+        return super().apply(x, *op_arguments(params))

@@ -112,7 +112,7 @@ REDUCE_CONV_CONFIGS: dict[str, ReduceConvConfig] = {
 
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 
-# the dot precisions fused_inception.ops.dot_precision can pass: TF32 only for float32
+# the dot precisions fused_inception.forward.dot_precision can pass: TF32 only for float32
 INPUT_PRECISIONS: dict[str, tuple[str, ...]] = {
     "float32": ("ieee", "tf32"),
     "float16": ("ieee",),

@@ -37,12 +37,12 @@ def test_gradcheck_float64(gen, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     block = random_block(SMALL_NO_BN, gen)
     params = params_of_reference_block(block, torch.float64)
-    tensors = {f: getattr(params, f).double().requires_grad_() for f in fi.library.WEIGHT_FIELDS}
+    tensors = {f: getattr(params, f).double().requires_grad_() for f in fi.params.WEIGHT_FIELDS}
     params = fi.InceptionParams(**tensors, ch1x1=params.ch1x1, relu=True)
     x = random_input((1, 8, 4, 5), gen).requires_grad_()
 
     def f(x, *ts):
-        p = fi.InceptionParams(**dict(zip(fi.library.WEIGHT_FIELDS, ts)), ch1x1=params.ch1x1, relu=True)
+        p = fi.InceptionParams(**dict(zip(fi.params.WEIGHT_FIELDS, ts)), ch1x1=params.ch1x1, relu=True)
         return fi.FusedInceptionFunction.apply(x, p)
 
     assert torch.autograd.gradcheck(f, (x, *tensors.values()), eps=1e-6, atol=1e-5, rtol=1e-4)
