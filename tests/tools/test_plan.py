@@ -1,4 +1,4 @@
-"""The launch/FLOP/byte model of ``python -m fused_inception plan`` (fused_inception.plan)."""
+"""The launch/FLOP/byte model of ``python -m fused_inception plan`` (fused_inception.tools.plan)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fused_inception.tools.plan import model as P
+from fused_inception.dtypes import DTYPE_NAMES
+from fused_inception.spec import VARIANTS
+from fused_inception.tools.plan.eager import eager_launches
+from fused_inception.tools.plan.fused import (fused_block_launches, fused_launches, modelled_dot_precision,
+                                              pointwise_pool_launch, reduce_conv_grid, reduce_conv_launch)
+from fused_inception.tools.plan.gpus import GPU, GPUS, H100_PCIE, H100_SXM, H200_SXM
+from fused_inception.tools.plan.launches import Launch
+from fused_inception.tools.plan.model import build_plan
+from fused_inception.tools.plan.roofline import launch_time, roofline
+from fused_inception.tools.plan.shapes import block_shapes, pool_out
 from fused_inception.tools.plan import kernelbench as K
 from fused_inception.tools.plan import command as plan_report
 from fused_inception.tools.plan.compare import compare
@@ -65,7 +74,7 @@ def _default_args(**kw) -> argparse.Namespace:
 
 
 def test_block_macs_match_design_table():
-    blocks = _by_block(P.eager_launches("torchvision", batch=1))
+    blocks = _by_block(eager_launches("torchvision", batch=1))
     for name, mmac in DESIGN_MMAC.items():
         got = sum(l.flops for l in blocks[name]) / 2 / 1e6
         assert abs(got - mmac) <= 1.0, (name, got, mmac)
@@ -73,21 +82,21 @@ def test_block_macs_match_design_table():
 
 def test_total_macs_about_1_5_gmac():
     for batch in (1, 256):
-        total = sum(l.flops for l in P.eager_launches("torchvision", batch=batch)) / 2 / batch
+        total = sum(l.flops for l in eager_launches("torchvision", batch=batch)) / 2 / batch
         assert abs(total / 1.5e9 - 1) <= 0.03, total
 
 
 def test_fused_useful_flops_equal_eager_per_block():
-    for variant in P.VARIANTS:
-        eager, fused = _by_block(P.eager_launches(variant)), _by_block(P.fused_launches(variant))
+    for variant in VARIANTS:
+        eager, fused = _by_block(eager_launches(variant)), _by_block(fused_launches(variant))
         assert eager.keys() == fused.keys()
         for name in eager:
             assert sum(l.flops for l in eager[name]) == sum(l.flops for l in fused[name]), (variant, name)
 
 
 def test_executed_flops_are_not_below_useful():
-    for dtype in P.DTYPE_BYTES:
-        for l in P.fused_launches("torchvision", 256, dtype=dtype):
+    for dtype in DTYPE_NAMES:
+        for l in fused_launches("torchvision", 256, dtype=dtype):
             assert l.flops <= l.exec_flops <= l.padded_flops, l
 
 
@@ -96,32 +105,32 @@ def test_executed_flops_are_not_below_useful():
 
 
 def test_fused_launches_three_per_block():
-    for variant in P.VARIANTS:
-        fused = _by_block(P.fused_launches(variant))
+    for variant in VARIANTS:
+        fused = _by_block(fused_launches(variant))
         for name in INCEPTION:
             assert [l.kind for l in fused[name]] == ["pointwise_pool", "reduce_conv", "reduce_conv"]
-        eager = _by_block(P.eager_launches(variant))
+        eager = _by_block(eager_launches(variant))
         for group in ("stem", "pool3", "pool4", "head"):  # the fused library swaps only the blocks
-            assert fused[group] == [P.Launch(**{**l.to_dict(), "network": "fused"}) for l in eager[group]]
+            assert fused[group] == [Launch(**{**l.to_dict(), "network": "fused"}) for l in eager[group]]
 
 
 def test_eager_launches_per_block():
     # torchvision: 6 conv units x (conv, BN, ReLU) + branch-4 max-pool + cat
-    blocks = _by_block(P.eager_launches("torchvision"))
+    blocks = _by_block(eager_launches("torchvision"))
     for name in INCEPTION:
         kinds = Counter(l.kind for l in blocks[name])
         assert kinds == {"conv": 6, "bn": 6, "relu": 6, "maxpool": 1, "cat": 1}, (name, kinds)
         assert len(blocks[name]) == 20
     assert len(blocks["stem"]) == 3 * 3 + 2 and len(blocks["head"]) == 2
     assert len(blocks["pool3"]) == len(blocks["pool4"]) == 1
-    assert len(P.eager_launches("torchvision")) == 11 + 9 * 20 + 2 + 2
+    assert len(eager_launches("torchvision")) == 11 + 9 * 20 + 2 + 2
 
     # paper: conv, bias add_ (ATen's cuDNN path), ReLU; or conv with the bias fused
-    blocks = _by_block(P.eager_launches("paper"))
+    blocks = _by_block(eager_launches("paper"))
     for name in INCEPTION:
         assert Counter(l.kind for l in blocks[name]) == {"conv": 6, "bias_add": 6, "relu": 6, "maxpool": 1, "cat": 1}
     assert Counter(l.kind for l in blocks["stem"]) == {"conv": 3, "bias_add": 3, "relu": 3, "maxpool": 2, "lrn": 16}
-    fused_bias = _by_block(P.eager_launches("paper", bias_add_separate=False))
+    fused_bias = _by_block(eager_launches("paper", bias_add_separate=False))
     assert all(len(fused_bias[name]) == 14 for name in INCEPTION)
 
 
@@ -129,10 +138,10 @@ def test_eager_launches_per_block():
 # Bytes
 
 
-@pytest.mark.parametrize("variant", P.VARIANTS)
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
 def test_fused_bytes_below_eager_every_block(variant, dtype):
-    plan = P.build_plan(variant, 256, 224, dtype)
+    plan = build_plan(variant, 256, 224, dtype)
     for b in plan.blocks:
         if b.block in INCEPTION:
             assert b.fused_hbm_bytes < b.eager_hbm_bytes, b
@@ -165,7 +174,7 @@ def test_block_3a_by_hand():
     r5 = (192 + 32) * ch + (192 * 16 + 9 * 16 * 32) * e + (16 + 32) * 4
     fused_bytes = pw + r3 + r5
 
-    plan = P.build_plan("torchvision", 256, 224, "bfloat16")
+    plan = build_plan("torchvision", 256, 224, "bfloat16")
     row = next(b for b in plan.blocks if b.block == "3a")
     assert row.eager_hbm_bytes == eager_bytes
     assert row.fused_hbm_bytes == fused_bytes
@@ -175,13 +184,13 @@ def test_block_3a_by_hand():
     # shipped configs move on; their loops are checked against a simulation below): pointwise
     # 64/64/32; reduce_conv BLOCK_M 64, BLOCK_HALO 32, BLOCK_R 32, BLOCK_N 32, BLOCK_K 32, two
     # programs per SM, no column split.
-    assert P.dot_precision("bfloat16", True) == "ieee"
+    assert modelled_dot_precision("bfloat16", True) == "ieee"
     pw_cfg = TodayPointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)
     cfg = TodayReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32)
-    spec, h, w = P.block_shapes("torchvision")["3a"]
-    launches = [P.pointwise_pool_launch("3a", spec, 256, h, w, "bfloat16", pw_cfg),
-                P.reduce_conv_launch("3a", "branch2", 192, 96, 128, 3, 256, h, w, "bfloat16", cfg, 132),
-                P.reduce_conv_launch("3a", "branch3", 192, 16, 32, 3, 256, h, w, "bfloat16", cfg, 132)]
+    spec, h, w = block_shapes("torchvision")["3a"]
+    launches = [pointwise_pool_launch("3a", spec, 256, h, w, "bfloat16", pw_cfg),
+                reduce_conv_launch("3a", "branch2", 192, 96, 128, 3, 256, h, w, "bfloat16", cfg, 132),
+                reduce_conv_launch("3a", "branch3", 192, 16, 32, 3, 256, h, w, "bfloat16", cfg, 132)]
     assert [l.hbm_bytes for l in launches] == [pw, r3, r5]
     # Tiles: 64 consecutive pixels of the flattened (n, h, w) index; M = 256 * 784 = 200704 = 3136 x 64.
     # Both k x k convs of 3a are 3x3 (torchvision): OFF = 1*28 + 1 = 29, so a tile reduces a run of
@@ -189,7 +198,7 @@ def test_block_3a_by_hand():
     tiles = 3136
     assert tiles * 64 == n * hw
     assert cfg.halo_rows(3, 28) == 128
-    assert P.reduce_conv_grid(tiles, 128, cfg, 132) == (264, 1)
+    assert reduce_conv_grid(tiles, 128, cfg, 132) == (264, 1)
     useful = 2 * n * hw * (192 * 64 + 192 * 96 + 9 * 96 * 128 + 192 * 16 + 9 * 16 * 32 + 192 * 32)
     exec_ = 2 * (n * hw * 192 * 96  # pointwise: M is a multiple of BLOCK_M 64, no rounding
                  + tiles * (128 * 192 * 96 + 64 * 9 * 96 * 128)  # branch 2: reduce on 128 rows, conv on 64
@@ -225,10 +234,10 @@ def test_block_5b_column_split_by_hand():
     tiles = -(-256 * 49 // 64)
     assert tiles == 196
     # n_split = min(cdiv(384, 128) = 3 column blocks, cdiv(528, 196) = 3); programs = min(588, 528)
-    assert P.reduce_conv_grid(tiles, 384, cfg, 132) == (528, 3)
-    assert P.reduce_conv_grid(tiles, 128, cfg, 132) == (196, 1)  # one column block: no split
-    assert P.reduce_conv_grid(tiles, 384, dataclasses.replace(cfg, split_columns=False), 132) == (196, 1)
-    launch = P.reduce_conv_launch("5b", "branch2", 832, 192, 384, 3, 256, 7, 7, "bfloat16", cfg, 132)
+    assert reduce_conv_grid(tiles, 384, cfg, 132) == (528, 3)
+    assert reduce_conv_grid(tiles, 128, cfg, 132) == (196, 1)  # one column block: no split
+    assert reduce_conv_grid(tiles, 384, dataclasses.replace(cfg, split_columns=False), 132) == (196, 1)
+    launch = reduce_conv_launch("5b", "branch2", 832, 192, 384, 3, 256, 7, 7, "bfloat16", cfg, 132)
     # run: 64 + 2 * (7 + 1) = 80 pixels -> 128 halo rows; R 192 = 3 x BLOCK_R 64
     assert cfg.halo_rows(3, 7) == 128
     # every one of the 588 items recomputes its tile's reduction; the k x k conv runs once per tile
@@ -244,11 +253,11 @@ def test_pointwise_pool_tiles_by_hand():
     """Pool tiles are BLOCK_NP wide where the config has it: 3a's pool projection of 32 fills a
     32-wide tile (d2e917c's 64-wide tiles padded it to 64), and a pixel tile's column tiles run
     side by side, so the pessimistic figure adds no input re-read."""
-    spec, h, w = P.block_shapes("torchvision")["3a"]
+    spec, h, w = block_shapes("torchvision")["3a"]
     n, e = 256, 2
     m = n * h * w
-    old = P.pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", TodayPointwiseConfig(64, 64, 32))
-    new = P.pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", PoolTilesConfig(64, 64, 32, BLOCK_NP=32))
+    old = pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", TodayPointwiseConfig(64, 64, 32))
+    new = pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", PoolTilesConfig(64, 64, 32, BLOCK_NP=32))
     assert old.padded_flops == 2 * m * 192 * (64 + 64)
     assert new.padded_flops == new.exec_flops == 2 * m * 192 * (64 + 32)
     assert old.hbm_bytes == new.hbm_bytes == new.hbm_bytes_high
@@ -259,10 +268,10 @@ def test_pointwise_pool_tiles_by_hand():
     assert old.cache_reread_bytes - new.cache_reread_bytes == tiles * 192 * 32 * e
     # pool tiles step K by BLOCK_KP: 4e's 528 input channels round up to 576 for a step of 64 (to 544
     # for branch 1's step of 32)
-    spec, h, w = P.block_shapes("torchvision")["4e"]
+    spec, h, w = block_shapes("torchvision")["4e"]
     m = n * h * w
     cfg = PoolTilesConfig(64, 64, 32, BLOCK_NP=32, BLOCK_KP=64)
-    launch = P.pointwise_pool_launch("4e", spec, n, h, w, "bfloat16", cfg)
+    launch = pointwise_pool_launch("4e", spec, n, h, w, "bfloat16", cfg)
     assert launch.padded_flops == 2 * m * (544 * 4 * 64 + 576 * 4 * 32)
 
 
@@ -277,27 +286,27 @@ def test_reduce_conv_grid_matches_the_launcher(monkeypatch):
     for cfg in REDUCE_CONV_CONFIGS.values():
         for tiles in (1, 13, 196, 527, 784, 3136):
             for c in (32, 128, 208, 384):
-                assert P.reduce_conv_grid(tiles, c, cfg, 132) == kernel.reduce_conv_grid(
+                assert reduce_conv_grid(tiles, c, cfg, 132) == kernel.reduce_conv_grid(
                     tiles, c, cfg, torch.device("cuda")), (cfg, tiles, c)
 
 
 def test_fp32_precision_picks_config():
     """float32: TF32 dots (PyTorch's default) take the "tf32" configs, IEEE dots the "fma" ones."""
-    assert P.dot_precision("float32", True) == "tf32" and P.dot_precision("float32", False) == "ieee"
-    spec = P.block_shapes("torchvision")["3a"][0]
-    tf32 = P.fused_block_launches("3a", spec, 256, 28, 28, "float32", tf32=True)
-    ieee = P.fused_block_launches("3a", spec, 256, 28, 28, "float32", tf32=False)
+    assert modelled_dot_precision("float32", True) == "tf32" and modelled_dot_precision("float32", False) == "ieee"
+    spec = block_shapes("torchvision")["3a"][0]
+    tf32 = fused_block_launches("3a", spec, 256, 28, 28, "float32", tf32=True)
+    ieee = fused_block_launches("3a", spec, 256, 28, 28, "float32", tf32=False)
     assert "tf32, tf32" in tf32[1].detail and "fma, ieee" in ieee[1].detail
     cfgs = {"tf32": REDUCE_CONV_CONFIGS["tf32"], "fma": REDUCE_CONV_CONFIGS["fma"]}
     for name, launches in (("tf32", tf32), ("fma", ieee)):
         cfg = cfgs[name]
-        assert launches[1] == P.reduce_conv_launch("3a", "branch2", 192, 96, 128, 3, 256, 28, 28, "float32", cfg,
+        assert launches[1] == reduce_conv_launch("3a", "branch2", 192, 96, 128, 3, 256, 28, 28, "float32", cfg,
                                                    tf32=name == "tf32")
         for l in launches:
             assert l.flops <= l.exec_flops <= l.padded_flops, l
     # minimal HBM bytes do not depend on the tiling
     assert [l.hbm_bytes for l in tf32] == [l.hbm_bytes for l in ieee]
-    plan = P.build_plan(dtype="float32", tf32=False)
+    plan = build_plan(dtype="float32", tf32=False)
     assert plan.to_dict()["config"]["input_precision"] == "ieee"
     assert all("fma, ieee" in l.detail for l in plan.fused if l.kind == "reduce_conv")
 
@@ -365,9 +374,9 @@ def test_reduce_conv_launch_matches_simulated_loops(shape, config, sms):
     cfg = (TodayReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32)
            if config == "d2e917c" else REDUCE_CONV_CONFIGS[config])
     tiles = -(-n * h * w // cfg.BLOCK_M)
-    programs, n_split = P.reduce_conv_grid(tiles, c, cfg, sms)
+    programs, n_split = reduce_conv_grid(tiles, c, cfg, sms)
     sim = _simulate_reduce_conv(n, h, w, cin, r, c, k, cfg, 2, n_split)
-    launch = P.reduce_conv_launch("x", "branch2", cin, r, c, k, n, h, w, "bfloat16", cfg, sms=sms)
+    launch = reduce_conv_launch("x", "branch2", cin, r, c, k, n, h, w, "bfloat16", cfg, sms=sms)
     for key in ("exec_flops", "padded_flops", "l2_bytes", "halo_bytes", "cache_reread_bytes"):
         assert getattr(launch, key) == sim[key], (key, getattr(launch, key), sim[key])
     r_pad = -(-r // cfg.BLOCK_R) * cfg.BLOCK_R
@@ -379,7 +388,7 @@ def test_reduce_conv_launch_matches_simulated_loops(shape, config, sms):
 # Shapes and counts against the reference model
 
 
-@pytest.mark.parametrize("variant", P.VARIANTS)
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("size", [224, 96])
 def test_eager_plan_matches_reference_model(variant, size):
     """Run fused_inception.models' GoogLeNet once (batch 1, CPU) with hooks: the MACs and the
@@ -408,7 +417,7 @@ def test_eager_plan_matches_reference_model(variant, size):
     for h in handles:
         h.remove()
 
-    launches = P.eager_launches(variant, batch=1, size=size)
+    launches = eager_launches(variant, batch=1, size=size)
     kinds = Counter(l.kind for l in launches)
     assert sum(l.flops for l in launches) == 2 * macs
     assert kinds["conv"] == calls["Conv2d"]
@@ -416,7 +425,7 @@ def test_eager_plan_matches_reference_model(variant, size):
     assert kinds["bn"] == calls["BatchNorm2d"]
     assert kinds["maxpool"] == calls["MaxPool2d"]
     assert kinds["lrn"] == 8 * calls["LocalResponseNorm"]
-    for name, (spec, h, w) in P.block_shapes(variant, size).items():
+    for name, (spec, h, w) in block_shapes(variant, size).items():
         assert shapes[name] == ((spec.in_channels, h, w), (spec.out_channels, h, w)), name
 
 
@@ -425,7 +434,7 @@ def test_pool_out_matches_torch():
         for k, s, pad in ((3, 2, 0), (2, 2, 0), (3, 1, 1)):
             for ceil in (False, True):
                 want = F.max_pool2d(torch.zeros(1, 1, size, size), k, s, pad, ceil_mode=ceil).shape[-1]
-                assert P.pool_out(size, k, s, pad, ceil) == want, (size, k, s, pad, ceil)
+                assert pool_out(size, k, s, pad, ceil) == want, (size, k, s, pad, ceil)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,25 +442,25 @@ def test_pool_out_matches_torch():
 
 
 def test_roofline_arithmetic():
-    gpu = P.H100_SXM
-    mem = P.Launch("eager", "x", "mem", "relu", 0, 3_350_000)  # 1 us at 3.35 TB/s
-    mm = P.Launch("eager", "x", "mm", "conv", 989_400_000, 0, math="conv")  # 1 us at 989.4 TFLOP/s
-    assert P.launch_time(mem, gpu, "bfloat16") == pytest.approx(1e-6)
-    assert P.launch_time(mm, gpu, "bfloat16") == pytest.approx(1e-6)
-    assert P.launch_time(mm, gpu, "float32", tf32=True) == pytest.approx(2e-6)
-    assert P.launch_time(mm, gpu, "float32", tf32=False) == pytest.approx(989.4 / 66.9 * 1e-6)
-    lin = P.Launch("eager", "x", "fc", "linear", 66_900_000, 0, math="matmul")
-    assert P.launch_time(lin, gpu, "float32", tf32=True) == pytest.approx(1e-6)  # matmul stays fp32
-    r = P.roofline([mem, mm], gpu, "bfloat16", batch=10, launch_overhead_us=3.0)
+    gpu = H100_SXM
+    mem = Launch("eager", "x", "mem", "relu", 0, 3_350_000)  # 1 us at 3.35 TB/s
+    mm = Launch("eager", "x", "mm", "conv", 989_400_000, 0, math="conv")  # 1 us at 989.4 TFLOP/s
+    assert launch_time(mem, gpu, "bfloat16") == pytest.approx(1e-6)
+    assert launch_time(mm, gpu, "bfloat16") == pytest.approx(1e-6)
+    assert launch_time(mm, gpu, "float32", tf32=True) == pytest.approx(2e-6)
+    assert launch_time(mm, gpu, "float32", tf32=False) == pytest.approx(989.4 / 66.9 * 1e-6)
+    lin = Launch("eager", "x", "fc", "linear", 66_900_000, 0, math="matmul")
+    assert launch_time(lin, gpu, "float32", tf32=True) == pytest.approx(1e-6)  # matmul stays fp32
+    r = roofline([mem, mm], gpu, "bfloat16", batch=10, launch_overhead_us=3.0)
     assert r.roofline_s == pytest.approx(2e-6) and r.total_s == pytest.approx(8e-6)
     assert r.img_per_s == pytest.approx(10 / 8e-6)
-    assert P.roofline([mem], P.H200_SXM, "bfloat16", 1, launch_overhead_us=0).memory_s == pytest.approx(3.35 / 4.8 * 1e-6)
+    assert roofline([mem], H200_SXM, "bfloat16", 1, launch_overhead_us=0).memory_s == pytest.approx(3.35 / 4.8 * 1e-6)
 
 
 def test_fused_faster_than_eager_on_the_roofline():
-    plan = P.build_plan()
+    plan = build_plan()
     rs = {(r.gpu, r.network): r for r in plan.rooflines}
-    for gpu in P.GPUS:
+    for gpu in GPUS:
         assert rs[(gpu.name, "fused")].roofline_s < rs[(gpu.name, "eager")].roofline_s
         assert rs[(gpu.name, "fused")].roofline_s <= rs[(gpu.name, "fused-high")].roofline_s
     # H200 has the same FLOP/s and more bandwidth: never slower
@@ -467,7 +476,7 @@ def test_json_round_trip(tmp_path, capsys):
     path = tmp_path / "plan.json"
     assert plan_report.run(_default_args(json=str(path))) == 0
     data = json.loads(path.read_text())
-    plan = P.build_plan()
+    plan = build_plan()
     latency = data.pop("latency")
     assert data == json.loads(json.dumps(plan.to_dict()))
     assert [c["gpu"] for c in latency["comparisons"]] == ["H100 SXM", "H200 SXM"]
@@ -477,8 +486,8 @@ def test_json_round_trip(tmp_path, capsys):
         assert c["figures"]["host_us"] == pytest.approx(cal.fitted_host_us)
         assert [b["block"] for b in c["blocks"]] == list(INCEPTION)
         assert set(c["network_s"]) == {"eager", "today", "pipelined"}
-    assert [P.Launch.from_dict(d) for d in data["launches"]["eager"]] == plan.eager
-    assert [P.Launch.from_dict(d) for d in data["launches"]["fused"]] == plan.fused
+    assert [Launch.from_dict(d) for d in data["launches"]["eager"]] == plan.eager
+    assert [Launch.from_dict(d) for d in data["launches"]["fused"]] == plan.fused
     assert data["totals"]["fused"]["launches"] == len(plan.fused)
     assert data["config"] == {"variant": "torchvision", "batch": 256, "size": 224, "dtype": "bfloat16",
                               "tf32": True, "input_precision": "ieee", "launch_overhead_us": 3.0,
@@ -520,16 +529,16 @@ def test_cli_prints_the_modelled_latency_tables(capsys):
 
 
 def _all_fused_schedules(gpu, batch=256, dtype="bfloat16"):
-    for name, (spec, h, w) in P.block_shapes("torchvision").items():
+    for name, (spec, h, w) in block_shapes("torchvision").items():
         for label in ("today", "pipelined"):
             yield from block_schedules(label, name, spec, batch, h, w, dtype, gpu.sms)
 
 
-@pytest.mark.parametrize("gpu", P.GPUS, ids=lambda g: g.name)
+@pytest.mark.parametrize("gpu", GPUS, ids=lambda g: g.name)
 def test_each_launch_time_is_its_largest_bound(gpu):
     fig = figures_for(gpu)
     times = [schedule_time(s, fig, "bfloat16") for s in _all_fused_schedules(gpu)]
-    times += [eager_time(l, fig, "bfloat16") for l in P.eager_launches()]
+    times += [eager_time(l, fig, "bfloat16") for l in eager_launches()]
     for t in times:
         bounds = {"mma": t.mma, "hbm": t.hbm, "l2": t.l2, "latency": t.latency}
         assert all(t.total >= b >= 0 for b in bounds.values()), t
@@ -538,7 +547,7 @@ def test_each_launch_time_is_its_largest_bound(gpu):
 
 def test_bounds_by_hand():
     """One work kind on an H100 SXM, every bound computed here."""
-    fig = figures_for(P.H100_SXM)
+    fig = figures_for(H100_SXM)
     assert fig.round_trip_s == pytest.approx((270 + 150) / 1.98e9)
     loop = Loop("k", instances=2, trips=5, depth=2, mma="wgmma", flops=1000, load_bytes=300,
                 l1_bytes=40, store_bytes=7)
@@ -556,9 +565,9 @@ def test_bounds_by_hand():
 
 
 def test_more_pipelining_never_slower():
-    fig = figures_for(P.H200_SXM)
-    spec, h, w = P.block_shapes("torchvision")["3a"]
-    for sched in _all_fused_schedules(P.H200_SXM):
+    fig = figures_for(H200_SXM)
+    spec, h, w = block_shapes("torchvision")["3a"]
+    for sched in _all_fused_schedules(H200_SXM):
         prev = None
         for depth in (1, 2, 3, 4, 8):
             works = tuple(Work(wk.name, wk.count, tuple(Loop(**{**vars(l), "depth": depth}) for l in wk.loops))
@@ -575,7 +584,7 @@ def test_more_pipelining_never_slower():
 
 
 def test_grid_underfill_is_charged():
-    fig = figures_for(P.H100_SXM)
+    fig = figures_for(H100_SXM)
     loop = Loop("k", 1, 20, 1, "wgmma", 1000, 100)
 
     def t(units, programs, resident=2):
@@ -591,7 +600,7 @@ def test_grid_underfill_is_charged():
     # half the slots empty: no faster than one program's chain
     assert t(132, 132).latency == pytest.approx(full.latency)
     # 5b today: 196 tiles on 264 slots, one tile per program: one tile's chain, not 196/264 of it
-    spec, h, w = P.block_shapes("torchvision")["5b"]
+    spec, h, w = block_shapes("torchvision")["5b"]
     sched = block_schedules("today", "5b", spec, 256, h, w, "bfloat16", 132)[1]
     assert (sched.units, sched.programs) == (196, 196)
     chain = sum(l.round_trips() for l in sched.works[0].loops)
@@ -601,11 +610,11 @@ def test_grid_underfill_is_charged():
 def test_schedules_issue_the_launch_flops():
     """The schedules' dots add up to the padded FLOPs of plan's launch model: today's with commit
     d2e917c's tiling, the pipelined ones with the current configs."""
-    for gpu in P.GPUS:
-        for name, (spec, h, w) in P.block_shapes("torchvision").items():
+    for gpu in GPUS:
+        for name, (spec, h, w) in block_shapes("torchvision").items():
             today = block_schedules("today", name, spec, 256, h, w, "bfloat16", gpu.sms)
             new = block_schedules("pipelined", name, spec, 256, h, w, "bfloat16", gpu.sms)
-            launches = P.fused_block_launches(name, spec, 256, h, w, "bfloat16", gpu.sms)
+            launches = fused_block_launches(name, spec, 256, h, w, "bfloat16", gpu.sms)
             for s, l in zip(new[1:], launches[1:]):
                 flops = sum(wk.count * lp.total_flops() for wk in s.works for lp in wk.loops)
                 assert flops == l.padded_flops and s.hbm_bytes == l.hbm_bytes, (name, s.launch)
@@ -617,16 +626,16 @@ def test_schedules_issue_the_launch_flops():
     cfg = dataclasses.replace(REDUCE_CONV_CONFIGS["mma"], BLOCK_N=64)
     s = reduce_conv_pipelined("5a", "branch2", 832, 160, 320, 3, 256, 7, 7, "bfloat16", 132, cfg=cfg)
     assert [(wk.count, wk.loops[1].instances) for wk in s.works] == [(2 * 196, 2), (196, 1)]
-    launch = P.reduce_conv_launch("5a", "branch2", 832, 160, 320, 3, 256, 7, 7, "bfloat16", cfg, 132)
+    launch = reduce_conv_launch("5a", "branch2", 832, 160, 320, 3, 256, 7, 7, "bfloat16", cfg, 132)
     assert sum(wk.count * lp.total_flops() for wk in s.works for lp in wk.loops) == launch.padded_flops
 
 
 def test_eager_time_and_timeline_arithmetic():
-    fig = figures_for(P.H100_SXM)
-    conv = P.Launch("eager", "x", "c", "conv", 989_400_000, 3_015_000, math="conv")
+    fig = figures_for(H100_SXM)
+    conv = Launch("eager", "x", "c", "conv", 989_400_000, 3_015_000, math="conv")
     t = eager_time(conv, fig, "bfloat16")
     assert t.mma == pytest.approx(1e-6 / 0.6) and t.hbm == pytest.approx(1e-6) and t.bound == "mma"
-    relu = eager_time(P.Launch("eager", "x", "r", "relu", 0, 3_015_000), fig, "bfloat16")
+    relu = eager_time(Launch("eager", "x", "r", "relu", 0, 3_015_000), fig, "bfloat16")
     assert relu.total == pytest.approx(1e-6) and relu.bound == "hbm"
     # GPU-bound: each launch 3 us gap + 10 us; host-bound: the last launch issued at 10 x 50 us
     assert timeline([10e-6] * 10, fig, host_us=1.0) == pytest.approx(1e-6 + 10 * 13e-6)
@@ -636,17 +645,17 @@ def test_eager_time_and_timeline_arithmetic():
     with pytest.raises(ValueError, match="must be >= 1"):
         Loop("k", 1, 1, 0, "wgmma", 1, 1)
     with pytest.raises(ValueError, match="no latency figures"):
-        figures_for(P.GPU("B200", 2250, 1100, 75, 8, 126, 148))
+        figures_for(GPU("B200", 2250, 1100, 75, 8, 126, 148))
 
 
 def test_compare_block_and_network_times():
-    c = compare(P.H200_SXM)
+    c = compare(H200_SXM)
     fig = c.figures
     # the fused networks swap each block's 20 eager launches for its 3 fused ones
     assert len(c.launches["eager"]) == 195
     assert len(c.launches["today"]) == len(c.launches["pipelined"]) == 195 - 9 * 20 + 9 * 3
     for b in c.blocks:
-        spec, h, w = P.block_shapes("torchvision")[b.block]
+        spec, h, w = block_shapes("torchvision")[b.block]
         for label, got in (("today", b.today), ("pipelined", b.pipelined)):
             want = sum(schedule_time(s, fig, "bfloat16").total + fig.gap_us * 1e-6
                        for s in block_schedules(label, b.block, spec, 256, h, w, "bfloat16", 132))
@@ -666,7 +675,7 @@ def test_kernelbench_googlenet_launches():
     assert Counter(l.kind for l in launches) == {"conv": 57, "bias_add": 57, "maxpool": 13, "cat": 9, "relu": 3,
                                                  "avgpool": 1, "linear": 1}
     # the same convs as the paper variant (true 5x5, the same feature-map sizes), batch 10
-    paper = P.eager_launches("paper", batch=10)
+    paper = eager_launches("paper", batch=10)
     assert sum(l.flops for l in launches) == sum(l.flops for l in paper if l.kind in ("conv", "linear"))
     module = K.inception_module_launches()
     assert len(module) == 14
@@ -682,7 +691,7 @@ def test_calibration_reproduces_the_published_time():
     assert cal.fitted_ms == pytest.approx(cal.measured_ms, rel=1e-6)
     assert cal.fitted_host_us > cal.prior_host_us
     assert cal.prior_ms < cal.measured_ms  # before the fit the model was too fast
-    fig = dataclasses.replace(figures_for(P.H100_PCIE), host_us=cal.fitted_host_us)
+    fig = dataclasses.replace(figures_for(H100_PCIE), host_us=cal.fitted_host_us)
     assert K.predict_ms(K.googlenet_launches(), fig) == pytest.approx(2.15, rel=1e-6)
     # the unfitted GPU-bound check is not reproduced by construction: its ratio is what it is
     assert cal.module_ms == pytest.approx(K.predict_ms(K.inception_module_launches(), fig))

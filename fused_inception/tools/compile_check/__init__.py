@@ -1,1 +1,7 @@
-"""TODO docstring"""
+"""``python -m fused_inception compile-check``: every launchable kernel variant compiled ahead of
+time for sm_80 and sm_90 without a GPU, with its registers, spills and shared memory.
+
+Reading order: ``aot.py`` (what compiling needs: the launchable variants, their signatures and
+constexprs, the specializations GoogLeNet's blocks launch) -> ``command.py`` (compiling them in
+worker processes, the table, the summary and the exit code).
+"""

@@ -10,12 +10,16 @@ import json
 
 from dataclasses import replace
 
-from fused_inception.tools.tables import text_table
-from fused_inception.tools.plan.model import (BLOCK_NAMES, DEFAULT_LAUNCH_OVERHEAD_US, DTYPE_BYTES, GPUS, VARIANTS, Plan, build_plan,
-                   dot_precision, launch_time)
+from fused_inception.dtypes import DTYPE_NAMES
+from fused_inception.spec import BLOCK_NAMES, VARIANTS
 from fused_inception.tools.plan.compare import Comparison, compare
+from fused_inception.tools.plan.fused import modelled_dot_precision
+from fused_inception.tools.plan.gpus import GPUS
 from fused_inception.tools.plan.kernelbench import GOOGLENET, INCEPTION_MODULE, ISSUE_QUOTED, Calibration, calibrate
 from fused_inception.tools.plan.latency import figures_for
+from fused_inception.tools.plan.model import Plan, build_plan
+from fused_inception.tools.plan.roofline import DEFAULT_LAUNCH_OVERHEAD_US, launch_time
+from fused_inception.tools.tables import text_table
 
 DESCRIPTION = (
     "Model every launch of the fused and the eager GoogLeNet (inference): FLOPs, minimal HBM bytes, "
@@ -33,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GoogLeNet variant (default: torchvision)")
     parser.add_argument("--batch", type=int, default=256, help="batch size (default: 256)")
     parser.add_argument("--size", type=int, default=224, help="input height = width (default: 224)")
-    parser.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="bfloat16",
+    parser.add_argument("--dtype", choices=DTYPE_NAMES, default="bfloat16",
                         help="activation and weight dtype (default: bfloat16)")
     parser.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
                         help="float32 only: convs and fused kernels at the TF32 peak (PyTorch's default "
@@ -95,7 +99,7 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
     useful = sum(l.flops for l in p.eager)
     out = [
         f"GoogLeNet inference plan: {p.variant} variant, batch {p.batch}, {p.dtype}, input 3x{p.size}x{p.size}, eval; "
-        f"fused kernels' dots: input_precision {dot_precision(p.dtype, p.tf32)!r}",
+        f"fused kernels' dots: input_precision {modelled_dot_precision(p.dtype, p.tf32)!r}",
         f"useful work {useful / 2 / p.batch / 1e9:.3f} GMAC/image ({useful / 1e12:.3f} TFLOP per batch); "
         f"eager {len(p.eager)} launches, {e_tot / GB:.2f} GB HBM; fused {len(p.fused)} launches, "
         f"{f_tot / GB:.2f} GB HBM ({f_high / GB:.2f} GB pessimistic)",

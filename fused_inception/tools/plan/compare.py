@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from fused_inception.tools.plan.model import BLOCK_NAMES, GPU, block_shapes, eager_launches
+from fused_inception.spec import BLOCK_NAMES
+from fused_inception.tools.plan.eager import eager_launches
+from fused_inception.tools.plan.gpus import GPU
+from fused_inception.tools.plan.shapes import block_shapes
 from fused_inception.tools.plan.latency import LatencyFigures, LaunchTime, eager_time, figures_for, schedule_time, timeline
 from fused_inception.tools.plan.schedules import LABELS, block_schedules
 

@@ -36,7 +36,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from fused_inception.tools.plan.model import GPU, H100_PCIE, H100_SXM, EagerTracer, Launch, conv_out
+from fused_inception.tools.plan.eager import EagerTracer
+from fused_inception.tools.plan.gpus import GPU, H100_PCIE, H100_SXM
+from fused_inception.tools.plan.launches import Launch
+from fused_inception.tools.plan.shapes import conv_out
 from fused_inception.tools.plan.latency import LatencyFigures, eager_time, figures_for, timeline
 from fused_inception.spec import InceptionSpec, googlenet_spec
 

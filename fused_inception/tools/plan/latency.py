@@ -39,7 +39,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fused_inception.tools.plan.model import GPU, H100_PCIE, H100_SXM, H200_SXM, Launch
+from fused_inception.tools.plan.gpus import GPU, H100_PCIE, H100_SXM, H200_SXM
+from fused_inception.tools.plan.launches import Launch
 
 _MMA_KINDS = ("wgmma", "mma_sync", "fma")
 

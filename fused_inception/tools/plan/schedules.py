@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 from fused_inception.kernels.configs import config_name, dot_class
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
-from fused_inception.tools.plan.model import DTYPE_BYTES, dot_precision, pointwise_pool_launch, reduce_conv_grid, reduce_conv_launch
+from fused_inception.tools.plan.fused import modelled_dot_precision, pointwise_pool_launch, reduce_conv_grid, reduce_conv_launch
+from fused_inception.tools.plan.launches import dtype_bytes
 from fused_inception.tools.plan.latency import Loop, Schedule, Work
 from fused_inception.spec import InceptionSpec
 
@@ -119,9 +120,9 @@ def resident_programs(warps: int, acc_elems: int, smem_bytes: int) -> int:
 def reduce_conv_today(block: str, branch: str, cin: int, r: int, c: int, k: int, batch: int, h: int, w: int,
                       dtype: str, sms: int, tf32: bool = True) -> Schedule:
     """The reduce -> k x k launch as commit d2e917c runs it (see the module docstring)."""
-    cls = dot_class(dtype, dot_precision(dtype, tf32))
+    cls = dot_class(dtype, modelled_dot_precision(dtype, tf32))
     cfg = TODAY_REDUCE_CONV[cls]
-    e = DTYPE_BYTES[dtype]
+    e = dtype_bytes(dtype)
     launch = reduce_conv_launch(block, branch, cin, r, c, k, batch, h, w, dtype, cfg, sms, tf32=tf32)
     tiles = _cdiv(batch * h * w, cfg.BLOCK_M)
     halo_rows = cfg.halo_rows(k, w)
@@ -152,10 +153,10 @@ def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: 
                           dtype: str, sms: int, tf32: bool = True, cfg: object | None = None) -> Schedule:
     """The reduce -> k x k launch as the redesign runs it (see the module docstring), with the
     tile constants of ``cfg`` (default: the config kernels/configs.py picks now)."""
-    precision = dot_precision(dtype, tf32)
+    precision = modelled_dot_precision(dtype, tf32)
     cls = dot_class(dtype, precision)
     cfg = cfg or pick_reduce_conv_config(dtype, precision)
-    e = DTYPE_BYTES[dtype]
+    e = dtype_bytes(dtype)
     launch = reduce_conv_launch(block, branch, cin, r, c, k, batch, h, w, dtype, cfg, sms, tf32=tf32)
     bm, bh, br, bn, bk = cfg.BLOCK_M, cfg.BLOCK_HALO, cfg.BLOCK_R, cfg.BLOCK_N, cfg.BLOCK_K
     brk = getattr(cfg, "BLOCK_RK", br)
@@ -200,8 +201,8 @@ def _pointwise_unpipelined(label: str, block: str, spec: InceptionSpec, batch: i
                            cfg: object, tf32: bool) -> Schedule:
     """Commit d2e917c's pointwise/pool kernel with the tiles of ``cfg``: unpipelined K loops, the
     nine pool taps one after another, BLOCK_N-wide pool tiles."""
-    cls = dot_class(dtype, dot_precision(dtype, tf32))
-    e = DTYPE_BYTES[dtype]
+    cls = dot_class(dtype, modelled_dot_precision(dtype, tf32))
+    e = dtype_bytes(dtype)
     launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, cfg, tf32=tf32)
     m_tiles = _cdiv(batch * h * w, cfg.BLOCK_M)
     trips = _cdiv(spec.in_channels, cfg.BLOCK_K)
@@ -225,20 +226,20 @@ def _pointwise_unpipelined(label: str, block: str, spec: InceptionSpec, batch: i
 def pointwise_today(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
                     tf32: bool = True) -> Schedule:
     """The pointwise/pool launch as commit d2e917c runs it (see the module docstring)."""
-    cfg = TODAY_POINTWISE[dot_class(dtype, dot_precision(dtype, tf32))]
+    cfg = TODAY_POINTWISE[dot_class(dtype, modelled_dot_precision(dtype, tf32))]
     return _pointwise_unpipelined("today", block, spec, batch, h, w, dtype, cfg, tf32)
 
 
 def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
                         tf32: bool = True, cfg: object | None = None) -> Schedule:
     """The pointwise/pool launch as the redesign runs it (see the module docstring)."""
-    precision = dot_precision(dtype, tf32)
+    precision = modelled_dot_precision(dtype, tf32)
     cls = dot_class(dtype, precision)
     cfg = cfg or pick_pointwise_config(dtype, precision)
     if not hasattr(cfg, "BLOCK_NP"):
         # a config without pool-tile fields belongs to the kernel of commit d2e917c: not redesigned
         return _pointwise_unpipelined("pipelined", block, spec, batch, h, w, dtype, cfg, tf32)
-    e = DTYPE_BYTES[dtype]
+    e = dtype_bytes(dtype)
     launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, cfg, tf32=tf32)
     bm, bn, bk, stages, warps = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.num_stages, cfg.num_warps
     bn_pool = getattr(cfg, "BLOCK_NP", bn)  # pool tiles' width and K step

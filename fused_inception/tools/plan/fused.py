@@ -1,0 +1,195 @@
+"""The launches of the fused Inception blocks and of the fused network (eager stem, pools, head).
+
+The fused network swaps only the Inception blocks: stem, inter-stage pools and head are the eager
+launches above, and each block is the three launches of ``fused_inception.forward._forward_triton``.
+"""
+
+from __future__ import annotations
+
+from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name
+from fused_inception.kernels.reduce_conv import grid_for_slots
+from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
+from fused_inception.spec import InceptionSpec
+from fused_inception.tools.plan.eager import EagerTracer, check_network_args, network_launches
+from fused_inception.tools.plan.launches import BIAS_BYTES, Launch, dtype_bytes
+from fused_inception.tools.plan.shapes import cdiv, round_up
+
+
+def modelled_dot_precision(dtype: str, tf32: bool = True) -> str:
+    """The ``input_precision`` of the fused kernels' dots, as ``fused_inception.forward.dot_precision`` picks it on a GPU:
+    "tf32" for float32 when TF32 is allowed (``torch.backends.cudnn.allow_tf32``, PyTorch's default
+    True), else "ieee"."""
+    return "tf32" if dtype == "float32" and tf32 else "ieee"
+
+
+def _run_pixels(m: int, block_m: int, off: int) -> int:
+    """Input pixels the reduce phase loads, summed over the tiles: tile t covers the pixel run
+    [t*BLOCK_M - OFF, (t+1)*BLOCK_M + OFF) of the flattened index, clipped to [0, M) (pixels
+    outside the tensor are masked, not loaded)."""
+    tiles = cdiv(m, block_m)
+    total = tiles * (block_m + 2 * off)
+    # clipped below 0: only the first tiles (t*BLOCK_M < OFF)
+    for t in range(min(tiles, cdiv(off, block_m) + 1)):
+        total -= max(0, off - t * block_m)
+    # clipped at M: only the last tiles ((t+1)*BLOCK_M + OFF > M)
+    t = tiles - 1
+    while t >= 0 and (t + 1) * block_m + off > m:
+        total -= (t + 1) * block_m + off - m
+        t -= 1
+    return total
+
+
+def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
+                          cfg: PointwiseConfig | None = None, l2_capacity: float = 50e6, *,
+                          tf32: bool = True) -> Launch:
+    """Launch 1: branch 1 and max-pool -> pool projection, one implicit GEMM writing both slices.
+
+    Branch-1 column tiles are BLOCK_N wide with K step BLOCK_K, pool tiles BLOCK_NP wide with K step
+    BLOCK_KP (BLOCK_N and BLOCK_K for configs without them, the kernel of commit d2e917c).
+    ``l2_capacity`` (bytes): the pessimistic figure charges the per-column-tile input re-reads as
+    HBM traffic only when the input is larger than half of it and the grid sweeps all pixels for
+    one column tile first (commit d2e917c's 2-D grid; the current one-axis grid runs a pixel
+    tile's column tiles side by side). ``tf32``: picks the config with the dot precision
+    (``modelled_dot_precision``) when ``cfg`` is not given.
+    """
+    precision = modelled_dot_precision(dtype, tf32)
+    cfg = cfg or pick_pointwise_config(dtype, precision)
+    block_np = getattr(cfg, "BLOCK_NP", None)
+    pixels_fastest = block_np is None
+    block_np = block_np or cfg.BLOCK_N
+    block_kp = getattr(cfg, "BLOCK_KP", cfg.BLOCK_K)
+    e = dtype_bytes(dtype)
+    cin, c1, cp = spec.in_channels, spec.ch1x1, spec.pool_proj
+    m = batch * h * w
+    x = m * cin * e
+    hbm = x + cin * (c1 + cp) * e + (c1 + cp) * BIAS_BYTES + m * (c1 + cp) * e
+    m_pad = round_up(m, cfg.BLOCK_M)
+    n1, npool = cdiv(c1, cfg.BLOCK_N), cdiv(cp, block_np)
+    useful = 2 * m * cin * (c1 + cp)
+    exec_ = 2 * m_pad * cin * (c1 + cp)
+    padded = 2 * m_pad * (round_up(cin, cfg.BLOCK_K) * n1 * cfg.BLOCK_N
+                          + round_up(cin, block_kp) * npool * block_np)
+    # x loads: every branch-1 column tile reads x once; every pool column tile reads its 9 taps
+    # (taps outside the image are masked, not loaded): (3H-2)(3W-2) pixels per image and channel.
+    x_loads = batch * cin * e * (n1 * h * w + npool * (3 * h - 2) * (3 * w - 2))
+    m_tiles = cdiv(m, cfg.BLOCK_M)
+    w_loads = m_tiles * cin * (n1 * cfg.BLOCK_N + npool * block_np) * e
+    reread = (x_loads - x) + (w_loads - cin * (c1 + cp) * e)
+    # A grid whose axis 0 (pixels) varies fastest sweeps all of x for each column tile: x comes
+    # back from HBM per column tile unless it stays in L2.
+    high = hbm + ((n1 + npool - 1) * x if pixels_fastest and x > l2_capacity / 2 else 0)
+    return Launch(
+        "fused", block, f"pointwise_pool 1x1 {cin}>{c1} | maxpool3x3+1x1 {cin}>{cp}", "pointwise_pool",
+        useful, hbm, math="conv", exec_flops=exec_, padded_flops=padded, hbm_bytes_high=high,
+        cache_reread_bytes=reread,
+        detail=(f"{m_tiles} pixel tiles x {n1}+{npool} column tiles, BLOCK_M/N/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/"
+                f"{cfg.BLOCK_K}, pool NP/KP {block_np}/{block_kp} ({config_name(cfg)}, {precision})"),
+    )
+
+
+def reduce_conv_grid(tiles: int, c: int, cfg: object, sms: int) -> tuple[int, int]:
+    """(programs, n_split) of a reduce -> k x k launch on ``sms`` SMs, the rule of
+    kernels/reduce_conv.reduce_conv_grid: ``cfg.programs_per_sm`` program slots per SM; when the
+    tiles are fewer than the slots, up to cdiv(c, BLOCK_N) programs share a tile (n_split), each
+    taking every n_split-th block of output channels, unless ``cfg.split_columns`` is false. A
+    config without ``programs_per_sm`` (the kernel of commit d2e917c) has two programs per SM and
+    no split."""
+    per_sm = getattr(cfg, "programs_per_sm", None)
+    if per_sm is None:
+        return max(1, min(tiles, 2 * sms)), 1
+    return grid_for_slots(tiles, c, cfg, sms * per_sm)
+
+
+def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int, batch: int, h: int, w: int,
+                       dtype: str, cfg: ReduceConvConfig | None = None, sms: int = 132, *,
+                       tf32: bool = True) -> Launch:
+    """Launches 2/3: 1x1 reduce (cin -> r) fused with the k x k conv (r -> c), persistent grid.
+
+    Tiles are BLOCK_M consecutive pixels of the flattened index p = (n*H + h)*W + w (crossing row
+    and image boundaries); tile t reduces the run [p0 - OFF, p0 + BLOCK_M + OFF), OFF = PAD*W + PAD,
+    rounded up to BLOCK_HALO rows (``ReduceConvConfig.halo_rows(k, W)``), into its program's
+    scratch slot, then runs the k x k conv from it (kernels/reduce_conv.py). A work item is a tile
+    and one of its ``n_split`` column splits (``reduce_conv_grid``); every item recomputes its
+    tile's reduction. The conv's K step over reduced channels is ``BLOCK_RK`` (BLOCK_R for configs
+    without it, the kernel of commit d2e917c).
+    """
+    precision = modelled_dot_precision(dtype, tf32)
+    cfg = cfg or pick_reduce_conv_config(dtype, precision)
+    block_rk = getattr(cfg, "BLOCK_RK", cfg.BLOCK_R)
+    e = dtype_bytes(dtype)
+    m = batch * h * w
+    x = m * cin * e
+    hbm = x + cin * r * e + r * BIAS_BYTES + k * k * r * c * e + c * BIAS_BYTES + m * c * e
+    tiles = cdiv(m, cfg.BLOCK_M)
+    programs, n_split = reduce_conv_grid(tiles, c, cfg, sms)
+    items = tiles * n_split
+    pad = k // 2
+    off = pad * w + pad
+    halo_rows = cfg.halo_rows(k, w)
+    r_pad = round_up(r, cfg.BLOCK_R)
+    n_rk = cdiv(r, block_rk)  # reduced-channel blocks the conv loop visits per tap
+    c_pad = round_up(c, cfg.BLOCK_N)
+    cin_pad = round_up(cin, cfg.BLOCK_K)
+    useful = 2 * m * (cin * r + k * k * r * c)
+    # the reduce dots run over all halo_rows rows (rows outside the tensor or past the run are
+    # masked, not skipped) once per item; the conv dots over all BLOCK_M lanes (the last tile's
+    # too), each output-channel block in one of the tile's items
+    exec_ = 2 * (items * halo_rows * cin * r + tiles * cfg.BLOCK_M * k * k * r * c)
+    padded = 2 * (items * halo_rows * cin_pad * r_pad + tiles * cfg.BLOCK_M * k * k * n_rk * block_rk * c_pad)
+    # halo: input pixels loaded beyond each tile's own, 2*OFF per tile less what lies outside [0, M)
+    # (the items sharing a tile run side by side and re-read it from L2: see x_loads)
+    covered = _run_pixels(m, cfg.BLOCK_M, off)
+    halo = (covered - m) * cin * e
+    # scratch: written once per item (all halo_rows x R_pad); per output-channel block, each
+    # (tap, BLOCK_RK block) iteration reads BLOCK_M x BLOCK_RK (masked lanes included)
+    l2 = (items * halo_rows * r_pad + tiles * cdiv(c, cfg.BLOCK_N) * k * k * n_rk * cfg.BLOCK_M * block_rk) * e
+    scratch = programs * halo_rows * r_pad * e
+    # x is reloaded for each BLOCK_R block of reduced channels, in every item. Weights: the
+    # reduce weights (rows < C_in, columns < R) once per BLOCK_HALO chunk of every item; the
+    # k x k weights (rows masked to R per tap) once per output-channel block of every tile.
+    r_blocks = r_pad // cfg.BLOCK_R
+    x_loads = n_split * r_blocks * covered * cin * e
+    w_loads = (items * (halo_rows // cfg.BLOCK_HALO) * cin * r + tiles * k * k * r * c) * e
+    reread = (x_loads - x) + (w_loads - (cin * r + k * k * r * c) * e)
+    return Launch(
+        "fused", block, f"reduce_conv {branch} 1x1 {cin}>{r} -> {k}x{k} {r}>{c}", "reduce_conv",
+        useful, hbm, math="conv", exec_flops=exec_, padded_flops=padded,
+        hbm_bytes_high=hbm + halo + scratch, halo_bytes=halo, l2_bytes=l2, scratch_bytes=scratch,
+        cache_reread_bytes=reread,
+        detail=(f"{tiles} tiles of {cfg.BLOCK_M} px x {n_split} split, run {cfg.BLOCK_M + 2 * off} -> {halo_rows} "
+                f"halo rows, R_pad {r_pad}, {programs} programs ({config_name(cfg)}, {precision})"),
+    )
+
+
+def fused_block_launches(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
+                         sms: int = 132, l2_capacity: float = 50e6, *, tf32: bool = True) -> list[Launch]:
+    """The three launches of one fused Inception block (forward._forward_triton): the configs are
+    picked for the dtype and the dot precision (``modelled_dot_precision(dtype, tf32)``)."""
+    precision = modelled_dot_precision(dtype, tf32)
+    pw_cfg = pick_pointwise_config(dtype, precision)
+    cfg = pick_reduce_conv_config(dtype, precision)
+    s = spec
+    return [
+        pointwise_pool_launch(block, s, batch, h, w, dtype, pw_cfg, l2_capacity, tf32=tf32),
+        reduce_conv_launch(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype, cfg, sms,
+                           tf32=tf32),
+        reduce_conv_launch(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype, cfg, sms,
+                           tf32=tf32),
+    ]
+
+
+def fused_launches(variant: str = "torchvision", batch: int = 256, size: int = 224, dtype: str = "bfloat16",
+                   *, sms: int = 132, l2_capacity: float = 50e6, bias_add_separate: bool = True,
+                   tf32: bool = True) -> list[Launch]:
+    """The fused network: eager stem, pools and head; three fused launches per Inception block.
+
+    ``sms`` sizes the reduce -> k x k persistent grid (``reduce_conv_grid``), hence the scratch;
+    ``l2_capacity`` (bytes) only affects the pessimistic ``hbm_bytes_high``; ``tf32`` (float32
+    only) picks the kernels' dot precision and with it their configs (``modelled_dot_precision``).
+    """
+    check_network_args(variant, batch, size, dtype)
+
+    def block(name: str, spec: InceptionSpec, h: int, w: int) -> list[Launch]:
+        return fused_block_launches(name, spec, batch, h, w, dtype, sms, l2_capacity, tf32=tf32)
+
+    return network_launches(EagerTracer("fused", variant, batch, dtype, bias_add_separate), variant, size, dtype, block)
