@@ -9,15 +9,18 @@ working on the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from . import kernels
-from .dtypes import KERNEL_DTYPES
+from .dtypes import KERNEL_DTYPES, dtype_name
 from .params import InceptionParams
 
 Tensor = torch.Tensor
@@ -185,6 +188,57 @@ def inception_forward(
     return out
 
 
+# --- counting the kernel launches ------------------------------------------------------------
+
+@dataclass
+class LaunchCount:
+    """Triton kernel launches made while ``count_launches`` was active, per kernel."""
+
+    pointwise_pool: int = 0
+    reduce_conv: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pointwise_pool + self.reduce_conv
+
+
+# the LaunchCounts being filled in each thread (innermost last)
+_counting = threading.local()
+
+
+@contextlib.contextmanager
+def count_launches() -> Iterator[LaunchCount]:
+    """Count the fused kernels' launches that this thread makes inside the ``with`` block::
+
+        with count_launches() as launches:
+            inception_forward(x, params)          # or a FusedInception / fused model
+        assert (launches.pointwise_pool, launches.reduce_conv) == (1, 2)
+
+    Counted where the forward calls the kernels' launchers (``launch_pointwise_branches``,
+    ``launch_reduce_branches``), each of which is one ``kernel[grid](...)`` launch: an input with
+    no pixels launches nothing and counts nothing, the PyTorch path counts nothing, and neither do
+    replays of a captured CUDA graph (no Python runs then). Nested blocks each count.
+    """
+    count = LaunchCount()
+    stack = _counting.__dict__.setdefault("stack", [])
+    stack.append(count)
+    try:
+        yield count
+    finally:
+        stack.remove(count)
+
+
+def _note_launch(kernel: str) -> None:
+    for count in getattr(_counting, "stack", ()):
+        setattr(count, kernel, getattr(count, kernel) + 1)
+
+
+def _has_pixels(x: Tensor) -> bool:
+    """Whether the kernels have work for ``x`` (their launchers return at once for N*H*W == 0)."""
+    n, _, h, w = x.shape
+    return n * h * w > 0
+
+
 # Triton's interpreter keeps the running kernel's state (grid, patched triton.language) in
 # globals, so two threads interpreting kernels at once corrupt each other: interpreted blocks take
 # turns. Compiled (CUDA) launches and the PyTorch path run concurrently.
@@ -192,11 +246,11 @@ _INTERPRETER_LOCK = threading.Lock()
 
 
 def _forward_triton(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> None:
-    dtype_name = str(x.dtype).removeprefix("torch.")
+    name = dtype_name(x.dtype)
     precision = dot_precision(x)
     gpu = gpu_name(x)  # picks the GPU's tuned configs where kernels/tuned/ has a file for it
-    launch_pointwise_branches(x, params, out, c0, precision, kernels.pick_pointwise_config(dtype_name, precision, gpu))
-    launch_reduce_branches(x, params, out, c0, precision, kernels.pick_reduce_conv_config(dtype_name, precision, gpu))
+    launch_pointwise_branches(x, params, out, c0, precision, kernels.pick_pointwise_config(name, precision, gpu))
+    launch_reduce_branches(x, params, out, c0, precision, kernels.pick_reduce_conv_config(name, precision, gpu))
 
 
 def launch_pointwise_branches(x: Tensor, params: InceptionParams, out: Tensor, c0: int, precision: str,
@@ -204,8 +258,11 @@ def launch_pointwise_branches(x: Tensor, params: InceptionParams, out: Tensor, c
     """One launch: the block's 1x1 branch and pool branch into their slices of ``out`` (channel
     offset ``c0``), with an explicit config (the forward passes the picked one, the tuner each
     candidate)."""
+    if not _has_pixels(x):
+        return
     off1, _, _, offp = (c0 + o for o in params.branch_offsets)
     w, b = _dense(params, "w_point", "b_point")
+    _note_launch("pointwise_pool")
     kernels.launch_pointwise_pool(x, w, b, params.ch1x1, out, off1, offp, params.relu, precision, config)
 
 
@@ -213,10 +270,13 @@ def launch_reduce_branches(x: Tensor, params: InceptionParams, out: Tensor, c0: 
                            config: kernels.ReduceConvConfig) -> None:
     """Two launches: the block's reduce -> k3 and reduce -> k5 branches into their slices of
     ``out``, with an explicit config (see launch_pointwise_branches)."""
+    if not _has_pixels(x):
+        return
     _, off3, off5, _ = (c0 + o for o in params.branch_offsets)
     for k, off, fields in ((params.k3, off3, ("w_red3", "b_red3", "w_conv3", "b_conv3")),
                            (params.k5, off5, ("w_red5", "b_red5", "w_conv5", "b_conv5"))):
         w_red, b_red, w_conv, b_conv = _dense(params, *fields)
+        _note_launch("reduce_conv")
         kernels.launch_reduce_conv(x, w_red, b_red, w_conv, b_conv, k, out, off, params.relu, precision, config)
 
 

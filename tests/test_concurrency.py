@@ -9,7 +9,7 @@ import threading
 import torch
 
 import fused_inception as fi
-from block_factory import random_input
+from block_helpers import random_input
 from fused_inception.models.randomize import random_block
 from fused_inception.tolerances import assert_close
 from fused_inception.spec import InceptionSpec

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import fused_inception as fi
-from block_factory import random_input
+from block_helpers import random_input
 from fused_inception.folding import params_of_reference_block
 from fused_inception.models.randomize import random_block
 from fused_inception.custom_op import inception_block, op_arguments

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrizations, prune
 
 import fused_inception as fi
-from block_factory import random_input
+from block_helpers import random_input
 from fused_inception.hooks import FusedFallbackWarning
 from fused_inception.models.randomize import random_block
 from fused_inception.tolerances import assert_close, assert_close_to_baseline

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import fused_inception as fi
-from block_factory import random_input
+from block_helpers import random_input
 from fused_inception import inception_forward
 from fused_inception import forward
 from fused_inception.folding import params_of_reference_block

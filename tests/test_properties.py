@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import fused_inception as fi
-from block_factory import random_input
+from block_helpers import random_input
 from fused_inception.models.randomize import randomize_block_
 from fused_inception.tolerances import assert_close, assert_close_to_baseline, tolerance_key
 

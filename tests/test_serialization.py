@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import fused_inception as fi
-from block_factory import random_input
+from block_helpers import random_input
 from fused_inception.models.randomize import random_block
 from fused_inception.spec import InceptionSpec
 

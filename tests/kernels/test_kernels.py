@@ -13,9 +13,7 @@ import random
 import pytest
 import torch
 
-import fused_inception.kernels.pointwise_pool as pointwise_mod
-import fused_inception.kernels.reduce_conv as reduce_mod
-from block_factory import random_input
+from block_helpers import random_input
 from fused_inception.folding import params_of_reference_block
 from fused_inception.models.randomize import random_block
 from fused_inception import InceptionParams, inception_forward, kernels
@@ -175,27 +173,20 @@ def test_empty_batch_and_1x1_image(gen):
     run_and_check(spec, (2, 16, 1, 1), torch.float32, channels_last=False, gen=gen)
 
 
-class _LaunchCounter:
-    """Wraps a jitted kernel and counts ``kernel[grid](...)`` launches."""
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-        self.launches = 0
-
-    def __getitem__(self, grid):
-        self.launches += 1
-        return self.kernel[grid]
+@pytest.mark.skipif(not TRITON, reason="counts Triton launches; the PyTorch path launches none")
+def test_three_launches_per_block(gen):
+    spec = googlenet_spec("3a", "paper")
+    with forward.count_launches() as launches:
+        run_and_check(spec, (1, 192, 3, 3), torch.float32, channels_last=False, gen=gen)
+    assert (launches.pointwise_pool, launches.reduce_conv) == (1, 2)
 
 
 @pytest.mark.skipif(not TRITON, reason="counts Triton launches; the PyTorch path launches none")
-def test_three_launches_per_block(gen, monkeypatch):
-    pw = _LaunchCounter(pointwise_mod._pointwise_pool_kernel)
-    rc = _LaunchCounter(reduce_mod._reduce_conv_kernel)
-    monkeypatch.setattr(pointwise_mod, "_pointwise_pool_kernel", pw)
-    monkeypatch.setattr(reduce_mod, "_reduce_conv_kernel", rc)
-    spec = googlenet_spec("3a", "paper")
-    run_and_check(spec, (1, 192, 3, 3), torch.float32, channels_last=False, gen=gen)
-    assert (pw.launches, rc.launches) == (1, 2)
+def test_empty_input_launches_nothing(gen):
+    params = params_of_reference_block(random_block(googlenet_spec("3a", "paper"), gen), torch.float32)
+    with forward.count_launches() as launches:
+        inception_forward(torch.randn(0, 192, 3, 3, device=DEVICE), params.to(device=DEVICE))
+    assert launches.total == 0
 
 
 def test_pytorch_path_without_interpreter(gen, monkeypatch):
@@ -343,7 +334,7 @@ def test_output_memory_format_follows_input():
 def test_tf32_configs_tile_correctly(variant, gen, monkeypatch):
     """The fp32 TF32 launch configs ('tf32' reduce_conv tiling) on the interpreter, which computes
     TF32 dots in IEEE, so the fp32 tolerance applies; on a GPU this is real TF32."""
-    monkeypatch.setattr(ops, "dot_precision", lambda x: "tf32")
+    monkeypatch.setattr(forward, "dot_precision", lambda x: "tf32")
     dtype_key = "tf32" if torch.cuda.is_available() else "float32"
     spec = googlenet_spec("4b", variant)  # R = 24 and 112: partial BLOCK_R blocks
     block = random_block(spec, gen)
