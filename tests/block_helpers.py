@@ -1,13 +1,57 @@
-"""Signed random inputs for parity tests. The reference blocks themselves (random parameters,
-nonzero BN statistics, gamma of either sign) come from the library:
-``fused_inception.models.randomize.random_block``, folded by
+"""What the library's tests share: the device, small block shapes and signed random inputs.
+
+The reference blocks themselves (random parameters, nonzero BN statistics, gamma of either sign)
+come from the library: ``fused_inception.models.randomize.random_block``, folded by
 ``fused_inception.folding.params_of_reference_block``."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+
 import torch
+
+from fused_inception.folding import params_from_units, units_of_reference_block
+from fused_inception.models.randomize import random_block
+from fused_inception.params import InceptionParams
+from fused_inception.spec import InceptionSpec
+from fused_inception.tolerances import assert_close
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+
+# a block small enough for the Triton interpreter, with BN (torchvision-like) and without (paper-like)
+SMALL = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bias=False)
+SMALL_NO_BN = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=False, conv_bias=True)
+# for gradient checks: every conv at least 6 wide, so a parameter gradient is a vector of at least
+# 6 sums and the relative-norm check is not at the mercy of one sum that cancels to near zero (a
+# 2-wide bias gradient whose one live channel summed to 0.04 from terms of size 1 failed at 2e-5
+# from float32 summation rounding alone, 7.8e-7 absolute)
+WIDE = InceptionSpec(8, 6, 6, 7, 6, 7, 6, k3=3, k5=5, batch_norm=True, conv_bias=False)
 
 
 def random_input(shape, gen: torch.Generator) -> torch.Tensor:
     """Signed float64 input (standard normal)."""
     return torch.randn(shape, generator=gen, dtype=torch.float64)
+
+
+def assert_entry_point_matches_reference(run: Callable[[torch.Tensor, InceptionParams], torch.Tensor],
+                                         gen: torch.Generator) -> None:
+    """fp32 through the kernels by ``run(x, params)`` (an entry point of the fused block): output,
+    input grad and every conv/BN parameter grad (BN folded) against the float64 block."""
+    block = random_block(SMALL, gen).float()
+    x = random_input((2, 8, 5, 6), gen).float().requires_grad_()
+    ref_block = copy.deepcopy(block).double()
+    x_ref = x.detach().double().requires_grad_()
+    ref = ref_block(x_ref)
+    grad_out = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    ref.backward(grad_out)
+
+    params = params_from_units(units_of_reference_block(block), True, torch.float32)
+    out = run(x, params)
+    out.backward(grad_out.float())
+    assert_close(out, ref, "float32", "output")
+    assert_close(x.grad, x_ref.grad, "float32", "grad x")
+    ref_params = dict(ref_block.named_parameters())
+    for name, p in block.named_parameters():
+        assert_close(p.grad, ref_params[name].grad, "float32", f"grad {name}")

@@ -9,12 +9,10 @@ import threading
 import torch
 
 import fused_inception as fi
-from block_helpers import random_input
+from block_helpers import SMALL, random_input
 from fused_inception.models.randomize import random_block
 from fused_inception.tolerances import assert_close
-from fused_inception.spec import InceptionSpec
 
-SMALL = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bias=False)
 THREADS, CALLS = 4, 3
 
 

@@ -14,17 +14,13 @@ from torch import nn
 from torch.nn.utils import parametrizations, prune
 
 import fused_inception as fi
-from block_helpers import random_input
+from block_helpers import SMALL, SMALL_NO_BN, WIDE, random_input
 from fused_inception.hooks import FusedFallbackWarning
 from fused_inception.models.randomize import random_block
 from fused_inception.tolerances import assert_close, assert_close_to_baseline
 from fused_inception.spec import InceptionSpec
 
-SMALL = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=True, conv_bias=False)
-SMALL_NO_BN = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=False, conv_bias=True)
 SHAPE = (2, 8, 4, 5)
-# for gradient checks: every conv at least 6 wide (see tests/test_modes.py)
-WIDE = InceptionSpec(8, 6, 6, 7, 6, 7, 6, k3=3, k5=5, batch_norm=True, conv_bias=False)
 
 
 def _pair(spec: InceptionSpec, gen: torch.Generator) -> tuple[nn.Module, fi.FusedInception]:

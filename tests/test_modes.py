@@ -12,18 +12,12 @@ import torch
 from torch import nn
 
 import fused_inception as fi
-from block_helpers import random_input
+from block_helpers import WIDE, random_input
 from fused_inception.folding import UNIT_NAMES
 from fused_inception.models import googlenet, randomize_
 from fused_inception.models.randomize import random_block
 from fused_inception.tolerances import assert_close, assert_close_to_baseline
-from fused_inception.spec import InceptionSpec
 
-# every conv at least 6 wide: a parameter gradient is then a vector of at least 6 sums, so the
-# relative-norm check is not at the mercy of one sum that cancels to near zero (a 2-wide bias
-# gradient whose one live channel summed to 0.04 from terms of size 1 failed at 2e-5 from
-# float32 summation rounding alone, 7.8e-7 absolute)
-SMALL = InceptionSpec(8, 6, 6, 7, 6, 7, 6, k3=3, k5=5, batch_norm=True, conv_bias=False)
 SHAPE = (3, 8, 4, 5)
 
 
@@ -51,7 +45,7 @@ def _step_and_compare(block: nn.Module, fused: fi.FusedInception, gen: torch.Gen
     plain = copy.deepcopy(block)
     for step in range(steps):
         x = random_input(SHAPE, gen)
-        grad_out = torch.randn((SHAPE[0], SMALL.out_channels, *SHAPE[2:]), generator=gen, dtype=torch.float64)
+        grad_out = torch.randn((SHAPE[0], WIDE.out_channels, *SHAPE[2:]), generator=gen, dtype=torch.float64)
         inputs = {"fused": x.float().requires_grad_(), "plain": x.float().requires_grad_(),
                   "ref": x.clone().requires_grad_()}
         outs = {}
@@ -93,7 +87,7 @@ def paths(monkeypatch) -> dict[str, int]:
 
 def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, paths):
     """model.train(), every BN .eval(): the fused (folded) op with autograd, no buffer changes."""
-    block = random_block(SMALL, gen).float().train()
+    block = random_block(WIDE, gen).float().train()
     for bn in _bns(block).values():
         bn.eval()
     fused = fi.FusedInception.from_module(copy.deepcopy(block))
@@ -109,7 +103,7 @@ def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, paths):
 def test_mixed_bn_modes_per_unit(mix, unit, gen, paths):
     """One BN in the other mode than the rest, for each of the six units: each unit follows its BN,
     inside the BN-training op."""
-    block = random_block(SMALL, gen).float()
+    block = random_block(WIDE, gen).float()
     training = mix == "one-bn-frozen-in-training-block"
     block.train(training)
     fused = fi.FusedInception.from_module(copy.deepcopy(block))
@@ -124,7 +118,7 @@ def test_mixed_bn_modes_per_unit(mix, unit, gen, paths):
 def test_momentum_in_mixed_modes(momentum, gen, paths):
     """momentum=None (cumulative average over num_batches_tracked) and a set momentum, with two
     BNs frozen: only the training BNs move, each by its own factor."""
-    block = random_block(SMALL, gen).float().train()
+    block = random_block(WIDE, gen).float().train()
     for i, bn in enumerate(_bns(block).values()):
         bn.momentum = momentum if i % 2 else 0.1
         bn.num_batches_tracked.fill_(i)
@@ -140,7 +134,7 @@ def test_momentum_in_mixed_modes(momentum, gen, paths):
 def test_track_running_stats_switched_off_after_fusing(training, gen, paths):
     """As nn.BatchNorm2d: in training, batch statistics with the buffers left alone; in eval, the
     running statistics (the buffers still exist)."""
-    block = random_block(SMALL, gen).float().train(training)
+    block = random_block(WIDE, gen).float().train(training)
     fused = fi.FusedInception.from_module(copy.deepcopy(block))
     for module in (block, fused):
         module.get_submodule(_unit_bn(fused, "conv5")).track_running_stats = False
@@ -159,7 +153,7 @@ def test_track_running_stats_switched_off_after_fusing(training, gen, paths):
 def test_running_statistics_removed_after_fusing_runs_the_modules(training, gen, paths):
     """A BN whose running statistics are set to None normalises with batch statistics in every
     mode: the block's own modules run it."""
-    block = random_block(SMALL, gen).float().train(training)
+    block = random_block(WIDE, gen).float().train(training)
     fused = fi.FusedInception.from_module(copy.deepcopy(block))
     for module in (block, fused):
         bn = module.get_submodule(_unit_bn(fused, "branch1"))
@@ -171,7 +165,7 @@ def test_running_statistics_removed_after_fusing_runs_the_modules(training, gen,
 def test_block_train_flag_alone_does_not_decide(gen):
     """A training block counts a batch in num_batches_tracked while its BNs train, and not once
     they are all frozen."""
-    block = random_block(SMALL, gen).float().train()
+    block = random_block(WIDE, gen).float().train()
     fused = fi.FusedInception.from_module(block)
     x = random_input(SHAPE, gen).float()
     counts = lambda: [int(bn.num_batches_tracked) for bn in _bns(fused).values()]  # noqa: E731

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import fused_inception as fi
-from block_helpers import random_input
+from block_helpers import CUDA, DEVICE, random_input
 from fused_inception import inception_forward
 from fused_inception import forward
 from fused_inception.folding import params_of_reference_block
@@ -33,8 +33,6 @@ from fused_inception.models.randomize import random_block
 from fused_inception.tolerances import assert_same_nonfinite, poisoned, tolerance_key
 from fused_inception.spec import InceptionSpec
 
-CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"
 # bf16 dots are wrong in the Triton interpreter: on the CPU fp16 stands in for the half types
 KERNEL_DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if CUDA else [])
 

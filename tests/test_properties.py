@@ -28,12 +28,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import fused_inception as fi
-from block_helpers import random_input
+from block_helpers import CUDA, DEVICE, random_input
 from fused_inception.models.randomize import randomize_block_
 from fused_inception.tolerances import assert_close, assert_close_to_baseline, tolerance_key
 
-CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"
 RUN_SEED = int(os.environ["FI_TEST_SEED"])  # set by tests/conftest.py
 BRANCHES = ("b1", "b3", "b5", "pool")
 LAYOUTS = ("nchw", "channels_last", "channel-slice", "hw-transposed", "every-other-item")

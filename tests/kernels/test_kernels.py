@@ -13,7 +13,7 @@ import random
 import pytest
 import torch
 
-from block_helpers import random_input
+from block_helpers import CUDA, DEVICE, random_input
 from fused_inception.folding import params_of_reference_block
 from fused_inception.models.randomize import random_block
 from fused_inception import InceptionParams, inception_forward, kernels
@@ -22,8 +22,6 @@ from fused_inception.tolerances import assert_close, poisoned, tolerance_key
 from fused_inception.spec import GOOGLENET_BLOCKS, InceptionSpec, googlenet_spec
 
 TRITON = forward.uses_triton(torch.empty(0))  # True under the interpreter (conftest) or with CUDA
-CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"
 # bf16 dots are wrong in the Triton interpreter: on the CPU fp16 stands in for the half types,
 # on CUDA both run
 HALF_DTYPES = [torch.float16] + ([torch.bfloat16] if CUDA else [])
