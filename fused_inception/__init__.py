@@ -1,11 +1,25 @@
 """fused_inception: GoogLeNet's Inception blocks as a few fused Triton launches.
 
-Public API (docs/DESIGN.md §2): ``fused_inception.models`` (reference GoogLeNet, both variants, and
-GoogLeNetLoss); ``fuse(model)`` / ``unfuse(model)`` (swap Inception-shaped blocks for
-``FusedInception`` and back); ``FusedInceptionFunction`` (the autograd Function) and the custom op
-``torch.ops.fused_inception.inception_block``; ``inception_forward`` (the functional fused block);
-``InceptionSpec`` and ``InceptionParams`` (a block's configuration and folded weights);
-``FusedFallbackWarning`` (a fused block ran its original modules for a call, e.g. for a hook).
+Public API (docs/DESIGN.md §2), in reading order:
+
+* ``fused_inception.kernels``: the two Triton kernels, their launchers and configs.
+* ``inception_forward`` (``forward.py``): the functional fused block, x and folded
+  ``InceptionParams`` in, output out; ``forward.count_launches`` counts its kernel launches.
+* ``torch.ops.fused_inception.inception_block`` (``custom_op.py``): the same as a torch.library
+  op with autograd, opaque to torch.compile; ``FusedInceptionFunction``, an autograd.Function
+  shim over it.
+* ``FusedInception`` (``module.py``): the nn.Module that runs an existing block fused, in every
+  BN mode, keeping its state_dict.
+* ``fuse`` / ``fuse_with_report`` / ``unfuse`` (``patching.py``): swap every Inception-shaped
+  block of a model (found by ``matching.match_inception``, by dataflow) for a ``FusedInception``
+  and back; ``FuseReport`` says what was swapped and why near-misses were not.
+* ``InceptionSpec``, ``googlenet_spec``, ``GOOGLENET_BLOCKS`` (``spec.py``): a block's
+  configuration; ``InceptionParams``, ``fold_batch_norm`` (``params.py``): its folded weights.
+* ``fused_inception.models``: reference GoogLeNet (both ``spec.VARIANTS``) and GoogLeNetLoss.
+* ``FusedFallbackWarning``: a fused block ran its original modules for a call (e.g. for a hook).
+
+The commands (``python -m fused_inception ...``) live in ``fused_inception.tools``, which the
+library never imports.
 """
 
 from . import models

@@ -167,11 +167,26 @@ def inception_forward(
 ) -> Tensor:
     """Run one Inception block (eval semantics: BN already folded into ``params``).
 
-    x: [N, C_in, H, W], NCHW or channels_last, dtype = params.dtype. Returns ``out``
-    [N, C_total, H, W] with the block's [1x1 | k3 | k5 | pool] outputs in channels
-    [out_channel_offset, out_channel_offset + params.out_channels); channels outside that range
-    are not touched. Without ``out``, a new tensor of exactly the block's channels is allocated in
-    the input's memory format.
+    Args:
+        x: ``[N, C_in, H, W]``, NCHW or channels_last (any strides), dtype = ``params.dtype``:
+            float32, float16 or bfloat16 on the kernels, also float64 on the PyTorch path.
+        params: the block's folded weights in kernel layout, on x's device.
+        out: optional ``[N, >= out_channel_offset + C_total, H, W]`` tensor in x's dtype and
+            device (any strides) to write into, e.g. a larger concatenation buffer.
+        out_channel_offset: first channel of ``out`` that the block writes.
+
+    Returns:
+        ``out`` with the block's outputs (its branches in ``params.cat_order``) in channels
+        ``[out_channel_offset, out_channel_offset + params.out_channels)``; channels outside that
+        range are not touched. Without ``out``, a new ``[N, C_total, H, W]`` tensor in the
+        input's memory format (``output_memory_format``).
+
+    Raises:
+        TypeError: x not a tensor, or x, params and out in different dtypes, or a dtype the path
+            does not take.
+        ValueError: x not 4-D or without C_in channels; x, params or out on different devices;
+            ``out`` of the wrong shape or too few channels for the offset; a negative offset, or
+            an offset without ``out``; a shape too large for the kernels' int32 indices.
     """
     check_inputs(x, params, out, out_channel_offset)
     if out is None:

@@ -224,7 +224,7 @@ class _Branch:
     pool: fx.Node | None
 
 
-def _unit_backward(g: _Graph, tail: Any, where: str) -> tuple[_Unit, Any]:
+def _read_unit(g: _Graph, tail: Any, where: str) -> tuple[_Unit, Any]:
     """Read ``conv [-> bn] [-> relu]`` backwards from ``tail``; return it and the conv's operand."""
     node, relu, bn = tail, False, None
     if isinstance(node, fx.Node) and g.is_relu(node):
@@ -243,9 +243,9 @@ def _unit_backward(g: _Graph, tail: Any, where: str) -> tuple[_Unit, Any]:
     return _Unit(conv=node.target, bn=bn.target if bn is not None else None, relu=relu), operand
 
 
-def _branch_backward(g: _Graph, tail: Any, x: fx.Node, where: str) -> _Branch:
+def _read_branch(g: _Graph, tail: Any, x: fx.Node, where: str) -> _Branch:
     """Read one branch backwards from its cat operand down to the block input ``x``."""
-    last, operand = _unit_backward(g, tail, where)
+    last, operand = _read_unit(g, tail, where)
     if operand is x:
         return _Branch([last], None)
     if isinstance(operand, fx.Node) and g.is_maxpool(operand):
@@ -255,7 +255,7 @@ def _branch_backward(g: _Graph, tail: Any, x: fx.Node, where: str) -> _Branch:
             raise NotInception(f"{where}: the max-pool {g.describe(pool)} reads {g.describe(source)}, "
                                "not the block input")
         return _Branch([last], pool)
-    first, operand = _unit_backward(g, operand, where)
+    first, operand = _read_unit(g, operand, where)
     if operand is not x:
         if isinstance(operand, fx.Node) and g.is_maxpool(operand):
             raise NotInception(f"{where}: max-pool followed by two convs; the pool branch must be "
@@ -397,16 +397,41 @@ def match_inception(block: nn.Module) -> InceptionMatch:
 
 
 def match_traced(block: nn.Module, graph: fx.Graph) -> InceptionMatch:
-    """``match_inception`` on an fx graph already traced from ``block`` (``trace_block``)."""
+    """``match_inception`` on an fx graph already traced from ``block`` (``trace_block``).
+
+    Reads the graph backwards from its output: the output must be a channel cat of four branches
+    (``_output_cat``), each a chain of conv units down to the block input (``_read_branch``); the
+    branches must have an Inception block's shapes (``_assign_units``) and the graph nothing else
+    (``_check_nothing_else``); then the modules themselves are checked (``_check_modules``).
+    """
     g = _Graph(block, graph)
+    x = _block_input(graph)
+    tensors = _output_cat(g, graph, x)
+    branches = [_read_branch(g, tail, x, f"branch {i + 1} of the cat") for i, tail in enumerate(tensors)]
+    units, cat_order, pool = _assign_units(branches)
+    _check_nothing_else(g, graph, x)
+    _check_modules(block, g, units, pool)
+    return InceptionMatch(
+        units={role: UnitRef(conv=units[role].conv, bn=units[role].bn) for role in UNIT_NAMES},
+        relu=_common_relu(units),
+        cat_order=cat_order,
+    )
+
+
+def _block_input(graph: fx.Graph) -> fx.Node:
+    """The graph's one placeholder (the block input x)."""
     inputs = [n for n in graph.nodes if n.op == "placeholder"]
     if len(inputs) != 1:
         raise NotInception(f"forward takes {len(inputs)} inputs ({', '.join(n.target for n in inputs)}); "
                            "an Inception block takes one")
-    x = inputs[0]
+    return inputs[0]
+
+
+def _output_cat(g: _Graph, graph: fx.Graph, x: fx.Node) -> list:
+    """The four cat operands (the branches' last nodes) of the torch.cat along channels that the
+    graph returns; marks the output, the cat and ``x`` visited."""
     output = next(n for n in graph.nodes if n.op == "output")
     result = output.args[0]
-
     cat = _cat_parts(result) if isinstance(result, fx.Node) else None
     if cat is None:
         has_cat = any(_cat_parts(n) is not None for n in graph.nodes)
@@ -426,24 +451,20 @@ def match_traced(block: nn.Module, graph: fx.Graph) -> InceptionMatch:
     for tail in tensors:
         if isinstance(tail, fx.Node) and tail.op != "placeholder":  # x itself fails in the branch walk
             g.check_single_use(tail)
+    return list(tensors)
 
-    branches = [_branch_backward(g, tail, x, f"branch {i + 1} of the cat") for i, tail in enumerate(tensors)]
 
+def _assign_units(branches: list[_Branch]) -> tuple[dict[str, _Unit], tuple[str, str, str, str], fx.Node]:
+    """The six units by their UNIT_NAMES role, the cat order (each branch named by its output
+    unit) and the pool node, from the branches in cat order: one single conv, two reduce -> k x k
+    (the first is "3", the second "5") and one pool -> conv."""
     singles = [i for i, b in enumerate(branches) if len(b.units) == 1 and b.pool is None]
     pools = [i for i, b in enumerate(branches) if b.pool is not None]
     doubles = [i for i, b in enumerate(branches) if len(b.units) == 2]
     if (len(singles), len(pools), len(doubles)) != (1, 1, 2):
         raise NotInception(f"the cat joins {len(singles)} single-conv, {len(doubles)} reduce->kxk and "
                            f"{len(pools)} pool->conv branches; an Inception block has 1, 2 and 1")
-
-    extra_users = [u for u in x.users if u not in g.visited]
-    if extra_users:
-        raise NotInception("the block input is also used by " + ", ".join(g.describe(u) for u in extra_users))
-    stray = [n for n in graph.nodes if n not in g.visited]
-    if stray:
-        raise NotInception("ops outside the four branches: " + ", ".join(g.describe(n) for n in stray))
-
-    units: dict[str, _Unit] = {
+    units = {
         "branch1": branches[singles[0]].units[0],
         "reduce3": branches[doubles[0]].units[0],
         "conv3": branches[doubles[0]].units[1],
@@ -451,8 +472,23 @@ def match_traced(block: nn.Module, graph: fx.Graph) -> InceptionMatch:
         "conv5": branches[doubles[1]].units[1],
         "pool_proj": branches[pools[0]].units[0],
     }
-    order_name = {singles[0]: "branch1", doubles[0]: "conv3", doubles[1]: "conv5", pools[0]: "pool_proj"}
+    name_at = {singles[0]: "branch1", doubles[0]: "conv3", doubles[1]: "conv5", pools[0]: "pool_proj"}
+    return units, tuple(name_at[i] for i in range(4)), branches[pools[0]].pool
 
+
+def _check_nothing_else(g: _Graph, graph: fx.Graph, x: fx.Node) -> None:
+    """Every node was visited by the branch walks, and only the branches read the block input."""
+    extra_users = [u for u in x.users if u not in g.visited]
+    if extra_users:
+        raise NotInception("the block input is also used by " + ", ".join(g.describe(u) for u in extra_users))
+    stray = [n for n in graph.nodes if n not in g.visited]
+    if stray:
+        raise NotInception("ops outside the four branches: " + ", ".join(g.describe(n) for n in stray))
+
+
+def _check_modules(block: nn.Module, g: _Graph, units: dict[str, _Unit], pool: fx.Node) -> None:
+    """The units' modules: none shared by two units, convs and BNs the kernels run, the pool a
+    3x3/1 max-pool, and channel counts that chain."""
     # modules reused by two units share weights the folded copies would split apart
     seen: dict[str, str] = {}
     for role, unit in units.items():
@@ -469,7 +505,7 @@ def match_traced(block: nn.Module, graph: fx.Graph) -> InceptionMatch:
         convs[role] = _check_conv(block, unit.conv, role)
         if unit.bn is not None:
             _check_bn(block, unit.bn, convs[role], role)
-    _check_pool(g, branches[pools[0]].pool)
+    _check_pool(g, pool)
 
     firsts = {role: convs[role].in_channels for role in ("branch1", "reduce3", "reduce5", "pool_proj")}
     if len(set(firsts.values())) != 1:
@@ -479,14 +515,12 @@ def match_traced(block: nn.Module, graph: fx.Graph) -> InceptionMatch:
             raise NotInception(f"{reduce} gives {convs[reduce].out_channels} channels but {kxk} takes "
                                f"{convs[kxk].in_channels}")
 
+
+def _common_relu(units: dict[str, _Unit]) -> bool:
+    """Whether all six convs are followed by ReLU (False: none is; a mix is refused)."""
     with_relu = [role for role in UNIT_NAMES if units[role].relu]
     if 0 < len(with_relu) < len(UNIT_NAMES):
         without = [role for role in UNIT_NAMES if not units[role].relu]
         raise NotInception(f"mixed ReLU: {', '.join(with_relu)} followed by ReLU but {', '.join(without)} "
                            "not; the kernels apply ReLU after all six convs or none")
-
-    return InceptionMatch(
-        units={role: UnitRef(conv=units[role].conv, bn=units[role].bn) for role in UNIT_NAMES},
-        relu=bool(with_relu),
-        cat_order=tuple(order_name[i] for i in range(4)),
-    )
+    return bool(with_relu)

@@ -57,6 +57,24 @@ Tensor = torch.Tensor
 class FusedInception(nn.Module):
     """Drop-in replacement for an Inception-shaped block: ``(N, C_in, H, W) -> (N, C_out, H, W)``.
 
+    Args:
+        block: the Inception-shaped module to run fused; its children (and hence its parameters
+            and buffers) are adopted under their own names, not copied.
+        match: where its six conv units are (``matching.match_inception(block)``);
+            ``FusedInception.from_module(block)`` finds it.
+
+    Calling it (``forward(x)``):
+        x: ``[N, C_in, H, W]`` (NCHW or channels_last) in the weights' dtype, or any dtype under
+        autocast. Returns ``[N, C_out, H, W]`` in the input's memory format (the branches in the
+        block's concatenation order), computed in the mode the block's BNs are in (module
+        docstring).
+
+    Raises:
+        ``matching.NotInception`` (``from_module``) when ``block`` is not Inception-shaped, with
+        the reason. On call: TypeError for a non-tensor input or a dtype that differs from the
+        weights'; ValueError for an input that is not 4-D or has other than C_in channels, or is
+        too large for the kernels' int32 indices.
+
     Threads: one model may serve inference (eval BNs, or ``requires_grad_(False)``/no_grad) from
     many threads at once; the folded-weight cache is replaced as a whole, never changed in place,
     so a thread sees either the old or the new complete entry (threads that miss together each

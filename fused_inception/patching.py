@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .hooks import describe_hooks
-from .matching import NotInception, channel_cats, match_traced, trace_block
+from .matching import InceptionMatch, NotInception, channel_cats, match_traced, trace_block
+from .module import FusedInception
 
 logger = logging.getLogger("fused_inception")
 
@@ -110,10 +111,60 @@ def _walk_replace(model: nn.Module, visit) -> nn.Module:
     return replaced if replaced is not None else model
 
 
-def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Module, FuseReport]:
-    """``fuse`` that also returns a :class:`FuseReport` of what was swapped and skipped."""
-    from .module import FusedInception  # lazy: module.py imports this package's ops
+def _match_candidate(name: str, module: nn.Module, report: FuseReport) -> InceptionMatch | None:
+    """The match of a candidate, or None: a near-miss (see the module docstring) is added to
+    ``report.skipped`` and logged at INFO, any other non-match logged at DEBUG."""
+    def not_matched(error: NotInception, near_miss: bool, what: str) -> None:
+        if near_miss:
+            report.skipped.append((name, str(error)))
+            logger.info("fuse: skipped %s (%s): %s", _display(name), type(module).__name__, error)
+        else:
+            logger.debug("fuse: %s %s: %s", what, _display(name), error)
 
+    try:
+        graph = trace_block(module)
+    except NotInception as error:
+        not_matched(error, _has_maxpool(module), "not a candidate")
+        return None
+    try:
+        return match_traced(module, graph)
+    except NotInception as error:
+        not_matched(error, bool(channel_cats(graph, own_only=True)), "not Inception")
+        return None
+
+
+def _swap(name: str, module: nn.Module, match: InceptionMatch, report: FuseReport) -> FusedInception:
+    """The FusedInception for a matched block, noted in ``report.swapped`` (and ``report.hooked``
+    when it has hooks its fused launch would skip)."""
+    fused = FusedInception.from_module(module, match)
+    report.swapped.append((name, type(module).__name__))
+    logger.info("fuse: swapped %s (%s) -> FusedInception", _display(name), type(module).__name__)
+    hooks = describe_hooks(module)
+    if hooks:
+        report.hooked.append((name, hooks))
+        logger.warning("fuse: %s has hooks a fused launch would skip (%s): it runs its original modules "
+                       "while they are present", _display(name), "; ".join(hooks))
+    return fused
+
+
+def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Module, FuseReport]:
+    """``fuse`` that also returns a :class:`FuseReport` of what was swapped and skipped.
+
+    Args:
+        model: any module; its Inception-shaped submodules (or itself) are swapped.
+        inplace: False (default): work on a deep copy, leaving ``model`` as it was; True: change
+            ``model`` itself.
+
+    Returns:
+        ``(fused model, report)``: the fused model is ``model`` (or its copy) with each matched
+        block replaced by a ``FusedInception``, or the ``FusedInception`` itself when ``model`` is
+        an Inception block; the report lists swapped blocks, skipped near-misses with the reason
+        each did not match, and swapped blocks with hooks.
+
+    Raises:
+        Nothing of its own: a submodule that does not match stays as it is (and is reported when
+        it is a near-miss). Errors of ``copy.deepcopy`` (``inplace=False``) propagate.
+    """
     if not inplace:
         model = copy.deepcopy(model)
     report = FuseReport()
@@ -125,33 +176,8 @@ def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Mod
             return None  # containers without a forward: only their entries can be blocks
         if _conv_count(module) < MIN_CONVS:
             return None  # the walk then finds nothing below either: children have fewer convs still
-        try:
-            graph = trace_block(module)
-        except NotInception as error:
-            if _has_maxpool(module):
-                report.skipped.append((name, str(error)))
-                logger.info("fuse: skipped %s (%s): %s", _display(name), type(module).__name__, error)
-            else:
-                logger.debug("fuse: not a candidate %s: %s", _display(name), error)
-            return None
-        try:
-            match = match_traced(module, graph)
-        except NotInception as error:
-            if channel_cats(graph, own_only=True):
-                report.skipped.append((name, str(error)))
-                logger.info("fuse: skipped %s (%s): %s", _display(name), type(module).__name__, error)
-            else:
-                logger.debug("fuse: not Inception %s: %s", _display(name), error)
-            return None
-        fused = FusedInception.from_module(module, match)
-        report.swapped.append((name, type(module).__name__))
-        logger.info("fuse: swapped %s (%s) -> FusedInception", _display(name), type(module).__name__)
-        hooks = describe_hooks(module)
-        if hooks:
-            report.hooked.append((name, hooks))
-            logger.warning("fuse: %s has hooks a fused launch would skip (%s): it runs its original modules "
-                           "while they are present", _display(name), "; ".join(hooks))
-        return fused
+        match = _match_candidate(name, module, report)
+        return _swap(name, module, match, report) if match is not None else None
 
     model = _walk_replace(model, visit)
     logger.info("fuse: %d Inception block(s) swapped, %d candidate(s) skipped",
@@ -163,20 +189,41 @@ def fuse(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """Replace every Inception-shaped submodule of ``model`` with a ``FusedInception``.
 
     Blocks are found by dataflow (``matching.match_inception``), whatever their class or
-    attribute names. ``inplace=False`` (default) works on a deep copy and leaves ``model`` as it
-    was; ``inplace=True`` changes ``model`` and returns it — except when ``model`` itself is an
-    Inception block, where the returned ``FusedInception`` replaces it. Parameter and buffer
-    names (state_dict keys) are unchanged. Swaps and skips are logged to the ``fused_inception``
-    logger; ``fuse_with_report`` returns them as a report.
+    attribute names. Parameter and buffer names (state_dict keys) are unchanged. Swaps and skips
+    are logged to the ``fused_inception`` logger; ``fuse_with_report`` returns them as a report.
+
+    Args:
+        model: any module; its Inception-shaped submodules (or itself) are swapped.
+        inplace: False (default): work on a deep copy, leaving ``model`` as it was; True: change
+            ``model`` itself.
+
+    Returns:
+        The fused model: ``model`` (or its copy) with each matched block replaced — or, when
+        ``model`` itself is an Inception block, the ``FusedInception`` that replaces it.
+
+    Raises:
+        Nothing of its own: a submodule that does not match stays as it is (``fuse_with_report``
+        says why). Errors of ``copy.deepcopy`` (``inplace=False``) propagate.
     """
     return fuse_with_report(model, inplace=inplace)[0]
 
 
 def unfuse(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """Replace every ``FusedInception`` in ``model`` with its plain block (``to_module()``), which
-    holds the current weights; returns the model (a deep copy unless ``inplace``), or the plain
-    block when ``model`` itself is a ``FusedInception``."""
-    from .module import FusedInception  # lazy, as in fuse
+    holds the current weights and modes.
+
+    Args:
+        model: a module that may hold ``FusedInception`` blocks (or be one).
+        inplace: False (default): work on a deep copy, leaving ``model`` as it was; True: change
+            ``model`` itself.
+
+    Returns:
+        The model with plain blocks (``model`` or its copy), or the plain block when ``model``
+        itself is a ``FusedInception``.
+
+    Raises:
+        Nothing of its own; errors of ``copy.deepcopy`` (``inplace=False``) propagate.
+    """
 
     if not inplace:
         model = copy.deepcopy(model)
