@@ -20,8 +20,9 @@
 #             kernels/tuned/ has this GPU's file (GPU_CHECK_RETUNE=1 tunes anyway); not used by the
 #             steps above (they measure the shipped configs): check <stem>-tuned.json in as
 #             kernels/tuned/<gpu-slug>.json
-#   tests     the test suite on the GPU in the time left: tests/test_kernels.py and
-#             tests/test_dropin.py first, then the others
+#   tests     the test suite on the GPU in the time left: tests/kernels/test_kernels.py and the
+#             op/module tests (tests/test_function.py, test_custom_op.py, test_module.py,
+#             test_fuse.py) first, then the others
 #
 # After every step the results so far are merged into the report (nothing waits for the end), and
 # the raw data of every step is packed into <stem>-raw.tar; nothing is ever deleted. Outputs, at
@@ -42,10 +43,10 @@
 # Knobs: GPU_CHECK_BUDGET_S (total seconds), GPU_CHECK_SKIP_INSTALL=1 (the package is installed
 # already), GPU_CHECK_TESTS=0 (no tests step), GPU_CHECK_RETUNE=1, GPU_CHECK_COMPILE_MODE, PYTHON
 # (default python3). A copy of the tree without .git records commit "unknown" and the source hash
-# (python3 -c 'from fused_inception.bench_env import source_hash; print(source_hash())' in a
+# (python3 -c 'from fused_inception.tools.environment import source_hash; print(source_hash())' in a
 # checkout gives the value to compare); FUSED_INCEPTION_GIT_COMMIT=<sha> records a commit instead.
 # GPU_CHECK_ALLOW_CPU=1 on a machine without a GPU: a dry run of this script's logic at tiny sizes
-# (nothing it prints is a GPU figure; tests/test_gpu_check.py runs it).
+# (nothing it prints is a GPU figure; tests/tools/test_gpu_check.py runs it).
 
 set -u
 cd "$(dirname "$0")/.."
@@ -163,7 +164,7 @@ if [ "${GPU_CHECK_ALLOW_CPU:-0}" = "1" ] && [ "$GPU_NAME" = cpu-dry-run ]; then
   CAP+=([parity]=40 [headline]=30 [blocks]=30 [train]=30 [compile]=10 [tests]=10)
   MIN+=([setup]=5 [parity]=10 [headline]=10 [blocks]=10 [train]=10 [compile]=5 [tests]=5)
   TIMING=(--warmup 1 --repeat 2 --rep-ms 0)
-  TEST_FILES=(tests/test_kernels.py)
+  TEST_FILES=(tests/kernels/test_kernels.py)
 else
   SIZE=224; BATCH=256; DTYPE=bf16; BLOCKS=blocks
   # blocks at the network's batch (2): the network's rows then reuse the blocks' kernel binaries
@@ -173,9 +174,10 @@ else
   # the GPU kernel tests first, then the others that run on the GPU, alphabetically; not
   # test_gpu_check.py (a CPU dry run of this script), test_compile_check.py (ahead-of-time
   # compiles, no GPU needed, minutes) nor test_plan.py (shape arithmetic)
-  TEST_FILES=(tests/test_kernels.py tests/test_dropin.py)
-  for f in tests/test_*.py; do
-    case " ${TEST_FILES[*]} tests/test_gpu_check.py tests/test_compile_check.py tests/test_plan.py " in
+  TEST_FILES=(tests/kernels/test_kernels.py tests/test_function.py tests/test_custom_op.py tests/test_module.py
+              tests/test_fuse.py)
+  for f in tests/test_*.py tests/*/test_*.py; do
+    case " ${TEST_FILES[*]} tests/tools/test_gpu_check.py tests/tools/test_compile_check.py tests/tools/test_plan.py " in
       *" $f "*) ;;
       *) TEST_FILES+=("$f") ;;
     esac
@@ -197,7 +199,7 @@ step_setup() {
   fi
   limited "$PY" - <<'EOF'
 import os, sys, torch, triton, fused_inception
-from fused_inception.bench_env import source_hash
+from fused_inception.tools.environment import source_hash
 cuda = torch.cuda.is_available()
 print(f"torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}), "
       f"triton {triton.__version__}, device {torch.cuda.get_device_name() if cuda else 'cpu'}, "

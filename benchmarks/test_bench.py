@@ -17,7 +17,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fused_inception.tools.bench.cases import BLOCKS, Case, CaseSetup, prepare_call
+from fused_inception.spec import BLOCK_NAMES
+from fused_inception.tools.bench.cases import Case, CaseSetup, prepare_call
 from fused_inception.tools.bench.run import CPU_LABEL
 from fused_inception.tools.bench.timing import check_bound
 
@@ -38,7 +39,7 @@ ROUNDS = {"cpu": (3, 15), "cuda": (10, 50)}  # (warm-up rounds, timed rounds)
 
 
 def _params():
-    for scope in (*BLOCKS, "net"):
+    for scope in (*BLOCK_NAMES, "net"):
         for cfg_id, dtype, batch, cfg_gpu in CONFIGS:
             for method, method_gpu in METHODS:
                 marks = []

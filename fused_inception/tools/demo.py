@@ -44,13 +44,12 @@ from fused_inception.module import FusedInception
 from fused_inception.tolerances import compare, compare_with_baseline, tolerance_key
 from fused_inception.tools.parity import kernels_interpreted
 from fused_inception.patching import fuse_with_report
-from fused_inception.spec import googlenet_spec
+from fused_inception.spec import VARIANTS, googlenet_spec
 
 DESCRIPTION = ("build both GoogLeNet variants, print the shape table, fuse them and compare the logits "
                "with float64; without a GPU, also run the Triton kernels on block 3a through the "
                "Triton interpreter")
 
-VARIANTS = ("paper", "torchvision")
 BLOCK = "3a"
 
 

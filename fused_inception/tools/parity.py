@@ -60,8 +60,9 @@ import torch
 from torch import nn
 
 from fused_inception.models.randomize import random_block, random_googlenet
-from fused_inception.tolerances import BASELINE_FACTOR, TOLERANCES, compare, compare_with_baseline
-from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
+from fused_inception.dtypes import COMPUTE_SETTINGS
+from fused_inception.spec import BLOCK_NAMES, GOOGLENET_BLOCKS, VARIANTS, googlenet_spec
+from fused_inception.tolerances import BASELINE_FACTOR, TOLERANCES, compare, compare_with_baseline, tolerance_key
 from fused_inception.tools.cli import command_line
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_json, write_text
@@ -73,15 +74,6 @@ DESCRIPTION = (
     "Without a GPU the kernels run in the Triton interpreter (small sizes, fp32 and fp16)."
 )
 
-VARIANTS = ("torchvision", "paper")
-BLOCKS = tuple(GOOGLENET_BLOCKS)
-# dtype key -> (torch dtype, TOLERANCES key, TF32 allowed)
-DTYPE_KEYS: dict[str, tuple[torch.dtype, str, bool]] = {
-    "fp32": (torch.float32, "float32", False),
-    "tf32": (torch.float32, "tf32", True),
-    "fp16": (torch.float16, "float16", False),
-    "bf16": (torch.bfloat16, "bfloat16", False),
-}
 GPU_DTYPES = ("fp32", "tf32", "bf16", "fp16")
 CPU_DTYPES = ("fp32", "fp16")
 # defaults: (block spatial size or None for the native one, block batch, net size, net batch)
@@ -135,7 +127,9 @@ def check_one(reference: nn.Module, fused_cpu: nn.Module, x64: torch.Tensor, dty
     A block passes within the dtype's tolerance; the whole network within the larger of that and
     BASELINE_FACTOR x the unfused network's own error in the same dtype (see the module docstring).
     """
-    dtype, tol_key, tf32 = DTYPE_KEYS[dtype_key]
+    dtype, precision = COMPUTE_SETTINGS[dtype_key]
+    tf32 = precision == "tf32"
+    tol_key = tolerance_key(dtype, tf32)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = x64.to(dtype)
     ref = None if ref_cache is None else ref_cache.get(dtype)
@@ -296,7 +290,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--net", action=argparse.BooleanOptionalAction, default=True,
                         help="also check the whole network's eval logits (default: on)")
     parser.add_argument("--dtypes", default=None,
-                        help=f"comma-separated of {','.join(DTYPE_KEYS)} (default: {','.join(GPU_DTYPES)} on a "
+                        help=f"comma-separated of {','.join(COMPUTE_SETTINGS)} (default: {','.join(GPU_DTYPES)} on a "
                              f"GPU, {','.join(CPU_DTYPES)} on the CPU)")
     parser.add_argument("--layouts", default="nchw",
                         help="comma-separated input layouts: nchw, cl (channels_last) (default: nchw)")
@@ -327,16 +321,16 @@ def _resolve(args: argparse.Namespace, cuda: bool) -> dict:
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise ValueError(f"unknown variant(s) {bad}; expected {list(VARIANTS)}")
-    blocks = {"all": list(BLOCKS), "none": []}.get(args.blocks, None)
+    blocks = {"all": list(BLOCK_NAMES), "none": []}.get(args.blocks, None)
     if blocks is None:
         blocks = csv_list(args.blocks)
-        bad = [b for b in blocks if b not in BLOCKS]
+        bad = [b for b in blocks if b not in BLOCK_NAMES]
         if bad:
-            raise ValueError(f"unknown block(s) {bad}; expected some of {list(BLOCKS)}")
+            raise ValueError(f"unknown block(s) {bad}; expected some of {list(BLOCK_NAMES)}")
     dtypes = csv_list(args.dtypes) if args.dtypes else list(GPU_DTYPES if cuda else CPU_DTYPES)
-    bad = [d for d in dtypes if d not in DTYPE_KEYS]
+    bad = [d for d in dtypes if d not in COMPUTE_SETTINGS]
     if bad:
-        raise ValueError(f"unknown dtype(s) {bad}; expected some of {list(DTYPE_KEYS)}")
+        raise ValueError(f"unknown dtype(s) {bad}; expected some of {list(COMPUTE_SETTINGS)}")
     layouts = csv_list(args.layouts)
     bad = [x for x in layouts if x not in ("nchw", "cl")]
     if bad:
@@ -397,8 +391,6 @@ def run(args: argparse.Namespace) -> int:
     """The parity subcommand: table, summary, optional JSON/markdown; 1 if any row fails."""
     if getattr(args, "namespace_json", None):
         args = argparse.Namespace(**json.loads(args.namespace_json))
-    from fused_inception.forward import interpreter_enabled
-
     cuda = torch.cuda.is_available()
     try:
         settings = _resolve(args, cuda)
@@ -411,24 +403,9 @@ def run(args: argparse.Namespace) -> int:
     parallel = (not cuda and rows_out is None and jobs > 1 and len(settings["variants"]) > 1
                 and not getattr(args, "in_process", False))
     if not cuda:
-        if "bf16" in settings["dtypes"]:
-            print("warning: the Triton interpreter cannot run a bf16 tl.dot correctly (garbage or an "
-                  "error, docs/DESIGN.md §6); "
-                  "bf16 rows on the CPU are expected to fail", file=sys.stderr)
-        if "tf32" in settings["dtypes"] and rows_out is None:
-            print("note: tf32 on the CPU computes IEEE fp32 (the interpreter and CPU convs have no TF32)",
-                  file=sys.stderr)
-        if not parallel:
-            if not kernels_interpreted():
-                if getattr(args, "in_process", False):
-                    print("error: no GPU, and the Triton kernels in this process were not built for the "
-                          "interpreter: set TRITON_INTERPRET=1 before fused_inception (triton) is imported",
-                          file=sys.stderr)
-                    return 2
-                return _rerun_with_interpreter(args)
-            if not interpreter_enabled():
-                os.environ["TRITON_INTERPRET"] = "1"  # the kernels are interpreted: route CPU tensors to them
-
+        stop = _prepare_cpu_run(args, settings, worker=rows_out is not None, parallel=parallel)
+        if stop is not None:
+            return stop
 
     n_rows = len(settings["variants"]) * (len(settings["blocks"]) + settings["net"]) \
         * len(settings["dtypes"]) * len(settings["layouts"])
@@ -442,36 +419,85 @@ def run(args: argparse.Namespace) -> int:
         # the workers' rows come variant by variant: back to parity_rows' order (dtype first)
         rows.sort(key=lambda r: (settings["dtypes"].index(r["dtype"]), settings["variants"].index(r["variant"])))
     else:
-        path = kernel_path(device)
-        print(f"parity: {n_rows} rows on {device} ({path}); reference: the same modules in float64 on the CPU",
-              flush=True)
-        done: list[dict] = []
-        env = environment(device) if getattr(args, "json", None) else None
-
-        def progress(row: dict) -> None:
-            done.append(row)
-            what = (f"skipped ({row['skipped'][:80]})" if row.get("skipped") else
-                    f"rel {row['rel_error']:.2e} {'pass' if row['passed'] else 'FAIL'}")
-            print(f"  [{len(done)}/{n_rows}] {row['variant']} {row['scope']} {row['dtype']} {row['layout']}: "
-                  f"{what} ({time.perf_counter() - t0:.0f} s)", flush=True)
-            if env is not None:  # row by row: a run cut short keeps the rows it finished
-                write_json(_report(done, env, path, settings, args.seed, n_rows, time.perf_counter() - t0,
-                                   complete=False), args.json)
-
-        try:
-            rows = parity_rows(settings["variants"], settings["blocks"], settings["dtypes"], device=device,
-                               block_size=settings["block_size"], block_batch=settings["block_batch"],
-                               net=settings["net"], net_size=settings["net_size"],
-                               net_batch=settings["net_batch"], layouts=settings["layouts"], seed=args.seed,
-                               progress=progress)
-        except RuntimeError as err:
-            print(f"error: {err}", file=sys.stderr)
+        rows = _rows_here(args, settings, device, n_rows, t0)
+        if rows is None:
             return 2
         if rows_out:
             Path(rows_out).write_text(json.dumps(rows))
             return 0
     elapsed = time.perf_counter() - t0
     path = rows[0]["path"] if rows else kernel_path(device)
+    failed = _print_summary(rows, elapsed)
+    report = _report(rows, environment(device), path, settings, args.seed, n_rows, elapsed, complete=True)
+    if getattr(args, "json", None):
+        write_json(report, args.json)
+        print(f"wrote {args.json}")
+    if getattr(args, "markdown", None):
+        write_text(args.markdown, format_markdown(report))
+        print(f"wrote {args.markdown}")
+    return 1 if failed else 0
+
+
+def _prepare_cpu_run(args: argparse.Namespace, settings: dict, *, worker: bool, parallel: bool) -> int | None:
+    """Without a GPU: warn about the rows the CPU cannot check as on a GPU, and make sure the
+    kernels run in the Triton interpreter here (unless ``parallel``: the workers do). None: go on
+    in this process; else the exit code to return (2: cannot; or the code of this command run
+    again in a fresh interpreter process)."""
+    from fused_inception.forward import interpreter_enabled
+
+    if "bf16" in settings["dtypes"]:
+        print("warning: the Triton interpreter cannot run a bf16 tl.dot correctly (garbage or an "
+              "error, docs/DESIGN.md §6); "
+              "bf16 rows on the CPU are expected to fail", file=sys.stderr)
+    if "tf32" in settings["dtypes"] and not worker:
+        print("note: tf32 on the CPU computes IEEE fp32 (the interpreter and CPU convs have no TF32)",
+              file=sys.stderr)
+    if parallel:
+        return None
+    if not kernels_interpreted():
+        if getattr(args, "in_process", False):
+            print("error: no GPU, and the Triton kernels in this process were not built for the "
+                  "interpreter: set TRITON_INTERPRET=1 before fused_inception (triton) is imported",
+                  file=sys.stderr)
+            return 2
+        return _rerun_with_interpreter(args)
+    if not interpreter_enabled():
+        os.environ["TRITON_INTERPRET"] = "1"  # the kernels are interpreted: route CPU tensors to them
+    return None
+
+
+def _rows_here(args: argparse.Namespace, settings: dict, device: str, n_rows: int, t0: float) -> list[dict] | None:
+    """Every row in this process, in parity_rows' order, each printed as it ends (and, with
+    --json, the report rewritten after it, marked incomplete); None after an error (printed)."""
+    path = kernel_path(device)
+    print(f"parity: {n_rows} rows on {device} ({path}); reference: the same modules in float64 on the CPU",
+          flush=True)
+    done: list[dict] = []
+    env = environment(device) if getattr(args, "json", None) else None
+
+    def progress(row: dict) -> None:
+        done.append(row)
+        what = (f"skipped ({row['skipped'][:80]})" if row.get("skipped") else
+                f"rel {row['rel_error']:.2e} {'pass' if row['passed'] else 'FAIL'}")
+        print(f"  [{len(done)}/{n_rows}] {row['variant']} {row['scope']} {row['dtype']} {row['layout']}: "
+              f"{what} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if env is not None:  # row by row: a run cut short keeps the rows it finished
+            write_json(_report(done, env, path, settings, args.seed, n_rows, time.perf_counter() - t0,
+                               complete=False), args.json)
+
+    try:
+        return parity_rows(settings["variants"], settings["blocks"], settings["dtypes"], device=device,
+                           block_size=settings["block_size"], block_batch=settings["block_batch"],
+                           net=settings["net"], net_size=settings["net_size"],
+                           net_batch=settings["net_batch"], layouts=settings["layouts"], seed=args.seed,
+                           progress=progress)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+
+
+def _print_summary(rows: list[dict], elapsed: float) -> list[dict]:
+    """The table, the tolerances, the counts and every skipped and failed row; the failed rows."""
     print()
     print(format_table(rows))
     print(f"tol: a block's is its dtype's ({', '.join(f'{k} {v:.0e}' for k, v in TOLERANCES.items())}); the "
@@ -486,14 +512,7 @@ def run(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"FAIL {r['variant']} {r['scope']} {r['dtype']} {r['layout']}: rel {r['rel_error']:.3e}, "
               f"needs {r['criterion']}" + ("" if r["all_finite"] else "; non-finite output"))
-    report = _report(rows, environment(device), path, settings, args.seed, n_rows, elapsed, complete=True)
-    if getattr(args, "json", None):
-        write_json(report, args.json)
-        print(f"wrote {args.json}")
-    if getattr(args, "markdown", None):
-        write_text(args.markdown, format_markdown(report))
-        print(f"wrote {args.markdown}")
-    return 1 if failed else 0
+    return failed
 
 
 def _report(rows: list[dict], env: dict, path: str, settings: dict, seed: int, n_rows: int, seconds: float,

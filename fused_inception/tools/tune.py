@@ -30,16 +30,17 @@ from typing import Callable, Sequence
 
 import torch
 
-from fused_inception.tools.environment import environment
-from fused_inception.tools.files import write_text
+from fused_inception.dtypes import COMPUTE_SETTINGS, dtype_name
 from fused_inception.folding import params_of_reference_block
+from fused_inception.forward import launch_pointwise_branches, launch_reduce_branches, output_memory_format
 from fused_inception.kernels.configs import candidate_names, config_by_name
 from fused_inception.kernels.tuned_configs import SCHEMA, config_fields, gpu_slug
 from fused_inception.models.randomize import random_block
-from fused_inception.forward import launch_pointwise_branches, launch_reduce_branches, output_memory_format
 from fused_inception.params import InceptionParams
-from fused_inception.tolerances import ParityResult, compare, poisoned, tolerance_key
 from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
+from fused_inception.tolerances import ParityResult, compare, poisoned, tolerance_key
+from fused_inception.tools.environment import environment
+from fused_inception.tools.files import write_text
 from fused_inception.tools.tables import csv_list, text_table
 
 DESCRIPTION = ("time every candidate kernel config on this GPU (GoogLeNet blocks, parity-checked against "
@@ -47,10 +48,6 @@ DESCRIPTION = ("time every candidate kernel config on this GPU (GoogLeNet blocks
 
 # one block per stage resolution (28, 14, 7 at 224x224)
 DEFAULT_BLOCKS: tuple[str, ...] = ("3b", "4d", "5b")
-# command-line dtype name -> (dtype, dot precision)
-ROW_DTYPES: dict[str, tuple[str, str]] = {
-    "fp32": ("float32", "ieee"), "tf32": ("float32", "tf32"), "fp16": ("float16", "ieee"), "bf16": ("bfloat16", "ieee"),
-}
 KERNEL_ORDER: tuple[str, ...] = ("reduce_conv", "pointwise_pool")
 # triton.testing.do_bench arguments (ms)
 WARMUP_MS, REP_MS = 10, 40
@@ -285,13 +282,13 @@ def parse_rows(dtypes: Sequence[str], kernel_names: Sequence[str]) -> list[tuple
     """(kernel, dtype, precision) rows from command-line names ("bf16,tf32"; "reduce_conv")."""
     rows = []
     for name in dtypes:
-        if name not in ROW_DTYPES:
-            raise ValueError(f"unknown dtype {name!r}; expected some of {', '.join(ROW_DTYPES)}")
-        dtype_name, precision = ROW_DTYPES[name]
+        if name not in COMPUTE_SETTINGS:
+            raise ValueError(f"unknown dtype {name!r}; expected some of {', '.join(COMPUTE_SETTINGS)}")
+        dtype, precision = COMPUTE_SETTINGS[name]
         for kernel in kernel_names:
             if kernel not in KERNEL_ORDER:
                 raise ValueError(f"unknown kernel {kernel!r}; expected some of {', '.join(KERNEL_ORDER)}")
-            rows.append((kernel, dtype_name, precision))
+            rows.append((kernel, dtype_name(dtype), precision))
     return rows
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from block_factory import random_input
+from block_helpers import random_input
 from fused_inception import forward
 from fused_inception.kernels import reduce_conv as rc
 from fused_inception.kernels.configs import CANDIDATES, REDUCE_CONV_CONFIGS, ReduceConvConfig

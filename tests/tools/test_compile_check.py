@@ -179,7 +179,7 @@ def test_aot_specialization_matches_the_launcher(kernel, monkeypatch):
             assert sig[name] == "constexpr" and constexprs[name] == value, (v.label(), name)
         for name, value in zip(runtime, args):
             if isinstance(value, torch.Tensor):
-                want = "*fp32" if value.dtype == torch.float32 else aot._PTR_TYPE[v.dtype]
+                want = "*fp32" if value.dtype == torch.float32 else aot.ptr_type(v.dtype)
                 assert sig[name] == want, (v.label(), name)
             elif value == 1 and name == "n_split" and not v.config.split_columns:
                 # a config that never splits always passes 1, which the JIT makes a constexpr; the
@@ -381,14 +381,14 @@ def test_launched_variants_cover_all_blocks(recorded, launched):
     """Every launch is served by exactly one launched specialization, and for every kernel,
     dtype/precision, memory format and batch, the 9 blocks x 2 variants are all there (reduce_conv:
     both branches, k = 3 and, for the paper, 5)."""
-    from fused_inception.spec import GOOGLENET_BLOCKS
+    from fused_inception.spec import GOOGLENET_BLOCKS, VARIANTS
 
     # a launch name says model/block/batch/branch; dtype, precision and layout are the variant's
     names = [(v.dtype, v.input_precision, v.layout, n) for v in launched for n in v.launches]
     assert len(names) == len(set(names)) == len(recorded)
     assert len(set(launched)) == len(launched)
     assert all(v.launched and v.relu for v in launched)
-    blocks = {(m, b) for m in aot.GOOGLENET_MODELS for b in GOOGLENET_BLOCKS}
+    blocks = {(m, b) for m in VARIANTS for b in GOOGLENET_BLOCKS}
     assert len(blocks) == 18
     for kernel, dtype_name, precision, cfg in default_configs():
         for layout in aot.LAYOUTS:

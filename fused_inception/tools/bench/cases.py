@@ -14,12 +14,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from fused_inception.spec import GOOGLENET_BLOCKS
+from fused_inception.dtypes import SHORT_NAMES
+from fused_inception.forward import output_memory_format
+from fused_inception.spec import BLOCK_NAMES
 
-BLOCKS = tuple(GOOGLENET_BLOCKS)
-SCOPES = (*BLOCKS, "net")
+SCOPES = (*BLOCK_NAMES, "net")
 MODES = ("infer", "train", "finetune")
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class CaseSetup:
     def __init__(self, case: Case, base: nn.Module, in_shape: tuple[int, ...], device: str, rotate_mb: float,
                  gen: torch.Generator, num_classes: int) -> None:
         self.case, self.base, self.device = case, base, device
-        dtype = DTYPES[case.dtype]
+        dtype = SHORT_NAMES[case.dtype]
         shape = (case.batch, *in_shape)
         nbytes = math.prod(shape) * torch.finfo(dtype).bits // 8
         n = 2 if rotate_mb <= 0 else int(min(MAX_INPUTS, max(2, math.ceil(rotate_mb * 2**20 / nbytes))))
@@ -91,7 +91,7 @@ def warm_cache(rotated_bytes: int, l2_bytes: int | None) -> bool | None:
 def _build_module(setup: CaseSetup, method: Method) -> nn.Module:
     from fused_inception.patching import fuse
 
-    dtype = DTYPES[setup.case.dtype]
+    dtype = SHORT_NAMES[setup.case.dtype]
     module = copy.deepcopy(setup.base)
     if method.fused:
         module = fuse(module, inplace=True)
@@ -128,17 +128,11 @@ def _make_step(setup: CaseSetup, method: Method, module: nn.Module, compile_mode
         else:
             if setup.grad_out is None or setup.grad_out.shape != out.shape:
                 setup.grad_out = torch.randn(out.shape, generator=setup.gen).to(device=out.device, dtype=out.dtype)
-                setup.grad_out = setup.grad_out.contiguous(memory_format=_memory_format_of(out))
+                setup.grad_out = setup.grad_out.contiguous(memory_format=output_memory_format(out))
             out.backward(setup.grad_out)
         optimizer.step()
         return out
     return step
-
-
-def _memory_format_of(t: torch.Tensor) -> torch.memory_format:
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 class _Graphed:
@@ -208,7 +202,7 @@ def block_input_shapes(model: nn.Module, size: int) -> dict[str, tuple[int, ...]
     """(C, H, W) of each Inception block's input in ``model`` at a ``size`` x ``size`` input."""
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
-    for name in BLOCKS:
+    for name in BLOCK_NAMES:
         def hook(_m, inputs, name=name):
             shapes[name] = tuple(inputs[0].shape[1:])
         handles.append(model.get_submodule(f"inception{name}").register_forward_pre_hook(hook))

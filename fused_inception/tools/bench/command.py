@@ -49,7 +49,9 @@ from typing import Sequence
 
 import torch
 
-from fused_inception.tools.bench.cases import BLOCKS, CPU_METHODS, DTYPES, GPU_METHODS, METHODS, MODES, SCOPES
+from fused_inception.dtypes import SHORT_NAMES
+from fused_inception.spec import BLOCK_NAMES, VARIANTS
+from fused_inception.tools.bench.cases import CPU_METHODS, GPU_METHODS, METHODS, MODES, SCOPES
 from fused_inception.tools.bench.plot import plot
 from fused_inception.tools.bench.report import format_markdown, format_text
 from fused_inception.tools.bench.run import CPU_LABEL, empty_report, merge_reports, pytorch_fallback_on_cpu, run_bench
@@ -89,7 +91,7 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     scopes_arg = args.scopes or "all"
     scopes: list[str] = []
     for s in csv_list(scopes_arg):
-        scopes += {"all": list(SCOPES), "blocks": list(BLOCKS)}.get(s, [s])
+        scopes += {"all": list(SCOPES), "blocks": list(BLOCK_NAMES)}.get(s, [s])
     bad = [s for s in scopes if s not in SCOPES]
     if bad:
         raise ValueError(f"unknown scope(s) {bad}; expected some of {list(SCOPES)}, 'blocks' or 'all'")
@@ -98,9 +100,9 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     if bad:
         raise ValueError(f"unknown mode(s) {bad}; expected some of {list(MODES)}")
     dtypes = csv_list(pick("dtypes"))
-    bad = [x for x in dtypes if x not in DTYPES]
+    bad = [x for x in dtypes if x not in SHORT_NAMES]
     if bad:
-        raise ValueError(f"unknown dtype(s) {bad}; expected some of {list(DTYPES)}")
+        raise ValueError(f"unknown dtype(s) {bad}; expected some of {list(SHORT_NAMES)}")
     batches = [int(b) for b in csv_list(pick("batch"))]
     if not batches or min(batches) < 1:
         raise ValueError("--batch needs positive integers")
@@ -148,7 +150,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gg = GPU_DEFAULTS
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda when available, else cpu")
-    parser.add_argument("--variant", choices=("torchvision", "paper"), default="torchvision",
+    parser.add_argument("--variant", choices=VARIANTS, default="torchvision",
                         help="GoogLeNet variant (default: torchvision)")
     parser.add_argument("--size", type=int, default=None,
                         help=f"network input H = W; blocks get their in-network shape at it "

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fused_inception.tools.bench.cases import DTYPES, METHODS, MODES, SCOPES
+from fused_inception.dtypes import SHORT_NAMES, dtype_name
+from fused_inception.tools.bench.cases import METHODS, MODES, SCOPES
 from fused_inception.tools.tables import md_table, text_table
 
 WARM_MARK = "(warm L2)"  # marks a case whose timings are warm-cache ones (cases.warm_cache)
 RAW_IN_MARKDOWN = 40  # raw timings listed per measurement in the markdown (the JSON has them all)
-# bench dtype -> the kernels' dtype name (kernels/configs.py)
-KERNEL_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def _ms(x: float) -> str:
@@ -29,7 +28,7 @@ def _cell_time(res: dict) -> str:
 
 
 def sorted_cases(report: dict) -> list[dict]:
-    return sorted(report["cases"], key=lambda c: (MODES.index(c["mode"]), list(DTYPES).index(c["dtype"]),
+    return sorted(report["cases"], key=lambda c: (MODES.index(c["mode"]), list(SHORT_NAMES).index(c["dtype"]),
                                                   SCOPES.index(c["scope"]) if c["scope"] in SCOPES else 99,
                                                   c["batch"]))
 
@@ -178,7 +177,7 @@ def kernel_configs_note(report: dict) -> str:
         if not settings or not any(METHODS[m].fused for m in settings.get("methods", ())):
             continue
         for d in settings.get("dtypes", ()):
-            launched.add((KERNEL_DTYPES[d], "tf32" if d == "fp32" and settings.get("tf32") else "ieee"))
+            launched.add((dtype_name(SHORT_NAMES[d]), "tf32" if d == "fp32" and settings.get("tf32") else "ieee"))
     header = ["kernel", "dtype", "dot precision", "config", "fields", "source"]
     rows = []
     for c in env["kernel_configs"]:

@@ -50,9 +50,16 @@ import inspect
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
+from fused_inception.dtypes import short_name
 from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name, launchable_configs
+from fused_inception.spec import VARIANTS
 
-_PTR_TYPE = {"float32": "*fp32", "float16": "*fp16", "bfloat16": "*bf16"}
+
+
+def ptr_type(dtype: str | Any) -> str:
+    """Triton's signature type of a pointer to a kernel dtype (full name or torch dtype):
+    ``"float16"`` -> ``"*fp16"`` (Triton spells the element types as our short names)."""
+    return "*" + short_name(dtype)
 
 # memory format -> the stride arguments equal to 1 (specialized to constexpr 1 by the JIT)
 LAYOUTS: dict[str, tuple[str, ...]] = {
@@ -74,7 +81,7 @@ class KernelSpec:
     """How one kernel is launched: where its JIT function lives and the roles of its arguments."""
 
     name: str
-    module: str  # submodule of this package holding the @triton.jit function
+    module: str  # the fused_inception.kernels submodule holding the @triton.jit function
     attr: str  # the @triton.jit function's name
     config_cls: type
     bias_ptrs: tuple[str, ...]  # float32 pointers; every other *_ptr arg is in the compute dtype
@@ -83,7 +90,7 @@ class KernelSpec:
 
     def jit_fn(self):
         """The kernel's @triton.jit object (a JITFunction unless TRITON_INTERPRET=1)."""
-        mod = importlib.import_module(f"{__package__}.{self.module}")
+        mod = importlib.import_module(f"fused_inception.kernels.{self.module}")
         return getattr(mod, self.attr)
 
     def python_fn(self):
@@ -264,7 +271,7 @@ def signature(v: LaunchVariant) -> dict[str, str]:
         if name in constexprs:
             sig[name] = "constexpr"
         elif name.endswith("_ptr"):
-            sig[name] = "*fp32" if name in spec.bias_ptrs else _PTR_TYPE[v.dtype]
+            sig[name] = "*fp32" if name in spec.bias_ptrs else ptr_type(v.dtype)
         else:
             sig[name] = ints[name].split(":")[0]
     return sig
@@ -321,7 +328,6 @@ def compile_spec(v: LaunchVariant) -> CompileSpec:
 
 # ---------------------------------------------------------------- what GoogLeNet launches
 
-GOOGLENET_MODELS: tuple[str, ...] = ("paper", "torchvision")
 # batch only changes M = N*H*W and num_tiles. 256 makes both divisible by 16 on most blocks;
 # 1 makes M not divisible at 14x14 and 7x7 and num_tiles == 1 (a constexpr) at 7x7.
 GOOGLENET_BATCHES: tuple[int, ...] = (1, 256)
@@ -373,7 +379,7 @@ def recording_launches() -> Iterator[list]:
     saved = []
     try:
         for spec in KERNELS.values():
-            mod = importlib.import_module(f"{__package__}.{spec.module}")
+            mod = importlib.import_module(f"fused_inception.kernels.{spec.module}")
             saved.append((mod, spec.attr, getattr(mod, spec.attr)))
             setattr(mod, spec.attr, _Recorder(spec.name, calls))
         yield calls
@@ -400,7 +406,7 @@ def _meta_params(block_spec, dtype):
 
 
 def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_BATCHES,
-                              models: tuple[str, ...] = GOOGLENET_MODELS,
+                              models: tuple[str, ...] = VARIANTS,
                               gpu: str | None = None) -> list[RecordedLaunch]:
     """Every kernel launch of GoogLeNet's nine blocks, recorded from the library's own forward.
 
@@ -479,9 +485,11 @@ def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
         if name in want_constexprs:
             continue
         if name.endswith("_ptr"):
-            want = "*fp32" if name in spec.bias_ptrs else _PTR_TYPE[rec.dtype]
-            got = "*" + {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(
-                str(getattr(value, "dtype", "")).removeprefix("torch."), "?")
+            want = "*fp32" if name in spec.bias_ptrs else ptr_type(rec.dtype)
+            try:
+                got = ptr_type(value.dtype)
+            except (AttributeError, ValueError):  # not a tensor, or not of a kernel dtype
+                got = "*?"
             if got != want:
                 raise ValueError(f"{rec.name()}: {name} is {got}, compile-check assumes {want}")
             continue

@@ -66,7 +66,8 @@ from fused_inception.tools.compile_check.aot import (
     googlenet_launch_variants,
     launch_variants,
 )
-from fused_inception.spec import GOOGLENET_BLOCKS
+from fused_inception.dtypes import short_name
+from fused_inception.spec import BLOCK_NAMES
 from fused_inception.tools.cli import command_line
 from fused_inception.tools.tables import csv_list
 
@@ -393,7 +394,6 @@ _COLUMNS = [
     ("hmma", "HMMA"), ("hgmma", "HGMMA"), ("ldgsts", "LDGSTS"), ("utmaldg", "UTMALDG"),
     ("barriers", "bar"), ("resident_warps", "warps/SM"), ("status", "status"),
 ]
-_DTYPE_SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
 def _cell(row: dict, key: str) -> str:
@@ -401,7 +401,7 @@ def _cell(row: dict, key: str) -> str:
         return "-" if x is None else str(x)
 
     if key == "dtype":
-        return _DTYPE_SHORT.get(row["dtype"], row["dtype"])
+        return short_name(row["dtype"])
     if key == "relu":
         return "y" if row["relu"] else "n"
     if key == "arch":
@@ -420,7 +420,6 @@ def _cell(row: dict, key: str) -> str:
     return n(row.get(key))
 
 
-_BLOCK_ORDER = list(GOOGLENET_BLOCKS)
 _BRANCH_SHORT = {"b1p": "", "b3": "3", "b5": "5"}
 _MODEL_SHORT = {"paper": "p", "torchvision": "tv"}
 
@@ -429,7 +428,7 @@ def _blocks_label(entries: set[tuple[str, str]]) -> str:
     """{(block, branch)} -> "3a,3b[3] 4a-4e[3,5]": runs of consecutive blocks with the same
     branches; [3] / [5] name reduce_conv's 3x3 and "5x5" branch launches (none for pointwise)."""
     def pos(block: str) -> int:
-        return _BLOCK_ORDER.index(block) if block in _BLOCK_ORDER else len(_BLOCK_ORDER) + 1
+        return BLOCK_NAMES.index(block) if block in BLOCK_NAMES else len(BLOCK_NAMES) + 1
 
     branches: dict[str, list[str]] = {}
     for block, branch in entries:
@@ -441,7 +440,7 @@ def _blocks_label(entries: set[tuple[str, str]]) -> str:
     per = {b: ",".join(sorted(set(br))) for b, br in branches.items()}
     runs: list[list[str]] = []
     for b in sorted(per, key=pos):
-        if runs and per[runs[-1][-1]] == per[b] and pos(runs[-1][-1]) == pos(b) - 1 < len(_BLOCK_ORDER):
+        if runs and per[runs[-1][-1]] == per[b] and pos(runs[-1][-1]) == pos(b) - 1 < len(BLOCK_NAMES):
             runs[-1].append(b)
         else:
             runs.append([b])

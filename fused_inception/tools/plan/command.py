@@ -92,21 +92,38 @@ def _pct(x: float) -> str:
 
 
 def format_plan(plan: Plan, per_launch: bool = False) -> str:
-    p = plan
+    """The datasheet model as text: headline, per-block launches and bytes, the fused blocks'
+    FLOPs, the roofline per GPU, every launch (``per_launch``), the assumptions."""
+    out = _headline(plan) + [""]
+    out += _traffic_table(plan) + [""]
+    out += _flops_table(plan) + [""]
+    out += _roofline_section(plan) + [""]
+    if per_launch:
+        out += _launch_tables(plan)
+    out.append("Assumptions:")
+    out += [f"- {a}" for a in plan.assumptions]
+    return "\n".join(out)
+
+
+def _headline(p: Plan) -> list[str]:
     e_tot = sum(l.hbm_bytes for l in p.eager)
     f_tot = sum(l.hbm_bytes for l in p.fused)
     f_high = sum(l.hbm_bytes_high for l in p.fused)
     useful = sum(l.flops for l in p.eager)
-    out = [
+    return [
         f"GoogLeNet inference plan: {p.variant} variant, batch {p.batch}, {p.dtype}, input 3x{p.size}x{p.size}, eval; "
         f"fused kernels' dots: input_precision {modelled_dot_precision(p.dtype, p.tf32)!r}",
         f"useful work {useful / 2 / p.batch / 1e9:.3f} GMAC/image ({useful / 1e12:.3f} TFLOP per batch); "
         f"eager {len(p.eager)} launches, {e_tot / GB:.2f} GB HBM; fused {len(p.fused)} launches, "
         f"{f_tot / GB:.2f} GB HBM ({f_high / GB:.2f} GB pessimistic)",
-        "",
     ]
 
-    # -- per block: launches and bytes
+
+def _traffic_table(p: Plan) -> list[str]:
+    """Per block: launches and minimal HBM bytes, eager vs fused."""
+    e_tot = sum(l.hbm_bytes for l in p.eager)
+    f_tot = sum(l.hbm_bytes for l in p.fused)
+    f_high = sum(l.hbm_bytes_high for l in p.fused)
     rows = []
     for b in p.blocks:
         rows.append([b.block, b.shape, f"{b.input_bytes / MB:.1f}" if b.input_bytes else "",
@@ -114,12 +131,13 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
                      f"{b.fused_hbm_bytes / MB:.1f}", f"{b.bytes_ratio:.2f}x", f"{b.fused_hbm_bytes_high / MB:.1f}"])
     rows.append(["total", "", "", len(p.eager), f"{e_tot / MB:.1f}", len(p.fused), f"{f_tot / MB:.1f}",
                  f"{e_tot / f_tot:.2f}x", f"{f_high / MB:.1f}"])
-    out.append("Launches and minimal HBM traffic per block (MB = 1e6 bytes; stem, pool3/4 and head are eager in both)")
-    out.append(text_table(["block", "HxW Cin>Cout", "input MB", "eager launches", "eager HBM MB",
-                       "fused launches", "fused HBM MB", "eager/fused", "fused high MB"], rows, left=2))
-    out.append("")
+    return ["Launches and minimal HBM traffic per block (MB = 1e6 bytes; stem, pool3/4 and head are eager in both)",
+            text_table(["block", "HxW Cin>Cout", "input MB", "eager launches", "eager HBM MB",
+                        "fused launches", "fused HBM MB", "eager/fused", "fused high MB"], rows, left=2)]
 
-    # -- per block: FLOPs of the fused kernels
+
+def _flops_table(p: Plan) -> list[str]:
+    """Per fused Inception block: useful, executed and issued FLOPs, halo and scratch bytes."""
     rows = []
     for b in p.blocks:
         if not b.fused_launches or b.block in ("stem", "pool3", "pool4", "head"):
@@ -135,14 +153,16 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
                      _pct(x / u - 1), f"{pd / GB:.1f}", _pct(pd / u - 1),
                      f"{sum(b.halo_bytes for b in inc) / MB:.1f}", f"{sum(b.l2_bytes for b in inc) / MB:.1f}",
                      f"{max(b.scratch_bytes for b in inc) / MB:.2f}"])
-    out.append("Fused Inception blocks: executed vs useful work (GFLOP per batch; exec = halo recompute on each "
-               "tile's pixel run rounded up to BLOCK_HALO + last-tile BLOCK_M rounding; issued = exec + channel "
-               "padding of the dot blocks)")
-    out.append(text_table(["block", "MMAC/img", "useful GFLOP", "exec GFLOP", "exec", "issued GFLOP", "issued",
-                       "halo MB", "L2 scratch MB", "scratch MB"], rows))
-    out.append("")
+    return ["Fused Inception blocks: executed vs useful work (GFLOP per batch; exec = halo recompute on each "
+            "tile's pixel run rounded up to BLOCK_HALO + last-tile BLOCK_M rounding; issued = exec + channel "
+            "padding of the dot blocks)",
+            text_table(["block", "MMAC/img", "useful GFLOP", "exec GFLOP", "exec", "issued GFLOP", "issued",
+                        "halo MB", "L2 scratch MB", "scratch MB"], rows)]
 
-    # -- roofline
+
+def _roofline_section(p: Plan) -> list[str]:
+    """The roofline table, the speed-ups per GPU (whole network and Inception blocks alone), what
+    is not charged, the datasheet figures."""
     rows = []
     by_gpu: dict[str, dict[str, object]] = {}
     for r in p.rooflines:
@@ -151,10 +171,10 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
         rows.append([r.gpu, label, r.launches, f"{r.flops / 1e12:.3f}", f"{r.hbm_bytes / GB:.2f}",
                      f"{r.compute_s * 1e3:.3f}", f"{r.memory_s * 1e3:.3f}", f"{r.roofline_s * 1e3:.3f}",
                      f"{r.img_per_s_no_overhead:,.0f}", f"{r.total_s * 1e3:.3f}", f"{r.img_per_s:,.0f}"])
-    out.append(f"Roofline (datasheet peaks, dense; per launch max(FLOP/peak, bytes/BW), summed; "
-               f"'+overhead' adds an assumed {p.launch_overhead_us:g} us per launch)")
-    out.append(text_table(["GPU", "network", "launches", "TFLOP", "HBM GB", "compute ms", "memory ms", "roofline ms",
-                       "img/s", "+overhead ms", "img/s"], rows, left=2))
+    out = [f"Roofline (datasheet peaks, dense; per launch max(FLOP/peak, bytes/BW), summed; "
+           f"'+overhead' adds an assumed {p.launch_overhead_us:g} us per launch)",
+           text_table(["GPU", "network", "launches", "TFLOP", "HBM GB", "compute ms", "memory ms", "roofline ms",
+                       "img/s", "+overhead ms", "img/s"], rows, left=2)]
     blocks = set(BLOCK_NAMES)
     for gpu_obj in GPUS:
         rs = by_gpu[gpu_obj.name]
@@ -182,26 +202,26 @@ def format_plan(plan: Plan, per_launch: bool = False) -> str:
     gpus = ", ".join(f"{g.name} {g.half_tflops:g}/{g.tf32_tflops:g}/{g.fp32_tflops:g} TFLOP/s "
                      f"(half/TF32/fp32), {g.hbm_tbps:g} TB/s, {g.l2_mb:g} MB L2" for g in GPUS)
     out.append(f"  datasheet: {gpus}")
-    out.append("")
+    return out
 
-    if per_launch:
-        for net, launches in (("eager", p.eager), ("fused", p.fused)):
-            gpu = GPUS[0]
-            rows = []
-            for l in launches:
-                t = launch_time(l, gpu, p.dtype, p.tf32)
-                t_mem = l.hbm_bytes / (gpu.hbm_tbps * 1e12)
-                rows.append([l.block, l.name, l.kind, f"{l.flops / GB:.2f}", f"{l.padded_flops / GB:.2f}",
-                             f"{l.hbm_bytes / MB:.1f}", f"{l.halo_bytes / MB:.1f}", f"{l.l2_bytes / MB:.1f}",
-                             f"{t * 1e6:.1f}", "memory" if t_mem >= t else "compute"])
-            out.append(f"Every {net} launch ({len(launches)}; time = roofline on {gpu.name}, no overhead)")
-            out.append(text_table(["block", "launch", "kind", "GFLOP", "issued GFLOP", "HBM MB", "halo MB", "L2 MB",
+
+def _launch_tables(p: Plan) -> list[str]:
+    """Every eager and every fused launch with its roofline time on the first GPU (no overhead)."""
+    out = []
+    gpu = GPUS[0]
+    for net, launches in (("eager", p.eager), ("fused", p.fused)):
+        rows = []
+        for l in launches:
+            t = launch_time(l, gpu, p.dtype, p.tf32)
+            t_mem = l.hbm_bytes / (gpu.hbm_tbps * 1e12)
+            rows.append([l.block, l.name, l.kind, f"{l.flops / GB:.2f}", f"{l.padded_flops / GB:.2f}",
+                         f"{l.hbm_bytes / MB:.1f}", f"{l.halo_bytes / MB:.1f}", f"{l.l2_bytes / MB:.1f}",
+                         f"{t * 1e6:.1f}", "memory" if t_mem >= t else "compute"])
+        out.append(f"Every {net} launch ({len(launches)}; time = roofline on {gpu.name}, no overhead)")
+        out.append(text_table(["block", "launch", "kind", "GFLOP", "issued GFLOP", "HBM MB", "halo MB", "L2 MB",
                                "us", "bound"], rows, left=3))
-            out.append("")
-
-    out.append("Assumptions:")
-    out += [f"- {a}" for a in p.assumptions]
-    return "\n".join(out)
+        out.append("")
+    return out
 
 
 BLOCK_TARGET = 0.5  # issue 12: every block's fused time <= 0.5x its modelled eager time (H200, batch 256, bf16)
