@@ -45,7 +45,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -269,12 +268,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"problem: {'/'.join(map(str, b[:4]))} {b[4]}: see the table", file=sys.stderr)
     return 1 if bad else 0
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fused_inception.tools.bench.command", description=DESCRIPTION)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
