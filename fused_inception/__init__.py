@@ -9,7 +9,7 @@ Public API (docs/DESIGN.md §2), in reading order:
   op with autograd, opaque to torch.compile; ``FusedInceptionFunction``, an autograd.Function
   shim over it.
 * ``FusedInception`` (``module.py``): the nn.Module that runs an existing block fused, in every
-  BN mode, keeping its state_dict.
+  BN mode, keeping its state_dict; ``module.record_paths`` records which path each call takes.
 * ``fuse`` / ``fuse_with_report`` / ``unfuse`` (``patching.py``): swap every Inception-shaped
   block of a model (found by ``matching.match_inception``, by dataflow) for a ``FusedInception``
   and back; ``FuseReport`` says what was swapped and why near-misses were not.

@@ -32,12 +32,19 @@ Modes — each BatchNorm's own ``training`` flag decides for its conv unit, as i
   as on any module.
 
 Serialization: pickling, ``torch.save`` of the whole module and ``copy.deepcopy`` leave the folded
-weight cache out (it is rebuilt on the first call); state_dicts hold exactly the block's entries.
+weight cache out (it is rebuilt on the first call; ``has_cached_weights`` tells); state_dicts hold
+exactly the block's entries.
+
+Observing the dispatch: ``record_paths()`` records which of these paths each call takes
+("fused", "bn_train" or "modules"); ``forward.count_launches()`` counts the kernel launches.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -52,6 +59,39 @@ from .forward import check_input_shape
 from .params import CAT_ORDER, InceptionParams
 
 Tensor = torch.Tensor
+
+# the paths a FusedInception call can take (the module docstring says when each is taken)
+PATHS = ("fused", "bn_train", "modules")
+
+# the lists record_paths fills in each thread (innermost last)
+_recording = threading.local()
+
+
+@contextlib.contextmanager
+def record_paths() -> Iterator[list[tuple[str, torch.dtype]]]:
+    """Record the path each FusedInception call of this thread takes inside the ``with`` block::
+
+        with record_paths() as calls:
+            model(x)
+        assert calls == [("fused", torch.float32)] * 9
+
+    Each call appends ``(path, compute dtype)``: ``"fused"`` (the folded
+    ``fused_inception::inception_block`` op), ``"bn_train"`` (the
+    ``fused_inception::inception_block_bn_train`` op) or ``"modules"`` (the block's original
+    modules; the input's dtype). Nested blocks each record.
+    """
+    calls: list[tuple[str, torch.dtype]] = []
+    stack = _recording.__dict__.setdefault("stack", [])
+    stack.append(calls)
+    try:
+        yield calls
+    finally:
+        stack.remove(calls)
+
+
+def _note_path(path: str, dtype: torch.dtype) -> None:
+    for calls in getattr(_recording, "stack", ()):
+        calls.append((path, dtype))
 
 
 class FusedInception(nn.Module):
@@ -111,6 +151,12 @@ class FusedInception(nn.Module):
         children, so the children's modes are already current; only its own flag may lag)."""
         self._block.training = self.training
         return self._block
+
+    @property
+    def has_cached_weights(self) -> bool:
+        """Whether folded weights are cached (built by an inference call, dropped by copies,
+        pickles and ``invalidate_cache``; see the module docstring)."""
+        return self._cache is not None
 
     def invalidate_cache(self) -> None:
         """Drop the cached folded weights (needed only after writes through ``tensor.data``)."""
@@ -172,10 +218,12 @@ class FusedInception(nn.Module):
         dtype = self._compute_dtype(x)
         x = x.to(dtype)
         params = self.folded_params(dtype, x.device)
+        _note_path("fused", dtype)
         return inception_block(x, *op_arguments(params))
 
     def _run_block(self, x: Tensor) -> Tensor:
         """The original modules (see the module docstring for when)."""
+        _note_path("modules", x.dtype)
         self._block.training = self.training
         return self._block(x)
 
@@ -215,6 +263,7 @@ class FusedInception(nn.Module):
             stats_dtype = bn.running_mean.dtype
             gammas.append(gamma if gamma is not None else x.new_ones(channels, dtype=stats_dtype))
             betas.append(beta if beta is not None else x.new_zeros(channels, dtype=stats_dtype))
+        _note_path("bn_train", dtype)
         out, _, _, new_means, new_vars = inception_block_bn_train(
             x, weights, biases, gammas, betas,
             [bn.running_mean for bn in bns], [bn.running_var for bn in bns], batch_stats, update,

@@ -74,3 +74,13 @@ def gen(request) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed_of(request.node.nodeid))
     return g
+
+
+@pytest.fixture
+def fused_paths():
+    """The path of each FusedInception call during the test, as ``(path, compute dtype)``
+    (``fused_inception.module.record_paths``): "fused", "bn_train" or "modules"."""
+    from fused_inception.module import record_paths  # after TRITON_INTERPRET is set above
+
+    with record_paths() as calls:
+        yield calls

@@ -12,6 +12,7 @@ import torch
 import fused_inception as fi
 from block_helpers import CUDA, random_input
 from fused_inception.models import GoogLeNetLoss, googlenet, randomize_
+from fused_inception.module import record_paths
 from fused_inception.tolerances import assert_close, assert_close_to_baseline, compare
 
 
@@ -24,16 +25,14 @@ def test_fuse_eval_model_dispatches_to_the_fused_op_and_unfuse_restores_it(gen, 
     PyTorch path: this test is about dispatch and unfuse; the kernels' whole-network parity is
     test_fused_network_eval_logits); unfuse: the same outputs."""
     model = _network("torchvision", gen).eval()
-    calls = []
-    real = fi.module.inception_block
-    monkeypatch.setattr(fi.module, "inception_block", lambda *a: calls.append(1) or real(*a))
     if not CUDA:
         monkeypatch.setenv("TRITON_INTERPRET", "0")
     fused = fi.fuse(model)
     x = random_input((1, 3, 32, 32), gen).float()
-    with torch.no_grad():
+    with torch.no_grad(), record_paths() as calls:
         out = fused(x)
-        assert len(calls) == 9
+    assert calls == [("fused", torch.float32)] * 9
+    with torch.no_grad():
         plain = fi.unfuse(fused)
         assert not any(m.training for m in plain.modules())
         assert torch.equal(plain(x), model(x))
@@ -84,7 +83,7 @@ def _within(out: torch.Tensor, ref: torch.Tensor, tolerance: float, what: str) -
 
 
 @pytest.mark.parametrize("variant", ["paper", "torchvision"])
-def test_fused_network_training_step(variant, gen, monkeypatch):
+def test_fused_network_training_step(variant, gen, monkeypatch, fused_paths):
     """One training step with aux heads and GoogLeNetLoss: every gradient, the loss, the logits
     and the BN buffers of the fused network in float64 against the plain network in float64; the
     loss, logits and BN buffers of the fused fp32 network against float64, held to the unfused fp32
@@ -95,12 +94,7 @@ def test_fused_network_training_step(variant, gen, monkeypatch):
     x = random_input((2, 3, 96, 96), gen)
     target = torch.randint(0, 10, (2,), generator=gen)
     loss_fn = GoogLeNetLoss(aux_weight=0.3)
-    calls = []  # (op, input dtype) of each fused block's call: no block may fall back to its modules
-    for op in ("inception_block", "inception_block_bn_train"):
-        def counted(x, *args, _op=getattr(fi.module, op), _name=op):
-            calls.append((_name, x.dtype))
-            return _op(x, *args)
-        monkeypatch.setattr(fi.module, op, counted)
+    calls = fused_paths  # (path, compute dtype) of each fused block's call: none may fall back to its modules
 
     def step(net, inp):
         torch.manual_seed(1)  # same dropout masks
@@ -109,12 +103,12 @@ def test_fused_network_training_step(variant, gen, monkeypatch):
         loss.backward()
         return loss, outputs
 
-    expected_op = "inception_block" if variant == "paper" else "inception_block_bn_train"  # paper: no BN
+    expected_path = "fused" if variant == "paper" else "bn_train"  # paper: no BN
     (ref_loss, ref_out) = step(ref, x)
     with monkeypatch.context() as m:
         m.setenv("TRITON_INTERPRET", "0")  # float64 takes the op's PyTorch path (CPU)
         loss64, out64 = step(fused64, x)
-    assert calls == [(expected_op, torch.float64)] * 9
+    assert calls == [(expected_path, torch.float64)] * 9
     _within(loss64, ref_loss, FLOAT64_REL, "float64 loss")
     for i, (a, b) in enumerate(zip(out64, ref_out)):
         _within(a, b, FLOAT64_REL, f"float64 logits {i}")
@@ -133,7 +127,7 @@ def test_fused_network_training_step(variant, gen, monkeypatch):
 
     calls.clear()
     (loss, out), (unfused_loss, unfused_out) = step(fused, x.float()), step(model, x.float())
-    assert calls == [(expected_op, torch.float32)] * 9
+    assert calls == [(expected_path, torch.float32)] * 9
     assert_close_to_baseline(loss, ref_loss, unfused_loss, "float32", "loss")
     for i, (a, b, c) in enumerate(zip(out, ref_out, unfused_out)):
         assert_close_to_baseline(a, b, c, "float32", f"logits {i}")

@@ -5,6 +5,7 @@ once per call; torchvision's FrozenBatchNorm2d is folded. Triton interpreter on 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 
@@ -17,6 +18,7 @@ import fused_inception as fi
 from block_helpers import SMALL, SMALL_NO_BN, WIDE, random_input
 from fused_inception.hooks import FusedFallbackWarning
 from fused_inception.models.randomize import random_block
+from fused_inception.module import record_paths
 from fused_inception.tolerances import assert_close, assert_close_to_baseline
 from fused_inception.spec import InceptionSpec
 
@@ -29,12 +31,12 @@ def _pair(spec: InceptionSpec, gen: torch.Generator) -> tuple[nn.Module, fi.Fuse
     return block, fi.FusedInception.from_module(copy.deepcopy(block))
 
 
-def _fused_calls(monkeypatch) -> list:
-    """Counts calls of the fused op from FusedInception (the kernels' path)."""
-    calls = []
-    real = fi.module.inception_block
-    monkeypatch.setattr(fi.module, "inception_block", lambda *a: calls.append(1) or real(*a))
-    return calls
+@pytest.fixture
+def exit_stack():
+    """Context managers entered in a test's middle, left at its end (``record_paths`` from the
+    moment a test starts counting)."""
+    with contextlib.ExitStack() as stack:
+        yield stack
 
 
 def _no_fallback(fn):
@@ -44,22 +46,22 @@ def _no_fallback(fn):
         return fn()
 
 
-def test_forward_hook_on_an_inner_conv_fires_once_per_call(gen, monkeypatch):
+def test_forward_hook_on_an_inner_conv_fires_once_per_call(gen, exit_stack):
     block, fused = _pair(SMALL, gen)
     seen = []
     handle = fused.branch2[1].conv.register_forward_hook(lambda m, inp, out: seen.append(out.shape))
     x = random_input(SHAPE, gen).float()
-    calls = _fused_calls(monkeypatch)
+    calls = exit_stack.enter_context(record_paths())
     with torch.no_grad():
         for call in range(2):
             with pytest.warns(FusedFallbackWarning, match=r"forward hook .* on 'branch2.1.conv'") as record:
                 out = fused(x)
             assert len([w for w in record if w.category is FusedFallbackWarning]) == 1
             assert torch.equal(out, block(x))
-        assert seen == [torch.Size([2, 5, 4, 5])] * 2 and calls == []
+        assert seen == [torch.Size([2, 5, 4, 5])] * 2 and [path for path, _ in calls] == ["modules"] * 2
         handle.remove()
         out = _no_fallback(lambda: fused(x))
-    assert len(seen) == 2 and calls == [1]
+    assert len(seen) == 2 and [path for path, _ in calls] == ["modules"] * 2 + ["fused"]
     assert_close(out, copy.deepcopy(block).double()(x.double()), "float32", "fused again after the hook is removed")
 
 
@@ -76,7 +78,7 @@ def test_forward_pre_hook_changing_an_inner_input_is_honoured(gen):
         assert not torch.allclose(out, without_hook(x))  # the hook changes the output: the test can fail
 
 
-def test_hooks_on_the_fused_block_itself_run_on_the_fused_path(gen, monkeypatch):
+def test_hooks_on_the_fused_block_itself_run_on_the_fused_path(gen, exit_stack):
     """Pre-hook and forward hook on the FusedInception: Module.__call__ runs them around the fused op."""
     block, fused = _pair(SMALL, gen)
     ref = copy.deepcopy(block).double()
@@ -84,12 +86,12 @@ def test_hooks_on_the_fused_block_itself_run_on_the_fused_path(gen, monkeypatch)
     for module in (fused, ref):
         module.register_forward_pre_hook(lambda m, args: (-args[0],))
         module.register_forward_hook(lambda m, args, out: seen.append(1) or out + 1)
-    calls = _fused_calls(monkeypatch)
+    calls = exit_stack.enter_context(record_paths())
     x = random_input(SHAPE, gen)
     with torch.no_grad():
         out = _no_fallback(lambda: fused(x.float()))
         assert_close(out, ref(x), "float32", "hooks on the fused block")
-    assert calls == [1] and seen == [1, 1]
+    assert calls == [("fused", torch.float32)] and seen == [1, 1]
 
 
 def test_backward_hook_on_an_inner_module_fires(gen):
@@ -150,7 +152,7 @@ def test_hook_on_the_original_block_is_reported_at_fuse_time_and_fires(gen):
     assert fi.fuse_with_report(nn.Sequential(random_block(SMALL, gen)))[1].hooked == []
 
 
-def test_prune_is_honoured_and_sees_in_place_updates(gen, monkeypatch):
+def test_prune_is_honoured_and_sees_in_place_updates(gen, exit_stack):
     """prune keeps the nn.Conv2d class and recomputes ``weight`` in a forward pre-hook: after an
     in-place update of ``weight_orig`` the fused block must not read a stale ``weight``."""
     block, fused = _pair(SMALL, gen)
@@ -166,9 +168,9 @@ def test_prune_is_honoured_and_sees_in_place_updates(gen, monkeypatch):
             assert torch.equal(fused(x), block(x))
         for module in (block, fused):
             prune.remove(module.branch2[1].conv, "weight")
-        calls = _fused_calls(monkeypatch)
+        calls = exit_stack.enter_context(record_paths())
         out = _no_fallback(lambda: fused(x))
-    assert calls == [1]
+    assert calls == [("fused", torch.float32)]
     assert_close(out, copy.deepcopy(block).double()(x.double()), "float32", "fused after prune.remove")
 
 
@@ -184,7 +186,7 @@ def test_hook_based_weight_norm_is_honoured(gen):
 
 
 @pytest.mark.parametrize("when", ["before-fuse", "after-fuse"])
-def test_parametrized_weight_norm_is_read_through_the_parametrization(when, gen, monkeypatch):
+def test_parametrized_weight_norm_is_read_through_the_parametrization(when, gen, exit_stack):
     """parametrizations.weight_norm: the fused path, output and gradients of the originals."""
     block = random_block(SMALL, gen).float().train()
     if when == "before-fuse":
@@ -197,7 +199,7 @@ def test_parametrized_weight_norm_is_read_through_the_parametrization(when, gen,
         for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
             bn.eval()  # the folded path (with BN in training the batch-statistics op reads them too)
     ref = copy.deepcopy(block).double()
-    calls = _fused_calls(monkeypatch)
+    calls = exit_stack.enter_context(record_paths())
     x = random_input(SHAPE, gen)
     out = _no_fallback(lambda: fused(x.float()))
     expected = ref(x)
@@ -212,7 +214,7 @@ def test_parametrized_weight_norm_is_read_through_the_parametrization(when, gen,
         for module in (ref, fused):
             module.branch2[0].conv.parametrizations.weight.original0.mul_(2)
         assert_close(fused(x.float()), ref(x), "float32", "after changing original0")
-    assert len(calls) == 2
+    assert calls == [("fused", torch.float32)] * 2
 
 
 @pytest.mark.parametrize("bn_training", [False, True], ids=["folded", "batch-stats"])

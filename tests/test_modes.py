@@ -16,6 +16,7 @@ from block_helpers import WIDE, random_input
 from fused_inception.folding import UNIT_NAMES
 from fused_inception.models import googlenet, randomize_
 from fused_inception.models.randomize import random_block
+from fused_inception.module import PATHS
 from fused_inception.tolerances import assert_close, assert_close_to_baseline
 
 SHAPE = (3, 8, 4, 5)
@@ -66,26 +67,12 @@ def _step_and_compare(block: nn.Module, fused: fi.FusedInception, gen: torch.Gen
         assert_close_to_baseline(p.grad, ref_params[name].grad, plain_params[name].grad, "float32", f"grad {name}")
 
 
-@pytest.fixture
-def paths(monkeypatch) -> dict[str, int]:
-    """Counts of the paths FusedInception.forward takes: the folded fused op, the BN-training op
-    and the original modules (so that a test cannot pass by silently falling back)."""
-    counts = {"fused": 0, "bn_train": 0, "modules": 0}
-
-    def counting(key, real):
-        def call(*args):
-            counts[key] += 1
-            return real(*args)
-        return call
-
-    monkeypatch.setattr(fi.module, "inception_block", counting("fused", fi.module.inception_block))
-    monkeypatch.setattr(fi.module, "inception_block_bn_train",
-                        counting("bn_train", fi.module.inception_block_bn_train))
-    monkeypatch.setattr(fi.FusedInception, "_run_block", counting("modules", fi.FusedInception._run_block))
-    return counts
+def _counts(calls: list[tuple[str, torch.dtype]]) -> dict[str, int]:
+    """{path: number of calls} over every path of fused_inception.module.PATHS."""
+    return {path: sum(1 for p, _ in calls if p == path) for path in PATHS}
 
 
-def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, paths):
+def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, fused_paths):
     """model.train(), every BN .eval(): the fused (folded) op with autograd, no buffer changes."""
     block = random_block(WIDE, gen).float().train()
     for bn in _bns(block).values():
@@ -93,14 +80,14 @@ def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, paths):
     fused = fi.FusedInception.from_module(copy.deepcopy(block))
     before = {name: b.clone() for name, b in fused.named_buffers()}
     _step_and_compare(block, fused, gen)
-    assert paths == {"fused": 2, "bn_train": 0, "modules": 0}  # the folded op, with autograd
+    assert _counts(fused_paths) == {"fused": 2, "bn_train": 0, "modules": 0}  # the folded op, with autograd
     for name, b in fused.named_buffers():
         assert torch.equal(b, before[name]), name
 
 
 @pytest.mark.parametrize("unit", UNIT_NAMES)
 @pytest.mark.parametrize("mix", ["one-bn-training-in-eval-block", "one-bn-frozen-in-training-block"])
-def test_mixed_bn_modes_per_unit(mix, unit, gen, paths):
+def test_mixed_bn_modes_per_unit(mix, unit, gen, fused_paths):
     """One BN in the other mode than the rest, for each of the six units: each unit follows its BN,
     inside the BN-training op."""
     block = random_block(WIDE, gen).float()
@@ -111,11 +98,11 @@ def test_mixed_bn_modes_per_unit(mix, unit, gen, paths):
     block.get_submodule(name).train(not training)
     fused.get_submodule(name).train(not training)
     _step_and_compare(block, fused, gen)
-    assert paths == {"fused": 0, "bn_train": 2, "modules": 0}
+    assert _counts(fused_paths) == {"fused": 0, "bn_train": 2, "modules": 0}
 
 
 @pytest.mark.parametrize("momentum", [None, 0.3], ids=["cumulative", "momentum-0.3"])
-def test_momentum_in_mixed_modes(momentum, gen, paths):
+def test_momentum_in_mixed_modes(momentum, gen, fused_paths):
     """momentum=None (cumulative average over num_batches_tracked) and a set momentum, with two
     BNs frozen: only the training BNs move, each by its own factor."""
     block = random_block(WIDE, gen).float().train()
@@ -127,11 +114,11 @@ def test_momentum_in_mixed_modes(momentum, gen, paths):
         block.get_submodule(_unit_bn(fused, unit)).eval()
         fused.get_submodule(_unit_bn(fused, unit)).eval()
     _step_and_compare(block, fused, gen, steps=3)
-    assert paths == {"fused": 0, "bn_train": 3, "modules": 0}
+    assert _counts(fused_paths) == {"fused": 0, "bn_train": 3, "modules": 0}
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_track_running_stats_switched_off_after_fusing(training, gen, paths):
+def test_track_running_stats_switched_off_after_fusing(training, gen, fused_paths):
     """As nn.BatchNorm2d: in training, batch statistics with the buffers left alone; in eval, the
     running statistics (the buffers still exist)."""
     block = random_block(WIDE, gen).float().train(training)
@@ -141,7 +128,7 @@ def test_track_running_stats_switched_off_after_fusing(training, gen, paths):
     before = {name: b.clone() for name, b in fused.named_buffers()}
     _step_and_compare(block, fused, gen)
     # training: batch statistics, in the BN-training op; eval: the running statistics, folded
-    assert paths == ({"fused": 0, "bn_train": 2, "modules": 0} if training else
+    assert _counts(fused_paths) == ({"fused": 0, "bn_train": 2, "modules": 0} if training else
                      {"fused": 2, "bn_train": 0, "modules": 0})
     bn = _unit_bn(fused, "conv5")
     for buffer in ("running_mean", "running_var", "num_batches_tracked"):
@@ -150,7 +137,7 @@ def test_track_running_stats_switched_off_after_fusing(training, gen, paths):
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_running_statistics_removed_after_fusing_runs_the_modules(training, gen, paths):
+def test_running_statistics_removed_after_fusing_runs_the_modules(training, gen, fused_paths):
     """A BN whose running statistics are set to None normalises with batch statistics in every
     mode: the block's own modules run it."""
     block = random_block(WIDE, gen).float().train(training)
@@ -159,7 +146,7 @@ def test_running_statistics_removed_after_fusing_runs_the_modules(training, gen,
         bn = module.get_submodule(_unit_bn(fused, "branch1"))
         bn.running_mean = bn.running_var = bn.num_batches_tracked = None
     _step_and_compare(block, fused, gen)
-    assert paths == {"fused": 0, "bn_train": 0, "modules": 2}
+    assert _counts(fused_paths) == {"fused": 0, "bn_train": 0, "modules": 2}
 
 
 def test_block_train_flag_alone_does_not_decide(gen):
@@ -178,7 +165,7 @@ def test_block_train_flag_alone_does_not_decide(gen):
     assert counts() == [c + 1 for c in start]
 
 
-def test_frozen_bn_fine_tuning_of_a_whole_googlenet(gen, monkeypatch):
+def test_frozen_bn_fine_tuning_of_a_whole_googlenet(gen, monkeypatch, fused_paths):
     """The usual fine-tuning recipe on a torchvision-variant GoogLeNet: model.train(), then every
     BN .eval(). Logits (with aux heads), every parameter gradient and every buffer, against
     float64, held to the unfused fp32 network's own error (parity.BASELINE_FACTOR); buffers
@@ -194,9 +181,6 @@ def test_frozen_bn_fine_tuning_of_a_whole_googlenet(gen, monkeypatch):
         bn.eval()
     if not torch.cuda.is_available():
         monkeypatch.setenv("TRITON_INTERPRET", "0")
-    calls = []
-    real = fi.module.inception_block
-    monkeypatch.setattr(fi.module, "inception_block", lambda *a: calls.append(1) or real(*a))
     fused = fi.fuse(model)
     assert sum(isinstance(m, fi.FusedInception) for m in fused.modules()) == 9
     ref = copy.deepcopy(model).double()
@@ -209,7 +193,7 @@ def test_frozen_bn_fine_tuning_of_a_whole_googlenet(gen, monkeypatch):
         logits = net(inp)
         outputs[name] = logits
         sum((out.double() * w).sum() for out, w in zip(logits, weights)).backward()
-    assert len(calls) == 9
+    assert fused_paths == [("fused", torch.float32)] * 9
     for i, what in enumerate(("logits", "aux2", "aux1")):
         assert_close_to_baseline(outputs["fused"][i], outputs["ref"][i], outputs["unfused"][i], "float32", what)
     ref_params, unfused_params = dict(ref.named_parameters()), dict(model.named_parameters())

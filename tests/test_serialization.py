@@ -77,11 +77,11 @@ STATES = ["fresh", "eval-after-forward", "train-after-forward", "after-optimizer
 def test_whole_model_copies_at_any_time(state, method, gen):
     model = _model(gen)
     _bring_to(model, state, gen)
-    had_cache = model[1]._cache is not None
+    had_cache = model[1].has_cached_weights
     assert had_cache == (state in ("eval-after-forward", "after-optimizer-step"))
     clone = method(model)
-    assert clone[1]._cache is None  # never copied: rebuilt from the copied weights on the first call
-    assert (model[1]._cache is not None) == had_cache  # and the original keeps its own
+    assert not clone[1].has_cached_weights  # never copied: rebuilt from the copied weights on the first call
+    assert model[1].has_cached_weights == had_cache  # and the original keeps its own
     assert [m.training for m in clone.modules()] == [m.training for m in model.modules()]
     state_dict, clone_state = model.state_dict(), clone.state_dict()
     assert list(clone_state) == list(state_dict)
@@ -109,7 +109,7 @@ def test_torch_load_in_a_fresh_process(gen, tmp_path):
         import torch
         model = torch.load({str(tmp_path / 'model.pt')!r}, weights_only=False)
         x = torch.load({str(tmp_path / 'x.pt')!r})
-        assert type(model[1]).__name__ == "FusedInception" and model[1]._cache is None
+        assert type(model[1]).__name__ == "FusedInception" and not model[1].has_cached_weights
         with torch.no_grad():
             torch.save(model(x), {str(tmp_path / 'out.pt')!r})
     """)
