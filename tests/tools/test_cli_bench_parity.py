@@ -16,8 +16,8 @@ import sys
 import pytest
 import torch
 
-from fused_inception import tolerances as parity
-from fused_inception.tools import parity as parity_report
+from fused_inception import tolerances
+from fused_inception.tools import parity
 from fused_inception.tools.bench import command as bench
 from fused_inception.tools.bench import run as bench_run
 from fused_inception.tools.bench import timing as bench_timing
@@ -113,21 +113,21 @@ def test_bench_bad_arguments():
 @pytest.mark.parametrize("variant", ["torchvision", "paper"])
 def test_parity_one_block(variant, tmp_path):
     out = tmp_path / "parity.json"
-    rc = parity_report.run(_args(parity_report, ["--variants", variant, "--blocks", "3a", "--no-net",
+    rc = parity.run(_args(parity, ["--variants", variant, "--blocks", "3a", "--no-net",
                                                  "--dtypes", "fp32", "--json", str(out)]))
     assert rc == 0
     report = json.loads(out.read_text())
-    assert report["schema"] == parity_report.SCHEMA
+    assert report["schema"] == parity.SCHEMA
     (row,) = report["rows"]
     assert row["variant"] == variant and row["scope"] == "3a" and row["dtype"] == "fp32"
-    assert row["passed"] and row["all_finite"] and row["rel_error"] <= parity.TOLERANCES["float32"]
+    assert row["passed"] and row["all_finite"] and row["rel_error"] <= tolerances.TOLERANCES["float32"]
     assert row["path"] == ("Triton kernels (CUDA)" if CUDA else "Triton interpreter (CPU)")
 
 
 def test_parity_failure_exit_code(monkeypatch, capsys):
     # a tolerance of 0 cannot be met: the report must say FAIL and exit 1
-    monkeypatch.setitem(parity.TOLERANCES, "float32", 0.0)
-    rc = parity_report.run(_args(parity_report, ["--variants", "torchvision", "--blocks", "3a", "--no-net",
+    monkeypatch.setitem(tolerances.TOLERANCES, "float32", 0.0)
+    rc = parity.run(_args(parity, ["--variants", "torchvision", "--blocks", "3a", "--no-net",
                                                  "--dtypes", "fp32"]))
     assert rc == 1
     assert "FAIL torchvision 3a fp32" in capsys.readouterr().out
@@ -182,9 +182,9 @@ def test_parity_rows_come_dtype_first_and_the_json_row_by_row(monkeypatch, tmp_p
                 "eager_max_abs_error": 0.0, "ref_max_abs": 1.0, "fused_seconds": 0.0}
 
     writes = []
-    monkeypatch.setattr(parity_report, "check_one", check_one)
-    monkeypatch.setattr(parity_report, "write_json", lambda doc, path: writes.append(doc))
-    rc = parity_report.run(_args(parity_report, ["--variants", "torchvision,paper", "--blocks", "3a,4a", "--no-net",
+    monkeypatch.setattr(parity, "check_one", check_one)
+    monkeypatch.setattr(parity, "write_json", lambda doc, path: writes.append(doc))
+    rc = parity.run(_args(parity, ["--variants", "torchvision,paper", "--blocks", "3a,4a", "--no-net",
                                                  "--dtypes", "fp16,fp32", "--jobs", "1",
                                                  "--json", str(tmp_path / "parity.json")]))
     assert rc == 0

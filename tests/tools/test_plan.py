@@ -23,7 +23,7 @@ from fused_inception.tools.plan.model import build_plan
 from fused_inception.tools.plan.roofline import launch_time, roofline
 from fused_inception.tools.plan.shapes import block_shapes, pool_out
 from fused_inception.tools.plan import kernelbench as K
-from fused_inception.tools.plan import command as plan_report
+from fused_inception.tools.plan import command as plan_command
 from fused_inception.tools.plan.compare import compare
 from fused_inception.tools.plan.latency import Loop, Schedule, Work, eager_time, figures_for, schedule_time, timeline
 from fused_inception.tools.plan.schedules import block_schedules, reduce_conv_pipelined
@@ -62,7 +62,7 @@ def _by_block(launches):
 
 def _default_args(**kw) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    plan_report.add_arguments(parser)
+    plan_command.add_arguments(parser)
     args = parser.parse_args([])
     for k, v in kw.items():
         setattr(args, k, v)
@@ -474,7 +474,7 @@ def test_fused_faster_than_eager_on_the_roofline():
 
 def test_json_round_trip(tmp_path, capsys):
     path = tmp_path / "plan.json"
-    assert plan_report.run(_default_args(json=str(path))) == 0
+    assert plan_command.run(_default_args(json=str(path))) == 0
     data = json.loads(path.read_text())
     plan = build_plan()
     latency = data.pop("latency")
@@ -496,7 +496,7 @@ def test_json_round_trip(tmp_path, capsys):
 
 
 def test_run_defaults_prints_totals(capsys):
-    assert plan_report.run(_default_args()) == 0
+    assert plan_command.run(_default_args()) == 0
     out = capsys.readouterr().out
     assert "total" in out and "195" in out and "42" in out
     assert "H100 SXM" in out and "H200 SXM" in out and "img/s" in out
@@ -505,14 +505,14 @@ def test_run_defaults_prints_totals(capsys):
 
 def test_run_options(capsys):
     args = _default_args(variant="paper", dtype="float32", tf32=False, per_launch=True, l2_tbps=7.0, batch=8)
-    assert plan_report.run(args) == 0
+    assert plan_command.run(args) == 0
     out = capsys.readouterr().out
     assert "Every fused launch" in out and "lrn1.pad fill_" in out
-    assert plan_report.run(_default_args(batch=0)) == 2
+    assert plan_command.run(_default_args(batch=0)) == 2
 
 
 def test_cli_prints_the_modelled_latency_tables(capsys):
-    assert plan_report.run(_default_args(per_launch=True)) == 0
+    assert plan_command.run(_default_args(per_launch=True)) == 0
     out = capsys.readouterr().out
     section = out[out.index("Latency-aware model"):]
     assert "MODELLED, not measured" in section.splitlines()[0]
@@ -520,7 +520,7 @@ def test_cli_prints_the_modelled_latency_tables(capsys):
         assert f"{gpu} (modelled;" in section and f"Fused launches on {gpu} (modelled" in section
     assert "target met" in section and "Calibration (KernelBench level3/7_GoogleNetInceptionV1" in section
     assert "the only fitted constant" in section
-    assert plan_report.run(_default_args(host_us=0.0, l2_tbps=10.0)) == 0
+    assert plan_command.run(_default_args(host_us=0.0, l2_tbps=10.0)) == 0
     assert "0.0 us host issue per launch" in capsys.readouterr().out
 
 
