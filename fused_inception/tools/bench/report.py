@@ -9,6 +9,8 @@ from pathlib import Path
 
 from fused_inception.dtypes import SHORT_NAMES, dtype_name
 from fused_inception.tools.bench.cases import METHODS, MODES, SCOPES
+from fused_inception.tools.bench.steps import format_steps
+from fused_inception.tools.parity import format_markdown as parity_markdown
 from fused_inception.tools.tables import md_table, text_table
 
 WARM_MARK = "(warm L2)"  # marks a case whose timings are warm-cache ones (cases.warm_cache)
@@ -89,11 +91,33 @@ def format_text(report: dict) -> str:
 
 def format_markdown(report: dict, parity: dict | None = None) -> str:
     """The report as markdown: environment, notes, a compact medians table per mode and dtype, the
-    speedups, the full table, and the raw timings in a collapsed section."""
+    speedups, the full table, the parity table (``parity``: a parity report), and the raw timings
+    in a collapsed section."""
     env = report["environment"]
-    s = report["settings"]
     title = env["device_name"] if env["device"] == "cuda" else f"CPU ({env['device_name']})"
     lines = [f"# fused_inception benchmark: {title}", ""]
+    lines += _provenance_lines(report)
+    if report.get("steps") is not None:
+        lines += ["", "## Steps", "", format_steps(report["steps"])]
+    lines += ["", f"**{report['label']}**", ""]
+    lines += [f"- {n}" for n in report.get("notes", [])]
+    lines += ["", kernel_configs_note(report), ""]
+    lines += _medians_section(report)
+    header, rows = speedup_rows(report)
+    if rows:
+        lines += ["## Speedups (baseline median / fused median; > 1: fused is faster)", "",
+                  md_table(header, rows), ""]
+    lines += ["## All measurements", "", md_table(*long_rows(report)), ""]
+    if parity is not None:
+        lines += ["## Parity", "", parity_markdown(parity), ""]
+    lines += _raw_timings(report)
+    return "\n".join(lines)
+
+
+def _provenance_lines(report: dict) -> list[str]:
+    """Markdown bullets: device, versions, commit, command and the timing settings."""
+    env = report["environment"]
+    s = report["settings"]
     gpu = env["device"] == "cuda"
     rotation = (f"inputs rotated (enough to cycle through {s.get('rotate_mb'):g} MB)" if s.get("rotate_mb")
                 else "2 inputs alternated")
@@ -108,19 +132,17 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
              ("threads", s.get("threads") if not gpu else None),
              ("total bench time", f"{report.get('seconds')} s"),
              ("runs merged", len(report["merged_from"]) if report.get("merged_from") else None)]
-    lines += [f"- **{k}**: {v}" for k, v in facts if v is not None]
-    if report.get("steps") is not None:
-        from fused_inception.tools.bench.steps import format_steps
+    return [f"- **{k}**: {v}" for k, v in facts if v is not None]
 
-        lines += ["", "## Steps", "", format_steps(report["steps"])]
-    lines += ["", f"**{report['label']}**", ""]
-    lines += [f"- {n}" for n in report.get("notes", [])]
-    lines += ["", kernel_configs_note(report), ""]
+
+def _medians_section(report: dict) -> list[str]:
+    """Markdown: one table of median ms per (mode, dtype), a scope per row, with the best fused
+    method against the best baseline; the warm-cache caveat when a case has one."""
     methods = methods_in(report)
     groups: dict[tuple[str, str], list[dict]] = {}
     for c in sorted_cases(report):
         groups.setdefault((c["mode"], c["dtype"]), []).append(c)
-    lines += ["## Median ms per call (lower is better)", ""]
+    lines = ["## Median ms per call (lower is better)", ""]
     if not report["cases"]:
         lines += ["No bench results in this report.", ""]
     for (mode, dtype), cases in groups.items():
@@ -139,21 +161,17 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
         lines += [md_table(header, rows), ""]
     warm = [c for c in report["cases"] if c.get("warm_cache")]
     if warm:
-        l2 = env.get("l2_cache_mb")
+        l2 = report["environment"].get("l2_cache_mb")
         lines += [f"{WARM_MARK} warm-cache timings: the case's rotated inputs ("
                   + ", ".join(sorted({f"{c['rotated_mb']:g} MB" for c in warm}))
                   + f") are under twice the L2 ({l2:g} MB), so an input may still be in the L2 when it comes "
                   "round again: these cells are faster than a stream of new inputs would be.", ""]
-    header, rows = speedup_rows(report)
-    if rows:
-        lines += ["## Speedups (baseline median / fused median; > 1: fused is faster)", "",
-                  md_table(header, rows), ""]
-    lines += ["## All measurements", "", md_table(*long_rows(report)), ""]
-    if parity is not None:
-        from fused_inception.tools.parity import format_markdown as parity_md
+    return lines
 
-        lines += ["## Parity", "", parity_md(parity), ""]
-    lines += ["<details><summary>Raw timings (ms per call)</summary>", ""]
+
+def _raw_timings(report: dict) -> list[str]:
+    """Markdown: every raw timing (at most RAW_IN_MARKDOWN per measurement) in a collapsed section."""
+    lines = ["<details><summary>Raw timings (ms per call)</summary>", ""]
     for c in sorted_cases(report):
         for m, r in c["results"].items():
             if "times_ms" in r:
@@ -162,7 +180,7 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
                 lines.append(f"- {c['scope']} {c['mode']} {c['dtype']} b{c['batch']} {m}: "
                              + ", ".join(f"{x:.4g}" for x in t[:RAW_IN_MARKDOWN]) + more)
     lines += ["", "</details>", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def kernel_configs_note(report: dict) -> str:
