@@ -7,7 +7,8 @@ in one process with torch.set_num_threads(2) (unless --threads). Prints, per cas
 contender's median time and its spread (min..max and the interquartile range) and its speed-up
 over eager (eager median / its median).
 
-    python benchmarks/aten_tactic_variants.py [--blocks 3a 4d 5b] [--batches 1 8] [--runs 21]
+    python benchmarks/aten_tactic_variants.py [--blocks 3a 4d 5b] [--batches 1 8] [--runs 21] [--training]
+                                              [--only aten out-copy ...]
 
 Contenders (all but eager compute the same folded block):
 
@@ -19,6 +20,12 @@ Contenders (all but eager compute the same folded block):
 * ``out-copy``: a preallocated output in the input's format and copy_ of each branch into its
   slice instead of cat;
 * ``relu-copy``: out of place ReLU (F.relu) instead of relu_.
+
+``--training`` times a frozen-BN training step instead (forward and backward with respect to the
+input and every parameter, BN in eval), outside no_grad: ``eager`` (the modules) against ``aten``
+(BN folded in float32 on the autograd path in every call, straight into the conv layout by
+aten_weights_from_units) and ``aten-via-params`` (the fold through InceptionParams' kernel layout
+and back, params_from_units + aten_forward).
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.googlenet import Inception as TorchvisionInception
 
-from fused_inception.aten_forward import AtenWeights, aten_forward, aten_inception_forward, aten_weights
+from fused_inception.aten_forward import (AtenWeights, aten_forward, aten_inception_forward, aten_weights,
+                                          aten_weights_from_units)
 from fused_inception.folding import params_from_units
 from fused_inception.ops import output_memory_format
 from fused_inception.spec import GOOGLENET_BLOCKS
@@ -63,7 +71,6 @@ def units(block: torch.nn.Module) -> dict:
 
 
 def three_1x1(x: torch.Tensor, w: AtenWeights) -> torch.Tensor:
-    c1, r3, r5 = w.split
     outs = [F.conv2d(x, wi, bi).relu_() for wi, bi in zip(w.w_input.split(w.split), w.b_input.split(w.split))]
     k3, k5 = w.w_conv3.shape[-1], w.w_conv5.shape[-1]
     res = [outs[0], F.conv2d(outs[1], w.w_conv3, w.b_conv3, padding=k3 // 2).relu_(),
@@ -97,16 +104,45 @@ def relu_copy(x: torch.Tensor, w: AtenWeights) -> torch.Tensor:
     return torch.cat(res, 1).contiguous(memory_format=output_memory_format(x))
 
 
-def time_case(name: str, batch: int, channels_last: bool, runs: int, gen: torch.Generator) -> dict[str, list[float]]:
+def training_contenders(block: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Frozen-BN training steps: the block's modules, and the aten tactic folding BN per call."""
+    block.train()
+    for m in block.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    x = x.detach().requires_grad_()
+    grad = torch.randn_like(block(x))
+
+    def step(forward) -> torch.Tensor:
+        x.grad = None
+        for p in block.parameters():
+            p.grad = None
+        out = forward()
+        out.backward(grad)
+        return out
+
+    def aten_step() -> torch.Tensor:
+        return aten_inception_forward(x, aten_weights_from_units(units(block), relu=True, dtype=torch.float32))
+
+    def via_params_step() -> torch.Tensor:
+        params = params_from_units(units(block), relu=True, dtype=torch.float32, fold_dtype=torch.float32)
+        return aten_forward(x, params)
+
+    return {"eager": lambda: step(lambda: block(x)), "aten": lambda: step(aten_step),
+            "aten-via-params": lambda: step(via_params_step)}
+
+
+def time_case(name: str, batch: int, channels_last: bool, runs: int, gen: torch.Generator,
+              training: bool = False, only: list[str] | None = None) -> dict[str, list[float]]:
     block = eager_block(name, gen)
     channels, size = GOOGLENET_BLOCKS[name]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     block = block.to(memory_format=fmt)
     x = torch.randn((batch, channels[0], size, size), generator=gen).contiguous(memory_format=fmt)
-    with torch.no_grad():
+    with torch.set_grad_enabled(training):
         params = params_from_units(units(block), relu=True, dtype=torch.float32)
         weights = aten_weights(params)
-        contenders = {
+        contenders = training_contenders(block, x) if training else {
             "eager": lambda: block(x),
             "aten": lambda: aten_inception_forward(x, weights),
             "aten-percall": lambda: aten_forward(x, params),
@@ -114,9 +150,11 @@ def time_case(name: str, batch: int, channels_last: bool, runs: int, gen: torch.
             "out-copy": lambda: out_copy(x, weights),
             "relu-copy": lambda: relu_copy(x, weights),
         }
-        ref = block(x)
+        if only:
+            contenders = {label: fn for label, fn in contenders.items() if label == "eager" or label in only}
+        ref = block(x).detach()
         for label, fn in contenders.items():
-            got = fn()
+            got = fn().detach()
             err = float((got - ref).norm() / ref.norm())
             assert err < 1e-4, (label, err)
             assert got.is_contiguous(memory_format=fmt), label
@@ -138,15 +176,18 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--training", action="store_true", help="time a frozen-BN training step")
+    parser.add_argument("--only", nargs="+", help="time eager and only these contenders")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.runs} interleaved runs; "
+    print(f"{'frozen-BN training step' if args.training else 'inference'}: "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.runs} interleaved runs; "
           "ms: median [min..max] (IQR); x = eager median / median")
     for name in args.blocks:
         for batch in args.batches:
             for channels_last in (False, True):
-                times = time_case(name, batch, channels_last, args.runs, gen)
+                times = time_case(name, batch, channels_last, args.runs, gen, args.training, args.only)
                 eager = statistics.median(times["eager"])
                 fmt = "channels_last" if channels_last else "NCHW"
                 print(f"{name} batch {batch} {fmt}")

@@ -19,18 +19,22 @@ on the autograd path and train through it.
 
 Use ``aten_weights(params)`` once per set of folded weights (a module caches it beside its folded
 InceptionParams; rebuilding the conv layouts costs a copy of every weight per call, which is a
-noticeable share of a batch-1 block on the CPU), then ``aten_inception_forward(x, weights)``.
+noticeable share of a batch-1 block on the CPU), then ``aten_inception_forward(x, weights)``. On
+the autograd path (BN folded in every call), ``aten_weights_from_units`` folds straight into the
+conv layout, without the round trip through InceptionParams' kernel layout.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .folding import UNIT_NAMES, ConvUnit, fold_conv_unit
 from .ops import check_input_shape, output_memory_format
-from .params import InceptionParams
+from .params import CAT_ORDER, InceptionParams
 
 Tensor = torch.Tensor
 
@@ -73,21 +77,34 @@ def aten_weights(params: InceptionParams) -> AtenWeights:
     """``params`` (kernel layout, params.py) in the aten tactic's conv layout. Differentiable:
     gradients reaching the result flow back to ``params``' tensors."""
     conv = params.to_conv_weights()
-    dtype = params.dtype
+    return _stack({name: (w.contiguous(), b.to(params.dtype)) for name, (w, b) in conv.items()},
+                  params.relu, params.cat_order)
 
-    def layout(name: str) -> tuple[Tensor, Tensor]:
-        w, b = conv[name]
-        return w.contiguous(), b.to(dtype)
 
-    stacked = [layout(name) for name in ("branch1", "reduce3", "reduce5")]
-    w3, b3 = layout("conv3")
-    w5, b5 = layout("conv5")
-    wp, bp = layout("pool_proj")
+def aten_weights_from_units(units: Mapping[str, ConvUnit], relu: bool, dtype: torch.dtype,
+                            cat_order: tuple[str, str, str, str] = CAT_ORDER,
+                            fold_dtype: torch.dtype = torch.float32) -> AtenWeights:
+    """Fold a block's six (conv, bn-or-None) units (folding.py) into AtenWeights in ``dtype``,
+    the BN fold computed in ``fold_dtype``. Differentiable with respect to the modules'
+    parameters: the frozen-BN training path of the aten tactic."""
+    missing = [name for name in UNIT_NAMES if name not in units]
+    if missing:
+        raise ValueError(f"missing conv units {missing}; expected {list(UNIT_NAMES)}")
+    folded = {}
+    for name in UNIT_NAMES:
+        w, b = fold_conv_unit(*units[name], compute_dtype=fold_dtype)
+        folded[name] = (w.to(dtype), b.to(dtype))
+    return _stack(folded, relu, cat_order)
+
+
+def _stack(conv: Mapping[str, tuple[Tensor, Tensor]], relu: bool, cat_order: tuple[str, str, str, str]) -> AtenWeights:
+    """AtenWeights from the six units' (weight [C_out, C_in, k, k], bias) in the compute dtype."""
+    stacked = [conv[name] for name in ("branch1", "reduce3", "reduce5")]
     return AtenWeights(
         w_input=torch.cat([w for w, _ in stacked]), b_input=torch.cat([b for _, b in stacked]),
         split=tuple(w.shape[0] for w, _ in stacked),
-        w_conv3=w3, b_conv3=b3, w_conv5=w5, b_conv5=b5, w_pool=wp, b_pool=bp,
-        relu=params.relu, cat_order=params.cat_order,
+        w_conv3=conv["conv3"][0], b_conv3=conv["conv3"][1], w_conv5=conv["conv5"][0], b_conv5=conv["conv5"][1],
+        w_pool=conv["pool_proj"][0], b_pool=conv["pool_proj"][1], relu=relu, cat_order=cat_order,
     )
 
 

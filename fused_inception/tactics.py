@@ -23,7 +23,7 @@ The policy (``select_tactic``), first rule that applies:
    are compiled and tested for) for the kernels' dtypes, ``aten`` otherwise (older GPUs, float64,
    BN training); the caller warns once that the GPU is untuned;
 4. the CPU (interpreter off) -> CPU_FASTEST[(mode, memory format)], the tactic a measurement found
-   fastest (see CPU_FASTEST for the figures and the command).
+   fastest (see CPU_FASTEST for the figures and the commands).
 
 TacticKey is what a tuned file records a winner under: (GPU name, block shape, dtype, batch
 bucket, mode). Batch buckets (BATCH_BUCKETS): 1 | 2-16 | 17-64 | 65+; a batch of 1 is its own
@@ -65,15 +65,24 @@ FORMAT_NAMES: dict[torch.memory_format, str] = {
     torch.contiguous_format: "nchw", torch.channels_last: "channels_last",
 }
 
-# The CPU default per (mode, memory format). Measured with
-# ``python benchmarks/aten_tactic_variants.py`` (single GoogLeNet blocks 3a, 4d, 5b, batch 1 and 8,
-# eval, NCHW and channels_last, 2 threads): see the README of issue 13's phase 2 for the figures;
-# BN training from issue 13's own measurement (the BN-training op at 0.55-0.82x eager on the CPU).
+# The CPU default per (mode, memory format), from phase 1's measurement (to be re-measured on a
+# quiet machine and finalised in phase 2):
+#   python benchmarks/aten_tactic_variants.py --runs 31              (inference)
+#   python benchmarks/aten_tactic_variants.py --training --runs 15   (frozen-BN training step)
+# torch 2.14.1 CPU, torch.set_num_threads(2), GoogLeNet blocks 3a/4d/5b at 28/14/7 px, batch 1 and
+# 8, NCHW and channels_last, eager torchvision block in eval vs the aten tactic, interleaved, on 2
+# cores shared with other jobs (load 4-5: medians carry IQRs as large as themselves).
+# * inference: aten's median faster than eager's in 11 of 12 cases (x0.77 at 3a batch 1 NCHW,
+#   x1.04-2.50 elsewhere); best-of-31 faster in 10 of 12 (slower: 3a batch 8 NCHW 94.5 vs 83.1 ms,
+#   5b batch 8 channels_last 44.3 vs 33.1 ms);
+# * frozen-BN training (BN folded per call on the autograd path): within the noise of eager
+#   (medians x0.69-1.44), so the modules stay the default until a quiet run shows >= 1.0x;
+# * BN training: issue 13's measurement, the BN-training op at 0.55-0.82x eager -> the modules.
 CPU_FASTEST: dict[tuple[str, str], str] = {
     (INFERENCE, "nchw"): ATEN,
     (INFERENCE, "channels_last"): ATEN,
-    (FROZEN_BN_TRAINING, "nchw"): ATEN,
-    (FROZEN_BN_TRAINING, "channels_last"): ATEN,
+    (FROZEN_BN_TRAINING, "nchw"): MODULES,
+    (FROZEN_BN_TRAINING, "channels_last"): MODULES,
     (BN_TRAINING, "nchw"): MODULES,
     (BN_TRAINING, "channels_last"): MODULES,
 }

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from block_factory import random_input
-from fused_inception.aten_forward import aten_forward, aten_inception_forward, aten_weights
+from fused_inception.aten_forward import aten_forward, aten_inception_forward, aten_weights, aten_weights_from_units
 from fused_inception.folding import params_from_units, params_of_reference_block, units_of_reference_block
 from fused_inception.models.randomize import random_block
 from fused_inception.params import WEIGHT_FIELDS, InceptionParams
@@ -113,12 +113,17 @@ def test_negative_input_padding(gen):
     assert_close(out, block(x64), "float32", "negative input")
 
 
-def _fused_with_grads(block: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor, dtype: torch.dtype):
+def _fused_with_grads(block: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor, dtype: torch.dtype,
+                      fold: str = "units"):
     """Output and gradients (x and every parameter of ``block``) of the aten tactic with BN folded
-    on the autograd path, as a module in frozen-BN training folds it."""
+    on the autograd path, as a module in frozen-BN training folds it: straight into the conv
+    layout (``fold="units"``) or through InceptionParams (``"params"``)."""
     x = x.detach().clone().requires_grad_()
-    params = params_from_units(units_of_reference_block(block), block.spec.relu, dtype, fold_dtype=torch.float32)
-    out = aten_forward(x, params)
+    units = units_of_reference_block(block)
+    if fold == "units":
+        out = aten_inception_forward(x, aten_weights_from_units(units, block.spec.relu, dtype))
+    else:
+        out = aten_forward(x, params_from_units(units, block.spec.relu, dtype, fold_dtype=torch.float32))
     out.backward(grad_out.to(device=out.device, dtype=out.dtype))
     return out, {"x": x.grad, **{name: p.grad for name, p in block.named_parameters()}}
 
@@ -134,10 +139,11 @@ def _reference_with_grads(block: torch.nn.Module, x: torch.Tensor, grad_out: tor
 # tolerance: an fp16 input rounds some 3x3 pool windows into ties and some pre-activations across
 # zero, and each such event moves a gradient by up to 3e-2 relative, in the unfused fp16 modules as
 # often as here (measured over seeds: either one at 5e-4..3e-2 on the same draws).
+@pytest.mark.parametrize("fold", ["units", "params"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", [torch.float32], ids=str)
 @pytest.mark.parametrize("relu", [True, False], ids=["relu", "no-relu"])
-def test_gradients(relu, dtype, layout, gen):
+def test_gradients(relu, dtype, layout, fold, gen):
     """Input and every conv/BN parameter gradient through the folded BN against float64. The
     block computes in ``dtype`` from float32 parameters (a mixed-precision module's layout); its
     float64 reference holds the same float32-rounded parameters."""
@@ -146,7 +152,7 @@ def test_gradients(relu, dtype, layout, gen):
     x64 = random_input(SHAPE, gen)
     grad_out = torch.randn((SHAPE[0], block.spec.out_channels, *SHAPE[2:]), generator=gen, dtype=torch.float64)
     ref, ref_grads = _reference_with_grads(ref_block, x64, grad_out)
-    out, grads = _fused_with_grads(block, _layout(x64.to(device=DEVICE, dtype=dtype), layout), grad_out, dtype)
+    out, grads = _fused_with_grads(block, _layout(x64.to(device=DEVICE, dtype=dtype), layout), grad_out, dtype, fold)
     key = tolerance_key(dtype)
     assert_close(out, ref, key, "output")
     assert grads.keys() == ref_grads.keys()
@@ -219,3 +225,10 @@ def test_refuses_mismatched_inputs(gen):
         aten_inception_forward(torch.zeros(6, 3, 3), weights)
     with pytest.raises(TypeError, match="does not match the weights' dtype"):
         aten_inception_forward(torch.zeros(1, 6, 3, 3, dtype=torch.float64), weights)
+
+
+def test_fold_from_units_needs_all_six(gen):
+    units = units_of_reference_block(random_block(_spec(), gen))
+    del units["conv5"]
+    with pytest.raises(ValueError, match=r"missing conv units \['conv5'\]"):
+        aten_weights_from_units(units, True, torch.float32)
