@@ -74,7 +74,9 @@ FORMAT_NAMES: dict[torch.memory_format, str] = {
 # cores shared with other jobs (load 4-5: medians carry IQRs as large as themselves).
 # * inference: aten's median faster than eager's in 11 of 12 cases (x0.77 at 3a batch 1 NCHW,
 #   x1.04-2.50 elsewhere); best-of-31 faster in 10 of 12 (slower: 3a batch 8 NCHW 94.5 vs 83.1 ms,
-#   5b batch 8 channels_last 44.3 vs 33.1 ms);
+#   5b batch 8 channels_last 44.3 vs 33.1 ms); a second run (``--runs 41 --only aten out-copy``):
+#   median faster in 11 of 12 (x0.68 at 5b batch 1 channels_last, x1.15-3.28 elsewhere),
+#   best-of-41 faster in 11 of 12 (slower: 4d batch 8 NCHW 130.3 vs 120.2 ms);
 # * frozen-BN training (BN folded per call on the autograd path): within the noise of eager
 #   (medians x0.69-1.44), so the modules stay the default until a quiet run shows >= 1.0x;
 # * BN training: issue 13's measurement, the BN-training op at 0.55-0.82x eager -> the modules.
