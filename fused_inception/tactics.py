@@ -1,0 +1,187 @@
+"""Tactics of one fused Inception block and the pure policy that picks one per call.
+
+A tactic is one implementation of the block with the same numerics contract (float64-reference
+parity at parity.TOLERANCES):
+
+* ``triton``: the fused Triton kernels (ops.inception_forward; on the CPU they run only under the
+  Triton interpreter), backward by backward.py;
+* ``aten``: aten_forward.py: BN folded, the three input 1x1 convs as one conv, the k x k convs and
+  the pool projection on cuDNN/oneDNN, autograd for the backward. In BN training (batch statistics)
+  the aten tactic is the BN-training op (bn_train.py), which is built from aten ops as well;
+* ``modules``: the block's original modules, unfused.
+
+Modes (MODES): ``inference`` (every BN in eval, no autograd), ``frozen-bn-training`` (autograd
+through BN folded with running statistics), ``bn-training`` (some BN uses batch statistics:
+Triton has no kernel for it, so only ``aten`` and ``modules``).
+
+The policy (``select_tactic``), first rule that applies:
+
+1. CPU with the Triton interpreter on (TRITON_INTERPRET=1) -> ``triton``: the kernels are what is
+   tested there;
+2. a recorded winner for the call's TacticKey (from the GPU's tuned file) -> the winner;
+3. a GPU without a record: ``triton`` on compute capability 8.0 and newer (the GPUs the kernels
+   are compiled and tested for) for the kernels' dtypes, ``aten`` otherwise (older GPUs, float64,
+   BN training); the caller warns once that the GPU is untuned;
+4. the CPU (interpreter off) -> CPU_FASTEST[(mode, memory format)], the tactic a measurement found
+   fastest (see CPU_FASTEST for the figures and the commands).
+
+TacticKey is what a tuned file records a winner under: (GPU name, block shape, dtype, batch
+bucket, mode). Batch buckets (BATCH_BUCKETS): 1 | 2-16 | 17-64 | 65+; a batch of 1 is its own
+bucket (latency serving: GEMMs with M = H*W only), 2-16 and 17-64 split small from medium training
+and serving batches, and past 64 every GoogLeNet GEMM is large enough that the ranking no longer
+moves with the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+TRITON, ATEN, MODULES = "triton", "aten", "modules"
+TACTICS: tuple[str, ...] = (TRITON, ATEN, MODULES)
+
+INFERENCE, FROZEN_BN_TRAINING, BN_TRAINING = "inference", "frozen-bn-training", "bn-training"
+MODES: tuple[str, ...] = (INFERENCE, FROZEN_BN_TRAINING, BN_TRAINING)
+
+# the tactics that can run a block in each mode
+TACTICS_BY_MODE: dict[str, tuple[str, ...]] = {
+    INFERENCE: TACTICS,
+    FROZEN_BN_TRAINING: TACTICS,
+    BN_TRAINING: (ATEN, MODULES),
+}
+
+# the oldest compute capability the Triton kernels are compiled and tested for (sm_80)
+TRITON_MIN_CAPABILITY: tuple[int, int] = (8, 0)
+# the dtypes the Triton kernels take (ops.KERNEL_DTYPES)
+TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
+
+# (label, first batch, last batch or None for no bound), in order
+BATCH_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
+    ("1", 1, 1), ("2-16", 2, 16), ("17-64", 17, 64), ("65+", 65, None),
+)
+
+FORMAT_NAMES: dict[torch.memory_format, str] = {
+    torch.contiguous_format: "nchw", torch.channels_last: "channels_last",
+}
+
+# The CPU default per (mode, memory format), from phase 1's measurement (to be re-measured on a
+# quiet machine and finalised in phase 2):
+#   python benchmarks/aten_tactic_variants.py --runs 31              (inference)
+#   python benchmarks/aten_tactic_variants.py --training --runs 15   (frozen-BN training step)
+# torch 2.14.1 CPU, torch.set_num_threads(2), GoogLeNet blocks 3a/4d/5b at 28/14/7 px, batch 1 and
+# 8, NCHW and channels_last, eager torchvision block in eval vs the aten tactic, interleaved, on 2
+# cores shared with other jobs (load 4-5: medians carry IQRs as large as themselves).
+# * inference: aten's median faster than eager's in 11 of 12 cases (x0.77 at 3a batch 1 NCHW,
+#   x1.04-2.50 elsewhere); best-of-31 faster in 10 of 12 (slower: 3a batch 8 NCHW 94.5 vs 83.1 ms,
+#   5b batch 8 channels_last 44.3 vs 33.1 ms); a second run (``--runs 41 --only aten out-copy``):
+#   median faster in 11 of 12 (x0.68 at 5b batch 1 channels_last, x1.15-3.28 elsewhere),
+#   best-of-41 faster in 11 of 12 (slower: 4d batch 8 NCHW 130.3 vs 120.2 ms);
+# * frozen-BN training (BN folded per call on the autograd path): within the noise of eager
+#   (medians x0.69-1.44), so the modules stay the default until a quiet run shows >= 1.0x;
+# * BN training: issue 13's measurement, the BN-training op at 0.55-0.82x eager -> the modules.
+CPU_FASTEST: dict[tuple[str, str], str] = {
+    (INFERENCE, "nchw"): ATEN,
+    (INFERENCE, "channels_last"): ATEN,
+    (FROZEN_BN_TRAINING, "nchw"): MODULES,
+    (FROZEN_BN_TRAINING, "channels_last"): MODULES,
+    (BN_TRAINING, "nchw"): MODULES,
+    (BN_TRAINING, "channels_last"): MODULES,
+}
+
+
+def batch_bucket(batch: int) -> str:
+    """The BATCH_BUCKETS label holding ``batch`` (>= 1)."""
+    for label, first, last in BATCH_BUCKETS:
+        if batch >= first and (last is None or batch <= last):
+            return label
+    raise ValueError(f"batch must be a positive int, got {batch!r}")
+
+
+def format_name(memory_format: torch.memory_format) -> str:
+    """"nchw" or "channels_last"."""
+    if memory_format not in FORMAT_NAMES:
+        raise ValueError(f"expected torch.contiguous_format or torch.channels_last, got {memory_format}")
+    return FORMAT_NAMES[memory_format]
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+
+
+@dataclass(frozen=True)
+class TacticKey:
+    """What a tuned file records a tactic winner under.
+
+    ``block``: the block's shape (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj, k3, k5);
+    ``dtype``: "float32", "float16", ...; ``batch``: a BATCH_BUCKETS label; ``mode``: one of MODES.
+    """
+
+    gpu: str
+    block: tuple[int, ...]
+    dtype: str
+    batch: str
+    mode: str
+
+    @classmethod
+    def of(cls, gpu: str, block: tuple[int, ...], dtype: torch.dtype, batch: int, mode: str) -> "TacticKey":
+        check_mode(mode)
+        if len(block) != 9:
+            raise ValueError(f"block shape must be (in, 1x1, 3x3 red, 3x3, 5x5 red, 5x5, pool, k3, k5), got {block}")
+        return cls(gpu, tuple(int(c) for c in block), str(dtype).removeprefix("torch."), batch_bucket(batch), mode)
+
+    def __str__(self) -> str:
+        """One string, as a JSON object key: ``gpu|192x64x96x128x16x32x32x3x5|float16|2-16|inference``."""
+        return "|".join((self.gpu, "x".join(map(str, self.block)), self.dtype, self.batch, self.mode))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A selected tactic and the one-line reason for it."""
+
+    tactic: str
+    reason: str
+
+
+def select_tactic(
+    device_type: str,
+    capability: tuple[int, int] | None,
+    dtype: torch.dtype,
+    batch: int,
+    memory_format: torch.memory_format,
+    mode: str,
+    interpreter: bool,
+    winner: str | None = None,
+) -> Choice:
+    """The tactic for one block call (rules in the module docstring). Pure: no device queries.
+
+    ``device_type``: "cuda" or "cpu"; ``capability``: the GPU's (major, minor), None off CUDA;
+    ``interpreter``: TRITON_INTERPRET=1; ``winner``: the tuned file's tactic for the call's
+    TacticKey, or None without a record.
+    """
+    check_mode(mode)
+    fmt = format_name(memory_format)
+    bucket = batch_bucket(batch)
+    name = str(dtype).removeprefix("torch.")
+    if device_type == "cpu" and interpreter:
+        return Choice(TRITON, "CPU under TRITON_INTERPRET=1: the Triton kernels are what is tested")
+    if winner is not None:
+        if winner not in TACTICS_BY_MODE[mode]:
+            raise ValueError(f"tuned winner {winner!r} cannot run mode {mode!r}; expected one of {TACTICS_BY_MODE[mode]}")
+        return Choice(winner, f"tuned winner for {name}, batch {bucket}, {mode}")
+    if device_type == "cuda":
+        if capability is None:
+            raise ValueError("a CUDA device needs its compute capability")
+        sm = f"sm_{capability[0]}{capability[1]}"
+        if mode == BN_TRAINING:
+            return Choice(ATEN, f"untuned {sm}, {mode}: the BN-training op (no Triton kernel for batch statistics)")
+        if dtype not in TRITON_DTYPES:
+            return Choice(ATEN, f"untuned {sm}: the Triton kernels do not take {name}")
+        if tuple(capability) >= TRITON_MIN_CAPABILITY:
+            return Choice(TRITON, f"untuned {sm}: Triton kernels (compiled and tested for sm_80 and newer)")
+        return Choice(ATEN, f"untuned {sm}: older than sm_80, which the Triton kernels are tested for")
+    if device_type == "cpu":
+        tactic = CPU_FASTEST[(mode, fmt)]
+        return Choice(tactic, f"CPU, {mode}, {fmt}: fastest in the committed CPU measurement")
+    raise ValueError(f"unsupported device type {device_type!r}; expected 'cuda' or 'cpu'")
