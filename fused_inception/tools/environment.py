@@ -16,12 +16,21 @@ from pathlib import Path
 
 import torch
 
+import fused_inception
+from fused_inception import kernels
+from fused_inception.kernels.configs import config_name, default_configs
+from fused_inception.kernels.tuned_configs import (TunedFileError, pick_pointwise_config, pick_reduce_conv_config,
+                                                   tuned_table)
+
+# the package's folder (fused_inception/, where this file's tools/ lives) and the checkout above it
+PACKAGE_DIR = Path(fused_inception.__file__).resolve().parent
+
 
 def _git_commit() -> str:
     """HEAD of the checkout this package runs from (with -dirty), else $FUSED_INCEPTION_GIT_COMMIT
     (for a copy of the tree without .git, e.g. on a device machine), else "unknown" (then the
     report's ``source_hash`` identifies the code)."""
-    root = Path(__file__).resolve().parent.parent
+    root = PACKAGE_DIR.parent
     fallback = os.environ.get("FUSED_INCEPTION_GIT_COMMIT") or "unknown"
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -40,9 +49,7 @@ def source_hash() -> str:
     ``fused_inception/`` and ``kernels/`` (the ``fused_inception.kernels`` package, wherever it is
     installed from), by relative path and content, in sorted order. It identifies the code on a
     copy of the tree without .git; the same call in a checkout gives the value to compare with."""
-    from fused_inception import kernels
-
-    package = Path(__file__).resolve().parent
+    package = PACKAGE_DIR
     kernels_dir = Path(kernels.__file__).resolve().parent
     files = []
     for prefix, root in (("fused_inception", package), ("kernels", kernels_dir)):
@@ -80,10 +87,6 @@ def kernel_configs(gpu: str | None) -> tuple[list[dict], str | None]:
     """The config the fused blocks launch per (kernel, dtype, dot precision) on ``gpu`` (a CUDA
     device name; None: no GPU, the defaults), and the tuned file they come from (None: defaults;
     "refused: why" and no rows when this GPU's file is invalid, which the kernels refuse too)."""
-    from fused_inception.kernels.configs import config_name, default_configs
-    from fused_inception.kernels.tuned_configs import (TunedFileError, pick_pointwise_config, pick_reduce_conv_config,
-                                                       tuned_table)
-
     pickers = {"pointwise_pool": pick_pointwise_config, "reduce_conv": pick_reduce_conv_config}
     try:
         table = tuned_table(gpu) if gpu else None

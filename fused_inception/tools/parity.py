@@ -59,8 +59,12 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from fused_inception.models.randomize import random_block, random_googlenet
 from fused_inception.dtypes import COMPUTE_SETTINGS
+from fused_inception.forward import interpreter_enabled
+from fused_inception.kernels import pointwise_pool, reduce_conv
+from fused_inception.models.randomize import random_block, random_googlenet
+from fused_inception.module import FusedInception
+from fused_inception.patching import fuse
 from fused_inception.spec import BLOCK_NAMES, GOOGLENET_BLOCKS, VARIANTS, googlenet_spec
 from fused_inception.tolerances import BASELINE_FACTOR, TOLERANCES, compare, compare_with_baseline, tolerance_key
 from fused_inception.tools.cli import command_line
@@ -88,16 +92,12 @@ def kernels_interpreted() -> bool:
     """True when the Triton kernels in this process were built for the interpreter."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    from fused_inception.kernels import pointwise_pool, reduce_conv
-
     return (isinstance(pointwise_pool._pointwise_pool_kernel, InterpretedFunction)
             and isinstance(reduce_conv._reduce_conv_kernel, InterpretedFunction))
 
 
 def kernel_path(device: str) -> str:
     """A label for where the fused kernels run on ``device`` in this process."""
-    from fused_inception.forward import interpreter_enabled
-
     if device == "cuda":
         return "Triton kernels (CUDA)"
     if interpreter_enabled() and kernels_interpreted():
@@ -178,8 +178,6 @@ def check_one(reference: nn.Module, fused_cpu: nn.Module, x64: torch.Tensor, dty
 
 
 def _count_fused(model: nn.Module) -> int:
-    from fused_inception.module import FusedInception
-
     return sum(isinstance(m, FusedInception) for m in model.modules())
 
 
@@ -191,8 +189,6 @@ def parity_rows(variants: Sequence[str], blocks: Sequence[str], dtypes: Sequence
     Rows come dtype first (in ``dtypes`` order), then variant, then scope (blocks, then the
     network), then layout: a run cut short keeps every scope of the first dtypes. Each variant's
     modules and inputs are drawn once, from its own seeded generator, whatever the dtypes."""
-    from fused_inception.patching import fuse
-
     rows: list[dict] = []
     path = kernel_path(device)
     # per variant: (scope, unfused module, fused copy, float64 input, whole network?, references by dtype)
@@ -443,8 +439,6 @@ def _prepare_cpu_run(args: argparse.Namespace, settings: dict, *, worker: bool, 
     kernels run in the Triton interpreter here (unless ``parallel``: the workers do). None: go on
     in this process; else the exit code to return (2: cannot; or the code of this command run
     again in a fresh interpreter process)."""
-    from fused_inception.forward import interpreter_enabled
-
     if "bf16" in settings["dtypes"]:
         print("warning: the Triton interpreter cannot run a bf16 tl.dot correctly (garbage or an "
               "error, docs/DESIGN.md §6); "

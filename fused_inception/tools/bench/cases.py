@@ -16,6 +16,9 @@ from torch import nn
 
 from fused_inception.dtypes import SHORT_NAMES
 from fused_inception.forward import output_memory_format
+from fused_inception.models import GoogLeNetLoss
+from fused_inception.module import FusedInception
+from fused_inception.patching import fuse
 from fused_inception.spec import BLOCK_NAMES
 
 SCOPES = (*BLOCK_NAMES, "net")
@@ -89,8 +92,6 @@ def warm_cache(rotated_bytes: int, l2_bytes: int | None) -> bool | None:
 
 
 def _build_module(setup: CaseSetup, method: Method) -> nn.Module:
-    from fused_inception.patching import fuse
-
     dtype = SHORT_NAMES[setup.case.dtype]
     module = copy.deepcopy(setup.base)
     if method.fused:
@@ -105,8 +106,6 @@ def _build_module(setup: CaseSetup, method: Method) -> nn.Module:
 
 def _make_step(setup: CaseSetup, method: Method, module: nn.Module, compile_mode: str):
     """``step(x, target) -> output`` for the case's mode, and the module that runs it."""
-    from fused_inception.models import GoogLeNetLoss
-
     runner: Callable = module
     if method.wrap == "compile":
         torch._dynamo.reset()  # fresh caches per case: no recompile limit, no stale guards
@@ -173,8 +172,6 @@ def prepare_call(setup: CaseSetup, name: str, compile_mode: str) -> tuple[Callab
     module = _build_module(setup, method)
     info: dict = {}
     if method.fused:
-        from fused_inception.module import FusedInception
-
         info["fused_blocks"] = sum(isinstance(m, FusedInception) for m in module.modules())
         if info["fused_blocks"] == 0:
             raise RuntimeError("fuse() swapped no Inception block")

@@ -13,10 +13,11 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from fused_inception.models.randomize import random_googlenet
 from fused_inception.tools.bench.cases import METHODS, SCOPES, Case, CaseSetup, block_input_shapes, warm_cache
+from fused_inception.tools.bench.timing import measure, warn_check
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_json
-from fused_inception.tools.bench.timing import measure, warn_check
 
 SCHEMA = "fused_inception.bench/1"
 CPU_LABEL = "CPU, PyTorch fallback path: not a kernel performance figure"
@@ -104,8 +105,6 @@ def run_bench(settings: dict, progress_enabled: bool = True, json_path: str | No
 
 def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
                log: Callable[[str], None] | None) -> dict:
-    from fused_inception.models.randomize import random_googlenet
-
     device = settings["device"]
     cuda = device == "cuda"
     gen = torch.Generator().manual_seed(settings["seed"])

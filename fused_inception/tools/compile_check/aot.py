@@ -50,9 +50,15 @@ import inspect
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
+import torch
+
+from fused_inception import forward
 from fused_inception.dtypes import short_name
+from fused_inception.kernels import pointwise_pool, reduce_conv
 from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name, launchable_configs
-from fused_inception.spec import VARIANTS
+from fused_inception.kernels.tuned_configs import shipped_tables
+from fused_inception.params import InceptionParams
+from fused_inception.spec import GOOGLENET_BLOCKS, VARIANTS, googlenet_spec
 
 
 
@@ -101,15 +107,11 @@ class KernelSpec:
 
 def _pointwise_constexprs(cfg: PointwiseConfig, v: "LaunchVariant") -> dict[str, Any]:
     # the launcher's own builder, so the two cannot drift apart
-    from fused_inception.kernels.pointwise_pool import launch_constexprs
-
-    return launch_constexprs(cfg, v.relu, v.input_precision)
+    return pointwise_pool.launch_constexprs(cfg, v.relu, v.input_precision)
 
 
 def _reduce_conv_constexprs(cfg: ReduceConvConfig, v: "LaunchVariant") -> dict[str, Any]:
-    from fused_inception.kernels.reduce_conv import launch_constexprs
-
-    return launch_constexprs(cfg, v.ksize, v.relu, v.input_precision)
+    return reduce_conv.launch_constexprs(cfg, v.ksize, v.relu, v.input_precision)
 
 
 KERNELS: dict[str, KernelSpec] = {
@@ -391,10 +393,6 @@ def recording_launches() -> Iterator[list]:
 def _meta_params(block_spec, dtype):
     """InceptionParams of a block with meta tensors (shapes only), built by the library's own
     from_conv_weights; biases float32 as the folded ones are."""
-    import torch
-
-    from fused_inception.params import InceptionParams
-
     def conv(c_out: int, c_in: int, k: int = 1):
         return (torch.empty(c_out, c_in, k, k, device="meta"), torch.empty(c_out, device="meta"))
 
@@ -417,13 +415,6 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
     ``inception_forward`` does, c0 = 0 as GoogLeNet calls it) with the kernels replaced by recorders: nothing is computed or allocated, and the
     arguments are exactly what the launchers pass.
     """
-    import torch
-
-    from fused_inception import forward
-    from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
-
-    from fused_inception.kernels import reduce_conv
-
     precisions = list(dict.fromkeys((d, p) for _, d, p, _ in launchable_configs()))
     out: list[RecordedLaunch] = []
     saved_precision, saved_gpu, saved_sms = forward.dot_precision, forward.gpu_name, reduce_conv.sm_count
@@ -511,8 +502,6 @@ def googlenet_launch_variants(kernels: tuple[str, ...] | list[str] | None = None
     same GPU under $FUSED_INCEPTION_TUNED_DIR takes precedence.
     """
     if gpus is None:
-        from fused_inception.kernels.tuned_configs import shipped_tables
-
         gpus = [None] + [t.gpu for t in shipped_tables()]
     merged: dict[LaunchVariant, list[str]] = {}
     for gpu in gpus:
