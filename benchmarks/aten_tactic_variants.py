@@ -41,7 +41,7 @@ from torchvision.models.googlenet import Inception as TorchvisionInception
 from fused_inception.aten_forward import (AtenWeights, aten_forward, aten_inception_forward, aten_weights,
                                           aten_weights_from_units)
 from fused_inception.folding import params_from_units
-from fused_inception.ops import output_memory_format
+from fused_inception.forward import output_memory_format
 from fused_inception.spec import GOOGLENET_BLOCKS
 
 

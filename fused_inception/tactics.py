@@ -3,7 +3,7 @@
 A tactic is one implementation of the block with the same numerics contract (float64-reference
 parity at parity.TOLERANCES):
 
-* ``triton``: the fused Triton kernels (ops.inception_forward; on the CPU they run only under the
+* ``triton``: the fused Triton kernels (forward.inception_forward; on the CPU they run only under the
   Triton interpreter), backward by backward.py;
 * ``aten``: aten_forward.py: BN folded, the three input 1x1 convs as one conv, the k x k convs and
   the pool projection on cuDNN/oneDNN, autograd for the backward. In BN training (batch statistics)
@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .dtypes import KERNEL_DTYPES
+
 TRITON, ATEN, MODULES = "triton", "aten", "modules"
 TACTICS: tuple[str, ...] = (TRITON, ATEN, MODULES)
 
@@ -53,8 +55,8 @@ TACTICS_BY_MODE: dict[str, tuple[str, ...]] = {
 
 # the oldest compute capability the Triton kernels are compiled and tested for (sm_80)
 TRITON_MIN_CAPABILITY: tuple[int, int] = (8, 0)
-# the dtypes the Triton kernels take (ops.KERNEL_DTYPES)
-TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
+# the dtypes the Triton kernels take
+TRITON_DTYPES: tuple[torch.dtype, ...] = KERNEL_DTYPES
 
 # (label, first batch, last batch or None for no bound), in order
 BATCH_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
