@@ -9,7 +9,7 @@ Four convolutions instead of six, and no BatchNorm:
 * the 3x3/1 max-pool (padding 1 with -inf, as nn.MaxPool2d) feeds the 1x1 pool projection;
 * ReLU (when the block has it) runs in place on each conv's fresh output;
 * the four results are concatenated in ``params.cat_order`` into an output in
-  ``forward.output_memory_format(x)`` (channels_last exactly when the input is only channels_last).
+  ``block_io.output_memory_format(x)`` (channels_last exactly when the input is only channels_last).
 
 Numerics: each conv accumulates as cuDNN/oneDNN does for the dtype and rounds its result to the
 input dtype, so the reduced tensors are rounded to the input dtype before the k x k convs, as the
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .folding import UNIT_NAMES, ConvUnit, fold_conv_unit
-from .forward import check_input_shape, output_memory_format
+from .block_io import check_input_shape, output_memory_format
 from .params import CAT_ORDER, InceptionParams
 
 Tensor = torch.Tensor
@@ -123,7 +123,7 @@ def aten_inception_forward(x: Tensor, weights: AtenWeights) -> Tensor:
 
     x: [N, C_in, H, W], any strides, dtype and device of ``weights``. Returns a new
     [N, C_out, H, W] tensor, the branches in ``weights.cat_order``, in
-    ``forward.output_memory_format(x)``.
+    ``block_io.output_memory_format(x)``.
     """
     check_aten_inputs(x, weights)
 

@@ -3,8 +3,11 @@
 ``inception_forward`` runs the block in three Triton launches (branch 1 + pool projection, the
 reduce -> k3 x k3 branch, the reduce -> k5 x k5 branch), each writing its channel slice of one
 output. CUDA tensors, and CPU tensors while the Triton interpreter is on (``TRITON_INTERPRET=1``),
-go to the kernels; other CPU tensors take an equivalent PyTorch path so that a fused model keeps
-working on the CPU.
+go to the kernels; other CPU tensors run the aten tactic (aten_forward.py: the same computation on
+PyTorch's own kernels, also in float64), so that a fused model keeps working on the CPU.
+
+The input-shape check and the output-memory-format rule live in block_io.py (every tactic shares
+them); they are imported here under the names the callers of this module know.
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from . import kernels
+from .aten_forward import aten_inception_forward, aten_weights
+from .block_io import check_input_shape, output_memory_format
 from .dtypes import KERNEL_DTYPES, dtype_name
 from .params import InceptionParams
 
 Tensor = torch.Tensor
 
-# the PyTorch path also takes float64 (gradcheck and float64 references)
+# the PyTorch (aten) path also takes float64 (gradcheck and float64 references)
 TORCH_PATH_DTYPES = KERNEL_DTYPES + (torch.float64,)
 
 
@@ -37,13 +41,6 @@ def interpreter_enabled() -> bool:
 def uses_triton(x: Tensor) -> bool:
     """Whether ``inception_forward`` sends ``x`` to the Triton kernels (else the PyTorch path)."""
     return x.is_cuda or (x.device.type == "cpu" and interpreter_enabled())
-
-
-def output_memory_format(x: Tensor) -> torch.memory_format:
-    """channels_last when ``x`` is (only) channels_last-contiguous, as PyTorch convs decide."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def cudnn_conv_allows_tf32() -> bool:
@@ -76,16 +73,6 @@ def gpu_name(x: Tensor) -> str | None:
 @functools.lru_cache(maxsize=None)
 def _cuda_device_name(index: int) -> str:
     return torch.cuda.get_device_name(index)
-
-
-def check_input_shape(x: Tensor, in_channels: int) -> None:
-    """TypeError/ValueError unless ``x`` is a 4-D tensor with ``in_channels`` channels."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"expected a 4-D input [N, C, H, W], got {x.dim()}-D with shape {tuple(x.shape)}")
-    if x.shape[1] != in_channels:
-        raise ValueError(f"expected {in_channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
 
 
 INT32_MAX = 2**31 - 1
@@ -189,17 +176,23 @@ def inception_forward(
             an offset without ``out``; a shape too large for the kernels' int32 indices.
     """
     check_inputs(x, params, out, out_channel_offset)
+    if not uses_triton(x):
+        # the aten tactic (one implementation of the PyTorch path); its result is already in
+        # output_memory_format(x)
+        result = aten_inception_forward(x, aten_weights(params))
+        if out is None:
+            return result
+        out[:, out_channel_offset:out_channel_offset + params.out_channels].copy_(result)
+        return out
     if out is None:
         n, _, h, w = x.shape
         out = torch.empty((n, params.out_channels, h, w), dtype=x.dtype, device=x.device,
                           memory_format=output_memory_format(x))
-    if uses_triton(x) and not x.is_cuda:
+    if not x.is_cuda:
         with _INTERPRETER_LOCK:
             _forward_triton(x, params, out, out_channel_offset)
-    elif uses_triton(x):
-        _forward_triton(x, params, out, out_channel_offset)
     else:
-        _forward_torch(x, params, out, out_channel_offset)
+        _forward_triton(x, params, out, out_channel_offset)
     return out
 
 
@@ -299,34 +292,3 @@ def _dense(params: InceptionParams, *names: str) -> list[Tensor]:
     # the kernels index weights and biases as dense row-major arrays (a no-op for
     # InceptionParams' own layouts)
     return [getattr(params, name).contiguous() for name in names]
-
-
-def _forward_torch(x: Tensor, params: InceptionParams, out: Tensor, c0: int) -> None:
-    """The same computation with PyTorch ops (CPU without the interpreter).
-
-    Half-precision inputs compute in float32, rounding the reduced tensors to the input dtype as
-    the kernels' scratch does.
-    """
-    compute = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    xc = x.to(compute)
-    conv = {name: (w.to(compute), b.to(compute)) for name, (w, b) in params.to_conv_weights().items()}
-
-    def act(t: Tensor) -> Tensor:
-        return F.relu(t) if params.relu else t
-
-    def branch(t: Tensor, name: str) -> Tensor:
-        w, b = conv[name]
-        return act(F.conv2d(t, w, b, padding=w.shape[-1] // 2))
-
-    def reduced(name: str) -> Tensor:
-        return branch(xc, name).to(x.dtype).to(compute)
-
-    pooled = F.max_pool2d(xc, kernel_size=3, stride=1, padding=1)
-    results = (
-        branch(xc, "branch1"),
-        branch(reduced("reduce3"), "conv3"),
-        branch(reduced("reduce5"), "conv5"),
-        branch(pooled, "pool_proj"),
-    )
-    for r, start in zip(results, params.branch_offsets):
-        out[:, c0 + start:c0 + start + r.shape[1]].copy_(r)

@@ -39,29 +39,25 @@ from dataclasses import dataclass
 import torch
 
 from .dtypes import KERNEL_DTYPES
+from .kernels.tuned_configs import TACTIC_BATCH_BUCKETS, TACTIC_MODES, TACTIC_NAMES, TacticRecordKey
+from .kernels.tuned_configs import TACTICS_BY_MODE as TUNED_TACTICS_BY_MODE
 
-TRITON, ATEN, MODULES = "triton", "aten", "modules"
-TACTICS: tuple[str, ...] = (TRITON, ATEN, MODULES)
-
-INFERENCE, FROZEN_BN_TRAINING, BN_TRAINING = "inference", "frozen-bn-training", "bn-training"
-MODES: tuple[str, ...] = (INFERENCE, FROZEN_BN_TRAINING, BN_TRAINING)
-
-# the tactics that can run a block in each mode
-TACTICS_BY_MODE: dict[str, tuple[str, ...]] = {
-    INFERENCE: TACTICS,
-    FROZEN_BN_TRAINING: TACTICS,
-    BN_TRAINING: (ATEN, MODULES),
-}
+# the names a tuned file records (their home is kernels/tuned_configs.py, which cannot import this
+# module): tactics, modes, which tactics can run each mode, batch bucket labels
+TACTICS: tuple[str, ...] = TACTIC_NAMES
+TRITON, ATEN, MODULES = TACTICS
+MODES: tuple[str, ...] = TACTIC_MODES
+INFERENCE, FROZEN_BN_TRAINING, BN_TRAINING = MODES
+TACTICS_BY_MODE: dict[str, tuple[str, ...]] = TUNED_TACTICS_BY_MODE
 
 # the oldest compute capability the Triton kernels are compiled and tested for (sm_80)
 TRITON_MIN_CAPABILITY: tuple[int, int] = (8, 0)
 # the dtypes the Triton kernels take
 TRITON_DTYPES: tuple[torch.dtype, ...] = KERNEL_DTYPES
 
-# (label, first batch, last batch or None for no bound), in order
-BATCH_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
-    ("1", 1, 1), ("2-16", 2, 16), ("17-64", 17, 64), ("65+", 65, None),
-)
+# (label, first batch, last batch or None for no bound), in order; the labels are the tuned file's
+BATCH_BUCKETS: tuple[tuple[str, int, int | None], ...] = tuple(
+    zip(TACTIC_BATCH_BUCKETS, (1, 2, 17, 65), (1, 16, 64, None)))
 
 FORMAT_NAMES: dict[torch.memory_format, str] = {
     torch.contiguous_format: "nchw", torch.channels_last: "channels_last",
@@ -132,6 +128,11 @@ class TacticKey:
         if len(block) != 9:
             raise ValueError(f"block shape must be (in, 1x1, 3x3 red, 3x3, 5x5 red, 5x5, pool, k3, k5), got {block}")
         return cls(gpu, tuple(int(c) for c in block), str(dtype).removeprefix("torch."), batch_bucket(batch), mode)
+
+    @property
+    def record_key(self) -> TacticRecordKey:
+        """The key of this record within its GPU's tuned file (kernels/tuned_configs.py)."""
+        return (self.block, self.dtype, self.batch, self.mode)
 
     def __str__(self) -> str:
         """One string, as a JSON object key: ``gpu|192x64x96x128x16x32x32x3x5|float16|2-16|inference``."""

@@ -17,6 +17,20 @@ File layout (``schema`` 1)::
                   "config": "mma-p2", "fields": {"BLOCK_M": 64, "BLOCK_HALO": 64, ...},
                   "median_ms": {"mma": 1.91, "mma-p2": 1.62, ...}, "rejected": {...}}, ...]}
 
+A file may also record tactic winners (issue 13: which implementation of a fused block is fastest
+on this GPU), one entry per (block shape, dtype, batch bucket, mode) -- with the file's GPU name,
+``fused_inception.tactics.TacticKey``::
+
+     "tactics": [{"block": [192, 64, 96, 128, 16, 32, 32, 3, 5], "dtype": "float16",
+                  "batch": "2-16", "mode": "inference", "tactic": "aten",
+                  "median_ms": {"triton": 0.41, "aten": 0.33, "modules": 0.52}}, ...]
+
+``block``: (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj, k3, k5); ``batch``: a label of
+TACTIC_BATCH_BUCKETS; ``mode``: one of TACTIC_MODES; ``tactic``: one of TACTICS_BY_MODE[mode];
+``median_ms`` (optional): the timings behind the choice, per tactic. ``tactic_entry`` builds
+(and checks) one entry for a writer; ``tuned_tactic`` looks a winner up. This module is the home of
+that vocabulary (fused_inception.tactics imports it: kernels/ imports nothing above it).
+
 Only candidate names are accepted, and their ``fields`` must equal the config of that name today:
 every candidate is compile-checked for sm_80/sm_90 and run by the interpreter tests, and a file
 tuned against tile sizes that have since changed is refused rather than silently launching others.
@@ -39,6 +53,22 @@ from .configs import (INPUT_PRECISIONS, KERNEL_NAMES, PointwiseConfig, ReduceCon
                       config_by_name)
 
 SCHEMA = 1
+
+# the tactic-record vocabulary (see the module docstring)
+TACTIC_NAMES: tuple[str, ...] = ("triton", "aten", "modules")
+TACTIC_MODES: tuple[str, ...] = ("inference", "frozen-bn-training", "bn-training")
+# the tactics that can run each mode: Triton has no kernel for batch statistics
+TACTICS_BY_MODE: dict[str, tuple[str, ...]] = {
+    "inference": TACTIC_NAMES, "frozen-bn-training": TACTIC_NAMES, "bn-training": ("aten", "modules"),
+}
+# batch bucket labels, in order (fused_inception.tactics.BATCH_BUCKETS gives their bounds)
+TACTIC_BATCH_BUCKETS: tuple[str, ...] = ("1", "2-16", "17-64", "65+")
+# the dtypes a tactic record may name (float64 runs on the aten tactic and the modules)
+TACTIC_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16", "float64")
+BLOCK_SHAPE_FIELDS = 9  # in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj, k3, k5
+
+# (block shape, dtype, batch bucket, mode): a tactic record's key within one GPU's file
+TacticRecordKey = tuple[tuple[int, ...], str, str, str]
 SHIPPED_DIR = Path(__file__).parent / "tuned"
 ENV_DIR = "FUSED_INCEPTION_TUNED_DIR"
 ENV_SWITCH = "FUSED_INCEPTION_TUNED"
@@ -50,12 +80,18 @@ class TunedFileError(ValueError):
 
 @dataclass(frozen=True)
 class TunedTable:
-    """The choices of one tuned file: (kernel, dtype, input precision) -> config name."""
+    """The choices of one tuned file: (kernel, dtype, input precision) -> config name, and
+    ``tactics``: TacticRecordKey (block shape, dtype, batch bucket, mode) -> tactic name."""
 
     gpu: str
     path: Path
     choices: dict[tuple[str, str, str], str] = field(hash=False)
     tuned: dict = field(default_factory=dict, hash=False, compare=False)
+    tactics: dict[TacticRecordKey, str] = field(default_factory=dict, hash=False)
+
+    def tactic_for(self, block: tuple[int, ...], dtype: str, batch: str, mode: str) -> str | None:
+        """The recorded winner for a block shape, dtype name, batch bucket label and mode, or None."""
+        return self.tactics.get((tuple(block), dtype, batch, mode))
 
 
 def gpu_slug(name: str) -> str:
@@ -106,7 +142,56 @@ def parse_tuned(doc: dict, path: Path) -> TunedTable:
         if key in choices:
             raise fail(f"choice {i}: a second choice for {' '.join(key)}")
         choices[key] = name
-    return TunedTable(gpu=gpu, path=path, choices=choices, tuned=dict(doc.get("tuned") or {}))
+    tactics: dict[TacticRecordKey, str] = {}
+    for i, entry in enumerate(doc.get("tactics") or []):
+        try:
+            key, tactic = _tactic_record(entry)
+        except ValueError as e:
+            raise fail(f"tactic {i}: {e}") from None
+        if key in tactics:
+            raise fail(f"tactic {i}: a second winner for block {list(key[0])}, {key[1]}, batch {key[2]}, {key[3]}")
+        tactics[key] = tactic
+    return TunedTable(gpu=gpu, path=path, choices=choices, tuned=dict(doc.get("tuned") or {}), tactics=tactics)
+
+
+def tactic_entry(block, dtype: str, batch: str, mode: str, tactic: str,
+                 median_ms: dict[str, float] | None = None) -> dict:
+    """One ``"tactics"`` entry of a tuned file (the writer's side), checked as a reader checks it;
+    ValueError naming the bad field."""
+    entry = {"block": [int(c) for c in block], "dtype": dtype, "batch": batch, "mode": mode, "tactic": tactic}
+    if median_ms is not None:
+        entry["median_ms"] = {name: float(ms) for name, ms in median_ms.items()}
+    _tactic_record(entry)
+    return entry
+
+
+def _tactic_record(entry) -> tuple[TacticRecordKey, str]:
+    """(key, tactic) of one ``"tactics"`` entry; ValueError saying what is wrong with it."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"expected an object, got {type(entry).__name__}")
+    missing = [f for f in ("block", "dtype", "batch", "mode", "tactic") if f not in entry]
+    if missing:
+        raise ValueError(f"lacks {missing}")
+    block, dtype, batch, mode, tactic = (entry[f] for f in ("block", "dtype", "batch", "mode", "tactic"))
+    if (not isinstance(block, list) or len(block) != BLOCK_SHAPE_FIELDS
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in block)):
+        raise ValueError(f"block must be {BLOCK_SHAPE_FIELDS} positive ints (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, "
+                         f"5x5, pool proj, k3, k5), got {block!r}")
+    for what, value, allowed in (("dtype", dtype, TACTIC_DTYPES), ("batch", batch, TACTIC_BATCH_BUCKETS),
+                                 ("mode", mode, TACTIC_MODES), ("tactic", tactic, TACTIC_NAMES)):
+        if value not in allowed:
+            raise ValueError(f"{what} {value!r} is not one of {list(allowed)}")
+    if tactic not in TACTICS_BY_MODE[mode]:
+        raise ValueError(f"tactic {tactic!r} cannot run {mode} (it takes {list(TACTICS_BY_MODE[mode])})")
+    timings = entry.get("median_ms")
+    if timings is not None:
+        if not isinstance(timings, dict) or not all(
+                name in TACTIC_NAMES and isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms > 0
+                for name, ms in timings.items()):
+            raise ValueError(f"median_ms must map tactic names to positive milliseconds, got {timings!r}")
+        if tactic not in timings or min(timings, key=timings.get) != tactic:
+            raise ValueError(f"tactic {tactic!r} is not the fastest in its own median_ms {timings}")
+    return (tuple(block), dtype, batch, mode), tactic
 
 
 def load_tuned_file(path: str | os.PathLike) -> TunedTable:
@@ -158,6 +243,13 @@ def clear_cache() -> None:
     global _env
     _env = None
     _table_for.cache_clear()
+
+
+def tuned_tactic(gpu: str, block: tuple[int, ...], dtype: str, batch: str, mode: str) -> str | None:
+    """The tactic recorded for a GPU name (``torch.cuda.get_device_name``), block shape, dtype name,
+    batch bucket label and mode in that GPU's tuned file; None without a file or a record."""
+    table = tuned_table(gpu)
+    return table.tactic_for(block, dtype, batch, mode) if table is not None else None
 
 
 def shipped_tables() -> list[TunedTable]:
