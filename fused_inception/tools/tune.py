@@ -1,5 +1,6 @@
-"""``python -m fused_inception tune``: pick each kernel's config on this GPU and write the GPU's
-tuned-config file (``kernels/tuned/<gpu-slug>.json``, format in ``kernels/tuned_configs.py``).
+"""``python -m fused_inception tune``: pick each kernel's config on this GPU, then each fused block's
+tactic (``tools/tune_tactics.py``), and write the GPU's tuned file
+(``kernels/tuned/<gpu-slug>.json``, format in ``kernels/tuned_configs.py``).
 
 For every (kernel, dtype, dot precision) asked for, each candidate config
 (``kernels.configs.CANDIDATES``) runs on GoogLeNet blocks at full size (torchvision variant; by
@@ -14,6 +15,11 @@ beats the default by at least MIN_GAIN (3%; otherwise the default stays). The fi
 records every candidate's per-block median, the rejections, and where it was measured; it is
 rewritten after every row, so a run cut short keeps the rows it finished.
 
+Then the tactics: per (block shape, dtype, batch bucket, mode), which of the Triton kernels, the
+aten tactic and the original modules is fastest, under the same rules (float64 check first, the
+3% margin over the untuned default, the budget; ``tools/tune_tactics.py`` says how); the winners
+go into the same file's ``"tactics"`` entries, which a fused block then runs.
+
 Tuning happens only here, offline: the kernels read the checked-in file and never time anything
 at run time (so nothing is tuned inside CUDA-graph capture). Timing the Triton interpreter says
 nothing about a GPU, so without CUDA this command refuses to run.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,18 +37,22 @@ from typing import Callable, Sequence
 
 import torch
 
-from fused_inception.dtypes import COMPUTE_SETTINGS, dtype_name
+from fused_inception.dtypes import COMPUTE_SETTINGS, SHORT_NAMES, dtype_name
 from fused_inception.folding import params_of_reference_block
 from fused_inception.forward import launch_pointwise_branches, launch_reduce_branches, output_memory_format
 from fused_inception.kernels.configs import candidate_names, config_by_name
-from fused_inception.kernels.tuned_configs import SCHEMA, config_fields, gpu_slug
+from fused_inception.kernels.tuned_configs import ENV_DIR, SCHEMA, clear_cache, config_fields, gpu_slug
 from fused_inception.models.randomize import random_block
 from fused_inception.params import InceptionParams
-from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
+from fused_inception.spec import BLOCK_NAMES, GOOGLENET_BLOCKS, googlenet_spec
+from fused_inception.tactics import MODES, TACTICS
 from fused_inception.tolerances import ParityResult, compare, poisoned, tolerance_key
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_text
 from fused_inception.tools.tables import csv_list, text_table
+from fused_inception.tools.tune_rules import MIN_GAIN, DeviceUnusable, Timer, device_error, do_bench_timer, timer_label
+from fused_inception.tools.tune_tactics import (DEFAULT_TACTIC_BATCHES, TacticRow, format_tactic_rows, tactic_rows,
+                                                tune_tactics, with_tactics)
 
 DESCRIPTION = ("time every candidate kernel config on this GPU (GoogLeNet blocks, parity-checked against "
                "float64) and write the GPU's tuned-config file for kernels/tuned/")
@@ -49,13 +60,6 @@ DESCRIPTION = ("time every candidate kernel config on this GPU (GoogLeNet blocks
 # one block per stage resolution (28, 14, 7 at 224x224)
 DEFAULT_BLOCKS: tuple[str, ...] = ("3b", "4d", "5b")
 KERNEL_ORDER: tuple[str, ...] = ("reduce_conv", "pointwise_pool")
-# triton.testing.do_bench arguments (ms)
-WARMUP_MS, REP_MS = 10, 40
-# a candidate replaces the default only when at least this much faster in total: do_bench medians
-# of a few dozen runs move by a percent or two, and a tie should not swap configs
-MIN_GAIN = 0.03
-
-Timer = Callable[[Callable[[], None]], float]
 
 
 @dataclass(frozen=True)
@@ -120,24 +124,6 @@ class DefaultConfigFailed(RuntimeError):
     a tuning result (the row cannot be tuned against it)."""
 
 
-class DeviceUnusable(RuntimeError):
-    """A candidate's error left the device unusable (a sticky CUDA error such as an illegal
-    address): every later launch would fail too and be recorded for the wrong reason, so tuning
-    stops."""
-
-
-def device_error(device: torch.device) -> str | None:
-    """None if ``device`` still runs work after an error, else what it raises (CUDA errors such as
-    an illegal address are sticky: the context is unusable until the process ends)."""
-    if device.type != "cuda":
-        return None
-    try:
-        torch.cuda.synchronize(device)
-    except Exception as err:  # the sticky error resurfaces on any later call
-        return f"{type(err).__name__}: {err}"[:500]
-    return None
-
-
 def tune_row(kernel: str, dtype_name: str, precision: str, cases: Sequence[TuneCase], timer: Timer,
              deadline: float = float("inf")) -> dict | None:
     """Check and time every candidate of one (kernel, dtype, precision) on the cases; the choice
@@ -189,13 +175,6 @@ def tune_row(kernel: str, dtype_name: str, precision: str, cases: Sequence[TuneC
     }
 
 
-def do_bench_timer(call: Callable[[], None]) -> float:
-    """Median ms of a call on the GPU (triton.testing.do_bench: CUDA events, L2 flushed each time)."""
-    import triton.testing
-
-    return float(triton.testing.do_bench(call, warmup=WARMUP_MS, rep=REP_MS, return_mode="median"))
-
-
 def tune(rows: Sequence[tuple[str, str, str]], blocks: Sequence[str], batch: int, *, device: str, gpu: str,
          timer: Timer, budget_s: float, layout: torch.memory_format = torch.channels_last, seed: int = 0,
          hw: int | None = None, progress: Callable[[str], None] = lambda line: None,
@@ -221,8 +200,7 @@ def tune(rows: Sequence[tuple[str, str, str]], blocks: Sequence[str], batch: int
             "device": device, "model": "torchvision", "blocks": list(blocks), "batch": batch,
             "image_size": hw or "GoogLeNet 224x224",
             "layout": "channels_last" if layout == torch.channels_last else "contiguous",
-            "timer": f"triton.testing.do_bench median, warmup {WARMUP_MS} ms, rep {REP_MS} ms"
-            if timer is do_bench_timer else getattr(timer, "__name__", "custom"),
+            "timer": timer_label(timer),
             "budget_s": budget_s, "elapsed_s": round(time.monotonic() - start, 1), "seed": seed,
             "incomplete": incomplete + list(pending), "failed": list(failed),
         }
@@ -306,12 +284,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", default=".",
                         help="write <gpu-slug>.json here (check it in under kernels/tuned/, or point "
                              "FUSED_INCEPTION_TUNED_DIR at this directory)")
+    tactics = parser.add_argument_group(
+        "tactics", "which implementation each fused block runs (triton, aten, modules): timed after the configs")
+    tactics.add_argument("--tactic-budget-s", type=float, default=300.0,
+                         help="stop starting tactic rows after this many seconds (0: tune no tactics)")
+    tactics.add_argument("--tactic-blocks", default=",".join(BLOCK_NAMES),
+                         help="GoogLeNet blocks (a record applies to every block of the same shape)")
+    tactics.add_argument("--tactic-dtypes", default="bf16,fp16,fp32",
+                         help="fp32 with PyTorch's conv TF32 setting, as the fused blocks run it")
+    tactics.add_argument("--tactic-batches", default=",".join(map(str, DEFAULT_TACTIC_BATCHES)),
+                         help="one batch per bucket (1 | 2-16 | 17-64 | 65+)")
+    tactics.add_argument("--tactic-modes", default=",".join(MODES), help="some of " + ", ".join(MODES))
+    tactics.add_argument("--tactics", default=",".join(TACTICS), help="the candidates (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
     if not torch.cuda.is_available():
-        print("tune needs a CUDA GPU: timings of the Triton interpreter say nothing about a GPU's best configs",
-              flush=True)
+        print("tune needs a CUDA GPU: timings of the Triton interpreter say nothing about a GPU's best configs "
+              "or tactics", flush=True)
         return 2
     gpu = torch.cuda.get_device_name()
     try:
@@ -319,28 +309,84 @@ def run(args: argparse.Namespace) -> int:
         blocks = csv_list(args.blocks)
         for b in blocks:
             googlenet_spec(b, "torchvision")
+        plan = tactic_plan(args)
     except ValueError as e:
         print(f"error: {e}", flush=True)
         return 2
     layout = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
-    print(f"tuning {len(rows)} rows on {gpu} (blocks {','.join(blocks)}, batch {args.batch}, {args.layout}; "
-          f"budget {args.budget_s:.0f} s)", flush=True)
+    print(f"tuning {len(rows)} config rows on {gpu} (blocks {','.join(blocks)}, batch {args.batch}, {args.layout}; "
+          f"budget {args.budget_s:.0f} s), then {len(plan)} tactic rows (budget {args.tactic_budget_s:.0f} s)",
+          flush=True)
     path = Path(args.out_dir) / f"{gpu_slug(gpu)}.json"
 
     def write(doc: dict) -> None:  # after every row that tuned or failed: a run cut short keeps them
-        if doc["choices"] or doc["tuned"]["failed"]:
+        if doc["choices"] or doc["tuned"]["failed"] or doc.get("tactics") or _tactic_failures(doc):
             write_text(path, json.dumps(doc, indent=1) + "\n")
 
+    say = lambda line: print(line, flush=True)  # noqa: E731
     doc = tune(rows, blocks, args.batch, device="cuda", gpu=gpu, timer=do_bench_timer, budget_s=args.budget_s,
-               layout=layout, seed=args.seed, progress=lambda line: print(line, flush=True), on_row=write)
+               layout=layout, seed=args.seed, progress=say, on_row=write)
     write(doc)
-    if doc["tuned"]["incomplete"]:
-        print(f"not tuned (budget): {', '.join(doc['tuned']['incomplete'])}")
-    for f in doc["tuned"]["failed"]:
+    if plan:
+        # the triton tactic is timed with the configs just tuned: its forward reads the file written here
+        os.environ[ENV_DIR] = str(Path(args.out_dir).resolve())
+        clear_cache()
+        settings = {"blocks": csv_list(args.tactic_blocks), "dtypes": csv_list(args.tactic_dtypes),
+                    "batches": [int(b) for b in csv_list(args.tactic_batches)], "modes": csv_list(args.tactic_modes),
+                    "candidates": csv_list(args.tactics), "layout": args.layout,
+                    "budget_s": args.tactic_budget_s, "timer": timer_label(do_bench_timer)}
+        part = tune_tactics(plan, device="cuda", gpu=gpu, capability=torch.cuda.get_device_capability(),
+                            timer=do_bench_timer, budget_s=args.tactic_budget_s, allowed=settings["candidates"],
+                            layout=layout, seed=args.seed, progress=say,
+                            on_row=lambda part: write(with_tactics(doc, part, settings)))
+        doc = with_tactics(doc, part, settings)
+        write(doc)
+    return _summary(doc, path)
+
+
+def tactic_plan(args: argparse.Namespace) -> list[TacticRow]:
+    """The tactic rows the arguments ask for (none with --tactic-budget-s 0); ValueError on a bad name."""
+    if args.tactic_budget_s <= 0:
+        return []
+    allowed = csv_list(args.tactics)
+    for name in allowed:
+        if name not in TACTICS:
+            raise ValueError(f"unknown tactic {name!r}; expected some of {', '.join(TACTICS)}")
+    blocks = csv_list(args.tactic_blocks)
+    for b in blocks:
+        googlenet_spec(b, "torchvision")
+    dtypes = []
+    for name in csv_list(args.tactic_dtypes):
+        if name not in SHORT_NAMES:
+            raise ValueError(f"unknown tactic dtype {name!r}; expected some of {', '.join(SHORT_NAMES)}")
+        dtypes.append(SHORT_NAMES[name])
+    try:
+        batches = [int(b) for b in csv_list(args.tactic_batches)]
+    except ValueError:
+        raise ValueError(f"--tactic-batches must be integers, got {args.tactic_batches!r}") from None
+    return tactic_rows(blocks, dtypes, batches, csv_list(args.tactic_modes))
+
+
+def _tactic_failures(doc: dict) -> list[dict]:
+    return doc["tuned"].get("tactics", {}).get("failed", [])
+
+
+def _summary(doc: dict, path: Path) -> int:
+    """Print what was tuned, left out and failed; the exit code (1: a row failed or nothing tuned)."""
+    tactics = doc["tuned"].get("tactics", {})
+    incomplete = doc["tuned"]["incomplete"] + tactics.get("incomplete", [])
+    failed = doc["tuned"]["failed"] + _tactic_failures(doc)
+    if incomplete:
+        print(f"not tuned (budget): {', '.join(incomplete)}")
+    for f in failed:
         print(f"FAILED {f['row']}: {f['error']}")
-    if not doc["choices"] and not doc["tuned"]["failed"]:
+    if not doc["choices"] and not doc.get("tactics") and not failed:
         print("no row finished within the budget: nothing written")
         return 1
-    print(format_choices(doc))
+    if doc["choices"]:
+        print(format_choices(doc))
+    if doc.get("tactics"):
+        print("tactics:")
+        print(format_tactic_rows(tactics))
     print(f"wrote {path}")
-    return 1 if doc["tuned"]["failed"] else 0
+    return 1 if failed else 0
