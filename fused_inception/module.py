@@ -4,11 +4,29 @@ It adopts the block's children under their own names, so parameter and buffer na
 state_dicts, are unchanged in both directions, and ``to_module()`` gives the plain block back
 (sharing the same parameters).
 
+Tactics — each call runs one implementation of the block (``tactics``: same numerics contract),
+chosen per call by ``selection.choose_tactic`` from the call's device, dtype, batch, memory format
+and mode and, on a GPU, the winner its tuned file records (``tactics.select_tactic`` has the
+rules; a GPU without a record warns once per process, ``selection.UntunedGPUWarning``):
+
+* ``triton``: the ``fused_inception::inception_block`` op below (the fused kernels; on a CPU
+  without the Triton interpreter the op computes with aten ops), or in BN training the
+  BN-training op;
+* ``aten``: ``aten_forward.aten_inception_forward`` (BN folded, the three input 1x1 convs as one
+  conv, PyTorch's own convs); its conv-layout weights are cached beside the folded weights (rules
+  below), and folded inside the call (``aten_weights_from_units``) where those are; in BN training
+  the BN-training op;
+* ``modules``: the block's original modules.
+
+``last_tactic`` holds the (tactic, reason) of the latest eager call; ``record_paths()`` records the
+path each call takes.
+
 Modes — each BatchNorm's own ``training`` flag decides for its conv unit, as in nn.BatchNorm2d:
 
 * no unit normalises with batch statistics (every BN in eval, FrozenBatchNorm2d, or no BN; the
-  block itself may be training, as in frozen-BN fine-tuning): one ``fused_inception::inception_block``
-  op. BN is folded with its running statistics; no buffer changes. Without autograd, the folded
+  block itself may be training, as in frozen-BN fine-tuning; tactics' mode "inference" without
+  autograd, "frozen-bn-training" with it): one ``fused_inception::inception_block`` op (or the aten
+  tactic). BN is folded with its running statistics; no buffer changes. Without autograd, the folded
   weights are cached per (dtype, device) and re-folded when any parameter or buffer changes: the
   cache is keyed on each tensor's ``_version`` (bumped by every in-place op: optimizer steps,
   load_state_dict, ``copy_``), storage address, dtype and device, and keeps the storages it was
@@ -17,7 +35,8 @@ Modes — each BatchNorm's own ``training`` flag decides for its conv unit, as i
   while a conv or BN is parametrized (``torch.nn.utils.parametrize``: weight_norm, spectral_norm,
   ...), the weights are folded inside the call instead, each parametrized weight read exactly once
   per call as the conv's own forward reads it (gradients reach the conv and BN parameters).
-* some unit's BN in training (batch statistics), and every unit has a BN: the block runs as the
+* some unit's BN in training (batch statistics), and every unit has a BN (mode "bn-training";
+  tactic ``triton`` or ``aten``): the block runs as the
   ``fused_inception::inception_block_bn_train`` op (fused_inception.bn_train) with each unit in its
   own BN's mode, on cuDNN; running_mean, running_var and num_batches_tracked change exactly as
   nn.BatchNorm2d changes them (momentum=None is the cumulative average; ``track_running_stats=False``
@@ -36,7 +55,8 @@ weight cache out (it is rebuilt on the first call; ``has_cached_weights`` tells)
 exactly the block's entries.
 
 Observing the dispatch: ``record_paths()`` records which of these paths each call takes
-("fused", "bn_train" or "modules"); ``forward.count_launches()`` counts the kernel launches.
+("fused", "aten", "bn_train" or "modules"); ``last_tactic`` says which tactic and why;
+``forward.count_launches()`` counts the kernel launches.
 """
 
 from __future__ import annotations
@@ -50,18 +70,21 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .aten_forward import AtenWeights, aten_inception_forward, aten_weights, aten_weights_from_units
+from .block_io import check_input_shape
 from .bn_train import inception_block_bn_train
+from .custom_op import inception_block, op_arguments
 from .folding import UNIT_NAMES, params_from_units
 from .hooks import FusedFallbackWarning, describe_hooks, has_hooks
-from .custom_op import inception_block, op_arguments
 from .matching import InceptionMatch, match_inception
-from .forward import check_input_shape
 from .params import CAT_ORDER, InceptionParams
+from .selection import block_shape, call_mode, choose_tactic
+from .tactics import ATEN, BN_TRAINING, MODULES, Choice
 
 Tensor = torch.Tensor
 
 # the paths a FusedInception call can take (the module docstring says when each is taken)
-PATHS = ("fused", "bn_train", "modules")
+PATHS = ("fused", "aten", "bn_train", "modules")
 
 # the lists record_paths fills in each thread (innermost last)
 _recording = threading.local()
@@ -76,9 +99,10 @@ def record_paths() -> Iterator[list[tuple[str, torch.dtype]]]:
         assert calls == [("fused", torch.float32)] * 9
 
     Each call appends ``(path, compute dtype)``: ``"fused"`` (the folded
-    ``fused_inception::inception_block`` op), ``"bn_train"`` (the
-    ``fused_inception::inception_block_bn_train`` op) or ``"modules"`` (the block's original
-    modules; the input's dtype). Nested blocks each record.
+    ``fused_inception::inception_block`` op: tactic triton), ``"aten"`` (the aten tactic with
+    folded BN), ``"bn_train"`` (the ``fused_inception::inception_block_bn_train`` op: BN training
+    on tactic triton or aten) or ``"modules"`` (the block's original modules, tactic modules or a
+    fallback; the input's dtype). Nested blocks each record.
     """
     calls: list[tuple[str, torch.dtype]] = []
     stack = _recording.__dict__.setdefault("stack", [])
@@ -136,7 +160,9 @@ class FusedInception(nn.Module):
         # the plain block, not registered (its children are ours already): unfuse returns it
         object.__setattr__(self, "_block", block)
         self.match = match
-        self._cache: tuple[tuple, list, InceptionParams] | None = None
+        # (key, storages, folded params, their AtenWeights or None until the aten tactic needs them)
+        self._cache: tuple[tuple, list, InceptionParams, AtenWeights | None] | None = None
+        self.last_tactic: tuple[str, str] | None = None
         # a new Module starts in training mode: take the block's (not .train(), which would also
         # reset children that are deliberately in the other mode, e.g. frozen BN)
         self.training = block.training
@@ -178,15 +204,38 @@ class FusedInception(nn.Module):
         key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
         return key, [t.untyped_storage() for t in tensors]
 
+    def _fold_in_call(self, units: dict) -> bool:
+        """Whether the weights must be folded inside the call: autograd needs the graph, the
+        compiler traces it, or a parametrization computes a weight on every read."""
+        needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        parametrized = any(parametrize.is_parametrized(m) for unit in units.values() for m in unit if m is not None)
+        return needs_graph or parametrized or torch.compiler.is_compiling()
+
     def folded_params(self, dtype: torch.dtype, device: torch.device) -> InceptionParams:
         """Folded weights in kernel layout (every BN with its running statistics); cached unless
         autograd, the compiler or a parametrization needs them folded in the call."""
         units = self.match.conv_units(self)
-        needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        parametrized = any(parametrize.is_parametrized(m) for unit in units.values() for m in unit if m is not None)
-        if needs_graph or parametrized or torch.compiler.is_compiling():
+        if self._fold_in_call(units):
             # folded again every call, inside the graph: float32 keeps that cheap
             return params_from_units(units, self.match.relu, dtype, self.match.cat_order, fold_dtype=torch.float32)
+        return self._cached(units, dtype, device)[2]
+
+    def aten_weights(self, dtype: torch.dtype, device: torch.device) -> AtenWeights:
+        """The aten tactic's folded weights in conv layout: cached beside ``folded_params`` (same
+        rules), else folded straight into the conv layout inside the call."""
+        units = self.match.conv_units(self)
+        if self._fold_in_call(units):
+            return aten_weights_from_units(units, self.match.relu, dtype, self.match.cat_order,
+                                           fold_dtype=torch.float32)
+        cache = self._cached(units, dtype, device)
+        if cache[3] is None:
+            with torch.inference_mode(False), torch.no_grad():
+                cache = cache[:3] + (aten_weights(cache[2]),)
+            self._cache = cache  # a new entry as a whole, as _cached replaces it
+        return cache[3]
+
+    def _cached(self, units: dict, dtype: torch.dtype, device: torch.device) -> tuple:
+        """The current cache entry for (dtype, device), re-folded when a weight changed."""
         key, storages = self._state()
         key = (dtype, device) + key
         cache = self._cache  # read once: another thread may replace it meanwhile
@@ -194,9 +243,9 @@ class FusedInception(nn.Module):
             # normal tensors even under inference_mode: a later autograd forward may save them
             with torch.inference_mode(False), torch.no_grad():
                 params = params_from_units(units, self.match.relu, dtype, self.match.cat_order)
-            cache = (key, storages, params)
+            cache = (key, storages, params, None)
             self._cache = cache
-        return cache[2]
+        return cache
 
     def forward(self, x: Tensor) -> Tensor:
         check_input_shape(x, self.get_submodule(self.match.units["branch1"].conv).in_channels)
@@ -204,25 +253,42 @@ class FusedInception(nn.Module):
             warnings.warn(FusedFallbackWarning(
                 "FusedInception runs its original modules for this call, so that these hooks fire: "
                 + "; ".join(describe_hooks(self._block))), stacklevel=2)
-            return self._run_block(x)
+            return self._run_block(x, Choice(MODULES, "hooks a fused launch would skip"))
         units = self.match.conv_units(self)
         bns = [bn for _, bn in units.values()]
         if any(isinstance(bn, nn.BatchNorm2d) and (bn.running_mean is None or bn.running_var is None)
                for bn in bns):
-            return self._run_block(x)  # batch statistics in every mode, no buffers: see the docstring
+            # batch statistics in every mode, no buffers: see the docstring
+            return self._run_block(x, Choice(MODULES, "a BatchNorm without running statistics"))
         batch_stats = [isinstance(bn, nn.BatchNorm2d) and bn.training for bn in bns]
-        if any(batch_stats):
-            if all(bn is not None for bn in bns):
-                return self._forward_batch_stats(x, units, batch_stats)
-            return self._run_block(x)
+        if any(batch_stats) and not all(bn is not None for bn in bns):
+            return self._run_block(x, Choice(MODULES, "batch statistics with BatchNorm on some convs only"))
         dtype = self._compute_dtype(x)
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        mode = call_mode(any(batch_stats), needs_grad)
+        choice = choose_tactic(x, dtype, mode, block_shape(units))
+        if choice.tactic == MODULES:
+            return self._run_block(x, choice)
+        self._note_tactic(choice)
+        if mode == BN_TRAINING:
+            return self._forward_batch_stats(x.to(dtype), dtype, units, batch_stats)
         x = x.to(dtype)
+        if choice.tactic == ATEN:
+            weights = self.aten_weights(dtype, x.device)
+            _note_path("aten", dtype)
+            return aten_inception_forward(x, weights)
         params = self.folded_params(dtype, x.device)
         _note_path("fused", dtype)
         return inception_block(x, *op_arguments(params))
 
-    def _run_block(self, x: Tensor) -> Tensor:
+    def _note_tactic(self, choice: Choice) -> None:
+        # eager calls only: a traced attribute write would be a side effect of every compiled call
+        if not torch.compiler.is_compiling():
+            self.last_tactic = (choice.tactic, choice.reason)
+
+    def _run_block(self, x: Tensor, choice: Choice) -> Tensor:
         """The original modules (see the module docstring for when)."""
+        self._note_tactic(choice)
         _note_path("modules", x.dtype)
         self._block.training = self.training
         return self._block(x)
@@ -240,12 +306,10 @@ class FusedInception(nn.Module):
             raise TypeError(f"input dtype {x.dtype} does not match the weights' dtype {weight.dtype}")
         return x.dtype
 
-    def _forward_batch_stats(self, x: Tensor, units: dict[str, tuple[nn.Conv2d, nn.Module]],
+    def _forward_batch_stats(self, x: Tensor, dtype: torch.dtype, units: dict[str, tuple[nn.Conv2d, nn.Module]],
                              batch_stats: list[bool]) -> Tensor:
         """Some BN in training (``batch_stats``, per unit in UNIT_NAMES order), each unit in its own
-        BN's mode (see the module docstring)."""
-        dtype = self._compute_dtype(x)
-        x = x.to(dtype)
+        BN's mode (see the module docstring); ``x`` already in the compute ``dtype``."""
         convs = [units[name][0] for name in UNIT_NAMES]
         bns = [units[name][1] for name in UNIT_NAMES]
         update = [stats and bn.track_running_stats for stats, bn in zip(batch_stats, bns)]

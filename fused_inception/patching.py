@@ -24,6 +24,10 @@ A swapped block with hooks that its fused launch would skip (on the block or an 
 or global module hooks; see ``fused_inception.hooks``) is also listed under *hooked*, with a
 WARNING line: it runs its original modules, with a warning per call, while they are present.
 
+The report also says which tactic each swapped block will run per device class, and why
+(``selection.tactic_lines``: the CPU's committed default per mode; on a GPU the winners its tuned
+file records for the block's shape, else the untuned rule), in ``FuseReport.tactics``.
+
 State dicts keep their keys: ``FusedInception`` registers the block's children under their own
 names. ``unfuse`` puts the original block objects (with the current weights) back.
 """
@@ -39,6 +43,7 @@ from torch import nn
 from .hooks import describe_hooks
 from .matching import InceptionMatch, NotInception, channel_cats, match_traced, trace_block
 from .module import FusedInception
+from .selection import block_shape, current_gpu_table, tactic_lines
 
 logger = logging.getLogger("fused_inception")
 
@@ -63,6 +68,9 @@ class FuseReport:
     """(qualified name of a swapped block; the hooks present at fuse time that its fused launch
     would skip, see fused_inception.hooks): while any is present, the block runs its original
     modules, with a FusedFallbackWarning per call"""
+    tactics: list[str] = field(default_factory=list)
+    """which tactic the swapped blocks run per device class, and why (selection.tactic_lines);
+    empty when nothing was swapped"""
 
     def __str__(self) -> str:
         lines = [f"fuse: {len(self.swapped)} Inception block(s) swapped, {len(self.skipped)} candidate(s) skipped"]
@@ -70,6 +78,7 @@ class FuseReport:
         lines += [f"  skipped {_display(name)}: {reason}" for name, reason in self.skipped]
         lines += [f"  hooks on {_display(name)} ({'; '.join(hooks)}): it runs its original modules while they "
                   "are present" for name, hooks in self.hooked]
+        lines += [f"  {line}" for line in self.tactics]
         return "\n".join(lines)
 
 
@@ -159,7 +168,7 @@ def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Mod
         ``(fused model, report)``: the fused model is ``model`` (or its copy) with each matched
         block replaced by a ``FusedInception``, or the ``FusedInception`` itself when ``model`` is
         an Inception block; the report lists swapped blocks, skipped near-misses with the reason
-        each did not match, and swapped blocks with hooks.
+        each did not match, swapped blocks with hooks, and the tactic lines.
 
     Raises:
         Nothing of its own: a submodule that does not match stays as it is (and is reported when
@@ -168,6 +177,7 @@ def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Mod
     if not inplace:
         model = copy.deepcopy(model)
     report = FuseReport()
+    shapes: dict[str, tuple[int, ...]] = {}
 
     def visit(name: str, module: nn.Module) -> nn.Module | None:
         if isinstance(module, FusedInception):
@@ -177,9 +187,18 @@ def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Mod
         if _conv_count(module) < MIN_CONVS:
             return None  # the walk then finds nothing below either: children have fewer convs still
         match = _match_candidate(name, module, report)
-        return _swap(name, module, match, report) if match is not None else None
+        if match is None:
+            return None
+        fused = _swap(name, module, match, report)
+        shapes[_display(name)] = block_shape(match.conv_units(fused))
+        return fused
 
     model = _walk_replace(model, visit)
+    if shapes:
+        gpu, table = current_gpu_table()
+        report.tactics = tactic_lines(shapes, gpu, table)
+        for line in report.tactics:
+            logger.info("fuse: %s", line)
     logger.info("fuse: %d Inception block(s) swapped, %d candidate(s) skipped",
                 len(report.swapped), len(report.skipped))
     return model, report

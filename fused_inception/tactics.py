@@ -1,7 +1,7 @@
 """Tactics of one fused Inception block and the pure policy that picks one per call.
 
 A tactic is one implementation of the block with the same numerics contract (float64-reference
-parity at parity.TOLERANCES):
+parity at tolerances.TOLERANCES):
 
 * ``triton``: the fused Triton kernels (forward.inception_forward; on the CPU they run only under the
   Triton interpreter), backward by backward.py;
@@ -40,7 +40,7 @@ import torch
 
 from .dtypes import KERNEL_DTYPES
 from .kernels.tuned_configs import TACTIC_BATCH_BUCKETS, TACTIC_MODES, TACTIC_NAMES, TacticRecordKey
-from .kernels.tuned_configs import TACTICS_BY_MODE as TUNED_TACTICS_BY_MODE
+from .kernels.tuned_configs import TACTICS_BY_MODE as _TACTICS_BY_MODE
 
 # the names a tuned file records (their home is kernels/tuned_configs.py, which cannot import this
 # module): tactics, modes, which tactics can run each mode, batch bucket labels
@@ -48,7 +48,7 @@ TACTICS: tuple[str, ...] = TACTIC_NAMES
 TRITON, ATEN, MODULES = TACTICS
 MODES: tuple[str, ...] = TACTIC_MODES
 INFERENCE, FROZEN_BN_TRAINING, BN_TRAINING = MODES
-TACTICS_BY_MODE: dict[str, tuple[str, ...]] = TUNED_TACTICS_BY_MODE
+TACTICS_BY_MODE: dict[str, tuple[str, ...]] = _TACTICS_BY_MODE
 
 # the oldest compute capability the Triton kernels are compiled and tested for (sm_80)
 TRITON_MIN_CAPABILITY: tuple[int, int] = (8, 0)

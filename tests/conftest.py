@@ -79,7 +79,7 @@ def gen(request) -> torch.Generator:
 @pytest.fixture
 def fused_paths():
     """The path of each FusedInception call during the test, as ``(path, compute dtype)``
-    (``fused_inception.module.record_paths``): "fused", "bn_train" or "modules"."""
+    (``fused_inception.module.record_paths``): "fused", "aten", "bn_train" or "modules"."""
     from fused_inception.module import record_paths  # after TRITON_INTERPRET is set above
 
     with record_paths() as calls:

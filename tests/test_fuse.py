@@ -13,6 +13,8 @@ import fused_inception as fi
 from block_helpers import CUDA, random_input
 from fused_inception.models import GoogLeNetLoss, googlenet, randomize_
 from fused_inception.module import record_paths
+from fused_inception.selection import force_tactic
+from fused_inception.tactics import TRITON
 from fused_inception.tolerances import assert_close, assert_close_to_baseline, compare
 
 
@@ -29,7 +31,9 @@ def test_fuse_eval_model_dispatches_to_the_fused_op_and_unfuse_restores_it(gen, 
         monkeypatch.setenv("TRITON_INTERPRET", "0")
     fused = fi.fuse(model)
     x = random_input((1, 3, 32, 32), gen).float()
-    with torch.no_grad(), record_paths() as calls:
+    # the fused op on every device (the CPU's default tactic here is aten, and a GPU's tuned file
+    # may pick another: tests/test_tactic_dispatch.py runs the defaults)
+    with torch.no_grad(), record_paths() as calls, force_tactic(TRITON):
         out = fused(x)
     assert calls == [("fused", torch.float32)] * 9
     with torch.no_grad():
@@ -105,8 +109,10 @@ def test_fused_network_training_step(variant, gen, monkeypatch, fused_paths):
 
     expected_path = "fused" if variant == "paper" else "bn_train"  # paper: no BN
     (ref_loss, ref_out) = step(ref, x)
-    with monkeypatch.context() as m:
-        m.setenv("TRITON_INTERPRET", "0")  # float64 takes the op's PyTorch path (CPU)
+    # float64 takes the op's PyTorch path (CPU), forced: the CPU's default tactic in these modes is
+    # the modules
+    with monkeypatch.context() as m, force_tactic(TRITON):
+        m.setenv("TRITON_INTERPRET", "0")
         loss64, out64 = step(fused64, x)
     assert calls == [(expected_path, torch.float64)] * 9
     _within(loss64, ref_loss, FLOAT64_REL, "float64 loss")

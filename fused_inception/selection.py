@@ -1,0 +1,190 @@
+"""Which tactic a FusedInception call runs: the call's facts (device, compute capability, GPU name,
+dtype, batch, memory format, interpreter flag), the tuned file's recorded winner, and the policy
+(``tactics.select_tactic``, whose docstring has the rules).
+
+A GPU without a recorded winner for the call runs the policy's default and gives ONE
+``UntunedGPUWarning`` per process (the first such call), saying how to tune it.
+
+Two thread-local overrides, for tests and for tools that time the tactics through the module:
+
+* ``force_tactic(name)``: every FusedInception call of this thread runs ``name`` (reason
+  "forced"); in BN training ``triton`` means the BN-training op, as the module maps it;
+* ``use_tuned_table(table)``: recorded winners are read from ``table`` (a
+  ``kernels.tuned_configs.TunedTable``) on every device, instead of the GPU's tuned file: a GPU
+  record faked without CUDA.
+
+``tactic_lines`` says in a few lines what a set of blocks will run per device class
+(``patching.fuse_with_report`` prints them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+
+import torch
+from torch import nn
+
+from .block_io import output_memory_format
+from .forward import gpu_name, interpreter_enabled
+from .kernels.tuned_configs import TunedTable, tuned_table
+from .tactics import (BN_TRAINING, CPU_FASTEST, FORMAT_NAMES, FROZEN_BN_TRAINING, INFERENCE, MODES, TACTICS,
+                      TRITON_MIN_CAPABILITY, Choice, TacticKey, select_tactic)
+
+Tensor = torch.Tensor
+
+
+class UntunedGPUWarning(UserWarning):
+    """A fused block ran on a GPU whose tuned file records no tactic winner for the call: it runs
+    the default (Triton kernels on sm_80 and newer, the aten tactic elsewhere). Given once per
+    process; ``python -m fused_inception tune`` on that GPU records the winners."""
+
+
+_untuned_warned = False
+_overrides = threading.local()
+
+
+def _innermost(name: str):
+    """The innermost override ``name`` of this thread, or None."""
+    stack = getattr(_overrides, name, None)
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def _pushed(name: str, value) -> Iterator[None]:
+    stack = _overrides.__dict__.setdefault(name, [])
+    stack.append(value)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def force_tactic(tactic: str) -> contextlib.AbstractContextManager[None]:
+    """Run every FusedInception call of this thread inside the ``with`` block as ``tactic``
+    ("triton", "aten" or "modules"; innermost wins)."""
+    if tactic not in TACTICS:
+        raise ValueError(f"unknown tactic {tactic!r}; expected one of {list(TACTICS)}")
+    return _pushed("forced", tactic)
+
+
+def use_tuned_table(table: TunedTable) -> contextlib.AbstractContextManager[None]:
+    """Read recorded winners from ``table`` on every device (CPU included) inside the ``with``
+    block, instead of the GPU's tuned file (innermost wins)."""
+    return _pushed("tables", table)
+
+
+def block_shape(units: Mapping[str, tuple[nn.Conv2d, nn.Module | None]]) -> tuple[int, ...]:
+    """A block's TacticKey shape (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj, k3, k5)
+    from its six (conv, bn) units (folding.UNIT_NAMES)."""
+    conv = {name: unit[0] for name, unit in units.items()}
+    return (conv["branch1"].in_channels, conv["branch1"].out_channels, conv["reduce3"].out_channels,
+            conv["conv3"].out_channels, conv["reduce5"].out_channels, conv["conv5"].out_channels,
+            conv["pool_proj"].out_channels, conv["conv3"].kernel_size[0], conv["conv5"].kernel_size[0])
+
+
+def call_mode(batch_stats: bool, needs_grad: bool) -> str:
+    """The tactics' mode of a call: BN training when some BN uses batch statistics, else
+    frozen-BN training when autograd records the call, else inference."""
+    return BN_TRAINING if batch_stats else FROZEN_BN_TRAINING if needs_grad else INFERENCE
+
+
+def choose_tactic(x: Tensor, dtype: torch.dtype, mode: str, block: tuple[int, ...]) -> Choice:
+    """The tactic for one call of a block of shape ``block`` on ``x`` computed in ``dtype``."""
+    forced = _innermost("forced")
+    if forced is not None:
+        return Choice(forced, "forced (selection.force_tactic)")
+    cuda = x.device.type == "cuda"
+    capability = _capability(x.device.index if x.device.index is not None else torch.cuda.current_device()) \
+        if cuda else None
+    return choose_for_device(x.device.type, capability, gpu_name(x), dtype, max(x.shape[0], 1),
+                             output_memory_format(x), mode, block, interpreter_enabled())
+
+
+def choose_for_device(device_type: str, capability: tuple[int, int] | None, gpu: str | None, dtype: torch.dtype,
+                      batch: int, memory_format: torch.memory_format, mode: str, block: tuple[int, ...],
+                      interpreter: bool) -> Choice:
+    """``select_tactic`` with the recorded winner looked up (``use_tuned_table``'s table, else the
+    GPU's tuned file on CUDA), warning once per process on a GPU without a record."""
+    key = TacticKey.of(gpu or device_type, block, dtype, batch, mode)
+    table = _innermost("tables")
+    if table is None and device_type == "cuda" and gpu:
+        table = tuned_table(gpu)
+    winner = table.tactic_for(*key.record_key) if table is not None else None
+    choice = select_tactic(device_type, capability, dtype, batch, memory_format, mode, interpreter, winner)
+    if device_type == "cuda" and winner is None:
+        _warn_untuned(gpu, choice)
+    return choice
+
+
+def _warn_untuned(gpu: str | None, choice: Choice) -> None:
+    global _untuned_warned
+    if _untuned_warned:
+        return
+    _untuned_warned = True
+    warnings.warn(UntunedGPUWarning(
+        f"fused_inception: no tuned tactic for {gpu or 'this GPU'}: running {choice.tactic} ({choice.reason}); "
+        "`python -m fused_inception tune` on it records the fastest per block (warned once per process)"),
+        stacklevel=4)
+
+
+_capabilities: dict[int, tuple[int, int]] = {}
+
+
+def _capability(index: int) -> tuple[int, int]:
+    if index not in _capabilities:
+        _capabilities[index] = tuple(torch.cuda.get_device_capability(index))
+    return _capabilities[index]
+
+
+def _cpu_defaults() -> str:
+    """The committed CPU default per mode, e.g. "inference aten, frozen-bn-training modules"
+    (formats named only where they differ)."""
+    parts = []
+    for mode in MODES:
+        by_format = {name: CPU_FASTEST[(mode, name)] for name in FORMAT_NAMES.values()}
+        if len(set(by_format.values())) == 1:
+            parts.append(f"{mode} {next(iter(by_format.values()))}")
+        else:
+            parts.append(f"{mode} " + "/".join(f"{t} ({fmt})" for fmt, t in by_format.items()))
+    return ", ".join(parts)
+
+
+def current_gpu_table() -> tuple[str | None, TunedTable | None]:
+    """(GPU name, its tuned table or None) that this thread's calls would read records from:
+    ``use_tuned_table``'s table, else the current CUDA device's tuned file; (None, None) without
+    either."""
+    table = _innermost("tables")
+    if table is not None:
+        return table.gpu, table
+    if not torch.cuda.is_available():
+        return None, None
+    gpu = torch.cuda.get_device_name(torch.cuda.current_device())
+    return gpu, tuned_table(gpu)
+
+
+def tactic_lines(blocks: Mapping[str, tuple[int, ...]], gpu: str | None,
+                 table: TunedTable | None) -> list[str]:
+    """What each block runs per device class, and why: the CPU line (the committed measurement),
+    the GPU default rule, and for ``gpu`` with a tuned ``table`` one line per block naming its
+    recorded winners (or none). ``blocks``: display name -> block shape."""
+    sm = f"sm_{TRITON_MIN_CAPABILITY[0]}{TRITON_MIN_CAPABILITY[1]}"
+    lines = [f"tactics on the CPU: {_cpu_defaults()} (fastest in the committed CPU measurement; "
+             "triton under TRITON_INTERPRET=1)",
+             f"tactics on a GPU: the winner its tuned file records per (block, dtype, batch, mode); untuned: "
+             f"triton on {sm} and newer, aten on older GPUs, for float64 and in BN training"]
+    if gpu is None:
+        return lines
+    if table is None:
+        lines.append(f"tactics on {gpu}: no tuned file, so the untuned rule for every block")
+        return lines
+    for name, shape in blocks.items():
+        records = sorted((key[1], key[2], key[3], tactic) for key, tactic in table.tactics.items()
+                         if key[0] == tuple(shape))
+        text = "; ".join(f"{dtype} batch {batch} {mode} -> {tactic}" for dtype, batch, mode, tactic in records)
+        lines.append(f"tactics on {gpu} for {name}: " + (f"tuned ({table.path.name}): {text}" if records
+                                                         else "no record for its shape, so the untuned rule"))
+    return lines
+
