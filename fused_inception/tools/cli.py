@@ -9,8 +9,8 @@ compile workers, parity's interpreter re-runs) come back here too, through :func
 ``python -m`` imports the package (and so triton) before this module runs, so the commands that
 care about the Triton interpreter handle it themselves: without CUDA, ``parity`` reruns itself in
 fresh processes with ``TRITON_INTERPRET=1`` (it checks the kernels), ``demo`` runs its kernel check
-in such a process, ``bench`` routes CPU tensors to the PyTorch path, and ``compile-check`` compiles
-in subprocesses with the interpreter off.
+in such a process, ``bench`` keeps it off (CPU blocks run the CPU's tactics), and ``compile-check``
+compiles in subprocesses with the interpreter off.
 """
 
 from __future__ import annotations

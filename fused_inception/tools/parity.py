@@ -28,8 +28,15 @@ What is compared
   is the unfused module in the same dtype and device against the same reference: how much error
   the dtype itself brings (part of the whole-network bound, context for the blocks).
 
+Which tactic runs
+  Each fused block runs the tactic its call selects (``fused_inception.selection``): on a GPU the
+  winner its tuned file records, else the Triton kernels (sm_80 and newer); under the CPU's
+  interpreter the Triton kernels. Every row says which tactic each of its blocks ran, and why
+  (``tactics`` in the JSON, the ``tactic`` column and the reasons under the table).
+
 Where the kernels run
-  On CUDA, the Triton kernels. Without CUDA, the Triton interpreter on the CPU: it must be on
+  On CUDA, the Triton kernels (unless a tuned file records another tactic). Without CUDA, the
+  Triton interpreter on the CPU: it must be on
   (``TRITON_INTERPRET=1``) before triton is imported, and importing fused_inception imports
   triton. So when this command finds no GPU and kernels that were not built for the interpreter,
   it runs itself again in a fresh process with ``TRITON_INTERPRET=1`` (``--in-process`` disables
@@ -71,6 +78,7 @@ from fused_inception.tools.cli import command_line
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_json, write_text
 from fused_inception.tools.tables import csv_list
+from fused_inception.tools.tactic_report import ran_tactics, tactic_summary
 
 DESCRIPTION = (
     "Error table of the fused kernels against a float64 reference: per Inception block (3a..5b) "
@@ -102,7 +110,7 @@ def kernel_path(device: str) -> str:
         return "Triton kernels (CUDA)"
     if interpreter_enabled() and kernels_interpreted():
         return "Triton interpreter (CPU)"
-    return "PyTorch fallback (kernels not checked)"
+    return "CPU tactics, interpreter off (Triton kernels not checked)"
 
 
 @contextlib.contextmanager
@@ -120,9 +128,12 @@ def tf32_allowed(allowed: bool) -> Iterator[None]:
 # ------------------------------------------------------------------ the checks
 
 def check_one(reference: nn.Module, fused_cpu: nn.Module, x64: torch.Tensor, dtype_key: str, device: str,
-              channels_last: bool = False, whole_network: bool = False, ref_cache: dict | None = None) -> dict:
+              channels_last: bool = False, whole_network: bool = False, ref_cache: dict | None = None,
+              scope: str = "block") -> dict:
     """Run ``fused_cpu`` (a fused copy of ``reference``, any dtype, on the CPU) in the row's dtype on
-    ``device`` and compare with ``reference`` (float64, CPU) on ``x64`` rounded to that dtype.
+    ``device`` and compare with ``reference`` (float64, CPU) on ``x64`` rounded to that dtype. The
+    result says which tactic each fused block ran, and why (``tactics``; ``scope`` names a lone
+    block).
 
     A block passes within the dtype's tolerance; the whole network within the larger of that and
     BASELINE_FACTOR x the unfused network's own error in the same dtype (see the module docstring).
@@ -174,6 +185,7 @@ def check_one(reference: nn.Module, fused_cpu: nn.Module, x64: torch.Tensor, dty
         "eager_max_abs_error": eager_result.max_abs_error,
         "ref_max_abs": float(ref.abs().max()),
         "fused_seconds": round(fused_s, 3),
+        "tactics": ran_tactics(fused, scope),
     }
 
 
@@ -220,7 +232,7 @@ def parity_rows(variants: Sequence[str], blocks: Sequence[str], dtypes: Sequence
                     row = {"variant": variant, "scope": scope, "dtype": dtype_key, "layout": layout,
                            "shape": list(x64.shape), "device": device, "path": path}
                     row.update(check_one(reference, fused, x64, dtype_key, device, layout == "cl",
-                                         whole_network=whole, ref_cache=refs))
+                                         whole_network=whole, ref_cache=refs, scope=scope))
                     rows.append(row)
                     if progress is not None:
                         progress(row)
@@ -233,17 +245,26 @@ def _fmt_row(row: dict) -> list[str]:
     shape = "x".join(str(d) for d in row["shape"])
     if row.get("skipped"):
         return [row["variant"], row["scope"], row["dtype"], row["layout"], shape, "-", "-", "-", "skipped", "-",
-                "-"]
+                "-", "-"]
     verdict = "pass" if row["passed"] else "FAIL"
     if not row["all_finite"]:
         verdict += " (non-finite)"
     return [row["variant"], row["scope"], row["dtype"], row["layout"], shape, f"{row['rel_error']:.2e}",
             f"{row['max_abs_error']:.2e}", f"{row['tolerance']:.1e}", verdict, f"{row['eager_rel_error']:.2e}",
-            f"{row['fused_seconds']:.1f}"]
+            f"{row['fused_seconds']:.1f}", tactic_summary(row.get("tactics") or {}, reasons=False)]
 
 
 HEADER = ["variant", "scope", "dtype", "layout", "input", "rel err", "max abs", "tol", "result", "eager rel",
-          "fused s"]
+          "fused s", "tactic (blocks)"]
+
+
+def tactic_reasons(rows: Sequence[dict]) -> list[str]:
+    """Why the blocks ran the tactics they did: each distinct tactic and reason over the rows once."""
+    seen: dict[tuple, None] = {}
+    for row in rows:
+        for r in (row.get("tactics") or {}).values():
+            seen[(r["tactic"], r["reason"])] = None
+    return [f"{tactic}: {reason}" for tactic, reason in seen]
 
 
 def format_table(rows: Sequence[dict]) -> str:
@@ -273,6 +294,7 @@ def format_markdown(report: dict) -> str:
     incomplete = "" if report.get("complete", True) else f" Incomplete: {len(report['rows'])} of {planned} rows ran."
     lines += ["", f"{len(report['rows'])} rows, {failed} failed, {len(skipped)} skipped.{incomplete}"]
     lines += [f"- skipped {r['variant']} {r['scope']} {r['dtype']}: {r['skipped']}" for r in skipped]
+    lines += ["", "Tactics (why each ran):"] + [f"- {line}" for line in tactic_reasons(report["rows"])]
     return "\n".join(lines) + "\n"
 
 
@@ -497,6 +519,7 @@ def _print_summary(rows: list[dict], elapsed: float) -> list[dict]:
     print(f"tol: a block's is its dtype's ({', '.join(f'{k} {v:.0e}' for k, v in TOLERANCES.items())}); the "
           f"whole network's is the larger of that and {BASELINE_FACTOR:g} x eager rel (the unfused network's "
           "own error in that dtype)")
+    print("tactics (why each ran): " + "; ".join(tactic_reasons(rows)))
     failed = [r for r in rows if r["passed"] is False]
     skipped = [r for r in rows if r.get("skipped")]
     print(f"\n{len(rows)} rows in {elapsed:.0f} s: {len(rows) - len(failed) - len(skipped)} passed, "

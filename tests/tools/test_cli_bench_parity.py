@@ -2,7 +2,7 @@
 markdown they write, merging, the plot's missing-matplotlib error, and the exit codes.
 
 In this suite TRITON_INTERPRET=1 (tests/conftest.py), so an in-process ``parity`` runs the kernels
-in the interpreter on the CPU; ``bench`` keeps the interpreter off while it times (PyTorch path).
+in the interpreter on the CPU; ``bench`` keeps the interpreter off while it times (the CPU's tactics).
 """
 
 from __future__ import annotations
@@ -67,6 +67,17 @@ def test_bench_json(bench_json):
             assert len(r["times_ms"]) >= 1 and r["median_ms"] > 0 and r["img_per_s"] > 0
             assert r["p20_ms"] <= r["median_ms"] <= r["p80_ms"]
         assert case["speedup"]["fused"]["eager"] > 0
+        # each fused result says what every block ran and why; on the CPU the committed defaults
+        # (interpreter off while bench times): aten in inference, the modules in frozen-BN training
+        blocks = ["3a"] if case["scope"] == "3a" else list(report["block_input_shapes"])
+        for name in ("fused", "fused-cl"):
+            ran = res[name]["tactics"]
+            assert list(ran) == blocks
+            if not CUDA:
+                expected = {"infer": "aten", "finetune": "modules"}[case["mode"]]
+                assert {r["tactic"] for r in ran.values()} == {expected}
+                assert all("committed CPU measurement" in r["reason"] for r in ran.values())
+        assert "tactics" not in res["eager"]
         if case["mode"] == "infer":
             # the fused model computes what eager computes (fp32, TF32 off: 1e-4 for a block, 1e-3 for
             # the network, whose rounding errors grow with depth)
@@ -87,7 +98,7 @@ def test_bench_markdown_and_merge(bench_json, tmp_path):
     text = md.read_text()
     assert text.startswith("# fused_inception benchmark")
     for needle in ("## Median ms per call", "## Speedups", "Raw timings", "**Kernel configs**",
-                   "| reduce_conv | float32 | ieee | fma |", "| fused |"):
+                   "| reduce_conv | float32 | ieee | fma |", "| fused |", "## Tactics the fused blocks ran"):
         assert needle in text, needle
 
 
@@ -122,6 +133,10 @@ def test_parity_one_block(variant, tmp_path):
     assert row["variant"] == variant and row["scope"] == "3a" and row["dtype"] == "fp32"
     assert row["passed"] and row["all_finite"] and row["rel_error"] <= tolerances.TOLERANCES["float32"]
     assert row["path"] == ("Triton kernels (CUDA)" if CUDA else "Triton interpreter (CPU)")
+    ((block, ran),) = row["tactics"].items()
+    assert block == "3a" and ran["tactic"] == "triton"  # untuned GPU or the interpreter: the kernels
+    text = parity.format_markdown(report)
+    assert "| triton (3a) |" in text and f"- triton: {ran['reason']}" in text
 
 
 def test_parity_failure_exit_code(monkeypatch, capsys):
@@ -151,8 +166,10 @@ def test_cli_bench_subprocess():
     proc = _cli("bench", *TINY_BENCH, "--scopes", "5b", "--modes", "infer", "--methods", "eager,fused")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Speedup of each fused method" in proc.stdout
+    assert "Tactics the fused blocks ran" in proc.stdout
     if not CUDA:
         assert bench_run.CPU_LABEL in proc.stdout
+        assert "aten (5b): CPU, inference, nchw" in proc.stdout
 
 
 def test_bench_json_is_rewritten_after_every_method(monkeypatch, tmp_path):
@@ -163,7 +180,7 @@ def test_bench_json_is_rewritten_after_every_method(monkeypatch, tmp_path):
     args = _args(bench, [*TINY_BENCH, "--scopes", "3a", "--modes", "infer", "--methods", "eager,fused",
                          "--json", str(tmp_path / "b.json")])
     settings = bench.resolve_settings(args)
-    with bench_run.pytorch_fallback_on_cpu():
+    with bench_run.interpreter_off():
         report = bench_run.run_bench(settings, progress_enabled=False, json_path=args.json)
     assert snapshots[:2] == [[["eager"]], [["eager", "fused"]]]
     (case,) = report["cases"]
@@ -176,10 +193,11 @@ def test_parity_rows_come_dtype_first_and_the_json_row_by_row(monkeypatch, tmp_p
     """parity orders rows dtype, variant, scope (a run cut short keeps every scope of the first
     dtypes) and rewrites its JSON after every row, marked incomplete until the last."""
     def check_one(reference, fused, x64, dtype_key, device, channels_last=False, whole_network=False,
-                  ref_cache=None):
+                  ref_cache=None, scope="block"):
         return {"rel_error": 0.0, "max_abs_error": 0.0, "tolerance": 1e-5, "dtype_tolerance": 1e-5,
                 "criterion": "test", "all_finite": True, "passed": True, "eager_rel_error": 0.0,
-                "eager_max_abs_error": 0.0, "ref_max_abs": 1.0, "fused_seconds": 0.0}
+                "eager_max_abs_error": 0.0, "ref_max_abs": 1.0, "fused_seconds": 0.0,
+                "tactics": {scope: {"tactic": "triton", "reason": "test"}}}
 
     writes = []
     monkeypatch.setattr(parity, "check_one", check_one)

@@ -224,7 +224,9 @@ def test_tune_command_plans_the_tactic_rows():
     rows = tune.tactic_plan(_args())
     assert len(rows) == 9 * 3 * 4 * 3  # blocks x dtypes x batch buckets x modes
     assert tune.tactic_plan(_args(tactic_budget_s=0)) == []
-    for bad, message in ((dict(tactics="cudnn"), "unknown tactic"), (dict(tactic_dtypes="fp8"), "unknown tactic dtype"),
-                         (dict(tactic_batches="1,x"), "integers"), (dict(tactic_blocks="9z"), "unknown GoogLeNet block")):
+    for bad, message in ((dict(tactics="cudnn"), "unknown tactic"),
+                         (dict(tactic_dtypes="fp8"), "unknown tactic dtype"),
+                         (dict(tactic_batches="1,x"), "integers"),
+                         (dict(tactic_blocks="9z"), "unknown GoogLeNet block")):
         with pytest.raises(ValueError, match=message):
             tune.tactic_plan(_args(**bad))

@@ -20,6 +20,7 @@ from fused_inception.models import GoogLeNetLoss
 from fused_inception.module import FusedInception
 from fused_inception.patching import fuse
 from fused_inception.spec import BLOCK_NAMES
+from fused_inception.tools.tactic_report import ran_tactics
 
 SCOPES = (*BLOCK_NAMES, "net")
 MODES = ("infer", "train", "finetune")
@@ -167,7 +168,9 @@ class _Graphed:
 def prepare_call(setup: CaseSetup, name: str, compile_mode: str) -> tuple[Callable[[int], object], dict]:
     """``fn(i)``: one call of method ``name`` on the case's i-th input (cyclically), built and
     warmed up once (torch.compile and Triton compile here, CUDA graphs are captured here); and
-    facts gathered while building it (``setup_s``; ``peak_mem_mb`` for CUDA-graph methods)."""
+    facts gathered while building it (``setup_s``; ``peak_mem_mb`` for CUDA-graph methods; for
+    fused methods ``fused_blocks`` and ``tactics``, what each block ran and why:
+    ``tactic_report.ran_tactics``)."""
     method = METHODS[name]
     module = _build_module(setup, method)
     info: dict = {}
@@ -192,6 +195,8 @@ def prepare_call(setup: CaseSetup, name: str, compile_mode: str) -> tuple[Callab
     if setup.device == "cuda":
         torch.cuda.synchronize()
     info["setup_s"] = round(time.perf_counter() - t0, 3)
+    if method.fused:  # what the warm-up (or captured) call ran: every later call of the case runs the same
+        info["tactics"] = ran_tactics(module, setup.case.scope)
     return fn, info
 
 

@@ -29,9 +29,12 @@ beyond what was resident before it (GPU: ``torch.cuda.max_memory_allocated``; CU
 during capture; CPU: n/a, PyTorch keeps no CPU allocator statistics). Inference outputs of every method are checked against eager's (a sanity check; the
 parity command is the numerical evidence).
 
-On the CPU the fused blocks take their PyTorch fallback path (this command keeps the Triton
-interpreter off while it runs): those rows are labelled "CPU, PyTorch fallback path: not a kernel
-performance figure". torch.compile is slow to compile on the CPU and is left out there unless
+Each fused block runs a tactic (``fused_inception.tactics``: the Triton kernels, the aten tactic
+or its original modules), chosen per call; the report says which each block ran, and why, per case
+and fused method. On the CPU this command keeps the Triton interpreter off while it runs, so the
+fused blocks run the CPU's default tactics, chosen by a committed measurement (``tactics.CPU_FASTEST``:
+the aten tactic in inference, the original modules in training): those are real CPU figures of
+eager vs fused, not of the Triton kernels. torch.compile is slow to compile on the CPU and is left out there unless
 ``--compile`` is given.
 
 Modules: this one is the command line (arguments, settings, ``run``); ``cases`` what is timed,
@@ -53,7 +56,7 @@ from fused_inception.spec import BLOCK_NAMES, VARIANTS
 from fused_inception.tools.bench.cases import CPU_METHODS, GPU_METHODS, METHODS, MODES, SCOPES
 from fused_inception.tools.bench.plot import plot
 from fused_inception.tools.bench.report import format_markdown, format_text
-from fused_inception.tools.bench.run import CPU_LABEL, empty_report, merge_reports, pytorch_fallback_on_cpu, run_bench
+from fused_inception.tools.bench.run import CPU_LABEL, empty_report, merge_reports, interpreter_off, run_bench
 from fused_inception.tools.bench.steps import read_steps
 from fused_inception.tools.files import write_json, write_text
 from fused_inception.tools.tables import csv_list
@@ -61,8 +64,9 @@ from fused_inception.tools.tables import csv_list
 DESCRIPTION = (
     "Time eager (NCHW, channels_last), torch.compile, CUDA graph and fused GoogLeNet side by side, per "
     "Inception block and whole network, inference and training step, per dtype and batch; img/s, median ms "
-    "with p20-p80, speedups, peak memory; --json, --markdown, --plot. On the CPU: small sizes of the PyTorch "
-    "fallback path (not kernel performance figures)."
+    "with p20-p80, speedups, peak memory, the tactic each fused block ran; --json, --markdown, --plot. On the "
+    "CPU the fused blocks run their CPU tactics (aten in inference, the original modules in training, by a "
+    "measured default), not the Triton kernels."
 )
 
 # (size, batches, dtypes, warmup, repeat, rep_ms, rotate_mb, compile mode)
@@ -238,9 +242,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {note}", flush=True)
         n = len(settings["scopes"]) * len(settings["modes"]) * len(settings["dtypes"]) * len(settings["batches"])
         print(f"{n} cases x {len(settings['methods'])} methods ({', '.join(settings['methods'])})", flush=True)
-        with pytorch_fallback_on_cpu() as was_interpreted:
+        with interpreter_off() as was_interpreted:
             if was_interpreted and settings["device"] == "cpu":
-                print("note: TRITON_INTERPRET=1 was set; it is off while this command times the PyTorch path",
+                print("note: TRITON_INTERPRET=1 was set; it is off while this command times the CPU tactics",
                       flush=True)
             report = run_bench(settings, progress_enabled=not args.no_progress, json_path=args.json)
     print(format_text(report))

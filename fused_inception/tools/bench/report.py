@@ -1,7 +1,7 @@
 """The bench report (``run``'s dict) as text and as markdown: aligned and markdown tables of
 medians, percentiles, img/s, peak memory and speedups (warm-cache cases marked), the environment
 (commit, source hash, driver, versions), gpu_check.sh's step table when it has one, the kernel
-configs the fused blocks launch, and the raw timings."""
+configs the fused blocks launch, the tactic each fused block ran and why, and the raw timings."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fused_inception.tools.bench.cases import METHODS, MODES, SCOPES
 from fused_inception.tools.bench.steps import format_steps
 from fused_inception.tools.parity import format_markdown as parity_markdown
 from fused_inception.tools.tables import md_table, text_table
+from fused_inception.tools.tactic_report import tactic_summary
 
 WARM_MARK = "(warm L2)"  # marks a case whose timings are warm-cache ones (cases.warm_cache)
 RAW_IN_MARKDOWN = 40  # raw timings listed per measurement in the markdown (the JSON has them all)
@@ -76,6 +77,19 @@ def speedup_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def tactic_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per case and fused method: which tactic its blocks ran, and why
+    (``tactic_report.tactic_summary`` of the result's ``tactics``)."""
+    header = ["scope", "mode", "dtype", "batch", "fused method", "tactic (blocks): why"]
+    rows = []
+    for c in sorted_cases(report):
+        for m in [m for m in METHODS if METHODS[m].fused and m in c["results"]]:
+            ran = c["results"][m].get("tactics")
+            if ran:
+                rows.append([c["scope"], c["mode"], c["dtype"], str(c["batch"]), m, tactic_summary(ran)])
+    return header, rows
+
+
 def format_text(report: dict) -> str:
     env = report["environment"]
     lines = [f"bench: {env['device_name']} ({env['device']}), torch {env['torch']}, triton {env['triton']}, "
@@ -86,6 +100,9 @@ def format_text(report: dict) -> str:
     if rows:
         lines += ["", "Speedup of each fused method (baseline median / fused median; > 1: fused is faster)",
                   text_table(header, rows, left=5)]
+    header, rows = tactic_rows(report)
+    if rows:
+        lines += ["", "Tactics the fused blocks ran", text_table(header, rows, left=6)]
     return "\n".join(lines)
 
 
@@ -107,6 +124,9 @@ def format_markdown(report: dict, parity: dict | None = None) -> str:
     if rows:
         lines += ["## Speedups (baseline median / fused median; > 1: fused is faster)", "",
                   md_table(header, rows), ""]
+    header, rows = tactic_rows(report)
+    if rows:
+        lines += ["## Tactics the fused blocks ran", "", md_table(header, rows), ""]
     lines += ["## All measurements", "", md_table(*long_rows(report)), ""]
     if parity is not None:
         lines += ["## Parity", "", parity_markdown(parity), ""]
@@ -204,7 +224,8 @@ def kernel_configs_note(report: dict) -> str:
         rows.append(row + ["yes" if (c["dtype"], c["input_precision"]) in launched else ""] if gpu else row)
     where = ("'launched' marks the ones this report's fused methods use (their dtypes; fp32 dots in TF32 "
              "when TF32 is on)." if gpu else
-             "On the CPU the fused blocks take the PyTorch fallback path: none of them ran here.")
+             "On the CPU (interpreter off) the fused blocks run their CPU tactics, not the Triton kernels: none "
+             "of these ran here.")
     tuned = env["tuned_configs"]
     if tuned is None:
         source = "the defaults of kernels/configs.py (no tuned file for this device)"

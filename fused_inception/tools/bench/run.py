@@ -20,7 +20,8 @@ from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_json
 
 SCHEMA = "fused_inception.bench/1"
-CPU_LABEL = "CPU, PyTorch fallback path: not a kernel performance figure"
+CPU_LABEL = ("CPU: the fused blocks run their CPU tactics (by the committed measurement: the aten tactic in "
+             "inference, the original modules in training), not the Triton kernels")
 
 
 class _Progress:
@@ -59,9 +60,10 @@ class _Progress:
 
 
 @contextlib.contextmanager
-def pytorch_fallback_on_cpu() -> Iterator[bool]:
-    """Keep the fused blocks on their PyTorch path for CPU tensors (``ops.uses_triton`` reads
-    TRITON_INTERPRET at call time); yields whether the interpreter had been on."""
+def interpreter_off() -> Iterator[bool]:
+    """Keep the Triton interpreter off for the duration, so that CPU calls run the CPU's tactics
+    (``selection`` reads TRITON_INTERPRET at call time; under the interpreter a CPU block runs the
+    Triton kernels, whose interpreted timings mean nothing); yields whether it had been on."""
     old = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "0"
     try:
@@ -180,10 +182,12 @@ def _standard_notes(settings: dict) -> list[str]:
                      "one call beyond what was allocated before it (CUDA-graph methods: during capture)")
         notes.append(f"fp32 runs with TF32 {'on' if settings['tf32'] else 'off'} for cuDNN, cuBLAS and "
                      "the fused kernels (torch.backends.cudnn.allow_tf32)")
+    notes.append("which tactic each fused block ran, and why, is in the tactics table (per case and fused "
+                 "method; the JSON has it per block)")
     if "train" in settings["modes"]:
-        notes.append("train: BatchNorm in training mode; FusedInception then runs the unfused sequence "
-                     "(batch statistics) saving only input, output and statistics, and recomputes in backward. "
-                     "finetune (BN frozen) runs the fused kernels forward and backward")
+        notes.append("train: BatchNorm in training mode (tactic mode bn-training): on a GPU the BN-training op "
+                     "(saves only input, output and statistics, recomputes in backward) unless the tuned file "
+                     "records the modules; finetune (BN frozen): frozen-bn-training")
     if any(METHODS[m].wrap == "cudagraph" for m in settings["methods"]):
         notes.append("CUDA-graph methods copy each input (and target) into the graph's static input "
                      "before the replay; the copy is timed")
