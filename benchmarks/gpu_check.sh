@@ -16,10 +16,11 @@
 #             backward) and training step (BN in training mode), bf16, batch 256
 #   compile   torch.compile (mode GPU_CHECK_COMPILE_MODE, default "default") of the whole network,
 #             inference, bf16, batch 256
-#   tune      the kernels' tuning candidates on this GPU (bf16 and TF32 rows), unless
-#             kernels/tuned/ has this GPU's file (GPU_CHECK_RETUNE=1 tunes anyway); not used by the
-#             steps above (they measure the shipped configs): check <stem>-tuned.json in as
-#             kernels/tuned/<gpu-slug>.json
+#   tune      the kernels' tuning candidates on this GPU (bf16 and TF32 rows), then the tactics
+#             (Triton kernels, aten, modules) of the nine blocks in bf16 inference at the batch
+#             above, unless kernels/tuned/ has this GPU's file (GPU_CHECK_RETUNE=1 tunes anyway);
+#             not used by the steps above (they measure the shipped configs and the untuned
+#             tactic): check <stem>-tuned.json in as kernels/tuned/<gpu-slug>.json
 #   tests     the test suite on the GPU in the time left: tests/kernels/test_kernels.py and the
 #             op/module tests (tests/test_function.py, test_custom_op.py, test_module.py,
 #             test_fuse.py) first, then the others
@@ -151,7 +152,7 @@ run_step() {
 # ---------------------------------------------------------------- sizes and limits: GPU, or a CPU dry run
 # CAP: a step's limit in seconds at most; MIN: under this many seconds left it is skipped. The GPU
 # values come from the timing model in benchmarks/NOTES.md (each step's modelled time fits its cap).
-declare -A CAP=([setup]=60 [parity]=110 [headline]=65 [blocks]=45 [train]=75 [compile]=100 [tune]=45 [tests]=600)
+declare -A CAP=([setup]=60 [parity]=110 [headline]=65 [blocks]=45 [train]=75 [compile]=100 [tune]=65 [tests]=600)
 declare -A MIN=([setup]=10 [parity]=20 [headline]=30 [blocks]=20 [train]=35 [compile]=80 [tune]=25 [tests]=30)
 DRY=0
 if [ "${GPU_CHECK_ALLOW_CPU:-0}" = "1" ] && [ "$GPU_NAME" = cpu-dry-run ]; then
@@ -170,7 +171,8 @@ else
   # blocks at the network's batch (2): the network's rows then reuse the blocks' kernel binaries
   PARITY_ARGS=(--variants torchvision,paper --dtypes bf16,tf32,fp32 --batch 2 --net-batch 2)
   TIMING=(--warmup 5 --repeat 5 --rep-ms 30)
-  TUNE_ARGS=(--dtypes bf16,tf32 --blocks 3b,4d,5b --batch 256)
+  TUNE_ARGS=(--dtypes bf16,tf32 --blocks 3b,4d,5b --batch 256
+             --tactic-dtypes bf16 --tactic-batches 256 --tactic-modes inference --tactic-budget-s 20)
   # the GPU kernel tests first, then the others that run on the GPU, alphabetically; not
   # test_gpu_check.py (a CPU dry run of this script), test_compile_check.py (ahead-of-time
   # compiles, no GPU needed, minutes) nor test_plan.py (shape arithmetic)
@@ -240,7 +242,8 @@ step_compile() {
 step_tune() {
   mkdir -p "$WORK/tuned"
   # a fresh directory: only this run's file, named after torch's device name
-  limited "$PY" -m fused_inception tune "${TUNE_ARGS[@]}" --budget-s "$(stop_at 15)" --out-dir "$WORK/tuned"
+  # the config rows stop in time to leave the tactic rows their 20 s (TUNE_ARGS) and 15 s to spare
+  limited "$PY" -m fused_inception tune "${TUNE_ARGS[@]}" --budget-s "$(stop_at 35)" --out-dir "$WORK/tuned"
   local rc=$? f
   for f in "$WORK"/tuned/*.json; do [ -s "$f" ] && cp "$f" "$STEM-tuned.json" && cp "$f" "$WORK/tuned.json"; done
   return $rc
@@ -271,12 +274,12 @@ run_step train "network fine-tuning and training steps $DTYPE b$BATCH" "${CAP[tr
 NOTE="exit code 1: compile failed (the error is in the report)"
 run_step compile "torch.compile network inference $DTYPE b$BATCH" "${CAP[compile]}" "${MIN[compile]}" bench-compile.json "0 1" step_compile
 if [ "$DRY" = 1 ]; then
-  record tune "tune kernel configs" skipped - - - - "needs a GPU: not run in a dry run"
+  record tune "tune kernel configs and tactics" skipped - - - - "needs a GPU: not run in a dry run"
 elif [ -f "$REPO/kernels/tuned/$SLUG.json" ] && [ "${GPU_CHECK_RETUNE:-0}" != "1" ]; then
-  record tune "tune kernel configs" skipped - - - - "kernels/tuned/$SLUG.json is checked in (GPU_CHECK_RETUNE=1 to tune)"
+  record tune "tune kernel configs and tactics" skipped - - - - "kernels/tuned/$SLUG.json is checked in (GPU_CHECK_RETUNE=1 to tune)"
 else
-  NOTE="exit code 1: a row's default config failed"
-  run_step tune "tune kernel configs: ${TUNE_ARGS[*]}" "${CAP[tune]}" "${MIN[tune]}" tuned.json "0 1" step_tune
+  NOTE="exit code 1: a row's default config or tactic failed"
+  run_step tune "tune kernel configs and tactics: ${TUNE_ARGS[*]}" "${CAP[tune]}" "${MIN[tune]}" tuned.json "0 1" step_tune
 fi
 if [ "${GPU_CHECK_TESTS:-1}" = "1" ]; then
   NOTE="exit code 1: a test failed"

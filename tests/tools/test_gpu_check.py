@@ -210,6 +210,11 @@ def test_summarize_parity_and_tuned_outputs(tmp_path):
     tuned = tmp_path / "tuned.json"
     tuned.write_text(json.dumps({"schema": 1, "choices": [{}], "tuned": {"failed": [{}], "incomplete": ["a", "b"]}}))
     assert summarize_output(tuned) == "1 rows tuned, 1 failed, 2 not reached"
+    tuned.write_text(json.dumps({"schema": 1, "choices": [], "tactics": [{}, {}],
+                                 "tuned": {"failed": [], "incomplete": [],
+                                           "tactics": {"failed": [{}], "incomplete": ["c"]}}}))
+    assert summarize_output(tuned) == ("0 rows tuned, 0 failed, 0 not reached; "
+                                       "tactics: 2 recorded, 1 failed, 1 not reached")
     (tmp_path / "broken.json").write_text("{")
     assert summarize_output(tmp_path / "broken.json") == "output is not valid JSON"
 

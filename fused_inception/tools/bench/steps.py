@@ -52,8 +52,9 @@ _PYTEST_RESULT = re.compile(r" (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
 
 def summarize_output(path: Path) -> str:
     """What a step's output file holds, in a few words: a bench JSON's timed / skipped / failed
-    measurements, a parity JSON's passed / failed rows, a tuned file's tuned and failed rows, or a
-    pytest -v log's per-test results (counted line by line, so a run cut short still counts)."""
+    measurements, a parity JSON's passed / failed rows, a tuned file's tuned and failed rows (configs,
+    then tactics), or a pytest -v log's per-test results (counted line by line, so a run cut short
+    still counts)."""
     if not path.exists():
         return "no output written"
     text = path.read_text(errors="replace")
@@ -78,8 +79,13 @@ def summarize_output(path: Path) -> str:
                     f"{skipped} skipped")
         if "choices" in doc:
             tuned = doc.get("tuned", {})
-            return (f"{len(doc['choices'])} rows tuned, {len(tuned.get('failed', []))} failed, "
+            text = (f"{len(doc['choices'])} rows tuned, {len(tuned.get('failed', []))} failed, "
                     f"{len(tuned.get('incomplete', []))} not reached")
+            if "tactics" in tuned:  # the tactic rows (tools/tune_tactics.py)
+                t = tuned["tactics"]
+                text += (f"; tactics: {len(doc.get('tactics', []))} recorded, {len(t.get('failed', []))} failed, "
+                         f"{len(t.get('incomplete', []))} not reached")
+            return text
         return "JSON"
     counts: dict[str, int] = {}
     for m in _PYTEST_RESULT.finditer(text):
