@@ -31,7 +31,7 @@ from .block_io import output_memory_format
 from .forward import gpu_name, interpreter_enabled
 from .kernels.tuned_configs import TunedTable, tuned_table
 from .tactics import (BN_TRAINING, CPU_FASTEST, FORMAT_NAMES, FROZEN_BN_TRAINING, INFERENCE, MODES, TACTICS,
-                      TRITON_MIN_CAPABILITY, Choice, TacticKey, select_tactic)
+                      TRITON_MIN_CAPABILITY, Choice, TacticKey, batch_bucket, select_tactic)
 
 Tensor = torch.Tensor
 
@@ -108,15 +108,30 @@ def choose_for_device(device_type: str, capability: tuple[int, int] | None, gpu:
                       interpreter: bool) -> Choice:
     """``select_tactic`` with the recorded winner looked up (``use_tuned_table``'s table, else the
     GPU's tuned file on CUDA), warning once per process on a GPU without a record."""
-    key = TacticKey.of(gpu or device_type, block, dtype, batch, mode)
     table = _innermost("tables")
     if table is None and device_type == "cuda" and gpu:
         table = tuned_table(gpu)
-    winner = table.tactic_for(*key.record_key) if table is not None else None
-    choice = select_tactic(device_type, capability, dtype, batch, memory_format, mode, interpreter, winner)
-    if device_type == "cuda" and winner is None:
-        _warn_untuned(gpu, choice)
-    return choice
+    facts = (device_type, capability, gpu, dtype, batch_bucket(batch), memory_format, mode, block, interpreter,
+             id(table))
+    # the compiler traces the policy itself (once per graph), not the memo
+    known = None if torch.compiler.is_compiling() else _choices.get(facts)
+    if known is None:
+        key = TacticKey.of(gpu or device_type, block, dtype, batch, mode)
+        winner = table.tactic_for(*key.record_key) if table is not None else None
+        choice = select_tactic(device_type, capability, dtype, batch, memory_format, mode, interpreter, winner)
+        known = (choice, device_type == "cuda" and winner is None, table)
+        if not torch.compiler.is_compiling():
+            _choices[facts] = known
+    if known[1]:
+        _warn_untuned(gpu, known[0])
+    return known[0]
+
+
+# (a call's facts, id of the table its winner comes from) -> (choice, whether a GPU runs it
+# untuned, that table, kept alive so that its id is not reused): the policy is a pure function of
+# them (the batch only through its bucket), and working it out costs tens of microseconds, on every
+# block call otherwise
+_choices: dict[tuple, tuple[Choice, bool, TunedTable | None]] = {}
 
 
 def _warn_untuned(gpu: str | None, choice: Choice) -> None:
