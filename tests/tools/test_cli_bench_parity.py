@@ -224,3 +224,13 @@ def test_bench_merge_of_nothing_reports_the_environment_and_plots_nothing(tmp_pa
     assert not png.exists() and "no timing to plot" in capsys.readouterr().out
     text = md.read_text()
     assert "| setup | install | ran | 9 | 60 | - | - |" in text and "No bench results in this report." in text
+
+
+def test_tactic_summary_groups_blocks_by_tactic_and_reason():
+    from fused_inception.tools.tactic_report import NOT_RECORDED, tactic_summary
+
+    ran = {"3a": {"tactic": "aten", "reason": "r1"}, "3b": {"tactic": "modules", "reason": "r2"},
+           "4a": {"tactic": "aten", "reason": "r1"}, "4b": {"tactic": None, "reason": NOT_RECORDED}}
+    assert tactic_summary(ran) == f"aten (3a,4a): r1; modules (3b): r2; unknown (4b): {NOT_RECORDED}"
+    assert tactic_summary(ran, reasons=False) == "aten (3a,4a); modules (3b); unknown (4b)"
+    assert tactic_summary({}) == "-"
