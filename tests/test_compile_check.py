@@ -146,10 +146,11 @@ def _launch_args(kernel: str, v: aot.LaunchVariant, monkeypatch) -> tuple[tuple,
     x = torch.randn(2, 24, 20, 18).to(dtype=dt, memory_format=mf)
     rec = _Recorder()
     if kernel == "pointwise_pool":
-        out = torch.empty(2, 100, 20, 18, dtype=dt).to(memory_format=mf)
+        # 80 + 80 columns: at least 2 column tiles of either kind in every config
+        out = torch.empty(2, 170, 20, 18, dtype=dt).to(memory_format=mf)
         monkeypatch.setattr(pointwise_mod, "_pointwise_pool_kernel", rec)
         pointwise_mod.launch_pointwise_pool(
-            x, torch.randn(24, 96, dtype=dt), torch.randn(96), 80, out, 2, 82, v.relu,
+            x, torch.randn(24, 160, dtype=dt), torch.randn(160), 80, out, 2, 82, v.relu,
             v.input_precision, v.config)
         # two launches per block (branch 1, then the pool projection): the variant's one
         rec.calls = [c for c in rec.calls if c[1]["IS_POOL"] == v.pool]
