@@ -1,6 +1,6 @@
 """The functional forward of one Inception block: validation, output allocation and dispatch.
 
-``inception_forward`` runs the block in three Triton launches (branch 1 + pool projection, the
+``inception_forward`` runs the block in four Triton launches (branch 1, the pool projection, the
 reduce -> k3 x k3 branch, the reduce -> k5 x k5 branch), each writing its channel slice of one
 output. CUDA tensors, and CPU tensors while the Triton interpreter is on (``TRITON_INTERPRET=1``),
 go to the kernels; other CPU tensors run the aten tactic (aten_forward.py: the same computation on
@@ -220,12 +220,12 @@ def count_launches() -> Iterator[LaunchCount]:
 
         with count_launches() as launches:
             inception_forward(x, params)          # or a FusedInception / fused model
-        assert (launches.pointwise_pool, launches.reduce_conv) == (1, 2)
+        assert (launches.pointwise_pool, launches.reduce_conv) == (2, 2)
 
-    Counted where the forward calls the kernels' launchers (``launch_pointwise_branches``,
-    ``launch_reduce_branches``), each of which is one ``kernel[grid](...)`` launch: an input with
-    no pixels launches nothing and counts nothing, the PyTorch path counts nothing, and neither do
-    replays of a captured CUDA graph (no Python runs then). Nested blocks each count.
+    Counted from what the kernels' launchers report (each returns the number of
+    ``kernel[grid](...)`` launches it made): an input with no pixels launches nothing and counts
+    nothing, the aten path counts nothing, and neither do replays of a captured CUDA graph (no
+    Python runs then). Nested blocks each count.
     """
     count = LaunchCount()
     stack = _counting.__dict__.setdefault("stack", [])
@@ -236,9 +236,9 @@ def count_launches() -> Iterator[LaunchCount]:
         stack.remove(count)
 
 
-def _note_launch(kernel: str) -> None:
+def _note_launches(kernel: str, launches: int) -> None:
     for count in getattr(_counting, "stack", ()):
-        setattr(count, kernel, getattr(count, kernel) + 1)
+        setattr(count, kernel, getattr(count, kernel) + launches)
 
 
 def _has_pixels(x: Tensor) -> bool:
@@ -263,15 +263,15 @@ def _forward_triton(x: Tensor, params: InceptionParams, out: Tensor, c0: int) ->
 
 def launch_pointwise_branches(x: Tensor, params: InceptionParams, out: Tensor, c0: int, precision: str,
                               config: kernels.PointwiseConfig) -> None:
-    """One launch: the block's 1x1 branch and pool branch into their slices of ``out`` (channel
+    """Two launches: the block's 1x1 branch and pool branch into their slices of ``out`` (channel
     offset ``c0``), with an explicit config (the forward passes the picked one, the tuner each
     candidate)."""
     if not _has_pixels(x):
         return
     off1, _, _, offp = (c0 + o for o in params.branch_offsets)
     w, b = _dense(params, "w_point", "b_point")
-    _note_launch("pointwise_pool")
-    kernels.launch_pointwise_pool(x, w, b, params.ch1x1, out, off1, offp, params.relu, precision, config)
+    _note_launches("pointwise_pool", kernels.launch_pointwise_pool(
+        x, w, b, params.ch1x1, out, off1, offp, params.relu, precision, config))
 
 
 def launch_reduce_branches(x: Tensor, params: InceptionParams, out: Tensor, c0: int, precision: str,
@@ -284,8 +284,8 @@ def launch_reduce_branches(x: Tensor, params: InceptionParams, out: Tensor, c0: 
     for k, off, fields in ((params.k3, off3, ("w_red3", "b_red3", "w_conv3", "b_conv3")),
                            (params.k5, off5, ("w_red5", "b_red5", "w_conv5", "b_conv5"))):
         w_red, b_red, w_conv, b_conv = _dense(params, *fields)
-        _note_launch("reduce_conv")
-        kernels.launch_reduce_conv(x, w_red, b_red, w_conv, b_conv, k, out, off, params.relu, precision, config)
+        _note_launches("reduce_conv", kernels.launch_reduce_conv(
+            x, w_red, b_red, w_conv, b_conv, k, out, off, params.relu, precision, config))
 
 
 def _dense(params: InceptionParams, *names: str) -> list[Tensor]:

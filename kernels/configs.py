@@ -1,9 +1,10 @@
 """Launch configurations of the fused Inception kernels: the tables, as frozen data.
 
-Two kernels run one Inception block (three launches):
+Two kernels run one Inception block (four launches):
 
-* ``pointwise_pool`` (one launch): the 1x1 branch and the max-pool -> 1x1 projection, an implicit
-  GEMM over pixels (M = N*H*W) x output channels, K = input channels.
+* ``pointwise_pool`` (two launches of one kernel, IS_POOL constexpr): the 1x1 branch, then the
+  max-pool -> 1x1 projection, each an implicit GEMM over pixels (M = N*H*W) x output channels,
+  K = input channels.
 * ``reduce_conv`` (one launch per reduce -> k x k branch): persistent programs walk tiles of
   consecutive pixels (several programs share a tile's output channels when tiles are few); each
   computes the 1x1 reduction over its tile plus halo into a small per-program scratch, then the
@@ -25,11 +26,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PointwiseConfig:
-    """Tile sizes of the pointwise/pool GEMM: BLOCK_M pixels x BLOCK_N channels, K step BLOCK_K."""
+    """Tile sizes of the pointwise/pool kernel: branch-1 tiles of BLOCK_M pixels x BLOCK_N
+    channels with K step BLOCK_K, pool tiles of BLOCK_M pixels x BLOCK_NP channels with K step
+    BLOCK_KP (see pointwise_pool.py)."""
 
     BLOCK_M: int
     BLOCK_N: int
     BLOCK_K: int
+    BLOCK_NP: int = 32
+    BLOCK_KP: int = 16
     num_warps: int = 4
     num_stages: int = 3
 
@@ -76,15 +81,21 @@ class ReduceConvConfig:
 # K loops in conv templates gave silent wrong results with num_warps >= 8 (pytorch issue 173068),
 # and the interpreter tests cannot see a GPU miscompile.
 POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
-    "default": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, num_warps=4, num_stages=3),
-    # fp32 IEEE dots are FMAs with operands in registers: a shorter K step
-    "fma": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=16, num_warps=4, num_stages=3),
+    # branch-1 tiles 64 x 64 (128 columns spilled in generic and NCHW variants), pool tiles
+    # 32 columns wide (GoogLeNet's pool_proj 32, 64 and 128 fill every MMA column) with a K step of
+    # 16 (32 spilled in the generic pool variants: nine tap tiles in flight)
+    "default": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=3),
+    # fp32 IEEE dots are FMAs with operands in registers: 32-pixel tiles, a shorter K step, not
+    # pipelined (BLOCK_M 64 spilled 4-8 B in launched pool variants on sm_80 at 1 or 2 stages,
+    # 4-76 B in generic ones at 3)
+    "fma": PointwiseConfig(BLOCK_M=32, BLOCK_N=64, BLOCK_K=16, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=1),
     # tuning candidates
-    "n32": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=3),
-    "s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, num_warps=4, num_stages=4),
-    "n32s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=4),
-    "fma-n32": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=16, num_warps=4, num_stages=3),
-    "fma-m32": PointwiseConfig(BLOCK_M=32, BLOCK_N=64, BLOCK_K=16, num_warps=4, num_stages=3),
+    "n32": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=3),
+    "s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
+    "n32s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
+    # pool tiles 64 wide: half the tap loads where pool_proj >= 64 (4a-5b), half the MMA wasted at 32
+    "np64": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=3),
+    "fma-n32": PointwiseConfig(BLOCK_M=32, BLOCK_N=32, BLOCK_K=16, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=1),
 }
 
 # "mma": half-precision tensor-core dots; "tf32": fp32 on tensor cores, whose fp32 operand tiles
@@ -124,9 +135,9 @@ _TABLES = {"pointwise_pool": POINTWISE_CONFIGS, "reduce_conv": REDUCE_CONV_CONFI
 
 # (kernel, dot class) -> config names a tuner may choose from, the default first
 CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("pointwise_pool", "mma"): ("default", "n32", "s4", "n32s4"),
+    ("pointwise_pool", "mma"): ("default", "n32", "s4", "n32s4", "np64"),
     ("pointwise_pool", "tf32"): ("default", "n32"),
-    ("pointwise_pool", "fma"): ("fma", "fma-n32", "fma-m32"),
+    ("pointwise_pool", "fma"): ("fma", "fma-n32"),
     ("reduce_conv", "mma"): ("mma", "mma-p2"),
     # other tile sizes tried spilled in some generic or launched variant (benchmarks/NOTES.md)
     ("reduce_conv", "tf32"): ("tf32",),

@@ -1,11 +1,26 @@
 """Branch 1 (1x1 conv) and branch 4 (3x3/1 max-pool -> 1x1 projection) of an Inception block,
-in one launch, written straight into their channel slices of the concatenated output.
+written straight into their channel slices of the concatenated output: two launches of one kernel,
+split by the IS_POOL constexpr.
 
 Both are GEMMs over pixels: out[m, c] = act(sum_k A[m, k] * W[k, c] + b[c]), m = (n, h, w) flattened.
 For branch 1, A is the input; for the pool branch, A is the 3x3/1 max-pool of the input, computed
-while the A tile is loaded (nine shifted loads, -inf outside the image, elementwise max), so the
-pooled tensor never exists in memory. The program id along axis 1 picks the branch: the first
-``n_tiles_1`` column tiles belong to branch 1, the rest to the pool projection.
+while the A tile is loaded, so the pooled tensor never exists in memory.
+
+Each launch's grid is one axis of (pixel tile, column tile) pairs, column tiles fastest: the
+programs of one pixel tile run side by side and read its input from L2 once. Each launch has one
+K loop, software-pipelined by triton (async copies, num_stages deep; wgmma on sm_90):
+
+* branch 1 (IS_POOL False): BLOCK_M x BLOCK_N tiles, a plain GEMM whose K loop (BLOCK_K input
+  channels a step) loads the input tile and the weight tile straight into the dot;
+* pool (IS_POOL True): BLOCK_M x BLOCK_NP tiles (BLOCK_NP 32 in the shipped tensor-core configs, so
+  GoogLeNet's pool_proj of 32, 64 or 128 fills every MMA column), K step BLOCK_KP: the nine 3x3
+  taps unrolled at compile time, their nine loads issued before the max (-inf outside the image,
+  NaN propagating); the weight tile and, where the input is channels_last and 16-aligned, the nine
+  tap tiles are async copies.
+
+Why a constexpr split and not one launch: under a runtime branch on the column tile (and with both
+loops in one program) ptxas spilled in the generic and NCHW variants even with the pool loop
+removed; compiled alone, each loop is spill-free (benchmarks/NOTES.md).
 """
 
 from __future__ import annotations
@@ -15,6 +30,23 @@ import triton
 import triton.language as tl
 
 from .configs import PointwiseConfig
+
+
+@triton.jit
+def _max(a, b):
+    # NaN propagates as in torch's max_pool2d; bf16 maximum returns fp32, hence the cast back
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL).to(a.dtype)
+
+
+@triton.jit
+def _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_shift, so_c, APPLY_RELU: tl.constexpr):
+    """Bias, act and cast; weight column ``c`` goes to output channel ``c + out_shift``."""
+    acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0)[None, :]
+    if APPLY_RELU:
+        acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)  # ReLU(NaN) = NaN, as F.relu
+    out_col = (offs_n + out_shift).to(tl.int64) * so_c
+    tl.store(out_ptr + out_row[:, None] + out_col[None, :], acc.to(out_ptr.dtype.element_ty),
+             mask=m_mask[:, None] & n_mask[None, :])
 
 
 @triton.jit
@@ -28,69 +60,96 @@ def _pointwise_pool_kernel(
     so_n, so_c, so_h, so_w,
     out_c1,  # output channel of branch 1's column 0
     out_cp,  # output channel of the pool projection's column 0
-    n_tiles_1,  # column tiles of branch 1; tiles at and above belong to the pool branch
+    n_col_tiles,  # column tiles per pixel tile: cdiv(C1, BLOCK_N), or cdiv(CP, BLOCK_NP) when IS_POOL
+    IS_POOL: tl.constexpr,  # which branch this launch computes
     APPLY_RELU: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,  # "ieee" or "tf32" (fp32 inputs only)
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    BLOCK_NP: tl.constexpr,
+    BLOCK_KP: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    is_pool = (pid_n >= n_tiles_1).to(tl.int32)
-    tile_n = pid_n - is_pool * n_tiles_1
-    col_lo = is_pool * C1  # first weight column of this branch
-    col_hi = C1 + is_pool * CP  # one past its last
-    # output channel = weight column + shift
-    out_shift = out_c1 + is_pool * (out_cp - C1 - out_c1)
-    n_taps = 1 + 8 * is_pool  # branch 1 reads the centre tap only
+    # column tiles of one pixel tile are adjacent programs: they read its input from L2 together
+    pid = tl.program_id(0)
+    pid_m = pid // n_col_tiles
+    pid_n = pid - pid_m * n_col_tiles
+    n_total = C1 + CP  # weight row length
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     m_mask = offs_m < M
     w_idx = offs_m % W
     h_idx = (offs_m // W) % H
     n_idx = offs_m // (W * H)
-    x_row = n_idx.to(tl.int64) * sx_n
-
-    offs_n = col_lo + tile_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_mask = offs_n < col_hi
-
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, C_IN, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K)
-        k_mask = offs_k < C_IN
-        x_col = offs_k.to(tl.int64) * sx_c
-        a = tl.full((BLOCK_M, BLOCK_K), float("-inf"), x_ptr.dtype.element_ty)
-        for t in range(0, n_taps):
-            # tap t of the 3x3 window; (0, 0) when n_taps == 1
-            dh = (t // 3 - 1) * is_pool
-            dw = (t % 3 - 1) * is_pool
-            hh = h_idx + dh
-            ww = w_idx + dw
-            inside = m_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            ptrs = x_ptr + (x_row + hh.to(tl.int64) * sx_h + ww.to(tl.int64) * sx_w)[:, None] + x_col[None, :]
-            tap = tl.load(ptrs, mask=inside[:, None] & k_mask[None, :], other=float("-inf"))
-            # NaN propagates as in torch's max_pool2d; bf16 maximum returns fp32
-            a = tl.maximum(a, tap, propagate_nan=tl.PropagateNan.ALL).to(a.dtype)
-        # -inf must not reach the dot: -inf * 0 (masked weight) is NaN
-        a = tl.where(m_mask[:, None] & k_mask[None, :], a, 0.0).to(x_ptr.dtype.element_ty)
-        b = tl.load(w_ptr + offs_k[:, None] * (C1 + CP) + offs_n[None, :],
-                    mask=k_mask[:, None] & n_mask[None, :], other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
-
-    acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0)[None, :]
-    if APPLY_RELU:
-        acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)  # ReLU(NaN) = NaN, as F.relu
+    x_pix = n_idx.to(tl.int64) * sx_n + h_idx.to(tl.int64) * sx_h + w_idx.to(tl.int64) * sx_w
     out_row = n_idx.to(tl.int64) * so_n + h_idx.to(tl.int64) * so_h + w_idx.to(tl.int64) * so_w
-    out_col = (offs_n + out_shift).to(tl.int64) * so_c
-    tl.store(out_ptr + out_row[:, None] + out_col[None, :], acc.to(out_ptr.dtype.element_ty),
-             mask=m_mask[:, None] & n_mask[None, :])
+
+    if not IS_POOL:
+        # branch 1: a plain GEMM, both operands loaded straight into the dot (pipelined)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < C1
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, C_IN, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            k_mask = offs_k < C_IN
+            a = tl.load(x_ptr + x_pix[:, None] + offs_k.to(tl.int64)[None, :] * sx_c,
+                        mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+            b = tl.load(w_ptr + offs_k[:, None] * n_total + offs_n[None, :],
+                        mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+        _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_c1, so_c, APPLY_RELU)
+    else:
+        # pool projection: A = the 3x3/1 max-pool of the input tile
+        offs_n = C1 + pid_n * BLOCK_NP + tl.arange(0, BLOCK_NP)
+        n_mask = offs_n < n_total
+        acc = tl.zeros((BLOCK_M, BLOCK_NP), dtype=tl.float32)
+        for k0 in range(0, C_IN, BLOCK_KP):
+            offs_k = k0 + tl.arange(0, BLOCK_KP)
+            k_mask = offs_k < C_IN
+            mk = m_mask[:, None] & k_mask[None, :]
+            centre = x_ptr + x_pix[:, None] + offs_k.to(tl.int64)[None, :] * sx_c
+            # the centre tap is inside the image for every valid lane: its masked lanes (pixels
+            # past M, channels past C_IN) load 0, which the other taps' -inf cannot raise
+            a = tl.load(centre, mask=mk, other=0.0)
+            # the eight other taps unrolled, all eight loads issued before the max
+            up = centre - sx_h
+            down = centre + sx_h
+            h_up = (h_idx > 0)[:, None]
+            h_dn = (h_idx < H - 1)[:, None]
+            w_lf = (w_idx > 0)[:, None]
+            w_rt = (w_idx < W - 1)[:, None]
+            t0 = tl.load(up - sx_w, mask=mk & h_up & w_lf, other=float("-inf"))
+            t1 = tl.load(up, mask=mk & h_up, other=float("-inf"))
+            t2 = tl.load(up + sx_w, mask=mk & h_up & w_rt, other=float("-inf"))
+            t3 = tl.load(centre - sx_w, mask=mk & w_lf, other=float("-inf"))
+            t5 = tl.load(centre + sx_w, mask=mk & w_rt, other=float("-inf"))
+            t6 = tl.load(down - sx_w, mask=mk & h_dn & w_lf, other=float("-inf"))
+            t7 = tl.load(down, mask=mk & h_dn, other=float("-inf"))
+            t8 = tl.load(down + sx_w, mask=mk & h_dn & w_rt, other=float("-inf"))
+            a = _max(_max(_max(a, t0), _max(t1, t2)), _max(_max(t3, t5), _max(_max(t6, t7), t8)))
+            # keeps the max in the load layout: without it triton moves the dot-operand
+            # conversion above the max, one shared-memory round trip per tap
+            a = tl.where(mk, a, 0.0).to(x_ptr.dtype.element_ty)
+            b = tl.load(w_ptr + offs_k[:, None] * n_total + offs_n[None, :],
+                        mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+        _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_cp - C1, so_c, APPLY_RELU)
 
 
-def launch_constexprs(config: PointwiseConfig, relu: bool, input_precision: str) -> dict:
-    """The kernel's constexpr arguments for a launch (also what compile-check compiles)."""
-    return dict(APPLY_RELU=relu, INPUT_PRECISION=input_precision,
-                BLOCK_M=config.BLOCK_M, BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K)
+def launch_constexprs(config: PointwiseConfig, pool: bool, relu: bool, input_precision: str) -> dict:
+    """The kernel's constexpr arguments for a launch (also what compile-check compiles): ``pool``
+    picks the branch."""
+    return dict(IS_POOL=pool, APPLY_RELU=relu, INPUT_PRECISION=input_precision,
+                BLOCK_M=config.BLOCK_M, BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K,
+                BLOCK_NP=config.BLOCK_NP, BLOCK_KP=config.BLOCK_KP)
+
+
+def pointwise_grid(m: int, width: int, pool: bool, config: PointwiseConfig) -> tuple[int, int]:
+    """(programs, column tiles per pixel tile) of one launch over ``m`` pixels and ``width``
+    output channels: one program per (pixel tile, column tile), BLOCK_N-wide column tiles for
+    branch 1, BLOCK_NP-wide for the pool projection."""
+    n_col_tiles = triton.cdiv(width, config.BLOCK_NP if pool else config.BLOCK_N)
+    return triton.cdiv(m, config.BLOCK_M) * n_col_tiles, n_col_tiles
 
 
 def launch_pointwise_pool(
@@ -104,8 +163,9 @@ def launch_pointwise_pool(
     relu: bool,
     input_precision: str,
     config: PointwiseConfig,
-) -> None:
-    """Write branch 1 and the pool projection of ``x`` into ``out``.
+) -> int:
+    """Write branch 1 and the pool projection of ``x`` into ``out``; return the number of kernel
+    launches made (2, or fewer when a branch has no columns or ``x`` no pixels).
 
     x: [N, C_in, H, W] (any strides); weight: [C_in, ch1x1 + pool_proj] contiguous, x's dtype;
     bias: [ch1x1 + pool_proj] float32; out: [N, C_total, H, W] (any strides), branch 1 goes to
@@ -115,15 +175,20 @@ def launch_pointwise_pool(
     m = n * h * w
     cp = weight.shape[1] - ch1x1
     if m == 0:
-        return
-    n_tiles_1 = triton.cdiv(ch1x1, config.BLOCK_N)
-    n_tiles_p = triton.cdiv(cp, config.BLOCK_N)
-    grid = (triton.cdiv(m, config.BLOCK_M), n_tiles_1 + n_tiles_p)
-    _pointwise_pool_kernel[grid](
-        x, weight, bias, out,
-        m, h, w, c_in, ch1x1, cp,
-        *x.stride(), *out.stride(),
-        out_c1, out_cp, n_tiles_1,
-        **launch_constexprs(config, relu, input_precision),
-        num_warps=config.num_warps, num_stages=config.num_stages,
-    )
+        return 0
+    launches = 0
+    # two launches of one kernel: branch 1, then the pool projection (IS_POOL)
+    for pool, width in ((False, ch1x1), (True, cp)):
+        if width == 0:
+            continue
+        launches += 1
+        programs, n_col_tiles = pointwise_grid(m, width, pool, config)
+        _pointwise_pool_kernel[(programs,)](
+            x, weight, bias, out,
+            m, h, w, c_in, ch1x1, cp,
+            *x.stride(), *out.stride(),
+            out_c1, out_cp, n_col_tiles,
+            **launch_constexprs(config, pool, relu, input_precision),
+            num_warps=config.num_warps, num_stages=config.num_stages,
+        )
+    return launches

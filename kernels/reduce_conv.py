@@ -228,8 +228,9 @@ def launch_reduce_conv(
     relu: bool,
     input_precision: str,
     config: ReduceConvConfig,
-) -> None:
-    """Write act(conv_kxk(act(conv_1x1(x)))) into ``out[:, out_c0 : out_c0 + C_out]``.
+) -> int:
+    """Write act(conv_kxk(act(conv_1x1(x)))) into ``out[:, out_c0 : out_c0 + C_out]``; return the
+    number of kernel launches made (1, or 0 when ``x`` has no pixels).
 
     x: [N, C_in, H, W] (any strides); w_reduce: [C_in, R] contiguous; b_reduce: [R] float32;
     w_conv: [ksize*ksize, R, C_out] contiguous (tap = kh*ksize + kw); b_conv: [C_out] float32;
@@ -238,7 +239,7 @@ def launch_reduce_conv(
     n, c_in, h, w = x.shape
     m = n * h * w
     if m == 0:
-        return
+        return 0
     r = w_reduce.shape[1]
     c_out = w_conv.shape[2]
     num_tiles = triton.cdiv(m, config.BLOCK_M)
@@ -254,3 +255,4 @@ def launch_reduce_conv(
         **launch_constexprs(config, ksize, relu, input_precision),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
+    return 1

@@ -147,12 +147,13 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from fused_inception.tools.compile_check import aot
 
+# pointwise_pool: its pool-projection launch (IS_POOL), the one with the pool's max
 picks = {"pointwise_pool": ("default", None), "reduce_conv": ("mma", 3)}
 found = {}
 for v in aot.launch_variants():
     want = picks.get(v.kernel)
     if (want and (v.config_name, v.ksize) == want and v.dtype == "float16" and v.relu
-            and v.layout == "nhwc" and v.kernel not in found):
+            and v.layout == "nhwc" and v.pool is not False and v.kernel not in found):
         found[v.kernel] = v
 result = {}
 for kernel, v in sorted(found.items()):

@@ -54,7 +54,8 @@ SUBSET = [
     (90, "pointwise_pool", "s4", "bfloat16", "ieee", None, True, "nchw"),
     (80, "pointwise_pool", "n32s4", "bfloat16", "ieee", None, True, "nhwc"),
     (90, "pointwise_pool", "fma-n32", "float32", "ieee", None, True, "nchw"),
-    (80, "pointwise_pool", "fma-m32", "float32", "ieee", None, True, "nhwc"),
+    (80, "pointwise_pool", "fma", "float32", "ieee", None, True, "nhwc"),
+    (90, "pointwise_pool", "np64", "float16", "ieee", None, True, "nhwc"),
     (80, "reduce_conv", "mma-p2", "bfloat16", "ieee", 3, True, "nchw"),
 ]
 
@@ -145,11 +146,14 @@ def _launch_args(kernel: str, v: aot.LaunchVariant, monkeypatch) -> tuple[tuple,
     x = torch.randn(2, 24, 20, 18).to(dtype=dt, memory_format=mf)
     rec = _Recorder()
     if kernel == "pointwise_pool":
-        out = torch.empty(2, 100, 20, 18, dtype=dt).to(memory_format=mf)
+        # 80 + 80 columns: at least 2 column tiles of either kind in every config
+        out = torch.empty(2, 170, 20, 18, dtype=dt).to(memory_format=mf)
         monkeypatch.setattr(pointwise_mod, "_pointwise_pool_kernel", rec)
         pointwise_mod.launch_pointwise_pool(
-            x, torch.randn(24, 96, dtype=dt), torch.randn(96), 80, out, 2, 82, v.relu,
+            x, torch.randn(24, 160, dtype=dt), torch.randn(160), 80, out, 2, 82, v.relu,
             v.input_precision, v.config)
+        # two launches per block (branch 1, then the pool projection): the variant's one
+        rec.calls = [c for c in rec.calls if c[1]["IS_POOL"] == v.pool]
     else:
         # 100 pixels (2 tiles of 64, 4 of 32) and 200 output channels: split_columns configs split
         k = v.ksize
@@ -351,7 +355,7 @@ def test_launched_specialization_matches_the_jit(recorded):
     same arguments. Pointers: meta tensors have data_ptr 0, i.e. the aligned case compile-check
     assumes for fresh allocations."""
     assert len(recorded) == 2 * 9 * 2 * len(aot.GOOGLENET_BATCHES) * len(
-        [p for d in DTYPES for p in INPUT_PRECISIONS[d]]) * 3
+        [p for d in DTYPES for p in INPUT_PRECISIONS[d]]) * 4
     for rec in recorded:
         v = aot.launched_variant(rec)
         sig, constexprs, attrs, options = _jit_specialization(rec.kernel, rec.args, rec.kwargs)
@@ -363,13 +367,13 @@ def test_launched_specialization_matches_the_jit(recorded):
 
 
 def test_reviewed_launch_specializes_as_expected(recorded):
-    """Block 3a (paper), batch 256, channels_last, bf16: n_tiles_1 = 64/64 = 1 and reduce_conv's
+    """Block 3a (paper), batch 256, channels_last, bf16: branch 1's n_col_tiles = 64/64 = 1 and reduce_conv's
     n_split = 1 are constexprs, every int but H = W = 28 is divisible by 16; the generic variant
     has no hint at all."""
     recs = {r.kernel + r.branch: r for r in recorded
             if (r.model, r.block, r.batch, r.layout, r.dtype) == ("paper", "3a", 256, "nhwc", "bfloat16")}
-    pw = aot.launched_variant(recs["pointwise_poolb1p"])
-    assert pw.ints_label() == "1:sx_c,so_c,n_tiles_1 nd:H,W"
+    pw = aot.launched_variant(recs["pointwise_poolb1"])
+    assert pw.ints_label() == "1:sx_c,so_c,n_col_tiles nd:H,W"
     rc = aot.launched_variant(recs["reduce_convb3"])
     assert rc.ints_label() == "1:sx_c,so_c,n_split nd:H,W"  # 3136 tiles: no column split
     generic = _variant("reduce_conv", "mma", "bfloat16", "ieee", 3, True, "nhwc")
@@ -421,9 +425,9 @@ def _launched_pick(launched, kernel, dtype, launch, layout):
 def launched_rows(launched):
     """One launched specialization per kernel and arch, compiled."""
     picks = {
-        80: [_launched_pick(launched, "pointwise_pool", "float16", "paper/3a/N256/b1p", "nhwc"),
+        80: [_launched_pick(launched, "pointwise_pool", "float16", "paper/3a/N256/b1", "nhwc"),
              _launched_pick(launched, "reduce_conv", "bfloat16", "paper/3a/N256/b3", "nhwc")],
-        90: [_launched_pick(launched, "pointwise_pool", "bfloat16", "torchvision/5b/N1/b1p", "nchw"),
+        90: [_launched_pick(launched, "pointwise_pool", "bfloat16", "torchvision/5b/N1/pool", "nchw"),
              _launched_pick(launched, "reduce_conv", "float16", "paper/5b/N1/b5", "nhwc")],
     }
     rows = []
@@ -443,16 +447,10 @@ def test_launched_subset_compiles_without_spills_on_tensor_cores(launched_rows):
         assert not any(row[k] for k in ("stack", "local", "spill_stores", "spill_loads")), row
         assert row["expects_mma"] and row["hmma"] + row["hgmma"] > 0, "no HMMA/HGMMA in the SASS"
         assert row["resident_warps"] >= row["num_warps"] and row["barriers"] > 0
-        if row["kernel"] == "reduce_conv":
-            assert row["ldgsts"] > 0, "reduce_conv's K loops are not pipelined"
-            if row["arch"] >= 90:
-                assert row["hgmma"] > 0 and row["hmma"] == 0, "reduce_conv runs mma.sync on sm_90"
-            assert cc.row_failures(row) == []
-        else:
-            # Known gap (issue 12, benchmarks/NOTES.md "Pipelining"): pointwise_pool's K loop
-            # builds its A tile in registers, so nothing is pipelined. compile-check fails on
-            # exactly that; when the kernel gains async copies this must become row_failures == [].
-            assert [w.split(":")[0] for w in cc.row_failures(row)] == ["no-async-copy"], cc.row_failures(row)
+        assert row["ldgsts"] > 0, f"{row['kernel']}'s K loops are not pipelined"
+        if row["arch"] >= 90:
+            assert row["hgmma"] > 0 and row["hmma"] == 0, f"{row['kernel']} runs mma.sync on sm_90"
+        assert cc.row_failures(row) == []
     # the 7x7 batch-1 reduce_conv launch has a single tile: its 2 column blocks go to 2 programs
     rc90 = next(r for r in launched_rows if r["arch"] == 90 and r["kernel"] == "reduce_conv")
     assert "n_split" not in rc90["ints"].split(" ")[0] and "num_items" in rc90["ints"]

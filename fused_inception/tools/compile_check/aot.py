@@ -16,7 +16,7 @@ How a launch specializes (triton's JIT, mirrored here):
 * ints: an int equal to 1 becomes a constexpr; any other int is ``i32`` (``i64``/``u64`` beyond
   that range) and gets ``tt.divisibility = 16`` when divisible by 16 (0 included), see
   :func:`jit_int_key`;
-* constexprs: the config's tile sizes, plus ``KSIZE`` (reduce_conv), ``APPLY_RELU``
+* constexprs: the config's tile sizes, plus ``KSIZE`` (reduce_conv), ``IS_POOL`` (pointwise_pool), ``APPLY_RELU``
   and ``INPUT_PRECISION``.
 
 Two sets of variants are compiled:
@@ -107,7 +107,7 @@ class KernelSpec:
 
 def _pointwise_constexprs(cfg: PointwiseConfig, v: "LaunchVariant") -> dict[str, Any]:
     # the launcher's own builder, so the two cannot drift apart
-    return pointwise_pool.launch_constexprs(cfg, v.relu, v.input_precision)
+    return pointwise_pool.launch_constexprs(cfg, bool(v.pool), v.relu, v.input_precision)
 
 
 def _reduce_conv_constexprs(cfg: ReduceConvConfig, v: "LaunchVariant") -> dict[str, Any]:
@@ -140,6 +140,9 @@ class LaunchVariant:
     ksize: int | None  # reduce_conv only
     relu: bool = True
     layout: str = "nhwc"  # memory format of input and output: which stride is 1
+    # pointwise_pool only (None for reduce_conv): its IS_POOL constexpr, which of its two
+    # launches per block this is (False: branch 1, True: the pool projection)
+    pool: bool | None = None
     # launched specializations: (int argument, jit_int_key) for every runtime int argument, in
     # parameter order; None for a generic variant (only the layout's unit strides specialized)
     ints: tuple[tuple[str, str], ...] | None = None
@@ -173,6 +176,7 @@ class LaunchVariant:
 
     def label(self) -> str:
         k = f" k={self.ksize}" if self.ksize is not None else ""
+        k += {True: " pool", False: " branch1", None: ""}[self.pool]
         spec = f" [{self.ints_label()}]" if self.launched else ""
         return (f"{self.kernel}/{self.config_name} {self.dtype} {self.input_precision}{k} "
                 f"relu={int(self.relu)} {self.layout}{spec}")
@@ -205,11 +209,20 @@ def launch_variants(kernels: tuple[str, ...] | list[str] | None = None) -> list[
         ksizes = REDUCE_CONV_KSIZES if KERNELS[kernel].uses_ksize else (None,)
         for k in ksizes:
             for layout in LAYOUTS:
-                out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, True, layout))
+                for pool in _pool_modes(kernel):
+                    out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, True, layout, pool))
             if (kernel, name, k) not in relu_off_done:
                 relu_off_done.add((kernel, name, k))
-                out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, False, RELU_FALSE_LAYOUT))
+                for pool in _pool_modes(kernel):
+                    out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, False, RELU_FALSE_LAYOUT,
+                                             pool))
     return out
+
+
+def _pool_modes(kernel: str) -> tuple[bool | None, ...]:
+    """The IS_POOL values of a kernel's launches: pointwise_pool launches twice per block
+    (branch 1, then the pool projection); (None,) for reduce_conv."""
+    return (False, True) if kernel == "pointwise_pool" else (None,)
 
 
 def jit_int_key(value: int) -> str:
@@ -340,7 +353,7 @@ RECORD_SMS = 132
 # memory format name (LAYOUTS) -> torch.memory_format attribute
 _MEMORY_FORMATS = {"nchw": "contiguous_format", "nhwc": "channels_last"}
 # launch order of fused_inception.forward._forward_triton: branch of each launch, per kernel
-_BRANCHES = {"pointwise_pool": ("b1p",), "reduce_conv": ("b3", "b5")}
+_BRANCHES = {"pointwise_pool": ("b1", "pool"), "reduce_conv": ("b3", "b5")}
 
 
 @dataclass(frozen=True)
@@ -356,7 +369,7 @@ class RecordedLaunch:
     layout: str  # "nchw" / "nhwc"
     dtype: str
     input_precision: str
-    branch: str  # "b1p" (1x1 + pool projection), "b3", "b5"
+    branch: str  # "b1" (1x1), "pool" (pool projection), "b3", "b5"
 
     def name(self) -> str:
         return f"{self.model}/{self.block}/N{self.batch}/{self.branch}"
@@ -463,7 +476,7 @@ def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
     for cfg in cfgs:
         base = LaunchVariant(rec.kernel, config_name(cfg), cfg, rec.dtype, rec.input_precision,
                              kwargs.get("KSIZE") if spec.uses_ksize else None, bool(kwargs["APPLY_RELU"]),
-                             rec.layout)
+                             rec.layout, kwargs.get("IS_POOL"))
         want_constexprs = spec.constexprs(cfg, base)
         got_constexprs = {n: bound.arguments[n] for n in want_constexprs}
         if got_constexprs == want_constexprs and options == compile_options(base):

@@ -1,0 +1,128 @@
+"""Interpreter parity of the pointwise/pool kernel alone (kernels/pointwise_pool.py), for every
+shipped pointwise config and tuning candidate, against a float64 reference.
+
+The kernel runs as two launches (IS_POOL): branch-1 tiles (a pipelined GEMM, BLOCK_N wide) and
+pool tiles (3x3/1 max-pool with the taps unrolled, BLOCK_NP wide). The shapes give each tile kind
+several pixel tiles plus a partial one and several column tiles plus a partial one; outputs are
+NaN-poisoned and written into a channel slice of a wider buffer whose other channels must survive.
+bf16 dots are wrong in the interpreter (tests/test_kernels.py), so fp16 stands in for the half
+types; fp32 runs in both dot precisions.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fused_inception.kernels.pointwise_pool as pointwise_mod
+from fused_inception.kernels.configs import POINTWISE_CONFIGS, candidate_names, config_by_name
+from fused_inception.tolerances import assert_close, poisoned, tolerance_key
+
+SENTINEL = 12345.0
+
+
+def reference(x64: torch.Tensor, w64: torch.Tensor, b64: torch.Tensor, ch1x1: int, relu: bool) -> torch.Tensor:
+    """float64 [N, ch1x1 + pool_proj, H, W]: x @ W[:, :ch1x1] + b, then maxpool3x3/1 (-inf
+    padding, NaN propagating) @ W[:, ch1x1:] + b, each with the optional ReLU."""
+    pooled = F.max_pool2d(x64, 3, stride=1, padding=1)
+    y1 = torch.einsum("nchw,cd->ndhw", x64, w64[:, :ch1x1])
+    yp = torch.einsum("nchw,cd->ndhw", pooled, w64[:, ch1x1:])
+    y = torch.cat([y1, yp], 1) + b64[None, :, None, None]
+    return F.relu(y) if relu else y
+
+
+def run_case(config, dtype, precision, shape, ch1x1, pool_proj, channels_last, relu, gen, negative=False):
+    """Launch the kernel on a NaN-poisoned buffer with channels around the block's slice and
+    compare both branches with the float64 reference."""
+    n, c_in, h, w = shape
+    x64 = torch.randn(shape, generator=gen, dtype=torch.float64)
+    if negative:
+        # all-negative input: a 0-padded pool would give 0 at the borders
+        x64 = -x64.abs() - 0.5
+    w64 = torch.randn(c_in, ch1x1 + pool_proj, generator=gen, dtype=torch.float64) / c_in ** 0.5
+    b64 = torch.randn(ch1x1 + pool_proj, generator=gen, dtype=torch.float64)
+    x = x64.to(dtype)
+    wt = w64.to(dtype)
+    # the reference sees the rounded operands the kernel sees
+    ref = reference(x.double(), wt.double(), b64.float().double(), ch1x1, relu)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = x.contiguous(memory_format=fmt)
+    before, gap, after = 3, 2, 1  # channels before branch 1, between the branches, after the pool
+    total = before + ch1x1 + gap + pool_proj + after
+    out = poisoned((n, total, h, w), dtype, "cpu", fmt)
+    keep = torch.ones(total, dtype=torch.bool)
+    keep[before:before + ch1x1] = False
+    keep[before + ch1x1 + gap:before + ch1x1 + gap + pool_proj] = False
+    out[:, keep] = SENTINEL
+    pointwise_mod.launch_pointwise_pool(x, wt.contiguous(), b64.float(), ch1x1, out, before, before + ch1x1 + gap,
+                                        relu, precision, config)
+    key = tolerance_key(dtype, tf32=precision == "tf32")
+    what = f"{config} {dtype} {precision} {tuple(shape)} cl={channels_last} relu={relu}"
+    assert_close(out[:, before:before + ch1x1], ref[:, :ch1x1], key, f"branch 1 {what}")
+    assert_close(out[:, before + ch1x1 + gap:before + ch1x1 + gap + pool_proj], ref[:, ch1x1:], key, f"pool {what}")
+    assert bool((out[:, keep] == SENTINEL).all()), f"channels outside the slices were written: {what}"
+
+
+def _cases():
+    """(config name, dtype, precision) for every shipped pointwise config and tuning candidate:
+    the dot classes' candidates, fp16 for "mma", fp32 for "tf32" and "fma"."""
+    cases = []
+    for dtype, precision in ((torch.float16, "ieee"), (torch.float32, "tf32"), (torch.float32, "ieee")):
+        for name in candidate_names("pointwise_pool", str(dtype).removeprefix("torch."), precision):
+            cases.append(pytest.param(name, dtype, precision, id=f"{name}-{dtype}-{precision}".replace("torch.", "")))
+    return cases
+
+
+def test_every_shipped_config_is_covered():
+    covered = {p.values[0] for p in _cases()}
+    assert covered == set(POINTWISE_CONFIGS)
+
+
+@pytest.mark.parametrize(("name", "dtype", "precision"), _cases())
+def test_config_parity(name, dtype, precision, gen):
+    """Odd widths (branch 1: 2 BLOCK_N tiles + a partial one; pool: 32, several BLOCK_NP tiles
+    when narrower), input channels spanning several K steps of both kinds plus a partial one, and
+    pixels spanning two BLOCK_M tiles plus a partial one that crosses an image boundary."""
+    cfg = config_by_name("pointwise_pool", name)
+    ch1x1 = 2 * cfg.BLOCK_N + 24
+    c_in = 2 * max(cfg.BLOCK_K, cfg.BLOCK_KP) + 8
+    hw = (5, 7)
+    n = -(-(2 * cfg.BLOCK_M + 9) // (hw[0] * hw[1]))
+    for channels_last in (True, False):
+        run_case(cfg, dtype, precision, (n, c_in, *hw), ch1x1, 32, channels_last, relu=True, gen=gen)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize(("ch1x1", "pool_proj"), [(16, 24), (48, 16), (24, 48)])
+def test_odd_widths_relu_off_negative_input(ch1x1, pool_proj, channels_last, gen):
+    """Widths below and between tile sizes, ReLU off (signed outputs), all-negative input (the
+    pool's -inf padding, not 0, decides the borders)."""
+    cfg = POINTWISE_CONFIGS["default"]
+    run_case(cfg, torch.float16, "ieee", (2, 40, 6, 5), ch1x1, pool_proj, channels_last, relu=False, gen=gen,
+             negative=True)
+
+
+def test_nan_propagates_through_the_pool_and_branch_1(gen):
+    """A NaN input pixel: branch 1 is NaN at that pixel only, the pool projection at every
+    pixel whose 3x3 window holds it (max propagates NaN, as torch's max_pool2d)."""
+    cfg = POINTWISE_CONFIGS["default"]
+    x = torch.randn(1, 16, 6, 6, generator=gen).to(torch.float16)
+    x[0, 3, 2, 4] = float("nan")
+    w = (torch.randn(16, 16 + 32, generator=gen) / 4).to(torch.float16)
+    b = torch.randn(48, generator=gen)
+    out = poisoned((1, 48, 6, 6), torch.float16, "cpu")
+    pointwise_mod.launch_pointwise_pool(x, w, b, 16, out, 0, 16, False, "ieee", cfg)
+    ref = reference(x.double(), w.double(), b.double(), 16, False)
+    assert torch.equal(out.isnan(), ref.isnan())
+    assert bool(out[0, :16, 2, 4].isnan().all()) and bool(out[0, 16:, 1:4, 3:6].isnan().all())
+    finite = ~ref.isnan()
+    assert_close(out[finite].reshape(1, -1), ref[finite].reshape(1, -1), "float16", "finite outputs")
+
+
+def test_grid_puts_a_pixel_tiles_column_tiles_side_by_side():
+    """One program per (pixel tile, column tile), column tiles of a pixel tile adjacent."""
+    cfg = POINTWISE_CONFIGS["default"]
+    assert pointwise_mod.pointwise_grid(100, 130, False, cfg) == (2 * 3, 3)
+    assert pointwise_mod.pointwise_grid(100, 32, True, cfg) == (2 * 1, 1)
+    assert pointwise_mod.pointwise_grid(64, 128, True, cfg) == (4, 4)
