@@ -13,6 +13,9 @@ Two thread-local overrides, for tests and for tools that time the tactics throug
   ``kernels.tuned_configs.TunedTable``) on every device, instead of the GPU's tuned file: a GPU
   record faked without CUDA.
 
+Both are read when a call runs eagerly, or when torch.compile traces it: a compiled graph keeps the
+tactic it was traced with (as it keeps the Triton interpreter flag).
+
 ``tactic_lines`` says in a few lines what a set of blocks will run per device class
 (``patching.fuse_with_report`` prints them).
 """
