@@ -5,15 +5,16 @@ Interface for the CLI dispatcher: ``DESCRIPTION``, ``add_arguments(parser)``, ``
 
 Two parts, each comparing with float64 (relative error ``||out - ref|| / ||ref||`` and max abs
 error, fp32 tolerance; TF32's where PyTorch's conv rule allows TF32 on CUDA) and naming the path
-that ran: "Triton kernels (CUDA)", "Triton interpreter (CPU)" or "PyTorch path (CPU)".
+that ran: "Triton kernels (CUDA)", "Triton interpreter (CPU)" or "aten tactic (CPU)".
 
 1. Network: both reference GoogLeNets (paper and torchvision variants) with random weights and
    nonzero BN statistics, their per-stage shape table, ``fuse_with_report``'s report, and the fused
    logits against the same model in float64. Through a whole network every implementation's
    rounding error grows with depth, so, as in ``parity``, the logits are held to the larger of the
    dtype's tolerance and ``BASELINE_FACTOR`` times the unfused network's own error in the same
-   dtype (printed). On CUDA the fused blocks run the Triton kernels; on the CPU they run their
-   PyTorch path (the interpreter would take minutes for a 224x224 network).
+   dtype (printed). The fused blocks run their selected tactic (fuse_with_report's report names
+   it): on CUDA the Triton kernels unless a tuned file records another tactic, on the CPU the aten
+   tactic (the interpreter would take minutes for a 224x224 network).
 2. Without CUDA, the Triton kernels themselves: block 3a of each variant (random weights, BN
    statistics and gamma of either sign, signed input, so zero padding of the reduced tensor and
    -inf padding of the max-pool both matter) on a small input through the Triton interpreter, a few
@@ -72,12 +73,12 @@ def path_label(x: torch.Tensor) -> str:
         return "Triton kernels (CUDA)"
     if forward.uses_triton(x) and kernels_interpreted():
         return "Triton interpreter (CPU)"
-    return "PyTorch path (CPU)"
+    return "aten tactic (CPU)"
 
 
 @contextlib.contextmanager
 def interpreter_routing(on: bool) -> Iterator[None]:
-    """Route CPU tensors to the interpreted kernels (on) or the PyTorch path (off) for the duration:
+    """Route CPU tensors to the interpreted kernels (on) or the aten tactic (off) for the duration:
     ``forward.uses_triton`` reads TRITON_INTERPRET at call time."""
     old = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1" if on else "0"

@@ -56,7 +56,7 @@ def test_demo_reports_each_path_and_its_error():
         if cuda:
             assert path == "Triton kernels (CUDA)", (variant, what, path)
         elif what == "logits":
-            assert path == "PyTorch path (CPU)", (variant, what, path)
+            assert path == "aten tactic (CPU)", (variant, what, path)
         else:
             assert path == "Triton interpreter (CPU)", (variant, what, path)
         # a block at its dtype's tolerance; whole-network logits at the larger of that and twice
