@@ -72,7 +72,9 @@ from fused_inception.kernels import pointwise_pool, reduce_conv
 from fused_inception.models.randomize import random_block, random_googlenet
 from fused_inception.module import FusedInception
 from fused_inception.patching import fuse
+from fused_inception.selection import force_tactic
 from fused_inception.spec import BLOCK_NAMES, GOOGLENET_BLOCKS, VARIANTS, googlenet_spec
+from fused_inception.tactics import TACTICS
 from fused_inception.tolerances import BASELINE_FACTOR, TOLERANCES, compare, compare_with_baseline, tolerance_key
 from fused_inception.tools.cli import command_line
 from fused_inception.tools.environment import environment
@@ -321,6 +323,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--net-batch", type=int, default=None,
                         help=f"network batch (default: {GPU_SIZES[3]} on a GPU, {CPU_SIZES[3]} on the CPU)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of weights and inputs (default: 0)")
+    parser.add_argument("--tactic", choices=("auto",) + TACTICS, default="auto",
+                        help="run every fused block as this tactic (e.g. triton: check the kernels even where a "
+                             "tuned file records another tactic); default auto: the tactic each call selects")
     parser.add_argument("--json", metavar="PATH",
                         help="write the rows and the environment as JSON to PATH (rewritten after every row, "
                              "'complete': false until the last)")
@@ -501,12 +506,14 @@ def _rows_here(args: argparse.Namespace, settings: dict, device: str, n_rows: in
             write_json(_report(done, env, path, settings, args.seed, n_rows, time.perf_counter() - t0,
                                complete=False), args.json)
 
+    forced = force_tactic(args.tactic) if getattr(args, "tactic", "auto") != "auto" else contextlib.nullcontext()
     try:
-        return parity_rows(settings["variants"], settings["blocks"], settings["dtypes"], device=device,
-                           block_size=settings["block_size"], block_batch=settings["block_batch"],
-                           net=settings["net"], net_size=settings["net_size"],
-                           net_batch=settings["net_batch"], layouts=settings["layouts"], seed=args.seed,
-                           progress=progress)
+        with forced:
+            return parity_rows(settings["variants"], settings["blocks"], settings["dtypes"], device=device,
+                               block_size=settings["block_size"], block_batch=settings["block_batch"],
+                               net=settings["net"], net_size=settings["net_size"],
+                               net_batch=settings["net_batch"], layouts=settings["layouts"], seed=args.seed,
+                               progress=progress)
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return None

@@ -139,6 +139,16 @@ def test_parity_one_block(variant, tmp_path):
     assert "| triton (3a) |" in text and f"- triton: {ran['reason']}" in text
 
 
+def test_parity_forced_tactic(tmp_path):
+    # --tactic runs every fused block as that tactic, and the row says so
+    out = tmp_path / "parity.json"
+    rc = parity.run(_args(parity, ["--variants", "torchvision", "--blocks", "3a", "--no-net", "--dtypes", "fp32",
+                                   "--tactic", "aten", "--json", str(out)]))
+    assert rc == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["passed"] and row["tactics"]["3a"]["tactic"] == "aten"
+
+
 def test_parity_failure_exit_code(monkeypatch, capsys):
     # a tolerance of 0 cannot be met: the report must say FAIL and exit 1
     monkeypatch.setitem(tolerances.TOLERANCES, "float32", 0.0)
