@@ -16,7 +16,7 @@ from fused_inception.dtypes import DTYPE_NAMES
 from fused_inception.spec import VARIANTS
 from fused_inception.tools.plan.eager import eager_launches
 from fused_inception.tools.plan.fused import (fused_block_launches, fused_launches, modelled_dot_precision,
-                                              pointwise_pool_launch, reduce_conv_grid, reduce_conv_launch)
+                                              pointwise_pool_launches, reduce_conv_grid, reduce_conv_launch)
 from fused_inception.tools.plan.gpus import GPU, GPUS, H100_PCIE, H100_SXM, H200_SXM
 from fused_inception.tools.plan.launches import Launch
 from fused_inception.tools.plan.model import build_plan
@@ -26,8 +26,9 @@ from fused_inception.tools.plan import kernelbench as K
 from fused_inception.tools.plan import command as plan_command
 from fused_inception.tools.plan.compare import compare
 from fused_inception.tools.plan.latency import Loop, Schedule, Work, eager_time, figures_for, schedule_time, timeline
-from fused_inception.tools.plan.schedules import block_schedules, reduce_conv_pipelined
-from fused_inception.kernels.configs import REDUCE_CONV_CONFIGS
+from fused_inception.tools.plan.schedules import (block_schedules, pointwise_pipelined, reduce_conv_pipelined,
+                                                   resident_compiled)
+from fused_inception.kernels.configs import POINTWISE_CONFIGS, REDUCE_CONV_CONFIGS
 from fused_inception.tools.plan.schedules import TodayPointwiseConfig, TodayReduceConvConfig
 
 # docs/DESIGN.md §4: MMAC per image of each Inception block, torchvision variant.
@@ -104,11 +105,12 @@ def test_executed_flops_are_not_below_useful():
 # Launch counts
 
 
-def test_fused_launches_three_per_block():
+def test_fused_launches_four_per_block():
     for variant in VARIANTS:
         fused = _by_block(fused_launches(variant))
         for name in INCEPTION:
-            assert [l.kind for l in fused[name]] == ["pointwise_pool", "reduce_conv", "reduce_conv"]
+            assert [l.kind for l in fused[name]] == ["pointwise_pool", "pointwise_pool", "reduce_conv", "reduce_conv"]
+            assert [l.name.split()[1] for l in fused[name]] == ["branch1", "pool", "branch2", "branch3"]
         eager = _by_block(eager_launches(variant))
         for group in ("stem", "pool3", "pool4", "head"):  # the fused library swaps only the blocks
             assert fused[group] == [Launch(**{**l.to_dict(), "network": "fused"}) for l in eager[group]]
@@ -169,16 +171,17 @@ def test_block_3a_by_hand():
     assert eager_bytes == 1_451_804_544
 
     # fused: each launch reads x once and writes its channels; weights in bf16, biases in fp32
-    pw = (192 + 64 + 32) * ch + 192 * 96 * e + 96 * 4
+    pw1 = (192 + 64) * ch + 192 * 64 * e + 64 * 4  # branch 1 and the pool projection: two launches,
+    pwp = (192 + 32) * ch + 192 * 32 * e + 32 * 4  # each reading x
     r3 = (192 + 128) * ch + (192 * 96 + 9 * 96 * 128) * e + (96 + 128) * 4
     r5 = (192 + 32) * ch + (192 * 16 + 9 * 16 * 32) * e + (16 + 32) * 4
-    fused_bytes = pw + r3 + r5
+    fused_bytes = pw1 + pwp + r3 + r5
 
     plan = build_plan("torchvision", 256, 224, "bfloat16")
     row = next(b for b in plan.blocks if b.block == "3a")
     assert row.eager_hbm_bytes == eager_bytes
     assert row.fused_hbm_bytes == fused_bytes
-    assert [l.hbm_bytes for l in plan.fused if l.block == "3a"] == [pw, r3, r5]
+    assert [l.hbm_bytes for l in plan.fused if l.block == "3a"] == [pw1, pwp, r3, r5]
 
     # FLOPs, halo and scratch, with the reduce -> k x k tiling of commit d2e917c pinned here (the
     # shipped configs move on; their loops are checked against a simulation below): pointwise
@@ -188,7 +191,9 @@ def test_block_3a_by_hand():
     pw_cfg = TodayPointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)
     cfg = TodayReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32)
     spec, h, w = block_shapes("torchvision")["3a"]
-    launches = [pointwise_pool_launch("3a", spec, 256, h, w, "bfloat16", pw_cfg),
+    # commit d2e917c's pointwise kernel: one launch for both branches, x read once
+    pw = (192 + 64 + 32) * ch + 192 * 96 * e + 96 * 4
+    launches = [*pointwise_pool_launches("3a", spec, 256, h, w, "bfloat16", pw_cfg),
                 reduce_conv_launch("3a", "branch2", 192, 96, 128, 3, 256, h, w, "bfloat16", cfg, 132),
                 reduce_conv_launch("3a", "branch3", 192, 16, 32, 3, 256, h, w, "bfloat16", cfg, 132)]
     assert [l.hbm_bytes for l in launches] == [pw, r3, r5]
@@ -250,29 +255,64 @@ def test_block_5b_column_split_by_hand():
 
 
 def test_pointwise_pool_tiles_by_hand():
-    """Pool tiles are BLOCK_NP wide where the config has it: 3a's pool projection of 32 fills a
-    32-wide tile (d2e917c's 64-wide tiles padded it to 64), and a pixel tile's column tiles run
-    side by side, so the pessimistic figure adds no input re-read."""
+    """A config with pool-tile fields is the redesigned kernel: two launches, branch 1 on BLOCK_N
+    tiles, the pool projection on BLOCK_NP tiles (3a's pool projection of 32 fills a 32-wide tile;
+    d2e917c's one launch padded it to 64), each grid running a pixel tile's column tiles side by
+    side, so the pessimistic figure adds no input re-read; each launch reads x once."""
     spec, h, w = block_shapes("torchvision")["3a"]
     n, e = 256, 2
     m = n * h * w
-    old = pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", TodayPointwiseConfig(64, 64, 32))
-    new = pointwise_pool_launch("3a", spec, n, h, w, "bfloat16", PoolTilesConfig(64, 64, 32, BLOCK_NP=32))
+    x = m * 192 * e
+    (old,) = pointwise_pool_launches("3a", spec, n, h, w, "bfloat16", TodayPointwiseConfig(64, 64, 32))
+    b1, pool = pointwise_pool_launches("3a", spec, n, h, w, "bfloat16", PoolTilesConfig(64, 64, 32, BLOCK_NP=32))
     assert old.padded_flops == 2 * m * 192 * (64 + 64)
-    assert new.padded_flops == new.exec_flops == 2 * m * 192 * (64 + 32)
-    assert old.hbm_bytes == new.hbm_bytes == new.hbm_bytes_high
+    assert (b1.padded_flops, pool.padded_flops) == (2 * m * 192 * 64, 2 * m * 192 * 32)
+    assert b1.padded_flops == b1.exec_flops == b1.flops and pool.padded_flops == pool.flops
+    assert b1.hbm_bytes + pool.hbm_bytes == old.hbm_bytes + x
+    assert (b1.hbm_bytes_high, pool.hbm_bytes_high) == (b1.hbm_bytes, pool.hbm_bytes)
     # 3a's input (77 MB) is over half the L2: d2e917c's grid re-reads it for its second column tile
-    assert old.hbm_bytes_high == old.hbm_bytes + m * 192 * e
-    # weights per pixel tile: 64 + 32 columns instead of 64 + 64
+    assert old.hbm_bytes_high == old.hbm_bytes + x
+    # re-reads: branch 1 reads x once (no re-read) and its weights once per 64-pixel tile; the pool
+    # launch reads (3H-2)(3W-2) tap pixels per image and channel and its 32 weight columns per tile
     tiles = m // 64
-    assert old.cache_reread_bytes - new.cache_reread_bytes == tiles * 192 * 32 * e
+    assert b1.cache_reread_bytes == (tiles - 1) * 192 * 64 * e
+    assert pool.cache_reread_bytes == n * 192 * e * 82 * 82 - x + (tiles - 1) * 192 * 32 * e
     # pool tiles step K by BLOCK_KP: 4e's 528 input channels round up to 576 for a step of 64 (to 544
     # for branch 1's step of 32)
     spec, h, w = block_shapes("torchvision")["4e"]
     m = n * h * w
     cfg = PoolTilesConfig(64, 64, 32, BLOCK_NP=32, BLOCK_KP=64)
-    launch = pointwise_pool_launch("4e", spec, n, h, w, "bfloat16", cfg)
-    assert launch.padded_flops == 2 * m * (544 * 4 * 64 + 576 * 4 * 32)
+    launches = pointwise_pool_launches("4e", spec, n, h, w, "bfloat16", cfg)
+    assert [l.padded_flops for l in launches] == [2 * m * 544 * 4 * 64, 2 * m * 576 * 4 * 32]
+
+
+def test_pipelined_pointwise_schedules_two_launches():
+    """The redesigned pointwise/pool kernel is two schedules with the shipped tile constants:
+    branch 1 64 x 64 tiles, K step 32; pool 64 x 32 tiles, K step 16, nine tap copies per step from
+    L2; both pipelined num_stages - 1 = 2 deep; residency from the compiled registers and shared
+    memory (bf16 channels_last, sm_90: 72 regs and 25.6 KB -> 7 programs, 80 regs and 43 KB -> 5)."""
+    assert resident_compiled(4, 72, 25600) == 7  # 28 warps: 2304 registers per warp
+    assert resident_compiled(4, 80, 43008) == 5  # 20 warps: shared memory, (43008 + 1024) x 5
+    cfg = POINTWISE_CONFIGS["default"]
+    assert (cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.BLOCK_NP, cfg.BLOCK_KP, cfg.num_stages) == (64, 64, 32, 32, 16, 3)
+    for name, tiles, cols, cin in (("3a", 3136, (1, 1), 192), ("5b", 196, (6, 4), 832)):
+        spec, h, w = block_shapes("torchvision")[name]
+        b1, pool = pointwise_pipelined(name, spec, 256, h, w, "bfloat16")
+        launches = pointwise_pool_launches(name, spec, 256, h, w, "bfloat16")
+        assert [b1.launch, pool.launch] == [l.name for l in launches]
+        assert (b1.programs, pool.programs) == (tiles * cols[0], tiles * cols[1])
+        assert (b1.resident, pool.resident) == (7, 5)
+        (gemm,), (taps,) = b1.works[0].loops, pool.works[0].loops
+        assert (gemm.trips, gemm.depth, gemm.mma, gemm.flops) == (cin // 32, 2, "wgmma", 2 * 64 * 32 * 64)
+        assert (taps.trips, taps.depth, taps.mma, taps.flops) == (cin // 16, 2, "wgmma", 2 * 64 * 16 * 32)
+        # per step: the x tile and the weight tile; the pool's nine taps less those outside the image
+        assert gemm.load_bytes == 64 * 32 * 2 + 32 * spec.ch1x1 * 2 // cols[0]
+        assert taps.load_bytes == 64 * 16 * 2 * (3 * h - 2) * (3 * w - 2) // (h * w) + 16 * spec.pool_proj * 2 // cols[1]
+        assert taps.l1_bytes == 0
+    # d2e917c's config: one launch, today's schedule
+    spec, h, w = block_shapes("torchvision")["3a"]
+    (old,) = pointwise_pipelined("3a", spec, 256, h, w, "bfloat16", cfg=TodayPointwiseConfig(64, 64, 32))
+    assert "serial pool taps" in old.detail and len(old.works) == 2
 
 
 def test_reduce_conv_grid_matches_the_launcher(monkeypatch):
@@ -296,11 +336,11 @@ def test_fp32_precision_picks_config():
     spec = block_shapes("torchvision")["3a"][0]
     tf32 = fused_block_launches("3a", spec, 256, 28, 28, "float32", tf32=True)
     ieee = fused_block_launches("3a", spec, 256, 28, 28, "float32", tf32=False)
-    assert "tf32, tf32" in tf32[1].detail and "fma, ieee" in ieee[1].detail
+    assert "tf32, tf32" in tf32[2].detail and "fma, ieee" in ieee[2].detail
     cfgs = {"tf32": REDUCE_CONV_CONFIGS["tf32"], "fma": REDUCE_CONV_CONFIGS["fma"]}
     for name, launches in (("tf32", tf32), ("fma", ieee)):
         cfg = cfgs[name]
-        assert launches[1] == reduce_conv_launch("3a", "branch2", 192, 96, 128, 3, 256, 28, 28, "float32", cfg,
+        assert launches[2] == reduce_conv_launch("3a", "branch2", 192, 96, 128, 3, 256, 28, 28, "float32", cfg,
                                                    tf32=name == "tf32")
         for l in launches:
             assert l.flops <= l.exec_flops <= l.padded_flops, l
@@ -498,7 +538,8 @@ def test_json_round_trip(tmp_path, capsys):
 def test_run_defaults_prints_totals(capsys):
     assert plan_command.run(_default_args()) == 0
     out = capsys.readouterr().out
-    assert "total" in out and "195" in out and "42" in out
+    # 15 eager launches outside the blocks + 9 blocks x 4 fused launches
+    assert "total" in out and "eager 195 launches" in out and "fused 51 launches" in out
     assert "H100 SXM" in out and "H200 SXM" in out and "img/s" in out
     assert "datasheet" in out and "Assumptions" in out
 
@@ -615,7 +656,8 @@ def test_schedules_issue_the_launch_flops():
             today = block_schedules("today", name, spec, 256, h, w, "bfloat16", gpu.sms)
             new = block_schedules("pipelined", name, spec, 256, h, w, "bfloat16", gpu.sms)
             launches = fused_block_launches(name, spec, 256, h, w, "bfloat16", gpu.sms)
-            for s, l in zip(new[1:], launches[1:]):
+            assert [s.launch for s in new] == [l.name for l in launches]
+            for s, l in zip(new, launches):
                 flops = sum(wk.count * lp.total_flops() for wk in s.works for lp in wk.loops)
                 assert flops == l.padded_flops and s.hbm_bytes == l.hbm_bytes, (name, s.launch)
             for s in today:
@@ -651,9 +693,11 @@ def test_eager_time_and_timeline_arithmetic():
 def test_compare_block_and_network_times():
     c = compare(H200_SXM)
     fig = c.figures
-    # the fused networks swap each block's 20 eager launches for its 3 fused ones
+    # the fused networks swap each block's 20 eager launches for its fused ones: 3 today (one
+    # pointwise/pool launch), 4 pipelined (branch 1 and the pool projection launched apart)
     assert len(c.launches["eager"]) == 195
-    assert len(c.launches["today"]) == len(c.launches["pipelined"]) == 195 - 9 * 20 + 9 * 3
+    assert len(c.launches["today"]) == 195 - 9 * 20 + 9 * 3
+    assert len(c.launches["pipelined"]) == 195 - 9 * 20 + 9 * 4
     for b in c.blocks:
         spec, h, w = block_shapes("torchvision")[b.block]
         for label, got in (("today", b.today), ("pipelined", b.pipelined)):

@@ -243,8 +243,9 @@ def format_latency(comparisons: list[Comparison], cal: Calibration, per_launch: 
         f"{f0.l1_bytes_per_clk:g} B/clk/SM), exposed latency chain at {f0.l2_hit_cycles:g} + "
         f"{f0.step_overhead_cycles:g} cycles per round trip); eager convs at {f0.cudnn_efficiency:g}x peak; "
         f"{f0.gap_us:g} us GPU gap and {f0.host_us:.1f} us host issue per launch.",
-        "'today' = the kernels of commit d2e917c; 'pipelined' = the redesign, with kernels/configs.py's "
-        "current tile constants. Block time = sum of its launches + gaps; network = timeline (host included).",
+        "'today' = the kernels of commit d2e917c (3 launches per block); 'pipelined' = the redesign (4: "
+        "branch 1 and the pool projection launched apart), with kernels/configs.py's current tile constants. "
+        "Block time = sum of its launches + gaps; network = timeline (host included).",
     ]
     for c in comparisons:
         f = c.figures

@@ -1,7 +1,9 @@
 """The launches of the fused Inception blocks and of the fused network (eager stem, pools, head).
 
 The fused network swaps only the Inception blocks: stem, inter-stage pools and head are the eager
-launches above, and each block is the three launches of ``fused_inception.forward._forward_triton``.
+launches above, and each block is the four launches of ``fused_inception.forward._forward_triton``:
+branch 1 and the pool projection (one pointwise/pool kernel launched twice, ``IS_POOL``), then the
+reduce -> k x k kernel for the 3x3 and the "5x5" branch.
 """
 
 from __future__ import annotations
@@ -39,52 +41,80 @@ def _run_pixels(m: int, block_m: int, off: int) -> int:
     return total
 
 
-def pointwise_pool_launch(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
-                          cfg: PointwiseConfig | None = None, l2_capacity: float = 50e6, *,
-                          tf32: bool = True) -> Launch:
-    """Launch 1: branch 1 and max-pool -> pool projection, one implicit GEMM writing both slices.
+def _pointwise_part(spec: InceptionSpec, batch: int, h: int, w: int, e: int, cfg: object, pool: bool,
+                    block_n: int, block_k: int) -> dict:
+    """Figures of one branch of the pointwise/pool kernel (branch 1, or the pool projection with
+    ``pool``) on ``block_n``-wide column tiles with K step ``block_k``: minimal HBM bytes, useful,
+    executed and padded FLOPs, and the loads of its loops (x and weights, before subtracting the
+    minimal reads)."""
+    cin = spec.in_channels
+    c = spec.pool_proj if pool else spec.ch1x1
+    m = batch * h * w
+    n_tiles = cdiv(c, block_n)
+    m_tiles = cdiv(m, cfg.BLOCK_M)
+    # x loads: every branch-1 column tile reads x once; every pool column tile reads its 9 taps
+    # (taps outside the image are masked, not loaded): (3H-2)(3W-2) pixels per image and channel.
+    px = (3 * h - 2) * (3 * w - 2) if pool else h * w
+    return dict(
+        hbm=cin * c * e + c * BIAS_BYTES + m * c * e,  # without the read of x
+        useful=2 * m * cin * c,
+        exec_=2 * round_up(m, cfg.BLOCK_M) * cin * c,
+        padded=2 * round_up(m, cfg.BLOCK_M) * round_up(cin, block_k) * n_tiles * block_n,
+        x_loads=batch * cin * e * n_tiles * px,
+        w_loads=m_tiles * cin * n_tiles * block_n * e,
+        tiles=(m_tiles, n_tiles),
+    )
 
-    Branch-1 column tiles are BLOCK_N wide with K step BLOCK_K, pool tiles BLOCK_NP wide with K step
-    BLOCK_KP (BLOCK_N and BLOCK_K for configs without them, the kernel of commit d2e917c).
-    ``l2_capacity`` (bytes): the pessimistic figure charges the per-column-tile input re-reads as
-    HBM traffic only when the input is larger than half of it and the grid sweeps all pixels for
-    one column tile first (commit d2e917c's 2-D grid; the current one-axis grid runs a pixel
-    tile's column tiles side by side). ``tf32``: picks the config with the dot precision
-    (``modelled_dot_precision``) when ``cfg`` is not given.
+
+def pointwise_pool_launches(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
+                            cfg: PointwiseConfig | None = None, l2_capacity: float = 50e6, *,
+                            tf32: bool = True) -> list[Launch]:
+    """Launches 1 and 2: branch 1 and max-pool -> pool projection, each an implicit GEMM writing
+    its channel slice (kernels/pointwise_pool.py: one kernel launched twice, IS_POOL).
+
+    Branch-1 column tiles are BLOCK_N wide with K step BLOCK_K, pool tiles BLOCK_NP wide with K
+    step BLOCK_KP; both grids run a pixel tile's column tiles side by side, so each launch reads x
+    from HBM once. A config without BLOCK_NP is commit d2e917c's kernel: ONE launch for both
+    branches, BLOCK_N-wide tiles and K step BLOCK_K for both, its 2-D grid sweeping all pixels for
+    one column tile first. ``l2_capacity`` (bytes): that grid's pessimistic figure charges the
+    per-column-tile input re-reads as HBM traffic when the input is larger than half of it.
+    ``tf32``: picks the config with the dot precision (``modelled_dot_precision``) when ``cfg`` is
+    not given.
     """
     precision = modelled_dot_precision(dtype, tf32)
     cfg = cfg or pick_pointwise_config(dtype, precision)
-    block_np = getattr(cfg, "BLOCK_NP", None)
-    pixels_fastest = block_np is None
-    block_np = block_np or cfg.BLOCK_N
-    block_kp = getattr(cfg, "BLOCK_KP", cfg.BLOCK_K)
     e = dtype_bytes(dtype)
     cin, c1, cp = spec.in_channels, spec.ch1x1, spec.pool_proj
-    m = batch * h * w
-    x = m * cin * e
-    hbm = x + cin * (c1 + cp) * e + (c1 + cp) * BIAS_BYTES + m * (c1 + cp) * e
-    m_pad = round_up(m, cfg.BLOCK_M)
-    n1, npool = cdiv(c1, cfg.BLOCK_N), cdiv(cp, block_np)
-    useful = 2 * m * cin * (c1 + cp)
-    exec_ = 2 * m_pad * cin * (c1 + cp)
-    padded = 2 * m_pad * (round_up(cin, cfg.BLOCK_K) * n1 * cfg.BLOCK_N
-                          + round_up(cin, block_kp) * npool * block_np)
-    # x loads: every branch-1 column tile reads x once; every pool column tile reads its 9 taps
-    # (taps outside the image are masked, not loaded): (3H-2)(3W-2) pixels per image and channel.
-    x_loads = batch * cin * e * (n1 * h * w + npool * (3 * h - 2) * (3 * w - 2))
-    m_tiles = cdiv(m, cfg.BLOCK_M)
-    w_loads = m_tiles * cin * (n1 * cfg.BLOCK_N + npool * block_np) * e
-    reread = (x_loads - x) + (w_loads - cin * (c1 + cp) * e)
-    # A grid whose axis 0 (pixels) varies fastest sweeps all of x for each column tile: x comes
-    # back from HBM per column tile unless it stays in L2.
-    high = hbm + ((n1 + npool - 1) * x if pixels_fastest and x > l2_capacity / 2 else 0)
-    return Launch(
-        "fused", block, f"pointwise_pool 1x1 {cin}>{c1} | maxpool3x3+1x1 {cin}>{cp}", "pointwise_pool",
-        useful, hbm, math="conv", exec_flops=exec_, padded_flops=padded, hbm_bytes_high=high,
-        cache_reread_bytes=reread,
-        detail=(f"{m_tiles} pixel tiles x {n1}+{npool} column tiles, BLOCK_M/N/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/"
-                f"{cfg.BLOCK_K}, pool NP/KP {block_np}/{block_kp} ({config_name(cfg)}, {precision})"),
-    )
+    x = batch * h * w * cin * e
+    w_min = cin * (c1 + cp) * e
+    if not hasattr(cfg, "BLOCK_NP"):
+        b1 = _pointwise_part(spec, batch, h, w, e, cfg, False, cfg.BLOCK_N, cfg.BLOCK_K)
+        bp = _pointwise_part(spec, batch, h, w, e, cfg, True, cfg.BLOCK_N, cfg.BLOCK_K)
+        hbm = x + b1["hbm"] + bp["hbm"]
+        reread = (b1["x_loads"] + bp["x_loads"] - x) + (b1["w_loads"] + bp["w_loads"] - w_min)
+        # the pixel axis varies fastest: x comes back from HBM per column tile unless it stays in L2
+        n_cols = b1["tiles"][1] + bp["tiles"][1]
+        high = hbm + ((n_cols - 1) * x if x > l2_capacity / 2 else 0)
+        return [Launch(
+            "fused", block, f"pointwise_pool 1x1 {cin}>{c1} | maxpool3x3+1x1 {cin}>{cp}", "pointwise_pool",
+            b1["useful"] + bp["useful"], hbm, math="conv", exec_flops=b1["exec_"] + bp["exec_"],
+            padded_flops=b1["padded"] + bp["padded"], hbm_bytes_high=high, cache_reread_bytes=reread,
+            detail=(f"{b1['tiles'][0]} pixel tiles x {b1['tiles'][1]}+{bp['tiles'][1]} column tiles, one launch, "
+                    f"BLOCK_M/N/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/{cfg.BLOCK_K} (d2e917c, {precision})"))]
+    name = config_name(cfg)
+    launches = []
+    for pool, c, bn, bk, label in ((False, c1, cfg.BLOCK_N, cfg.BLOCK_K, f"branch1 1x1 {cin}>{c1}"),
+                                   (True, cp, cfg.BLOCK_NP, cfg.BLOCK_KP, f"pool maxpool3x3+1x1 {cin}>{cp}")):
+        part = _pointwise_part(spec, batch, h, w, e, cfg, pool, bn, bk)
+        hbm = x + part["hbm"]
+        reread = (part["x_loads"] - x) + (part["w_loads"] - cin * c * e)
+        m_tiles, n_tiles = part["tiles"]
+        launches.append(Launch(
+            "fused", block, f"pointwise_pool {label}", "pointwise_pool", part["useful"], hbm, math="conv",
+            exec_flops=part["exec_"], padded_flops=part["padded"], cache_reread_bytes=reread,
+            detail=(f"{m_tiles} pixel tiles x {n_tiles} column tiles, BLOCK_M/N/K {cfg.BLOCK_M}/{bn}/{bk} "
+                    f"({name}, {precision})")))
+    return launches
 
 
 def reduce_conv_grid(tiles: int, c: int, cfg: object, sms: int) -> tuple[int, int]:
@@ -163,14 +193,15 @@ def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int
 
 def fused_block_launches(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
                          sms: int = 132, l2_capacity: float = 50e6, *, tf32: bool = True) -> list[Launch]:
-    """The three launches of one fused Inception block (forward._forward_triton): the configs are
+    """The four launches of one fused Inception block (forward._forward_triton: branch 1, pool
+    projection, the two reduce -> k x k branches): the configs are
     picked for the dtype and the dot precision (``modelled_dot_precision(dtype, tf32)``)."""
     precision = modelled_dot_precision(dtype, tf32)
     pw_cfg = pick_pointwise_config(dtype, precision)
     cfg = pick_reduce_conv_config(dtype, precision)
     s = spec
     return [
-        pointwise_pool_launch(block, s, batch, h, w, dtype, pw_cfg, l2_capacity, tf32=tf32),
+        *pointwise_pool_launches(block, s, batch, h, w, dtype, pw_cfg, l2_capacity, tf32=tf32),
         reduce_conv_launch(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype, cfg, sms,
                            tf32=tf32),
         reduce_conv_launch(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype, cfg, sms,
@@ -181,7 +212,7 @@ def fused_block_launches(block: str, spec: InceptionSpec, batch: int, h: int, w:
 def fused_launches(variant: str = "torchvision", batch: int = 256, size: int = 224, dtype: str = "bfloat16",
                    *, sms: int = 132, l2_capacity: float = 50e6, bias_add_separate: bool = True,
                    tf32: bool = True) -> list[Launch]:
-    """The fused network: eager stem, pools and head; three fused launches per Inception block.
+    """The fused network: eager stem, pools and head; four fused launches per Inception block.
 
     ``sms`` sizes the reduce -> k x k persistent grid (``reduce_conv_grid``), hence the scratch;
     ``l2_capacity`` (bytes) only affects the pessimistic ``hbm_bytes_high``; ``tf32`` (float32

@@ -140,8 +140,8 @@ def _totals(launches: list[Launch]) -> dict:
 
 ASSUMPTIONS = [
     "Inference: model.eval(), under torch.no_grad() / inference_mode, model and input converted "
-    "to the dtype (no autocast), NCHW. The fused blocks then use their cached folded weights: 3 "
-    "launches per block. (With autograd enabled, FusedInception re-folds BN every forward, adding "
+    "to the dtype (no autocast), NCHW. The fused blocks then use their cached folded weights: 4 "
+    "launches per block (branch 1, pool projection, two reduce -> kxk). (With autograd enabled, FusedInception re-folds BN every forward, adding "
     "small launches not counted here; autocast would add weight casts to both networks.)",
     "Peaks are NVIDIA datasheet figures, dense (no sparsity): H100 SXM and H200 SXM 989.4 TFLOP/s "
     "bf16/fp16, 494.7 TF32, 66.9 fp32 (non-tensor); HBM 3.35 TB/s (H100, HBM3) and 4.8 TB/s "

@@ -17,11 +17,17 @@ Two schedules per kernel:
   input is re-read once per BLOCK_R block); the k x k conv is one flattened loop over (tap,
   BLOCK_RK block) per BLOCK_N block of output channels, pipelined the same way. Residency: the
   config's programs per SM, or fewer where the estimated registers or shared memory do not fit.
-  ``pointwise_pool``: branch-1 tiles as a GEMM pipelined num_stages - 1 deep; pool tiles of
-  BLOCK_NP columns and K step BLOCK_KP with the nine taps unrolled (all loads in flight, one round
-  trip per K step, not pipelined: the A tile is built in registers). A pointwise config without
-  BLOCK_NP is the kernel of commit d2e917c, not redesigned: its "pipelined" schedule is today's
-  with that config's tiles.
+  ``pointwise_pool``: two launches of one kernel (kernels/pointwise_pool.py, IS_POOL), each a
+  1-D grid of (pixel tile, column tile) programs, column tiles fastest. Branch 1: BLOCK_M x
+  BLOCK_N tiles, a plain GEMM whose K loop (BLOCK_K a step) is pipelined num_stages - 1 deep.
+  Pool projection: BLOCK_M x BLOCK_NP tiles, K step BLOCK_KP, the nine 3x3 taps unrolled and
+  all loaded before the max; modelled as the channels_last launches compile (compile-check, sm_90):
+  the weight tile and the nine tap tiles are async copies, so the loop is pipelined num_stages - 1
+  deep and every tap load comes from L2 (async copies bypass L1; taps outside the image are
+  masked, not loaded). Residency: from the registers and shared memory compile-check reported
+  for the shipped config (``COMPILED_POINTWISE``, ``resident_compiled``), else the estimate of
+  ``resident_programs``. A pointwise config without BLOCK_NP is the kernel of commit d2e917c, not
+  redesigned: its "pipelined" schedule is today's single launch with that config's tiles.
 
 All three GPUs of the model are GH100 (sm_90): a dot of >= 64 rows runs as wgmma, a smaller one
 as mma.sync; fp32 IEEE dots run on CUDA cores ("fma").
@@ -33,7 +39,8 @@ from dataclasses import dataclass
 
 from fused_inception.kernels.configs import config_name, dot_class
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
-from fused_inception.tools.plan.fused import modelled_dot_precision, pointwise_pool_launch, reduce_conv_grid, reduce_conv_launch
+from fused_inception.tools.plan.fused import (modelled_dot_precision, pointwise_pool_launches, reduce_conv_grid,
+                                              reduce_conv_launch)
 from fused_inception.tools.plan.launches import dtype_bytes
 from fused_inception.tools.plan.latency import Loop, Schedule, Work
 from fused_inception.spec import InceptionSpec
@@ -82,6 +89,13 @@ TODAY_POINTWISE = {
 }
 TODAY_PROGRAMS_PER_SM = 2  # reduce_conv's persistent grid at d2e917c
 
+# (registers per thread, shared memory bytes per program) of the redesigned pointwise/pool kernel
+# as compiled, per (config name, element bytes, IS_POOL): compile-check of the "default" config,
+# bf16 channels_last launches of blocks 3a, 4d and 5b at batch 256 on sm_90 (the upper end of the
+# ranges it reported; benchmarks/NOTES.md, "Pipelining and occupancy"). Other configs and dtypes
+# fall back to ``resident_programs``' estimate.
+COMPILED_POINTWISE = {("default", 2, False): (72, 25600), ("default", 2, True): (80, 43008)}
+
 # Hopper SM limits for the residency estimate
 _REGS_PER_SM = 65536
 _SMEM_PER_SM = 228 * 1024
@@ -103,6 +117,15 @@ def _mma(cls: str, rows: int) -> str:
     if cls == "fma":
         return "fma"
     return "wgmma" if rows >= 64 else "mma_sync"
+
+
+def resident_compiled(warps: int, regs: int, smem_bytes: int) -> int:
+    """Programs one SM holds from compiled registers per thread and shared memory per program,
+    by the rule compile-check applies on sm_90: registers allocated per warp in units of 256 out
+    of 64K, 1 KiB of shared memory reserved per CTA, at most 64 warps and 32 CTAs."""
+    regs_per_warp = _cdiv(32 * regs, 256) * 256
+    return max(1, min(_REGS_PER_SM // regs_per_warp // warps, _SMEM_PER_SM // (smem_bytes + 1024),
+                      _WARPS_PER_SM // warps, 32))
 
 
 def resident_programs(warps: int, acc_elems: int, smem_bytes: int) -> int:
@@ -203,7 +226,7 @@ def _pointwise_unpipelined(label: str, block: str, spec: InceptionSpec, batch: i
     nine pool taps one after another, BLOCK_N-wide pool tiles."""
     cls = dot_class(dtype, modelled_dot_precision(dtype, tf32))
     e = dtype_bytes(dtype)
-    launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, cfg, tf32=tf32)
+    launch = pointwise_pool_launches(block, spec, batch, h, w, dtype, cfg, tf32=tf32)[0]
     m_tiles = _cdiv(batch * h * w, cfg.BLOCK_M)
     trips = _cdiv(spec.in_channels, cfg.BLOCK_K)
     bm, bn, bk = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K
@@ -231,41 +254,52 @@ def pointwise_today(block: str, spec: InceptionSpec, batch: int, h: int, w: int,
 
 
 def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
-                        tf32: bool = True, cfg: object | None = None) -> Schedule:
-    """The pointwise/pool launch as the redesign runs it (see the module docstring)."""
+                        tf32: bool = True, cfg: object | None = None) -> list[Schedule]:
+    """The pointwise/pool launches as the redesign runs them (see the module docstring): two
+    schedules, branch 1 then the pool projection, with the tile constants of ``cfg`` (default: the
+    config kernels/configs.py picks now). A config without BLOCK_NP is commit d2e917c's kernel:
+    one schedule, today's, with its tiles."""
     precision = modelled_dot_precision(dtype, tf32)
     cls = dot_class(dtype, precision)
     cfg = cfg or pick_pointwise_config(dtype, precision)
     if not hasattr(cfg, "BLOCK_NP"):
-        # a config without pool-tile fields belongs to the kernel of commit d2e917c: not redesigned
-        return _pointwise_unpipelined("pipelined", block, spec, batch, h, w, dtype, cfg, tf32)
+        return [_pointwise_unpipelined("pipelined", block, spec, batch, h, w, dtype, cfg, tf32)]
     e = dtype_bytes(dtype)
-    launch = pointwise_pool_launch(block, spec, batch, h, w, dtype, cfg, tf32=tf32)
-    bm, bn, bk, stages, warps = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.num_stages, cfg.num_warps
-    bn_pool = getattr(cfg, "BLOCK_NP", bn)  # pool tiles' width and K step
-    bk_pool = getattr(cfg, "BLOCK_KP", bk)
-    m_tiles = _cdiv(batch * h * w, bm)
-    trips, trips_pool = _cdiv(spec.in_channels, bk), _cdiv(spec.in_channels, bk_pool)
-    cin, n1, npool = spec.in_channels, _cdiv(spec.ch1x1, bn), _cdiv(spec.pool_proj, bn_pool)
-    gemm = Loop("gemm", 1, trips, max(1, stages - 1), _mma(cls, bm), 2 * bm * bk * bn,
-                _per_step(bm * cin * e, trips) + _per_step(cin * spec.ch1x1 * e, trips * n1))
-    # the A tile is the max of nine loads built in registers: all nine in flight, not pipelined
-    l2_px, l1_px = _pool_pixels(bm, w)
-    pool = Loop("pool", 1, trips_pool, 1, _mma(cls, bm), 2 * bm * bk_pool * bn_pool,
-                _per_step(l2_px * cin * e, trips_pool) + _per_step(cin * spec.pool_proj * e, trips_pool * npool),
-                l1_bytes=_per_step(l1_px * cin * e, trips_pool))
-    works = (Work("branch1", m_tiles * n1, (gemm,)), Work("pool", m_tiles * npool, (pool,)))
-    resident = resident_programs(warps, bm * bn, stages * (bm * bk + bk * bn) * e)
-    units = sum(wk.count for wk in works)
-    return Schedule("pipelined", launch.name, works, units, resident, warps, launch.hbm_bytes,
-                    detail=(f"{units} programs x {warps} warps, {resident}/SM, {stages} stages, BLOCK_M/N/K "
-                            f"{bm}/{bn}/{bk} ({config_name(cfg)}), pool tiles {bn_pool} wide, K step {bk_pool}"))
+    branch1, pool = pointwise_pool_launches(block, spec, batch, h, w, dtype, cfg, tf32=tf32)
+    bm, stages, warps = cfg.BLOCK_M, cfg.num_stages, cfg.num_warps
+    depth = max(1, stages - 1)
+    cin, m_tiles = spec.in_channels, _cdiv(batch * h * w, bm)
+    out = []
+    for launch, is_pool, c, bn, bk in ((branch1, False, spec.ch1x1, cfg.BLOCK_N, cfg.BLOCK_K),
+                                       (pool, True, spec.pool_proj, cfg.BLOCK_NP, cfg.BLOCK_KP)):
+        trips, n_tiles = _cdiv(cin, bk), _cdiv(c, bn)
+        w_step = _per_step(cin * c * e, trips * n_tiles)
+        if is_pool:
+            # nine async tap copies per step (taps outside the image masked: (3H-2)(3W-2) of 9HW
+            # loaded), all from L2
+            x_step = _per_step(bm * cin * e * (3 * h - 2) * (3 * w - 2), trips * h * w)
+            a_smem = 9 * bm * bk * e
+        else:
+            x_step, a_smem = _per_step(bm * cin * e, trips), bm * bk * e
+        loop = Loop("pool" if is_pool else "gemm", 1, trips, depth, _mma(cls, bm), 2 * bm * bk * bn, x_step + w_step)
+        compiled = COMPILED_POINTWISE.get((config_name(cfg), e, is_pool))
+        if compiled:
+            resident, source = resident_compiled(warps, *compiled), "compiled"
+        else:
+            resident, source = resident_programs(warps, bm * bn, stages * (a_smem + bk * bn * e)), "estimated"
+        units = m_tiles * n_tiles
+        out.append(Schedule("pipelined", launch.name, (Work("pool" if is_pool else "branch1", units, (loop,)),),
+                            units, resident, warps, launch.hbm_bytes,
+                            detail=(f"{units} programs x {warps} warps, {resident}/SM ({source}), {stages} stages, "
+                                    f"BLOCK_M/N/K {bm}/{bn}/{bk} ({config_name(cfg)})")))
+    return out
 
 
 def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
                     sms: int, tf32: bool = True) -> list[Schedule]:
-    """The three launches of one fused Inception block under schedule ``label`` ("today" or
-    "pipelined")."""
+    """The launches of one fused Inception block under schedule ``label``: "today" three (commit
+    d2e917c: one pointwise/pool launch, two reduce -> k x k), "pipelined" four (branch 1, pool
+    projection, two reduce -> k x k)."""
     if label not in LABELS:
         raise ValueError(f"unknown schedule {label!r}; expected one of {LABELS}")
     s = spec
@@ -275,7 +309,7 @@ def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: 
                                   sms, tf32),
                 reduce_conv_today(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
                                   sms, tf32)]
-    return [pointwise_pipelined(block, s, batch, h, w, dtype, tf32),
+    return [*pointwise_pipelined(block, s, batch, h, w, dtype, tf32),
             reduce_conv_pipelined(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype,
                                   sms, tf32),
             reduce_conv_pipelined(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
@@ -283,6 +317,7 @@ def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: 
 
 
 __all__ = [
+    "COMPILED_POINTWISE",
     "LABELS",
     "TODAY_POINTWISE",
     "TODAY_REDUCE_CONV",
@@ -291,5 +326,6 @@ __all__ = [
     "pointwise_today",
     "reduce_conv_pipelined",
     "reduce_conv_today",
+    "resident_compiled",
     "resident_programs",
 ]
