@@ -23,8 +23,8 @@ Two schedules per kernel:
   Pool projection: BLOCK_M x BLOCK_NP tiles, K step BLOCK_KP, the nine 3x3 taps unrolled and
   all loaded before the max; modelled as the channels_last launches compile (compile-check, sm_90):
   the weight tile and the nine tap tiles are async copies, so the loop is pipelined num_stages - 1
-  deep and every tap load comes from L2 (async copies bypass L1; taps outside the image are
-  masked, not loaded). Residency: from the registers and shared memory compile-check reported
+  deep and every tap load comes from L2 (the tap copies are cp.async.cg in the compiled PTX,
+  which bypasses L1; taps outside the image are masked, not loaded). Residency: from the registers and shared memory compile-check reported
   for the shipped config (``COMPILED_POINTWISE``, ``resident_compiled``), else the estimate of
   ``resident_programs``. A pointwise config without BLOCK_NP is the kernel of commit d2e917c, not
   redesigned: its "pipelined" schedule is today's single launch with that config's tiles.
