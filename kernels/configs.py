@@ -82,9 +82,12 @@ class ReduceConvConfig:
 # and the interpreter tests cannot see a GPU miscompile.
 POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     # branch-1 tiles 64 x 64 (128 columns spilled in generic and NCHW variants), pool tiles
-    # 32 columns wide (GoogLeNet's pool_proj 32, 64 and 128 fill every MMA column) with a K step of
-    # 16 (32 spilled in the generic pool variants: nine tap tiles in flight)
-    "default": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=3),
+    # 64 columns wide (the nine tap tiles are copied from L2 once per pool column tile: half the
+    # tap traffic of 32 where pool_proj >= 64, 4a-5b; half the MMA idle at 3a's 32) with a K step
+    # of 16 (32 spilled in the generic pool variants: nine tap tiles in flight). 2 stages: at 3 the
+    # 64-wide pool tiles spilled 8 B (bf16 channels_last, 4e-5b, sm_80); one step of nine tap
+    # tiles in flight per program is ~20 KB, 4 programs per SM keep ~80 KB of L2 reads in flight
+    "default": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=2),
     # fp32 IEEE dots are FMAs with operands in registers: 32-pixel tiles, a shorter K step, not
     # pipelined (BLOCK_M 64 spilled 4-8 B in launched pool variants on sm_80 at 1 or 2 stages,
     # 4-76 B in generic ones at 3)
@@ -93,8 +96,8 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     "n32": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=3),
     "s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
     "n32s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
-    # pool tiles 64 wide: half the tap loads where pool_proj >= 64 (4a-5b), half the MMA wasted at 32
-    "np64": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=3),
+    # pool tiles 32 wide: every MMA column used at pool_proj 32 (3a), twice the tap loads at >= 64
+    "np32": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=3),
     "fma-n32": PointwiseConfig(BLOCK_M=32, BLOCK_N=32, BLOCK_K=16, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=1),
 }
 
@@ -135,7 +138,7 @@ _TABLES = {"pointwise_pool": POINTWISE_CONFIGS, "reduce_conv": REDUCE_CONV_CONFI
 
 # (kernel, dot class) -> config names a tuner may choose from, the default first
 CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("pointwise_pool", "mma"): ("default", "n32", "s4", "n32s4", "np64"),
+    ("pointwise_pool", "mma"): ("default", "n32", "s4", "n32s4", "np32"),
     ("pointwise_pool", "tf32"): ("default", "n32"),
     ("pointwise_pool", "fma"): ("fma", "fma-n32"),
     ("reduce_conv", "mma"): ("mma", "mma-p2"),

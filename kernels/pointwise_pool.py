@@ -12,8 +12,9 @@ K loop, software-pipelined by triton (async copies, num_stages deep; wgmma on sm
 
 * branch 1 (IS_POOL False): BLOCK_M x BLOCK_N tiles, a plain GEMM whose K loop (BLOCK_K input
   channels a step) loads the input tile and the weight tile straight into the dot;
-* pool (IS_POOL True): BLOCK_M x BLOCK_NP tiles (BLOCK_NP 32 in the shipped tensor-core configs, so
-  GoogLeNet's pool_proj of 32, 64 or 128 fills every MMA column), K step BLOCK_KP: the nine 3x3
+* pool (IS_POOL True): BLOCK_M x BLOCK_NP tiles (BLOCK_NP 64 in the default config: the nine tap
+  tiles are read once per pool column tile, so wider tiles read them fewer times; the "np32"
+  candidate fills every MMA column at pool_proj 32), K step BLOCK_KP: the nine 3x3
   taps unrolled at compile time, their nine loads issued before the max (-inf outside the image,
   NaN propagating); the weight tile and, where the input is channels_last and 16-aligned, the nine
   tap tiles are async copies.

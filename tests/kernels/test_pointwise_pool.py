@@ -81,16 +81,17 @@ def test_every_shipped_config_is_covered():
 
 @pytest.mark.parametrize(("name", "dtype", "precision"), _cases())
 def test_config_parity(name, dtype, precision, gen):
-    """Odd widths (branch 1: 2 BLOCK_N tiles + a partial one; pool: 32, several BLOCK_NP tiles
-    when narrower), input channels spanning several K steps of both kinds plus a partial one, and
-    pixels spanning two BLOCK_M tiles plus a partial one that crosses an image boundary."""
+    """Odd widths (branch 1: 2 BLOCK_N tiles + a partial one; pool: a BLOCK_NP tile + a partial
+    one), input channels spanning several K steps of both kinds plus a partial one, and pixels
+    spanning two BLOCK_M tiles plus a partial one that crosses an image boundary."""
     cfg = config_by_name("pointwise_pool", name)
     ch1x1 = 2 * cfg.BLOCK_N + 24
+    pool_proj = cfg.BLOCK_NP + 24
     c_in = 2 * max(cfg.BLOCK_K, cfg.BLOCK_KP) + 8
     hw = (5, 7)
     n = -(-(2 * cfg.BLOCK_M + 9) // (hw[0] * hw[1]))
     for channels_last in (True, False):
-        run_case(cfg, dtype, precision, (n, c_in, *hw), ch1x1, 32, channels_last, relu=True, gen=gen)
+        run_case(cfg, dtype, precision, (n, c_in, *hw), ch1x1, pool_proj, channels_last, relu=True, gen=gen)
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
@@ -125,4 +126,4 @@ def test_grid_puts_a_pixel_tiles_column_tiles_side_by_side():
     cfg = POINTWISE_CONFIGS["default"]
     assert pointwise_mod.pointwise_grid(100, 130, False, cfg) == (2 * 3, 3)
     assert pointwise_mod.pointwise_grid(100, 32, True, cfg) == (2 * 1, 1)
-    assert pointwise_mod.pointwise_grid(64, 128, True, cfg) == (4, 4)
+    assert pointwise_mod.pointwise_grid(64, 128, True, cfg) == (128 // cfg.BLOCK_NP, 128 // cfg.BLOCK_NP)

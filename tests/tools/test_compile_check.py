@@ -55,7 +55,7 @@ SUBSET = [
     (80, "pointwise_pool", "n32s4", "bfloat16", "ieee", None, True, "nhwc"),
     (90, "pointwise_pool", "fma-n32", "float32", "ieee", None, True, "nchw"),
     (80, "pointwise_pool", "fma", "float32", "ieee", None, True, "nhwc"),
-    (90, "pointwise_pool", "np64", "float16", "ieee", None, True, "nhwc"),
+    (90, "pointwise_pool", "np32", "float16", "ieee", None, True, "nhwc"),
     (80, "reduce_conv", "mma-p2", "bfloat16", "ieee", 3, True, "nchw"),
 ]
 

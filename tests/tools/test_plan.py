@@ -288,23 +288,24 @@ def test_pointwise_pool_tiles_by_hand():
 
 def test_pipelined_pointwise_schedules_two_launches():
     """The redesigned pointwise/pool kernel is two schedules with the shipped tile constants:
-    branch 1 64 x 64 tiles, K step 32; pool 64 x 32 tiles, K step 16, nine tap copies per step from
-    L2; both pipelined num_stages - 1 = 2 deep; residency from the compiled registers and shared
-    memory (bf16 channels_last, sm_90: 72 regs and 25.6 KB -> 7 programs, 80 regs and 43 KB -> 5)."""
-    assert resident_compiled(4, 72, 25600) == 7  # 28 warps: 2304 registers per warp
-    assert resident_compiled(4, 80, 43008) == 5  # 20 warps: shared memory, (43008 + 1024) x 5
+    branch 1 64 x 64 tiles, K step 32; pool 64 x 64 tiles, K step 16, nine tap copies per step from
+    L2; both pipelined num_stages - 1 = 1 deep; residency from the compiled registers and shared
+    memory (bf16 channels_last, sm_90: 72 regs and 17 KB -> 7 programs, 105 regs and 25.6 KB -> 4)."""
+    assert resident_compiled(4, 72, 17408) == 7  # 28 warps: 2304 registers per warp
+    assert resident_compiled(4, 105, 25600) == 4  # 16 warps: 3584 registers per warp
     cfg = POINTWISE_CONFIGS["default"]
-    assert (cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.BLOCK_NP, cfg.BLOCK_KP, cfg.num_stages) == (64, 64, 32, 32, 16, 3)
-    for name, tiles, cols, cin in (("3a", 3136, (1, 1), 192), ("5b", 196, (6, 4), 832)):
+    assert (cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.BLOCK_NP, cfg.BLOCK_KP, cfg.num_stages) == (64, 64, 32, 64, 16, 2)
+    # 3a's pool_proj 32 is one (half-used) 64-wide pool tile; 5b's 128 two
+    for name, tiles, cols, cin in (("3a", 3136, (1, 1), 192), ("5b", 196, (6, 2), 832)):
         spec, h, w = block_shapes("torchvision")[name]
         b1, pool = pointwise_pipelined(name, spec, 256, h, w, "bfloat16")
         launches = pointwise_pool_launches(name, spec, 256, h, w, "bfloat16")
         assert [b1.launch, pool.launch] == [l.name for l in launches]
         assert (b1.programs, pool.programs) == (tiles * cols[0], tiles * cols[1])
-        assert (b1.resident, pool.resident) == (7, 5)
+        assert (b1.resident, pool.resident) == (7, 4)
         (gemm,), (taps,) = b1.works[0].loops, pool.works[0].loops
-        assert (gemm.trips, gemm.depth, gemm.mma, gemm.flops) == (cin // 32, 2, "wgmma", 2 * 64 * 32 * 64)
-        assert (taps.trips, taps.depth, taps.mma, taps.flops) == (cin // 16, 2, "wgmma", 2 * 64 * 16 * 32)
+        assert (gemm.trips, gemm.depth, gemm.mma, gemm.flops) == (cin // 32, 1, "wgmma", 2 * 64 * 32 * 64)
+        assert (taps.trips, taps.depth, taps.mma, taps.flops) == (cin // 16, 1, "wgmma", 2 * 64 * 16 * 64)
         # per step: the x tile and the weight tile; the pool's nine taps less those outside the image
         assert gemm.load_bytes == 64 * 32 * 2 + 32 * spec.ch1x1 * 2 // cols[0]
         assert taps.load_bytes == 64 * 16 * 2 * (3 * h - 2) * (3 * w - 2) // (h * w) + 16 * spec.pool_proj * 2 // cols[1]

@@ -90,11 +90,11 @@ TODAY_POINTWISE = {
 TODAY_PROGRAMS_PER_SM = 2  # reduce_conv's persistent grid at d2e917c
 
 # (registers per thread, shared memory bytes per program) of the redesigned pointwise/pool kernel
-# as compiled, per (config name, element bytes, IS_POOL): compile-check of the "default" config,
-# bf16 channels_last launches of blocks 3a, 4d and 5b at batch 256 on sm_90 (the upper end of the
-# ranges it reported; benchmarks/NOTES.md, "Pipelining and occupancy"). Other configs and dtypes
-# fall back to ``resident_programs``' estimate.
-COMPILED_POINTWISE = {("default", 2, False): (72, 25600), ("default", 2, True): (80, 43008)}
+# as compiled, per (config name, element bytes, IS_POOL): compile-check of the "default" config
+# (64-wide pool tiles, 2 stages), bf16 channels_last launches of GoogLeNet's blocks at batch 256 on
+# sm_90 (the upper end of the ranges it reported; benchmarks/NOTES.md, "Pipelining and
+# occupancy"). Other configs and dtypes fall back to ``resident_programs``' estimate.
+COMPILED_POINTWISE = {("default", 2, False): (72, 17408), ("default", 2, True): (105, 25600)}
 
 # Hopper SM limits for the residency estimate
 _REGS_PER_SM = 65536
