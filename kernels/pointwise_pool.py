@@ -40,6 +40,16 @@ def _max(a, b):
 
 
 @triton.jit
+def _l1_tap_channels(k0, BLOCK_KP: tl.constexpr, ELEM_BITS: tl.constexpr):
+    """k0 + arange(BLOCK_KP), written so that triton's alignment analysis sees runs of 8 bytes:
+    the tap copies become 8-byte cp.async.ca, which allocate in L1 (a 16-byte copy is
+    cp.async.cg, which bypasses it), so the nine taps' overlapping lines hit in L1."""
+    RUN: tl.constexpr = 64 // ELEM_BITS
+    k = tl.arange(0, BLOCK_KP)
+    return k0 + (k // RUN) * RUN + k % RUN
+
+
+@triton.jit
 def _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_shift, so_c, APPLY_RELU: tl.constexpr):
     """Bias, act and cast; weight column ``c`` goes to output channel ``c + out_shift``."""
     acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0)[None, :]
@@ -108,7 +118,8 @@ def _pointwise_pool_kernel(
             offs_k = k0 + tl.arange(0, BLOCK_KP)
             k_mask = offs_k < C_IN
             mk = m_mask[:, None] & k_mask[None, :]
-            centre = x_ptr + x_pix[:, None] + offs_k.to(tl.int64)[None, :] * sx_c
+            offs_t = _l1_tap_channels(k0, BLOCK_KP, x_ptr.dtype.element_ty.primitive_bitwidth)
+            centre = x_ptr + x_pix[:, None] + offs_t.to(tl.int64)[None, :] * sx_c
             # the centre tap is inside the image for every valid lane: its masked lanes (pixels
             # past M, channels past C_IN) load 0, which the other taps' -inf cannot raise
             a = tl.load(centre, mask=mk, other=0.0)
