@@ -23,8 +23,9 @@ Two schedules per kernel:
   Pool projection: BLOCK_M x BLOCK_NP tiles, K step BLOCK_KP, the nine 3x3 taps unrolled and
   all loaded before the max; modelled as the channels_last launches compile (compile-check, sm_90):
   the weight tile and the nine tap tiles are async copies, so the loop is pipelined num_stages - 1
-  deep and every tap load comes from L2 (the tap copies are cp.async.cg in the compiled PTX,
-  which bypasses L1; taps outside the image are masked, not loaded). Residency: from the registers and shared memory compile-check reported
+  deep; the tap copies are 8-byte cp.async.ca in the compiled PTX (LDGSTS.E.64, allocating in L1),
+  so per step the run of BLOCK_M + 2(W + 1) pixels the taps cover comes from L2 and the other tap
+  loads hit L1 (``_pool_pixels``, as for today's plain loads). Residency: from the registers and shared memory compile-check reported
   for the shipped config (``COMPILED_POINTWISE``, ``resident_compiled``), else the estimate of
   ``resident_programs``. A pointwise config without BLOCK_NP is the kernel of commit d2e917c, not
   redesigned: its "pipelined" schedule is today's single launch with that config's tiles.
@@ -94,7 +95,7 @@ TODAY_PROGRAMS_PER_SM = 2  # reduce_conv's persistent grid at d2e917c
 # (64-wide pool tiles, 2 stages), bf16 channels_last launches of GoogLeNet's blocks at batch 256 on
 # sm_90 (the upper end of the ranges it reported; benchmarks/NOTES.md, "Pipelining and
 # occupancy"). Other configs and dtypes fall back to ``resident_programs``' estimate.
-COMPILED_POINTWISE = {("default", 2, False): (72, 17408), ("default", 2, True): (105, 25600)}
+COMPILED_POINTWISE = {("default", 2, False): (72, 17408), ("default", 2, True): (98, 25600)}
 
 # Hopper SM limits for the residency estimate
 _REGS_PER_SM = 65536
@@ -275,13 +276,14 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
         trips, n_tiles = _cdiv(cin, bk), _cdiv(c, bn)
         w_step = _per_step(cin * c * e, trips * n_tiles)
         if is_pool:
-            # nine async tap copies per step (taps outside the image masked: (3H-2)(3W-2) of 9HW
-            # loaded), all from L2
-            x_step = _per_step(bm * cin * e * (3 * h - 2) * (3 * w - 2), trips * h * w)
+            # nine async tap copies per step, cp.async.ca: the taps' pixel run from L2, the rest from L1
+            l2_px, l1_px = _pool_pixels(bm, w)
+            x_step, l1_step = _per_step(l2_px * cin * e, trips), _per_step(l1_px * cin * e, trips)
             a_smem = 9 * bm * bk * e
         else:
-            x_step, a_smem = _per_step(bm * cin * e, trips), bm * bk * e
-        loop = Loop("pool" if is_pool else "gemm", 1, trips, depth, _mma(cls, bm), 2 * bm * bk * bn, x_step + w_step)
+            x_step, l1_step, a_smem = _per_step(bm * cin * e, trips), 0, bm * bk * e
+        loop = Loop("pool" if is_pool else "gemm", 1, trips, depth, _mma(cls, bm), 2 * bm * bk * bn, x_step + w_step,
+                    l1_bytes=l1_step)
         compiled = COMPILED_POINTWISE.get((config_name(cfg), e, is_pool))
         if compiled:
             resident, source = resident_compiled(warps, *compiled), "compiled"
