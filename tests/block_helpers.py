@@ -55,3 +55,14 @@ def assert_entry_point_matches_reference(run: Callable[[torch.Tensor, InceptionP
     ref_params = dict(ref_block.named_parameters())
     for name, p in block.named_parameters():
         assert_close(p.grad, ref_params[name].grad, "float32", f"grad {name}")
+
+
+def assert_buffers_match(fused: torch.nn.Module, ref: torch.nn.Module, context: str) -> None:
+    """Every buffer of ``fused`` equals ``ref``'s of the same name: float buffers (running
+    statistics) within float32's tolerance, integer ones (num_batches_tracked) exactly."""
+    ref_buffers = dict(ref.named_buffers())
+    for name, b in fused.named_buffers():
+        if b.is_floating_point():
+            assert_close(b, ref_buffers[name], "float32", f"buffer {name}, {context}")
+        else:
+            assert torch.equal(b, ref_buffers[name]), (context, name, b, ref_buffers[name])

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import fused_inception as fi
-from block_helpers import SMALL, WIDE, random_input
+from block_helpers import SMALL, WIDE, assert_buffers_match, random_input
 from fused_inception.kernels import tuned_configs
 from fused_inception.kernels.tuned_configs import TunedFileError, TunedTable, parse_tuned, tactic_entry
 from fused_inception.models import googlenet, randomize_
@@ -111,12 +111,7 @@ def test_training_steps_under_each_tactic(mode, tactic, gen, cpu):
         assert_close(outs["fused"], outs["ref"], "float32", f"output, step {step}")
         assert_close_to_baseline(inputs["fused"].grad, inputs["ref"].grad, inputs["plain"].grad, "float32",
                                  f"grad x, step {step}")
-        ref_buffers = dict(ref.named_buffers())
-        for name, b in fused.named_buffers():
-            if b.is_floating_point():
-                assert_close(b, ref_buffers[name], "float32", f"buffer {name}, step {step}")
-            else:
-                assert torch.equal(b, ref_buffers[name]), (step, name)
+        assert_buffers_match(fused, ref, f"step {step}")
     ref_params, plain_params = dict(ref.named_parameters()), dict(plain.named_parameters())
     for name, p in fused.named_parameters():
         assert_close_to_baseline(p.grad, ref_params[name].grad, plain_params[name].grad, "float32", f"grad {name}")

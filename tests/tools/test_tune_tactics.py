@@ -27,16 +27,6 @@ GPU = "Test GPU 80GB"
 HW = 4  # 4x4 images, batch 2: the interpreter runs the Triton tactic in seconds
 
 
-@pytest.fixture
-def tuned_dir(tmp_path, monkeypatch):
-    """An empty directory searched for tuned files before the shipped ones (cache cleared)."""
-    monkeypatch.setenv(tuned_configs.ENV_DIR, str(tmp_path))
-    monkeypatch.delenv(tuned_configs.ENV_SWITCH, raising=False)
-    tuned_configs.clear_cache()
-    yield tmp_path
-    tuned_configs.clear_cache()
-
-
 class ScriptedTimer:
     """Returns the given ms in turn, one per timed candidate; remembers how often it was called."""
 

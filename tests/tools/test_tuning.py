@@ -36,16 +36,6 @@ GPU = "Test GPU 80GB"
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@pytest.fixture
-def tuned_dir(tmp_path, monkeypatch):
-    """An empty directory searched for tuned files before the shipped ones (cache cleared)."""
-    monkeypatch.setenv(tuned_configs.ENV_DIR, str(tmp_path))
-    monkeypatch.delenv(tuned_configs.ENV_SWITCH, raising=False)
-    tuned_configs.clear_cache()
-    yield tmp_path
-    tuned_configs.clear_cache()
-
-
 def _choice(kernel: str, dtype: str, precision: str, name: str) -> dict:
     return {"kernel": kernel, "dtype": dtype, "input_precision": precision, "config": name,
             "fields": config_fields(config_by_name(kernel, name))}
