@@ -10,7 +10,7 @@ Reading order:
 * ``bench/``: timings of eager, torch.compile, CUDA graphs and the fused blocks.
 * ``plan/``: the launch-by-launch cost model (shape arithmetic, no GPU).
 * ``compile_check/``: ahead-of-time compilation of every launchable kernel variant for sm_80/sm_90.
-* ``tune.py``: picks each kernel's config on this GPU and writes its tuned-config file.
+* ``tune/``: picks each kernel's config and each block's tactic on this GPU and writes its tuned file.
 * Shared by the commands: ``environment.py`` (the environment block of the reports),
   ``files.py`` (output files written whole), ``tables.py`` (text/markdown tables, option lists).
 """

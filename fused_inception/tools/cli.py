@@ -27,7 +27,7 @@ COMMANDS = {
     "bench": "fused_inception.tools.bench.command",
     "plan": "fused_inception.tools.plan.command",
     "compile-check": "fused_inception.tools.compile_check.command",
-    "tune": "fused_inception.tools.tune",
+    "tune": "fused_inception.tools.tune.command",
 }
 
 

@@ -1,4 +1,4 @@
-"""The tactic tuner (tools/tune_tactics.py): its choice under a scripted timer (on the CPU the
+"""The tactic tuner (tools/tune/tactic_rows.py): its choice under a scripted timer (on the CPU the
 timings mean nothing: the Triton tactic runs in the interpreter), the float64 check that rejects a
 wrong tactic however fast, the 3% margin, the budget, single-candidate rows, the tuned file it
 writes read back by kernels/tuned_configs, and the library then running the recorded winner.
@@ -20,8 +20,8 @@ from fused_inception.selection import use_tuned_table
 from fused_inception.tactics import ATEN, BN_TRAINING, FROZEN_BN_TRAINING, INFERENCE, MODULES, TRITON, TACTICS
 from fused_inception.models.randomize import random_block
 from fused_inception.spec import googlenet_spec
-from fused_inception.tools import tune, tune_tactics
-from fused_inception.tools.tune_rules import MIN_GAIN
+from fused_inception.tools.tune import command as tune, tactic_rows as tactic_tuner
+from fused_inception.tools.tune.rules import MIN_GAIN
 
 GPU = "Test GPU 80GB"
 HW = 4  # 4x4 images, batch 2: the interpreter runs the Triton tactic in seconds
@@ -40,9 +40,9 @@ class ScriptedTimer:
 
 
 def _tune(mode=INFERENCE, times=(), allowed=TACTICS, budget_s=600.0, dtype=torch.float32, lines=None, seed=0):
-    rows = tune_tactics.tactic_rows(["3a"], [dtype], [2], [mode])
+    rows = tactic_tuner.tactic_rows(["3a"], [dtype], [2], [mode])
     timer = ScriptedTimer(times)
-    part = tune_tactics.tune_tactics(rows, device="cpu", gpu=GPU, capability=None, timer=timer, budget_s=budget_s,
+    part = tactic_tuner.tune_tactics(rows, device="cpu", gpu=GPU, capability=None, timer=timer, budget_s=budget_s,
                                      allowed=allowed, seed=seed, hw=HW,
                                      progress=(lines.append if lines is not None else lambda line: None))
     return part, timer
@@ -51,12 +51,12 @@ def _tune(mode=INFERENCE, times=(), allowed=TACTICS, budget_s=600.0, dtype=torch
 def test_candidates_put_the_untuned_default_first_and_skip_triton_for_float64():
     """On the CPU the untuned default is the committed measurement's (inference: aten); the tuner
     times it first. float64 and BN training have no Triton kernel."""
-    assert tune_tactics.untuned_default("cpu", None, torch.float32, 2, torch.channels_last, INFERENCE) == ATEN
-    assert tune_tactics.untuned_default("cuda", (9, 0), torch.float16, 2, torch.channels_last, INFERENCE) == TRITON
-    assert tune_tactics.untuned_default("cuda", (7, 5), torch.float16, 2, torch.channels_last, INFERENCE) == ATEN
-    assert tune_tactics.candidates(INFERENCE, torch.float64) == (ATEN, MODULES)
-    assert tune_tactics.candidates(BN_TRAINING, torch.float16) == (ATEN, MODULES)
-    assert tune_tactics.candidates(INFERENCE, torch.float16, allowed=(TRITON,)) == (TRITON,)
+    assert tactic_tuner.untuned_default("cpu", None, torch.float32, 2, torch.channels_last, INFERENCE) == ATEN
+    assert tactic_tuner.untuned_default("cuda", (9, 0), torch.float16, 2, torch.channels_last, INFERENCE) == TRITON
+    assert tactic_tuner.untuned_default("cuda", (7, 5), torch.float16, 2, torch.channels_last, INFERENCE) == ATEN
+    assert tactic_tuner.candidates(INFERENCE, torch.float64) == (ATEN, MODULES)
+    assert tactic_tuner.candidates(BN_TRAINING, torch.float16) == (ATEN, MODULES)
+    assert tactic_tuner.candidates(INFERENCE, torch.float16, allowed=(TRITON,)) == (TRITON,)
 
 
 def test_tactic_tuner_chooses_the_fastest_and_the_library_runs_the_recorded_winner(tuned_dir, monkeypatch):
@@ -71,7 +71,7 @@ def test_tactic_tuner_chooses_the_fastest_and_the_library_runs_the_recorded_winn
     assert entry == {"block": shape, "dtype": "float32", "batch": "2-16", "mode": INFERENCE, "tactic": MODULES,
                      "median_ms": row["median_ms"]}
     # the file the tune command writes (config part empty), read back by kernels/tuned_configs
-    doc = tune_tactics.with_tactics(tune.tune([], ["3a"], 2, device="cpu", gpu=GPU, timer=timer, budget_s=1),
+    doc = tactic_tuner.with_tactics(tune.tune([], ["3a"], 2, device="cpu", gpu=GPU, timer=timer, budget_s=1),
                                     part, {"blocks": ["3a"]})
     (tuned_dir / f"{gpu_slug(GPU)}.json").write_text(json.dumps(doc))
     table = tuned_configs.tuned_table(GPU)
@@ -105,7 +105,7 @@ def test_tactic_tuner_keeps_the_default_unless_clearly_faster():
 
 def _wrong_output(monkeypatch, tactic: str, gradient: bool = False) -> None:
     """Make ``tactic``'s output wrong by one element, or (``gradient``) its input gradient 1% off."""
-    real = tune_tactics.tactic_call
+    real = tactic_tuner.tactic_call
 
     def tactic_call(case, name):
         call = real(case, name)
@@ -121,7 +121,7 @@ def _wrong_output(monkeypatch, tactic: str, gradient: bool = False) -> None:
             return out, grad
         return wrong
 
-    monkeypatch.setattr(tune_tactics, "tactic_call", tactic_call)
+    monkeypatch.setattr(tactic_tuner, "tactic_call", tactic_call)
 
 
 def test_tactic_tuner_rejects_a_wrong_tactic_however_fast(monkeypatch):
@@ -143,7 +143,7 @@ def test_tactic_tuner_fails_a_row_whose_default_is_wrong(monkeypatch):
 
 def test_tactic_tuner_rejects_a_tactic_that_runs_another(monkeypatch):
     """A tactic is only timed if the block reports that it ran it (hooks, say, force the modules)."""
-    real = tune_tactics.tactic_call
+    real = tactic_tuner.tactic_call
 
     def tactic_call(case, name):
         call = real(case, name)
@@ -156,7 +156,7 @@ def test_tactic_tuner_rejects_a_tactic_that_runs_another(monkeypatch):
             return result
         return other
 
-    monkeypatch.setattr(tune_tactics, "tactic_call", tactic_call)
+    monkeypatch.setattr(tactic_tuner, "tactic_call", tactic_call)
     part, _ = _tune(times=[2.0], allowed=(ATEN, TRITON))
     (row,) = part["rows"]
     assert row["rejected"][TRITON] == "asked for triton, the block ran modules (hooks a fused launch would skip)"
@@ -175,11 +175,11 @@ def test_tactic_tuner_checks_gradients_in_training_modes(monkeypatch):
 
 
 def test_tactic_check_sees_a_wrong_gradient(monkeypatch):
-    case = tune_tactics.make_tactic_case("3a", torch.float32, 2, FROZEN_BN_TRAINING, "cpu", torch.channels_last,
+    case = tactic_tuner.make_tactic_case("3a", torch.float32, 2, FROZEN_BN_TRAINING, "cpu", torch.channels_last,
                                          seed=3, hw=HW)
-    assert tune_tactics.check_tactic(case, ATEN) is None
+    assert tactic_tuner.check_tactic(case, ATEN) is None
     _wrong_output(monkeypatch, ATEN, gradient=True)
-    assert tune_tactics.check_tactic(case, ATEN).startswith("input gradient: FAIL")
+    assert tactic_tuner.check_tactic(case, ATEN).startswith("input gradient: FAIL")
 
 
 def test_tactic_tuner_skips_single_candidate_rows_and_stops_at_the_budget():
@@ -193,12 +193,12 @@ def test_tactic_tuner_skips_single_candidate_rows_and_stops_at_the_budget():
 
 
 def test_tactic_rows_order_and_checks():
-    rows = tune_tactics.tactic_rows(["3a", "4d"], [torch.float16], [1, 8], [INFERENCE])
+    rows = tactic_tuner.tactic_rows(["3a", "4d"], [torch.float16], [1, 8], [INFERENCE])
     assert [(r.block, r.batch) for r in rows] == [("3a", 1), ("4d", 1), ("3a", 8), ("4d", 8)]
     with pytest.raises(ValueError, match="one batch per bucket"):
-        tune_tactics.tactic_rows(["3a"], [torch.float16], [4, 8], [INFERENCE])
+        tactic_tuner.tactic_rows(["3a"], [torch.float16], [4, 8], [INFERENCE])
     with pytest.raises(ValueError, match="unknown mode"):
-        tune_tactics.tactic_rows(["3a"], [torch.float16], [1], ["eval"])
+        tactic_tuner.tactic_rows(["3a"], [torch.float16], [1], ["eval"])
 
 
 def _args(**changes) -> argparse.Namespace:

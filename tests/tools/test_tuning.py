@@ -16,7 +16,7 @@ import torch
 
 from fused_inception import forward
 
-from fused_inception.tools import tune
+from fused_inception.tools.tune import command as tune
 from fused_inception.kernels import tuned_configs
 from fused_inception.tools.compile_check import aot
 from fused_inception.kernels.configs import (

@@ -81,7 +81,7 @@ def summarize_output(path: Path) -> str:
             tuned = doc.get("tuned", {})
             text = (f"{len(doc['choices'])} rows tuned, {len(tuned.get('failed', []))} failed, "
                     f"{len(tuned.get('incomplete', []))} not reached")
-            if "tactics" in tuned:  # the tactic rows (tools/tune_tactics.py)
+            if "tactics" in tuned:  # the tactic rows (tools/tune/tactic_rows.py)
                 t = tuned["tactics"]
                 text += (f"; tactics: {len(doc.get('tactics', []))} recorded, {len(t.get('failed', []))} failed, "
                          f"{len(t.get('incomplete', []))} not reached")

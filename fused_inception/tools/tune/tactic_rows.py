@@ -11,15 +11,15 @@ input) at one dtype, batch and mode, swapped for a ``FusedInception``:
 * ``bn-training``: BN in training (batch statistics): forward + backward (Triton has no kernel
   for it: the candidates are the BN-training op, ``aten``, and the modules).
 
-The config tuner's rules (``tools/tune.py``), applied to tactics: every candidate, run through
+The config tuner's rules (``command.py``), applied to tactics: every candidate, run through
 ``selection.force_tactic``, is first checked against the float64 block (its output at the
 dtype's tolerance; in training, also the input gradient, against the larger of that and
 BASELINE_FACTOR x the unfused block's own error in the same dtype, as parity checks a whole
 network) and must report that it ran the forced tactic; a candidate that fails or raises is
 rejected with the reason, however fast. The others are timed by the tuner's timer
-(``tune_rules.do_bench_timer`` on the GPU; tests script it), the default first. The default is what an
+(``rules.do_bench_timer`` on the GPU; tests script it), the default first. The default is what an
 untuned GPU runs (``tactics.select_tactic`` without a winner); a faster candidate replaces it
-only when at least ``tune_rules.MIN_GAIN`` (3%) faster. A row whose default fails is recorded as
+only when at least ``rules.MIN_GAIN`` (3%) faster. A row whose default fails is recorded as
 failed (a bug, not a tuning result); rows with a single candidate are skipped; rows the time
 budget does not reach are listed as incomplete and keep the untuned default.
 """
@@ -44,7 +44,7 @@ from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
 from fused_inception.tactics import (BN_TRAINING, INFERENCE, MODES, TACTICS, TACTICS_BY_MODE, TRITON, TRITON_DTYPES,
                                      TacticKey, batch_bucket, select_tactic)
 from fused_inception.tolerances import compare, compare_with_baseline, tolerance_key
-from fused_inception.tools.tune_rules import MIN_GAIN, DeviceUnusable, Timer, device_error
+from fused_inception.tools.tune.rules import MIN_GAIN, DeviceUnusable, Timer, device_error
 
 Tensor = torch.Tensor
 

@@ -1,5 +1,5 @@
 """``python -m fused_inception tune``: pick each kernel's config on this GPU, then each fused block's
-tactic (``tools/tune_tactics.py``), and write the GPU's tuned file
+tactic (``tools/tune/tactic_rows.py``), and write the GPU's tuned file
 (``kernels/tuned/<gpu-slug>.json``, format in ``kernels/tuned_configs.py``).
 
 For every (kernel, dtype, dot precision) asked for, each candidate config
@@ -17,7 +17,7 @@ rewritten after every row, so a run cut short keeps the rows it finished.
 
 Then the tactics: per (block shape, dtype, batch bucket, mode), which of the Triton kernels, the
 aten tactic and the original modules is fastest, under the same rules (float64 check first, the
-3% margin over the untuned default, the budget; ``tools/tune_tactics.py`` says how); the winners
+3% margin over the untuned default, the budget; ``tools/tune/tactic_rows.py`` says how); the winners
 go into the same file's ``"tactics"`` entries, which a fused block then runs.
 
 Tuning happens only here, offline: the kernels read the checked-in file and never time anything
@@ -50,8 +50,8 @@ from fused_inception.tolerances import ParityResult, compare, poisoned, toleranc
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_text
 from fused_inception.tools.tables import csv_list, text_table
-from fused_inception.tools.tune_rules import MIN_GAIN, DeviceUnusable, Timer, device_error, do_bench_timer, timer_label
-from fused_inception.tools.tune_tactics import (DEFAULT_TACTIC_BATCHES, TacticRow, format_tactic_rows, tactic_rows,
+from fused_inception.tools.tune.rules import MIN_GAIN, DeviceUnusable, Timer, device_error, do_bench_timer, timer_label
+from fused_inception.tools.tune.tactic_rows import (DEFAULT_TACTIC_BATCHES, TacticRow, format_tactic_rows, tactic_rows,
                                                 tune_tactics, with_tactics)
 
 DESCRIPTION = ("time every candidate kernel config on this GPU (GoogLeNet blocks, parity-checked against "

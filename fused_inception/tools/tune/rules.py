@@ -1,5 +1,5 @@
-"""What the two tuners of ``python -m fused_inception tune`` share (kernel configs: ``tune.py``;
-tactics: ``tune_tactics.py``): the timer they time candidates with, the margin a candidate must
+"""What the two tuners of ``python -m fused_inception tune`` share (kernel configs: ``command.py``;
+tactics: ``tactic_rows.py``): the timer they time candidates with, the margin a candidate must
 beat the default by, and how an error that leaves the GPU unusable is told from one that does not.
 """
 
