@@ -63,20 +63,21 @@ FORMAT_NAMES: dict[torch.memory_format, str] = {
     torch.contiguous_format: "nchw", torch.channels_last: "channels_last",
 }
 
-# The CPU default per (mode, memory format), from phase 1's measurement (to be re-measured on a
-# quiet machine and finalised in phase 2):
+# The CPU default per (mode, memory format). Confirmed for the whole network on a quiet machine
+# (README "CPU figures", benchmarks/results/cpu-2core-29c826b.json: inference on aten 1.04-1.18x
+# eager with the same memory format at batch 1 and 8); chosen per block by these block-level runs:
 #   python benchmarks/aten_tactic_variants.py --runs 31              (inference)
 #   python benchmarks/aten_tactic_variants.py --training --runs 15   (frozen-BN training step)
 # torch 2.14.1 CPU, torch.set_num_threads(2), GoogLeNet blocks 3a/4d/5b at 28/14/7 px, batch 1 and
 # 8, NCHW and channels_last, eager torchvision block in eval vs the aten tactic, interleaved, on 2
-# cores shared with other jobs (load 4-5: medians carry IQRs as large as themselves).
+# cores shared with other jobs (load 4-5: medians carry IQRs as large as themselves):
 # * inference: aten's median faster than eager's in 11 of 12 cases (x0.77 at 3a batch 1 NCHW,
 #   x1.04-2.50 elsewhere); best-of-31 faster in 10 of 12 (slower: 3a batch 8 NCHW 94.5 vs 83.1 ms,
 #   5b batch 8 channels_last 44.3 vs 33.1 ms); a second run (``--runs 41 --only aten out-copy``):
 #   median faster in 11 of 12 (x0.68 at 5b batch 1 channels_last, x1.15-3.28 elsewhere),
 #   best-of-41 faster in 11 of 12 (slower: 4d batch 8 NCHW 130.3 vs 120.2 ms);
 # * frozen-BN training (BN folded per call on the autograd path): within the noise of eager
-#   (medians x0.69-1.44), so the modules stay the default until a quiet run shows >= 1.0x;
+#   (medians x0.69-1.44) and not re-measured quietly, so the modules stay the default;
 # * BN training: issue 13's measurement, the BN-training op at 0.55-0.82x eager -> the modules.
 CPU_FASTEST: dict[tuple[str, str], str] = {
     (INFERENCE, "nchw"): ATEN,
