@@ -15,7 +15,7 @@ from fused_inception.folding import params_from_units, units_of_reference_block
 from fused_inception.models.randomize import random_block
 from fused_inception.params import InceptionParams
 from fused_inception.spec import InceptionSpec
-from fused_inception.tolerances import assert_close
+from fused_inception.tolerances import assert_close, assert_close_to_baseline
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -66,3 +66,14 @@ def assert_buffers_match(fused: torch.nn.Module, ref: torch.nn.Module, context: 
             assert_close(b, ref_buffers[name], "float32", f"buffer {name}, {context}")
         else:
             assert torch.equal(b, ref_buffers[name]), (context, name, b, ref_buffers[name])
+
+
+def assert_step_matches(fused: torch.nn.Module, ref: torch.nn.Module, inputs: dict, outs: dict,
+                        context: str) -> None:
+    """One training step of ``fused`` against the float64 ``ref``: outputs within float32's
+    tolerance, the input gradient within the baseline rule (``inputs``/``outs`` keyed "fused",
+    "plain" -- the unfused block in float32 -- and "ref"), and every buffer."""
+    assert_close(outs["fused"], outs["ref"], "float32", f"output, {context}")
+    assert_close_to_baseline(inputs["fused"].grad, inputs["ref"].grad, inputs["plain"].grad, "float32",
+                             f"grad x, {context}")
+    assert_buffers_match(fused, ref, context)

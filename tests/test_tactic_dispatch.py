@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import fused_inception as fi
-from block_helpers import SMALL, WIDE, assert_buffers_match, random_input
+from block_helpers import SMALL, WIDE, assert_step_matches, random_input
 from fused_inception.kernels import tuned_configs
 from fused_inception.kernels.tuned_configs import TunedFileError, TunedTable, parse_tuned, tactic_entry
 from fused_inception.models import googlenet, randomize_
@@ -108,10 +108,7 @@ def test_training_steps_under_each_tactic(mode, tactic, gen, cpu):
         outs["plain"], outs["ref"] = plain(inputs["plain"]), ref(inputs["ref"])
         for name, out in outs.items():
             out.backward(grad_out.to(out.dtype))
-        assert_close(outs["fused"], outs["ref"], "float32", f"output, step {step}")
-        assert_close_to_baseline(inputs["fused"].grad, inputs["ref"].grad, inputs["plain"].grad, "float32",
-                                 f"grad x, step {step}")
-        assert_buffers_match(fused, ref, f"step {step}")
+        assert_step_matches(fused, ref, inputs, outs, f"step {step}")
     ref_params, plain_params = dict(ref.named_parameters()), dict(plain.named_parameters())
     for name, p in fused.named_parameters():
         assert_close_to_baseline(p.grad, ref_params[name].grad, plain_params[name].grad, "float32", f"grad {name}")
