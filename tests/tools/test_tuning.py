@@ -17,6 +17,7 @@ import torch
 from fused_inception import forward
 
 from fused_inception.tools.tune import command as tune
+from fused_inception.tools.tune import rules as tune_rules
 from fused_inception.kernels import tuned_configs
 from fused_inception.tools.compile_check import aot
 from fused_inception.kernels.configs import (
@@ -339,7 +340,7 @@ def test_tuner_stops_when_an_error_leaves_the_device_unusable(monkeypatch, gen):
     wrong reason: the row is failed with both errors, tuning stops, the later rows stay incomplete."""
     row = ("pointwise_pool", "float32", "ieee")
     _break_candidate(monkeypatch, row, "CUDA error: an illegal memory access was encountered (simulated)")
-    monkeypatch.setattr(tune, "device_error", lambda device: "AcceleratorError: illegal memory access (sticky)")
+    monkeypatch.setattr(tune_rules, "device_error", lambda device: "AcceleratorError: illegal memory access (sticky)")
     docs = []
     doc = tune.tune([row, row], ["3a"], 1, device=DEVICE, gpu=GPU, timer=_scripted_timer([1.0] * 4),
                     budget_s=600, seed=_seed(gen), hw=3, on_row=docs.append)
@@ -351,7 +352,7 @@ def test_tuner_stops_when_an_error_leaves_the_device_unusable(monkeypatch, gen):
 
 
 def test_device_error_is_none_off_cuda():
-    assert tune.device_error(torch.device("cpu")) is None
+    assert tune_rules.device_error(torch.device("cpu")) is None
 
 
 def test_tuner_budget_leaves_rows_at_their_default(gen):

@@ -50,7 +50,7 @@ from fused_inception.tolerances import ParityResult, compare, poisoned, toleranc
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_text
 from fused_inception.tools.tables import csv_list, text_table
-from fused_inception.tools.tune.rules import MIN_GAIN, DeviceUnusable, Timer, device_error, do_bench_timer, timer_label
+from fused_inception.tools.tune.rules import MIN_GAIN, DeviceUnusable, Timer, candidate_failure, do_bench_timer, timer_label
 from fused_inception.tools.tune.tactic_rows import (DEFAULT_TACTIC_BATCHES, TacticRow, format_tactic_rows, tactic_rows,
                                                 tune_tactics, with_tactics)
 
@@ -150,11 +150,8 @@ def tune_row(kernel: str, dtype_name: str, precision: str, cases: Sequence[TuneC
                 if result.passed:
                     times[case.block] = float(timer(call))
             except Exception as err:  # a compile or launch error: this candidate is out, the row goes on
-                why = f"{type(err).__name__}: {err}"[:500]
-                sticky = device_error(case.x.device)
-                if sticky is not None:
-                    raise DeviceUnusable(f"{kernel} config {name!r} on {case.block} ({dtype_name}, {precision}): "
-                                         f"{why}; the device is unusable after it: {sticky}") from err
+                why = candidate_failure(err, case.x.device,
+                                        f"{kernel} config {name!r} on {case.block} ({dtype_name}, {precision})")
             if why is not None:
                 if name == names[0]:
                     raise DefaultConfigFailed(f"default {kernel} config {name!r} fails on {case.block} "

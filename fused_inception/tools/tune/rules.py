@@ -44,6 +44,16 @@ def device_error(device: torch.device) -> str | None:
     an illegal address are sticky: the context is unusable until the process ends)."""
     if device.type != "cuda":
         return None
+
+
+def candidate_failure(err: Exception, device: torch.device, what: str) -> str:
+    """Why a candidate failed (a compile or launch error: it is out, the row goes on); raises
+    DeviceUnusable instead when the error left ``device`` unusable (``what`` names the candidate)."""
+    why = f"{type(err).__name__}: {err}"[:500]
+    sticky = device_error(device)
+    if sticky is not None:
+        raise DeviceUnusable(f"{what}: {why}; the device is unusable after it: {sticky}") from err
+    return why
     try:
         torch.cuda.synchronize(device)
     except Exception as err:  # the sticky error resurfaces on any later call

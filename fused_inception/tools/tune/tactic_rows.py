@@ -44,7 +44,7 @@ from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
 from fused_inception.tactics import (BN_TRAINING, INFERENCE, MODES, TACTICS, TACTICS_BY_MODE, TRITON, TRITON_DTYPES,
                                      TacticKey, batch_bucket, select_tactic)
 from fused_inception.tolerances import compare, compare_with_baseline, tolerance_key
-from fused_inception.tools.tune.rules import MIN_GAIN, DeviceUnusable, Timer, device_error
+from fused_inception.tools.tune.rules import MIN_GAIN, DeviceUnusable, Timer, candidate_failure
 
 Tensor = torch.Tensor
 
@@ -182,11 +182,7 @@ def tune_tactic_row(case: TacticCase, names: Sequence[str], timer: Timer,
                 call = tactic_call(case, name)
                 timed[name] = float(timer(call))
         except Exception as err:  # a tactic that cannot run here is out; the row goes on
-            why = f"{type(err).__name__}: {err}"[:500]
-            sticky = device_error(case.x.device)
-            if sticky is not None:
-                raise DeviceUnusable(f"tactic {name} on {case.block} {case.mode}: {why}; the device is "
-                                     f"unusable after it: {sticky}") from err
+            why = candidate_failure(err, case.x.device, f"tactic {name} on {case.block} {case.mode}")
         if why is not None:
             if name == names[0]:
                 raise DefaultTacticFailed(f"default tactic {name} fails on {case.block} ({case.mode}): {why}")
