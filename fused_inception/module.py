@@ -220,7 +220,9 @@ class FusedInception(nn.Module):
     def folded_params(self, dtype: torch.dtype, device: torch.device) -> InceptionParams:
         """Folded weights in kernel layout (every BN with its running statistics); cached unless
         autograd, the compiler or a parametrization needs them folded in the call."""
-        units = self.match.conv_units(self)
+        return self._folded_params(self.match.conv_units(self), dtype, device)
+
+    def _folded_params(self, units: dict, dtype: torch.dtype, device: torch.device) -> InceptionParams:
         if self._fold_in_call(units):
             # folded again every call, inside the graph: float32 keeps that cheap
             return params_from_units(units, self.match.relu, dtype, self.match.cat_order, fold_dtype=torch.float32)
@@ -229,7 +231,9 @@ class FusedInception(nn.Module):
     def aten_weights(self, dtype: torch.dtype, device: torch.device) -> AtenWeights:
         """The aten tactic's folded weights in conv layout: cached beside ``folded_params`` (same
         rules), else folded straight into the conv layout inside the call."""
-        units = self.match.conv_units(self)
+        return self._aten_weights(self.match.conv_units(self), dtype, device)
+
+    def _aten_weights(self, units: dict, dtype: torch.dtype, device: torch.device) -> AtenWeights:
         if self._fold_in_call(units):
             return aten_weights_from_units(units, self.match.relu, dtype, self.match.cat_order,
                                            fold_dtype=torch.float32)
@@ -281,10 +285,10 @@ class FusedInception(nn.Module):
             return self._forward_batch_stats(x.to(dtype), dtype, units, batch_stats)
         x = x.to(dtype)
         if choice.tactic == ATEN:
-            weights = self.aten_weights(dtype, x.device)
+            weights = self._aten_weights(units, dtype, x.device)
             _note_path("aten", dtype)
             return aten_inception_forward(x, weights)
-        params = self.folded_params(dtype, x.device)
+        params = self._folded_params(units, dtype, x.device)
         _note_path("fused", dtype)
         return inception_block(x, *op_arguments(params))
 
