@@ -26,6 +26,7 @@ from .aten_forward import aten_inception_forward, aten_weights
 from .block_io import check_input_shape, output_memory_format
 from .dtypes import KERNEL_DTYPES, dtype_name
 from .params import InceptionParams
+from .thread_stacks import ThreadStack
 
 Tensor = torch.Tensor
 
@@ -211,7 +212,7 @@ class LaunchCount:
 
 
 # the LaunchCounts being filled in each thread (innermost last)
-_counting = threading.local()
+_counting = ThreadStack()
 
 
 @contextlib.contextmanager
@@ -227,17 +228,12 @@ def count_launches() -> Iterator[LaunchCount]:
     nothing, the aten path counts nothing, and neither do replays of a captured CUDA graph (no
     Python runs then). Nested blocks each count.
     """
-    count = LaunchCount()
-    stack = _counting.__dict__.setdefault("stack", [])
-    stack.append(count)
-    try:
+    with _counting.pushed(LaunchCount()) as count:
         yield count
-    finally:
-        stack.remove(count)
 
 
 def _note_launches(kernel: str, launches: int) -> None:
-    for count in getattr(_counting, "stack", ()):
+    for count in _counting.items():
         setattr(count, kernel, getattr(count, kernel) + launches)
 
 

@@ -62,7 +62,6 @@ Observing the dispatch: ``record_paths()`` records which of these paths each cal
 from __future__ import annotations
 
 import contextlib
-import threading
 import warnings
 from collections.abc import Iterator
 
@@ -80,6 +79,7 @@ from .matching import InceptionMatch, match_inception
 from .params import CAT_ORDER, InceptionParams
 from .selection import block_shape, call_mode, choose_tactic
 from .tactics import ATEN, BN_TRAINING, MODULES, Choice
+from .thread_stacks import ThreadStack
 
 Tensor = torch.Tensor
 
@@ -87,7 +87,7 @@ Tensor = torch.Tensor
 PATHS = ("fused", "aten", "bn_train", "modules")
 
 # the lists record_paths fills in each thread (innermost last)
-_recording = threading.local()
+_recording = ThreadStack()
 
 
 @contextlib.contextmanager
@@ -105,16 +105,12 @@ def record_paths() -> Iterator[list[tuple[str, torch.dtype]]]:
     fallback; the input's dtype). Nested blocks each record.
     """
     calls: list[tuple[str, torch.dtype]] = []
-    stack = _recording.__dict__.setdefault("stack", [])
-    stack.append(calls)
-    try:
+    with _recording.pushed(calls):
         yield calls
-    finally:
-        stack.remove(calls)
 
 
 def _note_path(path: str, dtype: torch.dtype) -> None:
-    for calls in getattr(_recording, "stack", ()):
+    for calls in _recording.items():
         calls.append((path, dtype))
 
 

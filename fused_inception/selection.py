@@ -23,9 +23,8 @@ tactic it was traced with (as it keeps the Triton interpreter flag).
 from __future__ import annotations
 
 import contextlib
-import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -35,6 +34,7 @@ from .forward import gpu_name, interpreter_enabled
 from .kernels.tuned_configs import TunedTable, tuned_table
 from .tactics import (BN_TRAINING, CPU_FASTEST, FORMAT_NAMES, FROZEN_BN_TRAINING, INFERENCE, MODES, TACTICS,
                       TRITON_MIN_CAPABILITY, Choice, TacticKey, batch_bucket, select_tactic)
+from .thread_stacks import ThreadStack
 
 Tensor = torch.Tensor
 
@@ -46,37 +46,23 @@ class UntunedGPUWarning(UserWarning):
 
 
 _untuned_warned = False
-_overrides = threading.local()
+# this thread's overrides, innermost last
+_forced = ThreadStack()
+_tables = ThreadStack()
 
 
-def _innermost(name: str):
-    """The innermost override ``name`` of this thread, or None."""
-    stack = getattr(_overrides, name, None)
-    return stack[-1] if stack else None
-
-
-@contextlib.contextmanager
-def _pushed(name: str, value) -> Iterator[None]:
-    stack = _overrides.__dict__.setdefault(name, [])
-    stack.append(value)
-    try:
-        yield
-    finally:
-        stack.pop()
-
-
-def force_tactic(tactic: str) -> contextlib.AbstractContextManager[None]:
+def force_tactic(tactic: str) -> contextlib.AbstractContextManager[str]:
     """Run every FusedInception call of this thread inside the ``with`` block as ``tactic``
     ("triton", "aten" or "modules"; innermost wins)."""
     if tactic not in TACTICS:
         raise ValueError(f"unknown tactic {tactic!r}; expected one of {list(TACTICS)}")
-    return _pushed("forced", tactic)
+    return _forced.pushed(tactic)
 
 
-def use_tuned_table(table: TunedTable) -> contextlib.AbstractContextManager[None]:
+def use_tuned_table(table: TunedTable) -> contextlib.AbstractContextManager[TunedTable]:
     """Read recorded winners from ``table`` on every device (CPU included) inside the ``with``
     block, instead of the GPU's tuned file (innermost wins)."""
-    return _pushed("tables", table)
+    return _tables.pushed(table)
 
 
 def block_shape(units: Mapping[str, tuple[nn.Conv2d, nn.Module | None]]) -> tuple[int, ...]:
@@ -96,7 +82,7 @@ def call_mode(batch_stats: bool, needs_grad: bool) -> str:
 
 def choose_tactic(x: Tensor, dtype: torch.dtype, mode: str, block: tuple[int, ...]) -> Choice:
     """The tactic for one call of a block of shape ``block`` on ``x`` computed in ``dtype``."""
-    forced = _innermost("forced")
+    forced = _forced.innermost()
     if forced is not None:
         return Choice(forced, "forced (selection.force_tactic)")
     cuda = x.device.type == "cuda"
@@ -111,7 +97,7 @@ def choose_for_device(device_type: str, capability: tuple[int, int] | None, gpu:
                       interpreter: bool) -> Choice:
     """``select_tactic`` with the recorded winner looked up (``use_tuned_table``'s table, else the
     GPU's tuned file on CUDA), warning once per process on a GPU without a record."""
-    table = _innermost("tables")
+    table = _tables.innermost()
     if table is None and device_type == "cuda" and gpu:
         table = tuned_table(gpu)
     facts = (device_type, capability, gpu, dtype, batch_bucket(batch), memory_format, mode, block, interpreter,
@@ -174,7 +160,7 @@ def current_gpu_table() -> tuple[str | None, TunedTable | None]:
     """(GPU name, its tuned table or None) that this thread's calls would read records from:
     ``use_tuned_table``'s table, else the current CUDA device's tuned file; (None, None) without
     either."""
-    table = _innermost("tables")
+    table = _tables.innermost()
     if table is not None:
         return table.gpu, table
     if not torch.cuda.is_available():
