@@ -12,6 +12,7 @@ the Triton interpreter.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -22,7 +23,7 @@ from fused_inception.aten_forward import aten_forward, aten_inception_forward, a
 from fused_inception.folding import params_from_units, params_of_reference_block, units_of_reference_block
 from fused_inception.models.randomize import random_block
 from fused_inception.params import WEIGHT_FIELDS, InceptionParams
-from fused_inception.tolerances import assert_close, assert_close_to_baseline, assert_same_nonfinite, tolerance_key
+from fused_inception.tolerances import BASELINE_FACTOR, TOLERANCES, assert_close, assert_same_nonfinite, compare, tolerance_key
 from fused_inception.spec import InceptionSpec, googlenet_spec
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -135,6 +136,45 @@ def _reference_with_grads(block: torch.nn.Module, x: torch.Tensor, grad_out: tor
     return out, {"x": x.grad, **{name: p.grad for name, p in block.named_parameters()}}
 
 
+def _fold_cancellation(block: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> dict[str, float]:
+    """Per BN weight (gamma) of a float64 block: how much folding BN into the conv amplifies the
+    rounding of that gradient.
+
+    The unfused BN computes d gamma_c = sum_pixels g_c * (u_c - mean_c) / std_c from its input u
+    (the conv's output) and output gradient g. The fold has no u: autograd through w' = w * s,
+    b' = (b - mean) * s + beta gives d gamma_c = (A_c - B_c) / std_c with A_c = sum g_c * u_c
+    (through the folded conv's weight gradient) and B_c = mean_c * sum g_c (through its bias),
+    each a float32 sum rounded at the scale of |A_c| + |B_c|. Returns
+    ||(|A| + |B|)|| / ||A - B||, the factor by which that cancellation can exceed the unfused
+    block's own relative error (1 when there is none).
+    """
+    taps: dict[str, dict[str, torch.Tensor]] = {}
+    handles = []
+    for name, module in block.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            tap = taps.setdefault(f"{name}.weight", {"bn": module})
+
+            def record(m, inputs, out, tap=tap):
+                tap["u"] = inputs[0].detach()
+                out.register_hook(lambda grad: tap.__setitem__("g", grad))
+                return out.clone()  # the block's in-place ReLU then writes the copy
+
+            handles.append(module.register_forward_hook(record))
+    try:
+        _reference_with_grads(block, x, grad_out)
+    finally:
+        for handle in handles:
+            handle.remove()
+    factors = {}
+    for name, tap in taps.items():
+        g, u, mean = tap["g"], tap["u"], tap["bn"].running_mean.view(1, -1, 1, 1)
+        a = (g * u).sum((0, 2, 3))
+        b = (mean * g).sum((0, 2, 3))
+        diff = torch.linalg.vector_norm(a - b)
+        factors[name] = float(torch.linalg.vector_norm(a.abs() + b.abs()) / diff) if diff > 0 else 1.0
+    return factors
+
+
 # Gradients in float32 (float64: gradcheck below). Not fp16 against float64 at its forward
 # tolerance: an fp16 input rounds some 3x3 pool windows into ties and some pre-activations across
 # zero, and each such event moves a gradient by up to 3e-2 relative, in the unfused fp16 modules as
@@ -157,13 +197,21 @@ def test_gradients(relu, dtype, layout, fold, gen):
     assert_close(out, ref, key, "output")
     # gradients that sum over every pixel (BN gamma and beta, conv weights) carry the rounding of
     # those sums: held, as the library's other gradient tests are, to the larger of the dtype's
-    # tolerance and BASELINE_FACTOR x the unfused block's own error in the same dtype
+    # tolerance and BASELINE_FACTOR x the unfused block's own error in the same dtype; a BN weight's
+    # baseline error is scaled by the fold's cancellation for it (_fold_cancellation: a property of
+    # folding BN on the autograd path, documented in docs/DESIGN.md, seen at up to 3.3x the unfused
+    # error where the true gradient is 1/50 of its neighbours')
     _, plain_grads = _reference_with_grads(copy.deepcopy(block), _layout(x64.to(device=DEVICE, dtype=dtype), layout),
                                            grad_out.to(device=DEVICE, dtype=dtype))
+    cancellation = _fold_cancellation(copy.deepcopy(ref_block), x64, grad_out)
     assert grads.keys() == ref_grads.keys()
     for name, ref_grad in ref_grads.items():
         assert grads[name] is not None, name
-        assert_close_to_baseline(grads[name], ref_grad, plain_grads[name], key, f"grad {name} ({dtype}, {layout})")
+        own = compare(plain_grads[name], ref_grad, key).rel_error * cancellation.get(name, 1.0)
+        result = dataclasses.replace(compare(grads[name], ref_grad, key),
+                                     tolerance=max(TOLERANCES[key], BASELINE_FACTOR * own))
+        assert result.passed, (f"grad {name} ({dtype}, {layout}): {result}; baseline {own:.3e} "
+                               f"(fold cancellation x{cancellation.get(name, 1.0):.1f})")
 
 
 def test_gradcheck_float64(gen):
