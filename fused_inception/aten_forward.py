@@ -9,7 +9,8 @@ Four convolutions instead of six, and no BatchNorm:
 * the 3x3/1 max-pool (padding 1 with -inf, as nn.MaxPool2d) feeds the 1x1 pool projection;
 * ReLU (when the block has it) runs in place on each conv's fresh output;
 * the four results are concatenated in ``params.cat_order`` into an output in
-  ``block_io.output_memory_format(x)`` (channels_last exactly when the input is only channels_last).
+  ``block_io.output_memory_format(x)`` (channels_last exactly when the input is only channels_last);
+  on the CPU all of it computes in channels_last (``block_io.aten_compute_layout``).
 
 Numerics: each conv accumulates as cuDNN/oneDNN does for the dtype and rounds its result to the
 input dtype, so the reduced tensors are rounded to the input dtype before the k x k convs, as the
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .folding import UNIT_NAMES, ConvUnit, fold_conv_unit
-from .block_io import check_input_shape, output_memory_format
+from .block_io import aten_compute_layout, check_input_shape, output_memory_format
 from .params import CAT_ORDER, InceptionParams
 
 Tensor = torch.Tensor
@@ -126,6 +127,8 @@ def aten_inception_forward(x: Tensor, weights: AtenWeights) -> Tensor:
     ``block_io.output_memory_format(x)``.
     """
     check_aten_inputs(x, weights)
+    out_format = output_memory_format(x)
+    x = aten_compute_layout(x)
 
     def act(t: Tensor) -> Tensor:
         # in place: each t is a conv's own fresh output, and conv backward needs its input, not
@@ -141,7 +144,7 @@ def aten_inception_forward(x: Tensor, weights: AtenWeights) -> Tensor:
         "pool_proj": act(F.conv2d(F.max_pool2d(x, 3, 1, 1), weights.w_pool, weights.b_pool)),
     }
     out = torch.cat([results[name] for name in weights.cat_order], dim=1)
-    return out.contiguous(memory_format=output_memory_format(x))
+    return out.contiguous(memory_format=out_format)
 
 
 def aten_forward(x: Tensor, params: InceptionParams) -> Tensor:

@@ -1,6 +1,7 @@
-"""What every tactic of a fused block takes and gives: the input-shape check and the output's
-memory format. Shared by the kernels' forward (forward.py), the aten tactic (aten_forward.py),
-the BN-training op and the module, so that each path refuses and lays out the same way.
+"""What every tactic of a fused block takes and gives: the input-shape check, the output's
+memory format, and the layout the aten tactics compute in. Shared by the kernels' forward
+(forward.py), the aten tactics (aten_forward.py, aten_bn_forward.py), the BN-training op and the
+module, so that each path refuses and lays out the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ def output_memory_format(x: Tensor) -> torch.memory_format:
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format
+
+
+def aten_compute_layout(x: Tensor) -> Tensor:
+    """``x`` in the layout the aten tactics compute in: channels_last on the CPU, where oneDNN runs
+    GoogLeNet's block convs 1.1-2.3x faster in it than in NCHW (block-level timings in
+    tactics.CPU_FASTEST's notes), so an NCHW call costs one copy in and one out; elsewhere as given
+    (on a GPU, cuDNN's layout choice is left to a tuned measurement). The result of a tactic is laid
+    out by ``output_memory_format`` of the caller's ``x``, whatever it computed in."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
 
 
 def check_input_shape(x: Tensor, in_channels: int) -> None:

@@ -33,19 +33,15 @@ def _hook_name(hook) -> str:
     return getattr(hook, "__qualname__", None) or type(hook).__name__
 
 
-def has_hooks(block: nn.Module) -> bool:
-    """Whether any hook would fire when ``block`` runs its original modules. Runs on every fused
-    call, so it spells out the attributes of _KINDS and _GLOBAL_KINDS and builds no strings."""
+def has_hooks(modules: list[nn.Module]) -> bool:
+    """Whether any hook would fire when a block whose modules are ``modules`` (the block itself
+    and every module under it) runs them. Runs on every fused call, so it spells out the
+    attributes of _KINDS and _GLOBAL_KINDS and builds no strings."""
     if (nn_module._global_forward_pre_hooks or nn_module._global_forward_hooks
             or nn_module._global_backward_pre_hooks or nn_module._global_backward_hooks):
         return True
-    stack = [block]  # not block.modules(): its de-duplicating generator costs more than the checks
-    while stack:
-        m = stack.pop()
-        if m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks or m._backward_hooks:
-            return True
-        stack.extend(child for child in m._modules.values() if child is not None)
-    return False
+    return any(m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks or m._backward_hooks
+               for m in modules)
 
 
 def describe_hooks(block: nn.Module) -> list[str]:

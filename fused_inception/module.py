@@ -16,6 +16,8 @@ rules; a GPU without a record warns once per process, ``selection.UntunedGPUWarn
   conv, PyTorch's own convs); its conv-layout weights are cached beside the folded weights (rules
   below), and folded inside the call (``aten_weights_from_units``) where those are; in BN training
   the BN-training op;
+* ``aten-bn``: ``aten_bn_forward.aten_bn_forward`` (every BatchNorm kept, in its own mode; the
+  three input 1x1 convs as one conv and their BNs as one): any mode, meant for the training ones;
 * ``modules``: the block's original modules.
 
 ``last_tactic`` holds the (tactic, reason) of the latest eager call; ``record_paths()`` records the
@@ -29,8 +31,8 @@ Modes — each BatchNorm's own ``training`` flag decides for its conv unit, as i
   tactic). BN is folded with its running statistics; no buffer changes. Without autograd, the folded
   weights are cached per (dtype, device) and re-folded when any parameter or buffer changes: the
   cache is keyed on each tensor's ``_version`` (bumped by every in-place op: optimizer steps,
-  load_state_dict, ``copy_``), storage address, dtype and device, and keeps the storages it was
-  built from alive so an address cannot be reused. Writes through ``tensor.data`` bypass version
+  load_state_dict, ``copy_``), data address and dtype (a tensor moved to another device has
+  another address), and keeps the storages it was built from alive so an address cannot be reused. Writes through ``tensor.data`` bypass version
   counting: call ``invalidate_cache()`` after those. With autograd, while torch.compile traces, and
   while a conv or BN is parametrized (``torch.nn.utils.parametrize``: weight_norm, spectral_norm,
   ...), the weights are folded inside the call instead, each parametrized weight read exactly once
@@ -55,7 +57,7 @@ weight cache out (it is rebuilt on the first call; ``has_cached_weights`` tells)
 exactly the block's entries.
 
 Observing the dispatch: ``record_paths()`` records which of these paths each call takes
-("fused", "aten", "bn_train" or "modules"); ``last_tactic`` says which tactic and why;
+("fused", "aten", "aten_bn", "bn_train" or "modules"); ``last_tactic`` says which tactic and why;
 ``forward.count_launches()`` counts the kernel launches.
 """
 
@@ -69,6 +71,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .aten_bn_forward import aten_bn_forward
 from .aten_forward import AtenWeights, aten_inception_forward, aten_weights, aten_weights_from_units
 from .block_io import check_input_shape
 from .bn_train import inception_block_bn_train
@@ -78,13 +81,13 @@ from .hooks import FusedFallbackWarning, describe_hooks, has_hooks
 from .matching import InceptionMatch, match_inception
 from .params import CAT_ORDER, InceptionParams
 from .selection import block_shape, call_mode, choose_tactic
-from .tactics import ATEN, BN_TRAINING, MODULES, Choice
+from .tactics import ATEN, ATEN_BN, BN_TRAINING, MODULES, Choice
 from .thread_stacks import ThreadStack
 
 Tensor = torch.Tensor
 
 # the paths a FusedInception call can take (the module docstring says when each is taken)
-PATHS = ("fused", "aten", "bn_train", "modules")
+PATHS = ("fused", "aten", "aten_bn", "bn_train", "modules")
 
 # the lists record_paths fills in each thread (innermost last)
 _recording = ThreadStack()
@@ -100,8 +103,9 @@ def record_paths() -> Iterator[list[tuple[str, torch.dtype]]]:
 
     Each call appends ``(path, compute dtype)``: ``"fused"`` (the folded
     ``fused_inception::inception_block`` op: tactic triton), ``"aten"`` (the aten tactic with
-    folded BN), ``"bn_train"`` (the ``fused_inception::inception_block_bn_train`` op: BN training
-    on tactic triton or aten) or ``"modules"`` (the block's original modules, tactic modules or a
+    folded BN), ``"aten_bn"`` (the aten-bn tactic: BatchNorms kept), ``"bn_train"`` (the
+    ``fused_inception::inception_block_bn_train`` op: BN training on tactic triton or aten) or
+    ``"modules"`` (the block's original modules, tactic modules or a
     fallback; the input's dtype). Nested blocks each record.
     """
     calls: list[tuple[str, torch.dtype]] = []
@@ -194,56 +198,72 @@ class FusedInception(nn.Module):
     def extra_repr(self) -> str:
         return f"fused={type(self._block).__name__}, relu={self.match.relu}"
 
-    def _tensors(self) -> list[Tensor]:
-        """Every parameter and buffer of the block, read straight from the modules' dicts in a
-        fixed order (this runs on every cached call: named_parameters' de-duplicating generators
-        cost ~60 us a block)."""
-        tensors, stack = [], [self._block]
+    def _modules_now(self) -> list[nn.Module]:
+        """The block's modules, walked straight through the modules' dicts (this runs on every
+        call: named_modules' de-duplicating generator costs several times more)."""
+        modules, stack = [], [self._block]
         while stack:
             module = stack.pop()
+            modules.append(module)
+            stack += [child for child in module._modules.values() if child is not None]
+        return modules
+
+    @staticmethod
+    def _tensors(modules: list[nn.Module]) -> list[Tensor]:
+        """Every parameter and buffer of ``modules`` (``_modules_now``), in a fixed order."""
+        tensors = []
+        for module in modules:
             tensors += [t for t in module._parameters.values() if t is not None]
             tensors += [t for t in module._buffers.values() if t is not None]
-            stack += [child for child in module._modules.values() if child is not None]
         return tensors
 
-    def _fold_in_call(self, units: dict) -> bool:
+    def _fold_in_call(self, modules: list[nn.Module]) -> bool:
         """Whether the weights must be folded inside the call: autograd needs the graph, the
         compiler traces it, or a parametrization computes a weight on every read."""
-        needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        parametrized = any(parametrize.is_parametrized(m) for unit in units.values() for m in unit if m is not None)
-        return needs_graph or parametrized or torch.compiler.is_compiling()
+        if torch.compiler.is_compiling():
+            return True
+        # parametrize keeps a module's parametrizations in its "parametrizations" child
+        if any("parametrizations" in m._modules for m in modules):
+            return True
+        return torch.is_grad_enabled() and any(
+            p.requires_grad for m in modules for p in m._parameters.values() if p is not None)
 
     def folded_params(self, dtype: torch.dtype, device: torch.device) -> InceptionParams:
         """Folded weights in kernel layout (every BN with its running statistics); cached unless
         autograd, the compiler or a parametrization needs them folded in the call."""
-        return self._folded_params(self.match.conv_units(self), dtype, device)
+        return self._folded_params(self.match.conv_units(self), dtype, device, self._modules_now())
 
-    def _folded_params(self, units: dict, dtype: torch.dtype, device: torch.device) -> InceptionParams:
-        if self._fold_in_call(units):
+    def _folded_params(self, units: dict, dtype: torch.dtype, device: torch.device,
+                       modules: list[nn.Module]) -> InceptionParams:
+        if self._fold_in_call(modules):
             # folded again every call, inside the graph: float32 keeps that cheap
             return params_from_units(units, self.match.relu, dtype, self.match.cat_order, fold_dtype=torch.float32)
-        return self._cached(units, dtype, device)[2]
+        return self._cached(units, dtype, device, modules)[2]
 
     def aten_weights(self, dtype: torch.dtype, device: torch.device) -> AtenWeights:
         """The aten tactic's folded weights in conv layout: cached beside ``folded_params`` (same
         rules), else folded straight into the conv layout inside the call."""
-        return self._aten_weights(self.match.conv_units(self), dtype, device)
+        return self._aten_weights(self.match.conv_units(self), dtype, device, self._modules_now())
 
-    def _aten_weights(self, units: dict, dtype: torch.dtype, device: torch.device) -> AtenWeights:
-        if self._fold_in_call(units):
+    def _aten_weights(self, units: dict, dtype: torch.dtype, device: torch.device,
+                      modules: list[nn.Module]) -> AtenWeights:
+        if self._fold_in_call(modules):
             return aten_weights_from_units(units, self.match.relu, dtype, self.match.cat_order,
                                            fold_dtype=torch.float32)
-        cache = self._cached(units, dtype, device)
+        cache = self._cached(units, dtype, device, modules)
         if cache[3] is None:
             with torch.inference_mode(False), torch.no_grad():
                 cache = cache[:3] + (aten_weights(cache[2]),)
             self._cache = cache  # a new entry as a whole, as _cached replaces it
         return cache[3]
 
-    def _cached(self, units: dict, dtype: torch.dtype, device: torch.device) -> tuple:
+    def _cached(self, units: dict, dtype: torch.dtype, device: torch.device, modules: list[nn.Module]) -> tuple:
         """The current cache entry for (dtype, device), re-folded when a weight changed."""
-        tensors = self._tensors()
-        key = (dtype, device) + tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        tensors = self._tensors(modules)
+        # (address, version, dtype) per tensor: a tensor moved to another device has another
+        # address (CUDA's unified addressing), and no address is reused while the entry keeps
+        # its storage alive
+        key = (dtype, device) + tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
         cache = self._cache  # read once: another thread may replace it meanwhile
         if cache is None or cache[0] != key:
             # normal tensors even under inference_mode: a later autograd forward may save them
@@ -257,7 +277,8 @@ class FusedInception(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         units = self.match.conv_units(self)
         check_input_shape(x, units["branch1"][0].in_channels)
-        if has_hooks(self._block):
+        modules = self._modules_now()
+        if has_hooks(modules):
             warnings.warn(FusedFallbackWarning(
                 "FusedInception runs its original modules for this call, so that these hooks fire: "
                 + "; ".join(describe_hooks(self._block))), stacklevel=2)
@@ -271,20 +292,26 @@ class FusedInception(nn.Module):
         if any(batch_stats) and not all(bn is not None for bn in bns):
             return self._run_block(x, Choice(MODULES, "batch statistics with BatchNorm on some convs only"))
         dtype = self._compute_dtype(x, units["branch1"][0])
-        needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(
+            p.requires_grad for m in modules for p in m._parameters.values() if p is not None))
         mode = call_mode(any(batch_stats), needs_grad)
         choice = choose_tactic(x, dtype, mode, block_shape(units))
         if choice.tactic == MODULES:
             return self._run_block(x, choice)
         self._note_tactic(choice)
+        if choice.tactic == ATEN_BN and any(bn is None for bn in bns) and not all(bn is None for bn in bns):
+            return self._run_block(x, Choice(MODULES, "aten-bn needs BatchNorm on all six convs or on none"))
+        if choice.tactic == ATEN_BN:
+            _note_path("aten_bn", dtype)
+            return aten_bn_forward(x.to(dtype), units, self.match.relu, self.match.cat_order)
         if mode == BN_TRAINING:
             return self._forward_batch_stats(x.to(dtype), dtype, units, batch_stats)
         x = x.to(dtype)
         if choice.tactic == ATEN:
-            weights = self._aten_weights(units, dtype, x.device)
+            weights = self._aten_weights(units, dtype, x.device, modules)
             _note_path("aten", dtype)
             return aten_inception_forward(x, weights)
-        params = self._folded_params(units, dtype, x.device)
+        params = self._folded_params(units, dtype, x.device, modules)
         _note_path("fused", dtype)
         return inception_block(x, *op_arguments(params))
 

@@ -8,11 +8,14 @@ parity at tolerances.TOLERANCES):
 * ``aten``: aten_forward.py: BN folded, the three input 1x1 convs as one conv, the k x k convs and
   the pool projection on cuDNN/oneDNN, autograd for the backward. In BN training (batch statistics)
   the aten tactic is the BN-training op (bn_train.py), which is built from aten ops as well;
+* ``aten-bn``: aten_bn_forward.py: every BatchNorm kept as one (batch or running statistics, no
+  fold), the three input 1x1 convs as one conv and their BNs as one batch_norm, autograd for the
+  backward: the training modes;
 * ``modules``: the block's original modules, unfused.
 
 Modes (MODES): ``inference`` (every BN in eval, no autograd), ``frozen-bn-training`` (autograd
-through BN folded with running statistics), ``bn-training`` (some BN uses batch statistics:
-Triton has no kernel for it, so only ``aten`` and ``modules``).
+with BN in eval), ``bn-training`` (some BN uses batch statistics: Triton has no kernel for it,
+so only ``aten``, ``aten-bn`` and ``modules``).
 
 The policy (``select_tactic``), first rule that applies:
 
@@ -45,7 +48,7 @@ from .kernels.tuned_configs import TACTICS_BY_MODE as _TACTICS_BY_MODE
 # the names a tuned file records (their home is kernels/tuned_configs.py, which cannot import this
 # module): tactics, modes, which tactics can run each mode, batch bucket labels
 TACTICS: tuple[str, ...] = TACTIC_NAMES
-TRITON, ATEN, MODULES = TACTICS
+TRITON, ATEN, ATEN_BN, MODULES = TACTICS
 MODES: tuple[str, ...] = TACTIC_MODES
 INFERENCE, FROZEN_BN_TRAINING, BN_TRAINING = MODES
 TACTICS_BY_MODE: dict[str, tuple[str, ...]] = _TACTICS_BY_MODE
@@ -63,29 +66,27 @@ FORMAT_NAMES: dict[torch.memory_format, str] = {
     torch.contiguous_format: "nchw", torch.channels_last: "channels_last",
 }
 
-# The CPU default per (mode, memory format). Confirmed for the whole network on a quiet machine
-# (README "CPU figures", benchmarks/results/cpu-2core-29c826b.json: inference on aten 1.04-1.18x
-# eager with the same memory format at batch 1 and 8); chosen per block by these block-level runs:
-#   python benchmarks/aten_tactic_variants.py --runs 31              (inference)
-#   python benchmarks/aten_tactic_variants.py --training --runs 15   (frozen-BN training step)
-# torch 2.14.1 CPU, torch.set_num_threads(2), GoogLeNet blocks 3a/4d/5b at 28/14/7 px, batch 1 and
-# 8, NCHW and channels_last, eager torchvision block in eval vs the aten tactic, interleaved, on 2
-# cores shared with other jobs (load 4-5: medians carry IQRs as large as themselves):
-# * inference: aten's median faster than eager's in 11 of 12 cases (x0.77 at 3a batch 1 NCHW,
-#   x1.04-2.50 elsewhere); best-of-31 faster in 10 of 12 (slower: 3a batch 8 NCHW 94.5 vs 83.1 ms,
-#   5b batch 8 channels_last 44.3 vs 33.1 ms); a second run (``--runs 41 --only aten out-copy``):
-#   median faster in 11 of 12 (x0.68 at 5b batch 1 channels_last, x1.15-3.28 elsewhere),
-#   best-of-41 faster in 11 of 12 (slower: 4d batch 8 NCHW 130.3 vs 120.2 ms);
-# * frozen-BN training (BN folded per call on the autograd path): within the noise of eager
-#   (medians x0.69-1.44) and not re-measured quietly, so the modules stay the default;
-# * BN training: issue 13's measurement, the BN-training op at 0.55-0.82x eager -> the modules.
+# The CPU default per (mode, memory format), from whole-network runs of the README's "CPU figures"
+# command (torch 2.14.1 CPU, 2 threads, torchvision GoogLeNet 224x224, batch 1 and 8, each case's
+# methods timed in interleaved rounds, benchmarks/results/cpu-2core-*.json): fused / eager median
+# with the same memory format
+# * inference, aten: 1.02-1.37x (NCHW 1.35-1.37x: on the CPU the aten tactics compute in
+#   channels_last, block_io.aten_compute_layout);
+# * BN training and frozen-BN training, aten-bn: 1.00-1.17x (NCHW 1.06-1.17x, channels_last
+#   1.00-1.04x). Eager runs the very modules the modules tactic would (minus the wrapper), so
+#   aten-bn beat modules too; in frozen-BN training it also keeps BN's own gamma gradients, where
+#   aten's fold on the autograd path loses float32 digits when its two sums cancel (DESIGN.md).
+# Block-level support (3a/4d/5b, batch 1 and 8, forward + backward, interleaved): aten-bn
+# 1.04-1.13x the unfused block in BN training except 3a batch 8 channels_last (0.95-1.00x).
+# The aten tactic's own design choices (one input conv, relu_, cat, cached layouts) were timed per
+# block by benchmarks/aten_tactic_variants.py.
 CPU_FASTEST: dict[tuple[str, str], str] = {
     (INFERENCE, "nchw"): ATEN,
     (INFERENCE, "channels_last"): ATEN,
-    (FROZEN_BN_TRAINING, "nchw"): MODULES,
-    (FROZEN_BN_TRAINING, "channels_last"): MODULES,
-    (BN_TRAINING, "nchw"): MODULES,
-    (BN_TRAINING, "channels_last"): MODULES,
+    (FROZEN_BN_TRAINING, "nchw"): ATEN_BN,
+    (FROZEN_BN_TRAINING, "channels_last"): ATEN_BN,
+    (BN_TRAINING, "nchw"): ATEN_BN,
+    (BN_TRAINING, "channels_last"): ATEN_BN,
 }
 
 

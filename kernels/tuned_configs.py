@@ -55,11 +55,13 @@ from .configs import (INPUT_PRECISIONS, KERNEL_NAMES, PointwiseConfig, ReduceCon
 SCHEMA = 1
 
 # the tactic-record vocabulary (see the module docstring)
-TACTIC_NAMES: tuple[str, ...] = ("triton", "aten", "modules")
+TACTIC_NAMES: tuple[str, ...] = ("triton", "aten", "aten-bn", "modules")
 TACTIC_MODES: tuple[str, ...] = ("inference", "frozen-bn-training", "bn-training")
-# the tactics that can run each mode: Triton has no kernel for batch statistics
+# the tactics each mode's records may name: Triton has no kernel for batch statistics, and aten-bn
+# (BatchNorm kept, for training) runs inference too but can only lose there to aten's folded BN
 TACTICS_BY_MODE: dict[str, tuple[str, ...]] = {
-    "inference": TACTIC_NAMES, "frozen-bn-training": TACTIC_NAMES, "bn-training": ("aten", "modules"),
+    "inference": ("triton", "aten", "modules"), "frozen-bn-training": TACTIC_NAMES,
+    "bn-training": ("aten", "aten-bn", "modules"),
 }
 # batch bucket labels, in order (fused_inception.tactics.BATCH_BUCKETS gives their bounds)
 TACTIC_BATCH_BUCKETS: tuple[str, ...] = ("1", "2-16", "17-64", "65+")

@@ -74,7 +74,7 @@ def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, fused_p
     fused = fi.FusedInception.from_module(copy.deepcopy(block))
     before = {name: b.clone() for name, b in fused.named_buffers()}
     _step_and_compare(block, fused, gen)
-    assert _counts(fused_paths) == {"fused": 2, "aten": 0, "bn_train": 0, "modules": 0}  # the folded op, with autograd
+    assert _counts(fused_paths) == {"fused": 2, "aten": 0, "aten_bn": 0, "bn_train": 0, "modules": 0}  # the folded op, with autograd
     for name, b in fused.named_buffers():
         assert torch.equal(b, before[name]), name
 
@@ -92,7 +92,7 @@ def test_mixed_bn_modes_per_unit(mix, unit, gen, fused_paths):
     block.get_submodule(name).train(not training)
     fused.get_submodule(name).train(not training)
     _step_and_compare(block, fused, gen)
-    assert _counts(fused_paths) == {"fused": 0, "aten": 0, "bn_train": 2, "modules": 0}
+    assert _counts(fused_paths) == {"fused": 0, "aten": 0, "aten_bn": 0, "bn_train": 2, "modules": 0}
 
 
 @pytest.mark.parametrize("momentum", [None, 0.3], ids=["cumulative", "momentum-0.3"])
@@ -108,7 +108,7 @@ def test_momentum_in_mixed_modes(momentum, gen, fused_paths):
         block.get_submodule(_unit_bn(fused, unit)).eval()
         fused.get_submodule(_unit_bn(fused, unit)).eval()
     _step_and_compare(block, fused, gen, steps=3)
-    assert _counts(fused_paths) == {"fused": 0, "aten": 0, "bn_train": 3, "modules": 0}
+    assert _counts(fused_paths) == {"fused": 0, "aten": 0, "aten_bn": 0, "bn_train": 3, "modules": 0}
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
@@ -122,8 +122,8 @@ def test_track_running_stats_switched_off_after_fusing(training, gen, fused_path
     before = {name: b.clone() for name, b in fused.named_buffers()}
     _step_and_compare(block, fused, gen)
     # training: batch statistics, in the BN-training op; eval: the running statistics, folded
-    assert _counts(fused_paths) == ({"fused": 0, "aten": 0, "bn_train": 2, "modules": 0} if training else
-                     {"fused": 2, "aten": 0, "bn_train": 0, "modules": 0})
+    assert _counts(fused_paths) == ({"fused": 0, "aten": 0, "aten_bn": 0, "bn_train": 2, "modules": 0} if training else
+                     {"fused": 2, "aten": 0, "aten_bn": 0, "bn_train": 0, "modules": 0})
     bn = _unit_bn(fused, "conv5")
     for buffer in ("running_mean", "running_var", "num_batches_tracked"):
         key = f"{bn}.{buffer}"
@@ -140,7 +140,7 @@ def test_running_statistics_removed_after_fusing_runs_the_modules(training, gen,
         bn = module.get_submodule(_unit_bn(fused, "branch1"))
         bn.running_mean = bn.running_var = bn.num_batches_tracked = None
     _step_and_compare(block, fused, gen)
-    assert _counts(fused_paths) == {"fused": 0, "aten": 0, "bn_train": 0, "modules": 2}
+    assert _counts(fused_paths) == {"fused": 0, "aten": 0, "aten_bn": 0, "bn_train": 0, "modules": 2}
 
 
 def test_block_train_flag_alone_does_not_decide(gen):

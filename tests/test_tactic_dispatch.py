@@ -32,13 +32,13 @@ from fused_inception.models.randomize import random_block
 from fused_inception.module import record_paths
 from fused_inception.selection import (UntunedGPUWarning, block_shape, choose_for_device, force_tactic,
                                        tactic_lines, use_tuned_table)
-from fused_inception.tactics import (ATEN, BN_TRAINING, CPU_FASTEST, FROZEN_BN_TRAINING, INFERENCE, MODULES,
-                                     TRITON, TacticKey, batch_bucket)
+from fused_inception.tactics import (ATEN, ATEN_BN, BN_TRAINING, CPU_FASTEST, FROZEN_BN_TRAINING, INFERENCE,
+                                     MODULES, TRITON, TacticKey, batch_bucket)
 from fused_inception.tolerances import assert_close, assert_close_to_baseline
 
 SHAPE = (3, 8, 4, 5)
 # the record_paths path each tactic takes outside BN training
-PATH_OF = {TRITON: "fused", ATEN: "aten", MODULES: "modules"}
+PATH_OF = {TRITON: "fused", ATEN: "aten", ATEN_BN: "aten_bn", MODULES: "modules"}
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
@@ -71,7 +71,7 @@ def _table(records: dict[TacticKey, str], gpu: str = "Fake GPU") -> TunedTable:
 # --- each tactic, each mode, against float64 -------------------------------------------------
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
-@pytest.mark.parametrize("tactic", [TRITON, ATEN, MODULES])
+@pytest.mark.parametrize("tactic", [TRITON, ATEN, ATEN_BN, MODULES])
 def test_inference_under_each_tactic(tactic, fmt, gen, cpu):
     block = _block(gen, INFERENCE)
     fused = fi.FusedInception.from_module(copy.deepcopy(block))
@@ -85,7 +85,7 @@ def test_inference_under_each_tactic(tactic, fmt, gen, cpu):
     assert_close(out, copy.deepcopy(block).double()(x64), "float32", f"{tactic} {fmt}")
 
 
-@pytest.mark.parametrize("tactic", [TRITON, ATEN, MODULES])
+@pytest.mark.parametrize("tactic", [TRITON, ATEN, ATEN_BN, MODULES])
 @pytest.mark.parametrize("mode", [FROZEN_BN_TRAINING, BN_TRAINING])
 def test_training_steps_under_each_tactic(mode, tactic, gen, cpu):
     """Two forward/backward steps: outputs and buffers to the fp32 tolerance, input and parameter
@@ -95,7 +95,8 @@ def test_training_steps_under_each_tactic(mode, tactic, gen, cpu):
     fused = fi.FusedInception.from_module(copy.deepcopy(block))
     ref, plain = copy.deepcopy(block).double(), copy.deepcopy(block)
     before = {name: b.clone() for name, b in fused.named_buffers()}
-    expected = PATH_OF[tactic] if mode != BN_TRAINING or tactic == MODULES else "bn_train"
+    # triton and aten have no BN-training form of their own: both run the BN-training op
+    expected = "bn_train" if mode == BN_TRAINING and tactic in (TRITON, ATEN) else PATH_OF[tactic]
     for step in range(2):
         x = random_input(SHAPE, gen)
         grad_out = torch.randn((SHAPE[0], WIDE.out_channels, *SHAPE[2:]), generator=gen, dtype=torch.float64)
@@ -137,7 +138,7 @@ def test_cpu_runs_its_measured_default(mode, fmt, gen, cpu):
     tactic = CPU_FASTEST[(mode, fmt)]
     assert fused.last_tactic[0] == tactic
     assert "committed CPU measurement" in fused.last_tactic[1]
-    expected = "bn_train" if mode == BN_TRAINING and tactic != MODULES else PATH_OF[tactic]
+    expected = "bn_train" if mode == BN_TRAINING and tactic in (TRITON, ATEN) else PATH_OF[tactic]
     assert calls == [(expected, torch.float32)]
 
 

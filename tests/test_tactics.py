@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fused_inception import tactics
-from fused_inception.tactics import (ATEN, BN_TRAINING, FROZEN_BN_TRAINING, INFERENCE, MODES, MODULES, TRITON,
+from fused_inception.tactics import (ATEN, ATEN_BN, BN_TRAINING, FROZEN_BN_TRAINING, INFERENCE, MODES, MODULES, TRITON,
                                      TacticKey, batch_bucket, select_tactic)
 
 NCHW, CL = torch.contiguous_format, torch.channels_last
@@ -31,16 +31,19 @@ def test_interpreter_flag_does_not_touch_a_gpu():
 
 
 @pytest.mark.parametrize("device, capability", [("cuda", (9, 0)), ("cuda", (7, 0)), ("cpu", None)])
-@pytest.mark.parametrize("winner", [TRITON, ATEN, MODULES])
-def test_recorded_winner_wins(device, capability, winner):
-    choice = select(device=device, capability=capability, batch=3, dtype=torch.bfloat16, winner=winner)
+@pytest.mark.parametrize("winner, mode", [(TRITON, INFERENCE), (ATEN, INFERENCE), (MODULES, INFERENCE),
+                                          (ATEN_BN, FROZEN_BN_TRAINING), (ATEN_BN, BN_TRAINING)])
+def test_recorded_winner_wins(device, capability, winner, mode):
+    choice = select(device=device, capability=capability, batch=3, dtype=torch.bfloat16, winner=winner, mode=mode)
     assert choice.tactic == winner
-    assert choice.reason == "tuned winner for bfloat16, batch 2-16, inference"
+    assert choice.reason == f"tuned winner for bfloat16, batch 2-16, {mode}"
 
 
 def test_winner_that_cannot_run_the_mode_is_refused():
     with pytest.raises(ValueError, match="cannot run mode 'bn-training'"):
         select(mode=BN_TRAINING, winner=TRITON)
+    with pytest.raises(ValueError, match="cannot run mode 'inference'"):
+        select(mode=INFERENCE, winner=ATEN_BN)
     with pytest.raises(ValueError, match="cannot run mode"):
         select(winner="cudnn")
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from fused_inception import tolerances
+from fused_inception.tactics import CPU_FASTEST, FROZEN_BN_TRAINING, INFERENCE
 from fused_inception.tools import parity
 from fused_inception.tools.bench import command as bench
 from fused_inception.tools.bench import run as bench_run
@@ -68,13 +69,14 @@ def test_bench_json(bench_json):
             assert r["p20_ms"] <= r["median_ms"] <= r["p80_ms"]
         assert case["speedup"]["fused"]["eager"] > 0
         # each fused result says what every block ran and why; on the CPU the committed defaults
-        # (interpreter off while bench times): aten in inference, the modules in frozen-BN training
+        # (interpreter off while bench times): tactics.CPU_FASTEST of the mode and memory format
         blocks = ["3a"] if case["scope"] == "3a" else list(report["block_input_shapes"])
         for name in ("fused", "fused-cl"):
             ran = res[name]["tactics"]
             assert list(ran) == blocks
             if not CUDA:
-                expected = {"infer": "aten", "finetune": "modules"}[case["mode"]]
+                mode = {"infer": INFERENCE, "finetune": FROZEN_BN_TRAINING}[case["mode"]]
+                expected = CPU_FASTEST[(mode, "channels_last" if name == "fused-cl" else "nchw")]
                 assert {r["tactic"] for r in ran.values()} == {expected}
                 assert all("committed CPU measurement" in r["reason"] for r in ran.values())
         assert "tactics" not in res["eager"]
@@ -244,3 +246,25 @@ def test_tactic_summary_groups_blocks_by_tactic_and_reason():
     assert tactic_summary(ran) == f"aten (3a,4a): r1; modules (3b): r2; unknown (4b): {NOT_RECORDED}"
     assert tactic_summary(ran, reasons=False) == "aten (3a,4a); modules (3b); unknown (4b)"
     assert tactic_summary({}) == "-"
+
+
+def test_cpu_methods_are_timed_in_rotating_rounds(monkeypatch):
+    """measure_interleaved: one call per method per round, the round's first method moving one
+    along each round; a method that fails mid-run leaves the rounds with its error."""
+    calls = []
+
+    def fake_prepare(setup, name, compile_mode):
+        def fn(i):
+            if name == "broken" and i >= 2:
+                raise RuntimeError("boom")
+            calls.append(name)
+        return fn, {}
+
+    monkeypatch.setattr(bench_timing, "prepare_call", fake_prepare)
+    setup = argparse.Namespace(case=argparse.Namespace(mode="train", batch=2), device="cpu")
+    settings = {"compile_mode": "default", "warmup": 1, "repeat": 3, "rep_ms": 0.0}
+    results = bench_timing.measure_interleaved(setup, ["eager", "fused", "broken"], settings)
+    # warm-up round, then rounds starting at eager, fused, eager (broken gone after its first round)
+    assert calls == ["eager", "fused", "broken", "eager", "fused", "broken", "fused", "eager", "eager", "fused"]
+    assert results["broken"] == {"error": "RuntimeError: boom"}
+    assert [results[name]["n"] for name in ("eager", "fused")] == [3, 3]

@@ -29,12 +29,12 @@ beyond what was resident before it (GPU: ``torch.cuda.max_memory_allocated``; CU
 during capture; CPU: n/a, PyTorch keeps no CPU allocator statistics). Inference outputs of every method are checked against eager's (a sanity check; the
 parity command is the numerical evidence).
 
-Each fused block runs a tactic (``fused_inception.tactics``: the Triton kernels, the aten tactic
-or its original modules), chosen per call; the report says which each block ran, and why, per case
+Each fused block runs a tactic (``fused_inception.tactics``: the Triton kernels, the aten tactic,
+aten-bn or its original modules), chosen per call; the report says which each block ran, and why, per case
 and fused method. On the CPU this command keeps the Triton interpreter off while it runs, so the
 fused blocks run the CPU's default tactics, chosen by a committed measurement (``tactics.CPU_FASTEST``:
-the aten tactic in inference, the original modules in training): those are real CPU figures of
-eager vs fused, not of the Triton kernels. torch.compile is slow to compile on the CPU and is left out there unless
+the aten tactic in inference, aten-bn in training): those are real CPU figures of eager vs fused,
+not of the Triton kernels, and it times a case's methods in interleaved rounds (``timing``). torch.compile is slow to compile on the CPU and is left out there unless
 ``--compile`` is given.
 
 Modules: this one is the command line (arguments, settings, ``run``); ``cases`` what is timed,
@@ -65,8 +65,8 @@ DESCRIPTION = (
     "Time eager (NCHW, channels_last), torch.compile, CUDA graph and fused GoogLeNet side by side, per "
     "Inception block and whole network, inference and training step, per dtype and batch; img/s, median ms "
     "with p20-p80, speedups, peak memory, the tactic each fused block ran; --json, --markdown, --plot. On the "
-    "CPU the fused blocks run their CPU tactics (aten in inference, the original modules in training, by a "
-    "measured default), not the Triton kernels."
+    "CPU the fused blocks run their CPU tactics (aten in inference, aten-bn in training, by a measured "
+    "default), not the Triton kernels, and a case's methods are timed in interleaved rounds."
 )
 
 # (size, batches, dtypes, warmup, repeat, rep_ms, rotate_mb, compile mode)

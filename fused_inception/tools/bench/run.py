@@ -1,5 +1,6 @@
 """The run of ``python -m fused_inception bench``: every case of the resolved settings in order,
-each method measured (``timing.measure``), the report dict built (environment, settings,
+each method measured (``timing.measure`` on a GPU, all of a case's methods in rounds by
+``timing.measure_interleaved`` on the CPU), the report dict built (environment, settings,
 notes, results, speedups) and rewritten as JSON after every method; and several reports merged."""
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import torch
 
 from fused_inception.models.randomize import random_googlenet
 from fused_inception.tools.bench.cases import METHODS, SCOPES, Case, CaseSetup, block_input_shapes, warm_cache
-from fused_inception.tools.bench.timing import measure, warn_check
+from fused_inception.tools.bench.timing import measure, measure_interleaved, warn_check
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_json
 
 SCHEMA = "fused_inception.bench/1"
 CPU_LABEL = ("CPU: the fused blocks run their CPU tactics (by the committed measurement: the aten tactic in "
-             "inference, the original modules in training), not the Triton kernels")
+             "inference, aten-bn in training), not the Triton kernels")
 
 
 class _Progress:
@@ -141,8 +142,17 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
             reference_out = None
             # eager first: its output is the reference of the inference check
             ordered = sorted(settings["methods"], key=lambda m: m != "eager")
+            # the CPU times a case's methods together, in rounds (timing.measure_interleaved)
+            interleaved = None
+            if not cuda and (budget is None or time.perf_counter() - t_start <= budget):
+                interleaved = measure_interleaved(setup, ordered, settings)
+                for name, res in interleaved.items():
+                    if "error" in res:
+                        say(f"warning: {case.key} {name}: {res['error'][:300]}")
             for name in ordered:
-                if budget is not None and time.perf_counter() - t_start > budget:
+                if interleaved is not None:
+                    res = interleaved[name]
+                elif budget is not None and time.perf_counter() - t_start > budget:
                     res = {"skipped": f"time budget of {budget:.0f} s spent"}
                 else:
                     try:
@@ -150,8 +160,7 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
                     except Exception as err:  # a method that cannot run is a result, not the end of the run
                         res = {"error": f"{type(err).__name__}: {err}"[:2000]}
                         say(f"warning: {case.key} {name}: {res['error'][:300]}")
-                        if cuda:
-                            torch.cuda.empty_cache()
+                        torch.cuda.empty_cache()
                 if name == "eager" and "output" in res:
                     reference_out = res.pop("output")
                 res.pop("output", None)
@@ -176,7 +185,8 @@ def _standard_notes(settings: dict) -> list[str]:
     notes = []
     if settings["device"] == "cpu":
         notes.append(CPU_LABEL + f"; timed with time.perf_counter on {settings.get('threads') or 'all'} "
-                     "thread(s); peak memory n/a (PyTorch keeps no CPU allocator statistics)")
+                     "thread(s), a case's methods in rounds of one call each (drift hits all alike); "
+                     "peak memory n/a (PyTorch keeps no CPU allocator statistics)")
     else:
         notes.append("CUDA events around each call; peak memory = torch.cuda.max_memory_allocated during "
                      "one call beyond what was allocated before it (CUDA-graph methods: during capture)")

@@ -1,7 +1,10 @@
-"""How ``python -m fused_inception bench`` times one method on one case (``measure``): CUDA events
-around each call on a GPU, ``time.perf_counter`` on the CPU, after warm-up, each call on the next
-preallocated input; the median and percentiles, peak memory of one call, and the inference
-output's sanity check against eager's (``check_bound``)."""
+"""How ``python -m fused_inception bench`` times the methods of one case: on a GPU one method at a
+time (``measure``: CUDA events around each call); on the CPU all of them in rounds
+(``measure_interleaved``: ``time.perf_counter`` around each call, every round calls each method
+once, the first method of a round moving one along each round), so that a drift of the machine's
+speed (another process, clock changes) hits every method alike instead of whichever ran last. Each
+call after warm-up, on the next preallocated input; the median and percentiles, peak memory of one
+call (GPU), and the inference output's sanity check against eager's (``check_bound``)."""
 
 from __future__ import annotations
 
@@ -82,18 +85,33 @@ def _rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return diff / norm if norm > 0 else diff
 
 
-def measure(setup: CaseSetup, name: str, settings: dict, reference_out: torch.Tensor | None) -> dict:
-    """Time one method on one case; returns its result dict (times, stats, memory, check)."""
-    cuda = setup.device == "cuda"
+def _start(setup: CaseSetup, name: str, settings: dict, reference_out: torch.Tensor | None):
+    """``(fn, result)``: method ``name`` built and warmed up (``prepare_call``), its inference
+    output checked against ``reference_out`` (or kept in ``result["output"]`` to be the reference)."""
     fn, result = prepare_call(setup, name, settings["compile_mode"])
     if setup.case.mode == "infer":
         out = _first_output(fn(0))
-        if cuda:
+        if setup.device == "cuda":
             torch.cuda.synchronize()
         if reference_out is None:
             result["output"] = out.detach().clone()
         else:
             result["rel_err_vs_eager"] = _rel_error(out, reference_out)
+    return fn, result
+
+
+def _finish(setup: CaseSetup, result: dict, times: Sequence[float]) -> dict:
+    """``result`` with the timings and their statistics."""
+    result["times_ms"] = [round(t, 5) for t in times]
+    result.update({k: round(v, 5) if isinstance(v, float) else v for k, v in _stats(times).items()})
+    result["img_per_s"] = round(setup.case.batch / (result["median_ms"] / 1e3), 2)
+    return result
+
+
+def measure(setup: CaseSetup, name: str, settings: dict, reference_out: torch.Tensor | None) -> dict:
+    """Time one method on one case; returns its result dict (times, stats, memory, check)."""
+    cuda = setup.device == "cuda"
+    fn, result = _start(setup, name, settings, reference_out)
     timer = time_cuda if cuda else time_cpu
     times = timer(fn, max(1, settings["warmup"]) if cuda else settings["warmup"], settings["repeat"],
                   settings["rep_ms"])
@@ -107,10 +125,50 @@ def measure(setup: CaseSetup, name: str, settings: dict, reference_out: torch.Te
             result["peak_mem_mb"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 2)
         else:
             result["peak_mem_mb"] = None  # the CPU allocator keeps no statistics: n/a
-    result["times_ms"] = [round(t, 5) for t in times]
-    result.update({k: round(v, 5) if isinstance(v, float) else v for k, v in _stats(times).items()})
-    result["img_per_s"] = round(setup.case.batch / (result["median_ms"] / 1e3), 2)
-    return result
+    return _finish(setup, result, times)
+
+
+def measure_interleaved(setup: CaseSetup, names: Sequence[str], settings: dict) -> dict[str, dict]:
+    """CPU: every method of ``names`` on one case, timed in rounds (module docstring); at least
+    ``repeat`` rounds, and more until each method has ``rep_ms`` ms measured (at most MAX_REPEAT).
+    Returns a result dict per method, as ``measure`` gives (the first method's inference output
+    in ``"output"``: the others' reference); a method that fails to build or run gets
+    ``{"error": ...}`` and leaves the rounds."""
+    results: dict[str, dict] = {}
+    fns: dict[str, Callable[[int], object]] = {}
+    reference_out = None
+    for name in names:
+        try:
+            fns[name], results[name] = _start(setup, name, settings, reference_out)
+        except Exception as err:  # a method that cannot run is a result, not the end of the run
+            results[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
+            continue
+        results[name]["peak_mem_mb"] = None  # the CPU allocator keeps no statistics: n/a
+        if reference_out is None and "output" in results[name]:
+            reference_out = results[name]["output"]
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    call = 0
+    for _ in range(settings["warmup"]):
+        for fn in fns.values():
+            fn(call)
+        call += 1
+    rounds = 0
+    while fns and (rounds < settings["repeat"] or (
+            min(sum(t) for t in times.values()) < settings["rep_ms"] and rounds < MAX_REPEAT)):
+        order = list(fns)
+        for name in order[rounds % len(order):] + order[:rounds % len(order)]:
+            try:
+                t0 = time.perf_counter()
+                fns[name](call)
+                times[name].append((time.perf_counter() - t0) * 1e3)
+            except Exception as err:
+                results[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
+                del fns[name], times[name]
+        call += 1
+        rounds += 1
+    for name, t in times.items():
+        _finish(setup, results[name], t)
+    return results
 
 
 # Sanity bounds on a method's inference output against eager's (relative norm): they catch a wrong
