@@ -17,7 +17,8 @@ from fused_inception.kernels.tuned_configs import gpu_slug
 from fused_inception.module import record_paths
 from fused_inception.patching import fuse
 from fused_inception.selection import use_tuned_table
-from fused_inception.tactics import ATEN, BN_TRAINING, FROZEN_BN_TRAINING, INFERENCE, MODULES, TRITON, TACTICS
+from fused_inception.tactics import (ATEN, ATEN_BN, BN_TRAINING, FROZEN_BN_TRAINING, INFERENCE, MODULES, TACTICS,
+                                     TRITON)
 from fused_inception.models.randomize import random_block
 from fused_inception.spec import googlenet_spec
 from fused_inception.tools.tune import command as tune, tactic_rows as tactic_tuner
@@ -55,7 +56,8 @@ def test_candidates_put_the_untuned_default_first_and_skip_triton_for_float64():
     assert tactic_tuner.untuned_default("cuda", (9, 0), torch.float16, 2, torch.channels_last, INFERENCE) == TRITON
     assert tactic_tuner.untuned_default("cuda", (7, 5), torch.float16, 2, torch.channels_last, INFERENCE) == ATEN
     assert tactic_tuner.candidates(INFERENCE, torch.float64) == (ATEN, MODULES)
-    assert tactic_tuner.candidates(BN_TRAINING, torch.float16) == (ATEN, MODULES)
+    assert tactic_tuner.candidates(BN_TRAINING, torch.float16) == (ATEN, ATEN_BN, MODULES)
+    assert tactic_tuner.candidates(FROZEN_BN_TRAINING, torch.float16) == (TRITON, ATEN, ATEN_BN, MODULES)
     assert tactic_tuner.candidates(INFERENCE, torch.float16, allowed=(TRITON,)) == (TRITON,)
 
 
@@ -165,12 +167,14 @@ def test_tactic_tuner_rejects_a_tactic_that_runs_another(monkeypatch):
 
 def test_tactic_tuner_checks_gradients_in_training_modes(monkeypatch):
     """Frozen-BN and BN training: forward + backward, output and input gradient checked."""
-    part, _ = _tune(mode=FROZEN_BN_TRAINING, times=[2.0, 1.0], allowed=(ATEN, MODULES))
+    # the CPU's untuned default in both training modes is aten-bn (tactics.CPU_FASTEST), timed first
+    part, _ = _tune(mode=FROZEN_BN_TRAINING, times=[2.0, 1.0], allowed=(ATEN_BN, MODULES))
     (row,) = part["rows"]
-    assert (row["default"], row["tactic"]) == (MODULES, ATEN) and not row["rejected"]
-    part, _ = _tune(mode=BN_TRAINING, times=[1.0, 2.0])
+    assert (row["default"], row["tactic"]) == (ATEN_BN, MODULES) and not row["rejected"]
+    part, _ = _tune(mode=BN_TRAINING, times=[1.0, 2.0, 3.0])
     (row,) = part["rows"]
-    assert (row["default"], row["tactic"]) == (MODULES, MODULES) and set(row["median_ms"]) == {ATEN, MODULES}
+    assert (row["default"], row["tactic"]) == (ATEN_BN, ATEN_BN)
+    assert row["median_ms"] == {ATEN_BN: 1.0, ATEN: 2.0, MODULES: 3.0}
     assert part["tactics"][0]["mode"] == BN_TRAINING
 
 

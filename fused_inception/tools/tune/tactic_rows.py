@@ -1,5 +1,5 @@
 """The tactic rows of ``python -m fused_inception tune``: which implementation of a fused block
-(``fused_inception.tactics``: ``triton``, ``aten``, ``modules``) is fastest on this GPU, per
+(``fused_inception.tactics``: ``triton``, ``aten``, ``aten-bn``, ``modules``) is fastest on this GPU, per
 (block shape, dtype, batch bucket, mode) -- a ``tactics.TacticKey`` -- recorded in the GPU's tuned
 file beside the kernel configs (the ``"tactics"`` entries of ``kernels/tuned_configs.py``).
 
@@ -9,7 +9,8 @@ input) at one dtype, batch and mode, swapped for a ``FusedInception``:
 * ``inference``: BN in eval, no autograd: one forward;
 * ``frozen-bn-training``: BN in eval, parameters and input requiring grad: forward + backward;
 * ``bn-training``: BN in training (batch statistics): forward + backward (Triton has no kernel
-  for it: the candidates are the BN-training op, ``aten``, and the modules).
+  for it: the candidates are ``aten``, which is the BN-training op there, ``aten-bn`` and the
+  modules).
 
 The config tuner's rules (``command.py``), applied to tactics: every candidate, run through
 ``selection.force_tactic``, is first checked against the float64 block (its output at the
