@@ -89,7 +89,7 @@ def test_shipped_config_matches_float64(name, cls, case, gen):
 
 
 def test_cases_take_the_split_and_the_persistent_paths():
-    """On the interpreter's INTERPRETER_SLOTS program slots, CASES give (for BLOCK_M 64) a tile
+    """On the interpreter's INTERPRETER_SMS (one program slot each), CASES give (for BLOCK_M 64) a tile
     split over several programs, more tiles than programs (a slot reused), and more (tile, column
     split) items than programs with an uneven split."""
     cfg = REDUCE_CONV_CONFIGS["mma"]
@@ -111,9 +111,9 @@ def _fake_gpu(monkeypatch, sms: int) -> torch.device:
 @pytest.mark.parametrize("sms", [108, 132])
 def test_grid_fills_the_gpu_for_every_googlenet_branch(monkeypatch, sms):
     """Every GoogLeNet reduce -> k x k branch at batch 1, 32 and 256 launches programs = the
-    smaller of the program slots and the work items, using the smallest column split that reaches
-    the slots (n_split programs per tile, at most one per output-channel block); configs without
-    split_columns (fp32 FMA) one program per tile."""
+    smaller of the program slots and the work items, using the smallest column split that gives
+    every SM a work item (n_split programs per tile, at most one per output-channel block), and
+    none once the tiles alone do; configs without split_columns (fp32 FMA) one program per tile."""
     device = _fake_gpu(monkeypatch, sms)
     for name, cfg in REDUCE_CONV_CONFIGS.items():
         slots = sms * cfg.programs_per_sm
@@ -130,6 +130,8 @@ def test_grid_fills_the_gpu_for_every_googlenet_branch(monkeypatch, sms):
                     assert 1 <= n_split <= col_blocks
                     assert programs == min(slots, tiles * n_split)
                     if n_split < col_blocks:
-                        assert tiles * n_split >= slots  # a larger split would not add programs
+                        assert tiles * n_split >= sms  # every SM has a work item
                     if n_split > 1:
-                        assert tiles * (n_split - 1) < slots  # the smallest split that fills
+                        assert tiles * (n_split - 1) < sms  # the smallest split that does it
+                    if tiles >= sms:
+                        assert n_split == 1  # the tiles alone fill the SMs: no reduction recomputed

@@ -232,26 +232,28 @@ def test_block_3a_by_hand():
 
 
 def test_block_5b_column_split_by_hand():
-    """A config with programs_per_sm splits a tile's output channels when tiles are few: block 5b
-    (7x7, 832 -> 192 -> 384) at batch 256 has 196 tiles of 64 pixels for 4 x 132 = 528 slots."""
+    """A config with programs_per_sm splits a tile's output channels when tiles are fewer than the
+    SMs: block 5b (7x7, 832 -> 192 -> 384) at batch 32 has 25 tiles of 64 pixels for 132 SMs (at
+    batch 256, 196 tiles: no split)."""
     cfg = SplitReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=128, BLOCK_K=32, num_stages=3,
                                 BLOCK_RK=32, programs_per_sm=4)
-    tiles = -(-256 * 49 // 64)
-    assert tiles == 196
-    # n_split = min(cdiv(384, 128) = 3 column blocks, cdiv(528, 196) = 3); programs = min(588, 528)
-    assert reduce_conv_grid(tiles, 384, cfg, 132) == (528, 3)
-    assert reduce_conv_grid(tiles, 128, cfg, 132) == (196, 1)  # one column block: no split
-    assert reduce_conv_grid(tiles, 384, dataclasses.replace(cfg, split_columns=False), 132) == (196, 1)
-    launch = reduce_conv_launch("5b", "branch2", 832, 192, 384, 3, 256, 7, 7, "bfloat16", cfg, 132)
+    assert reduce_conv_grid(196, 384, cfg, 132) == (196, 1)  # batch 256: every SM has a tile
+    tiles = -(-32 * 49 // 64)
+    assert tiles == 25
+    # n_split = min(cdiv(384, 128) = 3 column blocks, cdiv(132, 25) = 6); programs = min(75, 528)
+    assert reduce_conv_grid(tiles, 384, cfg, 132) == (75, 3)
+    assert reduce_conv_grid(tiles, 128, cfg, 132) == (25, 1)  # one column block: no split
+    assert reduce_conv_grid(tiles, 384, dataclasses.replace(cfg, split_columns=False), 132) == (25, 1)
+    launch = reduce_conv_launch("5b", "branch2", 832, 192, 384, 3, 32, 7, 7, "bfloat16", cfg, 132)
     # run: 64 + 2 * (7 + 1) = 80 pixels -> 128 halo rows; R 192 = 3 x BLOCK_R 64
     assert cfg.halo_rows(3, 7) == 128
-    # every one of the 588 items recomputes its tile's reduction; the k x k conv runs once per tile
-    assert launch.padded_flops == 2 * (588 * 128 * 832 * 192 + 196 * 64 * 9 * 192 * 384)
-    assert launch.exec_flops == launch.padded_flops  # no channel padding, 12544 = 196 x 64 pixels
+    # every one of the 75 items recomputes its tile's reduction; the k x k conv runs once per tile
+    assert launch.padded_flops == 2 * (75 * 128 * 832 * 192 + 25 * 64 * 9 * 192 * 384)
+    assert launch.exec_flops == launch.padded_flops  # no channel padding
     # scratch: 128 x 192 written per item; per tile, 3 column blocks x 9 taps x 6 BLOCK_RK blocks
     # of 64 x 32 read
-    assert launch.l2_bytes == (588 * 128 * 192 + 196 * 3 * 9 * 6 * 64 * 32) * 2
-    assert launch.scratch_bytes == 528 * 128 * 192 * 2
+    assert launch.l2_bytes == (75 * 128 * 192 + 25 * 3 * 9 * 6 * 64 * 32) * 2
+    assert launch.scratch_bytes == 75 * 128 * 192 * 2
 
 
 def test_pointwise_pool_tiles_by_hand():
@@ -668,11 +670,12 @@ def test_schedules_issue_the_launch_flops():
                 flops = sum(wk.count * lp.total_flops() for wk in s.works for lp in wk.loops)
                 assert flops >= sum(l.flops for l in launches if l.name == s.launch), (name, s.launch)
                 assert "2/SM, 1 stage" in s.detail or "serial pool taps" in s.detail
-    # an uneven column split: 5 blocks of 64 output channels over 3 splits of each 7x7 tile
+    # an uneven column split: 5 blocks of 64 output channels over 3 splits of each 7x7 tile (batch
+    # 64: 49 tiles for 132 SMs)
     cfg = dataclasses.replace(REDUCE_CONV_CONFIGS["mma"], BLOCK_N=64)
-    s = reduce_conv_pipelined("5a", "branch2", 832, 160, 320, 3, 256, 7, 7, "bfloat16", 132, cfg=cfg)
-    assert [(wk.count, wk.loops[1].instances) for wk in s.works] == [(2 * 196, 2), (196, 1)]
-    launch = reduce_conv_launch("5a", "branch2", 832, 160, 320, 3, 256, 7, 7, "bfloat16", cfg, 132)
+    s = reduce_conv_pipelined("5a", "branch2", 832, 160, 320, 3, 64, 7, 7, "bfloat16", 132, cfg=cfg)
+    assert [(wk.count, wk.loops[1].instances) for wk in s.works] == [(2 * 49, 2), (49, 1)]
+    launch = reduce_conv_launch("5a", "branch2", 832, 160, 320, 3, 64, 7, 7, "bfloat16", cfg, 132)
     assert sum(wk.count * lp.total_flops() for wk in s.works for lp in wk.loops) == launch.padded_flops
 
 

@@ -9,7 +9,7 @@ reduce -> k x k kernel for the 3x3 and the "5x5" branch.
 from __future__ import annotations
 
 from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name
-from fused_inception.kernels.reduce_conv import grid_for_slots
+from fused_inception.kernels.reduce_conv import grid_for_sms
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
 from fused_inception.spec import InceptionSpec
 from fused_inception.tools.plan.eager import EagerTracer, check_network_args, network_launches
@@ -119,15 +119,15 @@ def pointwise_pool_launches(block: str, spec: InceptionSpec, batch: int, h: int,
 
 def reduce_conv_grid(tiles: int, c: int, cfg: object, sms: int) -> tuple[int, int]:
     """(programs, n_split) of a reduce -> k x k launch on ``sms`` SMs, the rule of
-    kernels/reduce_conv.reduce_conv_grid: ``cfg.programs_per_sm`` program slots per SM; when the
-    tiles are fewer than the slots, up to cdiv(c, BLOCK_N) programs share a tile (n_split), each
+    kernels/reduce_conv.grid_for_sms: ``cfg.programs_per_sm`` program slots per SM; when the
+    tiles are fewer than the SMs, up to cdiv(c, BLOCK_N) programs share a tile (n_split), each
     taking every n_split-th block of output channels, unless ``cfg.split_columns`` is false. A
     config without ``programs_per_sm`` (the kernel of commit d2e917c) has two programs per SM and
     no split."""
     per_sm = getattr(cfg, "programs_per_sm", None)
     if per_sm is None:
         return max(1, min(tiles, 2 * sms)), 1
-    return grid_for_slots(tiles, c, cfg, sms * per_sm)
+    return grid_for_sms(tiles, c, cfg, sms, per_sm)
 
 
 def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int, batch: int, h: int, w: int,
