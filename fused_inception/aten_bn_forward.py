@@ -55,9 +55,9 @@ class _Norm:
     affine: bool
 
 
-def _norm_of(bn: nn.Module) -> _Norm:
-    """The _Norm of ``bn`` for one call, counting the call in ``num_batches_tracked`` as
-    nn.BatchNorm2d.forward does (so call it once per call)."""
+def _norm_of(bn: nn.Module, affine: bool) -> _Norm:
+    """The _Norm of ``bn`` (with gamma and beta when ``affine``) for one call, counting the call in
+    ``num_batches_tracked`` as nn.BatchNorm2d.forward does (so call it once per call)."""
     training = isinstance(bn, nn.BatchNorm2d) and bn.training
     update = training and bn.track_running_stats and bn.running_mean is not None
     factor = 0.0
@@ -67,21 +67,22 @@ def _norm_of(bn: nn.Module) -> _Norm:
             bn.num_batches_tracked.add_(1)
             if bn.momentum is None:
                 factor = 1.0 / float(bn.num_batches_tracked)
-    return _Norm(training, update, factor, float(bn.eps), getattr(bn, "weight", None) is not None)
+    return _Norm(training, update, factor, float(bn.eps), affine)
 
 
-def _batch_norm(y: Tensor, bns: Sequence[nn.Module], norm: _Norm) -> Tensor:
+def _batch_norm(y: Tensor, bns: Sequence[nn.Module], affines: Sequence[tuple[Tensor, Tensor]], norm: _Norm) -> Tensor:
     """One F.batch_norm over ``y``'s channels, the concatenation of ``bns``' channels, all of which
-    normalise as ``norm``; writes the moved running statistics back into each BN."""
-    def cat(name: str) -> Tensor:
-        tensors = [getattr(bn, name) for bn in bns]
+    normalise as ``norm``, with their (gamma, beta) ``affines`` as read once this call; writes the
+    moved running statistics back into each BN."""
+    def cat(tensors: list[Tensor]) -> Tensor:
         return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
     # a training BN without track_running_stats normalises with batch statistics and leaves its
     # buffers alone, as nn.BatchNorm2d does
     uses_running = not norm.batch_stats or norm.update
-    mean, var = (cat("running_mean"), cat("running_var")) if uses_running else (None, None)
-    gamma, beta = (cat("weight"), cat("bias")) if norm.affine else (None, None)
+    mean, var = ((cat([bn.running_mean for bn in bns]), cat([bn.running_var for bn in bns])) if uses_running
+                 else (None, None))
+    gamma, beta = (cat([g for g, _ in affines]), cat([b for _, b in affines])) if norm.affine else (None, None)
     out = F.batch_norm(y, mean, var, gamma, beta, norm.batch_stats, norm.factor, norm.eps)
     if norm.update and len(bns) > 1:
         with torch.no_grad():
@@ -92,13 +93,14 @@ def _batch_norm(y: Tensor, bns: Sequence[nn.Module], norm: _Norm) -> Tensor:
     return out
 
 
-def _normalise(y: Tensor, bns: Sequence[nn.Module], norms: Sequence[_Norm], sizes: Sequence[int]) -> Tensor:
+def _normalise(y: Tensor, bns: Sequence[nn.Module], affines: Sequence[tuple[Tensor, Tensor]],
+               norms: Sequence[_Norm], sizes: Sequence[int]) -> Tensor:
     """``y`` (channels: ``bns``' units side by side, ``sizes`` of them each, each unit with a BN)
     through its units' BatchNorms: one call when they all normalise alike, else one per unit."""
     if len(set(norms)) == 1:
-        return _batch_norm(y, bns, norms[0])
+        return _batch_norm(y, bns, affines, norms[0])
     parts = y.split(list(sizes), dim=1)
-    return torch.cat([_batch_norm(p, [bn], n) for p, bn, n in zip(parts, bns, norms)], dim=1)
+    return torch.cat([_batch_norm(p, [bn], [a], n) for p, bn, a, n in zip(parts, bns, affines, norms)], dim=1)
 
 
 def aten_bn_forward(x: Tensor, units: Mapping[str, ConvUnit], relu: bool,
@@ -129,7 +131,9 @@ def aten_bn_forward(x: Tensor, units: Mapping[str, ConvUnit], relu: bool,
         weight, bias = c.weight, c.bias
         conv[name] = (weight.to(dtype), bias.to(dtype) if bias is not None else None)
     bns = {name: units[name][1] for name in UNIT_NAMES}
-    norms = {name: _norm_of(bn) if bn is not None else None for name, bn in bns.items()}
+    # gamma and beta read once too (a parametrized BN weight computes on every read)
+    affines = {name: (bn.weight, bn.bias) for name, bn in bns.items() if bn is not None}
+    norms = {name: _norm_of(bn, affines[name][0] is not None) for name, bn in bns.items() if bn is not None}
 
     def act(t: Tensor) -> Tensor:
         # in place: t is a fresh result nothing else holds (ReLU's backward reads its output)
@@ -138,7 +142,9 @@ def aten_bn_forward(x: Tensor, units: Mapping[str, ConvUnit], relu: bool,
     def unit(name: str, inp: Tensor) -> Tensor:
         w, b = conv[name]
         y = F.conv2d(inp, w, b, padding=w.shape[-1] // 2)
-        return act(_normalise(y, [bns[name]], [norms[name]], [w.shape[0]]) if bns[name] is not None else y)
+        if bns[name] is None:
+            return act(y)
+        return act(_normalise(y, [bns[name]], [affines[name]], [norms[name]], [w.shape[0]]))
 
     merged = ("branch1", "reduce3", "reduce5")
     w_in = torch.cat([conv[name][0] for name in merged])
@@ -148,7 +154,8 @@ def aten_bn_forward(x: Tensor, units: Mapping[str, ConvUnit], relu: bool,
     sizes = [conv[name][0].shape[0] for name in merged]
     y = F.conv2d(x, w_in, b_in)
     if bns["branch1"] is not None:
-        y = _normalise(y, [bns[name] for name in merged], [norms[name] for name in merged], sizes)
+        y = _normalise(y, [bns[name] for name in merged], [affines[name] for name in merged],
+                       [norms[name] for name in merged], sizes)
     branch1, red3, red5 = act(y).split(sizes, dim=1)
     results = {
         "branch1": branch1,

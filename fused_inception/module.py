@@ -28,7 +28,8 @@ Modes — each BatchNorm's own ``training`` flag decides for its conv unit, as i
 * no unit normalises with batch statistics (every BN in eval, FrozenBatchNorm2d, or no BN; the
   block itself may be training, as in frozen-BN fine-tuning; tactics' mode "inference" without
   autograd, "frozen-bn-training" with it): one ``fused_inception::inception_block`` op (or the aten
-  tactic). BN is folded with its running statistics; no buffer changes. Without autograd, the folded
+  tactic), BN folded with its running statistics; or the aten-bn tactic (the CPU's default in
+  frozen-BN training), BN kept in eval. No buffer changes. Without autograd, the folded
   weights are cached per (dtype, device) and re-folded when any parameter or buffer changes: the
   cache is keyed on each tensor's ``_version`` (bumped by every in-place op: optimizer steps,
   load_state_dict, ``copy_``), data address and dtype (a tensor moved to another device has
@@ -199,9 +200,11 @@ class FusedInception(nn.Module):
         return f"fused={type(self._block).__name__}, relu={self.match.relu}"
 
     def _modules_now(self) -> list[nn.Module]:
-        """The block's modules, walked straight through the modules' dicts (this runs on every
-        call: named_modules' de-duplicating generator costs several times more)."""
-        modules, stack = [], [self._block]
+        """The modules a call reads: the original block object (hooks on it count) and, below it,
+        this module's children (those the conv units are looked up in, so a child replaced on the
+        FusedInception counts). Walked straight through the modules' dicts: this runs on every
+        call, and named_modules' de-duplicating generator costs several times more."""
+        modules, stack = [self._block], [child for child in self._modules.values() if child is not None]
         while stack:
             module = stack.pop()
             modules.append(module)

@@ -66,18 +66,17 @@ FORMAT_NAMES: dict[torch.memory_format, str] = {
     torch.contiguous_format: "nchw", torch.channels_last: "channels_last",
 }
 
-# The CPU default per (mode, memory format), from whole-network runs of the README's "CPU figures"
-# command (torch 2.14.1 CPU, 2 threads, torchvision GoogLeNet 224x224, batch 1 and 8, each case's
-# methods timed in interleaved rounds, benchmarks/results/cpu-2core-*.json): fused / eager median
-# with the same memory format
-# * inference, aten: 1.02-1.37x (NCHW 1.35-1.37x: on the CPU the aten tactics compute in
-#   channels_last, block_io.aten_compute_layout);
-# * BN training and frozen-BN training, aten-bn: 1.00-1.17x (NCHW 1.06-1.17x, channels_last
-#   1.00-1.04x). Eager runs the very modules the modules tactic would (minus the wrapper), so
-#   aten-bn beat modules too; in frozen-BN training it also keeps BN's own gamma gradients, where
-#   aten's fold on the autograd path loses float32 digits when its two sums cancel (DESIGN.md).
-# Block-level support (3a/4d/5b, batch 1 and 8, forward + backward, interleaved): aten-bn
-# 1.04-1.13x the unfused block in BN training except 3a batch 8 channels_last (0.95-1.00x).
+# The CPU default per (mode, memory format), from the whole-network run of the README's "CPU
+# figures" command (torch 2.14.1 CPU, 2 threads, torchvision GoogLeNet 224x224, batch 1 and 8,
+# each case's methods timed in interleaved rounds, benchmarks/results/cpu-2core-e8083f5.json):
+# fused / eager median with the same memory format
+# * inference, aten: 1.05-1.36x (NCHW 1.31-1.36x: on the CPU the aten tactics compute in
+#   channels_last, block_io.aten_compute_layout; channels_last 1.05-1.06x);
+# * BN training and frozen-BN training, aten-bn: 1.01-1.17x (NCHW 1.05-1.17x, channels_last
+#   1.01-1.05x, within the runs' p20-p80 spread). Eager runs the very modules the modules tactic
+#   would (minus the wrapper), so aten-bn beat modules too; in frozen-BN training it also keeps
+#   BN's own gamma gradients, where aten's fold on the autograd path loses float32 digits when
+#   its two sums cancel (docs/DESIGN.md).
 # The aten tactic's own design choices (one input conv, relu_, cat, cached layouts) were timed per
 # block by benchmarks/aten_tactic_variants.py.
 CPU_FASTEST: dict[tuple[str, str], str] = {

@@ -182,7 +182,8 @@ INTERPRETER_SMS = 4
 
 
 def sm_count(device: torch.device) -> int | None:
-    """The device's SM count; None off CUDA (the interpreter)."""
+    """The device's SM count; None off CUDA (the interpreter). compile-check's launch recorder
+    (tools/compile_check/aot.py) replaces it to size grids for a GPU it does not have."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
     return None
@@ -208,8 +209,9 @@ def grid_for_sms(num_tiles: int, c_out: int, config: ReduceConvConfig, sms: int,
     block of output channels: the smallest split that gives every SM a work item (n_split 1 for a
     config without ``split_columns``). It fills the SMs, not every slot: each split recomputes the
     tile's whole reduction, and once every SM has work, more programs per SM only overlap
-    latency, which the cost model prices below that recompute (blocks 5a/5b at batch 256 on
-    H200: 1.72x/1.81x eager when splitting to fill all 3 slots per SM, 1.15x/1.27x without).
+    latency, which the `plan` cost model prices below that recompute (modelled, not measured:
+    blocks 5a/5b at batch 256 on H200 take 1.72x/1.81x eager's time when split to fill all 3
+    slots per SM, 1.15x/1.27x without; a GPU check is to confirm it).
     """
     n_split = 1
     if config.split_columns:

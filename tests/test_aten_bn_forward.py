@@ -141,3 +141,31 @@ def test_nonfinite_inputs(training, gen):
     assert not bool(torch.isfinite(ref).all())
     out = _run(copy.deepcopy(block).float(), x.float())
     assert_same_nonfinite(out, ref, "float32", "output")
+
+
+class _CountingIdentity(nn.Module):
+    """A parametrization that counts how often the weight it guards is computed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return weight
+
+
+@pytest.mark.parametrize("where", ["branch1", "conv3"], ids=["merged-input-bn", "own-bn"])
+def test_parametrized_weights_are_computed_once_per_call(where, gen):
+    """A parametrized conv weight and BN gamma each compute once per call, as in the block's own
+    forward (a stateful parametrization must not advance twice), and the result still matches."""
+    block = random_block(WIDE, gen).float().train()
+    conv, bn = units_of_reference_block(block)[where]
+    counters = [_CountingIdentity(), _CountingIdentity()]
+    torch.nn.utils.parametrize.register_parametrization(conv, "weight", counters[0])
+    torch.nn.utils.parametrize.register_parametrization(bn, "weight", counters[1])
+    for counter in counters:  # registering evaluates the parametrization once
+        counter.calls = 0
+    _run(block, random_input(SHAPE, gen).float()).sum().backward()
+    assert [c.calls for c in counters] == [1, 1]
+    _check_steps(block, gen)

@@ -109,7 +109,7 @@ def _fake_gpu(monkeypatch, sms: int) -> torch.device:
 
 
 @pytest.mark.parametrize("sms", [108, 132])
-def test_grid_fills_the_gpu_for_every_googlenet_branch(monkeypatch, sms):
+def test_grid_gives_every_sm_work_for_every_googlenet_branch(monkeypatch, sms):
     """Every GoogLeNet reduce -> k x k branch at batch 1, 32 and 256 launches programs = the
     smaller of the program slots and the work items, using the smallest column split that gives
     every SM a work item (n_split programs per tile, at most one per output-channel block), and

@@ -253,7 +253,7 @@ def test_cpu_methods_are_timed_in_rotating_rounds(monkeypatch):
     along each round; a method that fails mid-run leaves the rounds with its error."""
     calls = []
 
-    def fake_prepare(setup, name, compile_mode):
+    def fake_prepare(setup, name, compile_mode, reset_dynamo=True):
         def fn(i):
             if name == "broken" and i >= 2:
                 raise RuntimeError("boom")

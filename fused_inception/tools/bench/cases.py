@@ -105,11 +105,12 @@ def _build_module(setup: CaseSetup, method: Method) -> nn.Module:
     return module
 
 
-def _make_step(setup: CaseSetup, method: Method, module: nn.Module, compile_mode: str):
+def _make_step(setup: CaseSetup, method: Method, module: nn.Module, compile_mode: str, reset_dynamo: bool):
     """``step(x, target) -> output`` for the case's mode, and the module that runs it."""
     runner: Callable = module
     if method.wrap == "compile":
-        torch._dynamo.reset()  # fresh caches per case: no recompile limit, no stale guards
+        if reset_dynamo:
+            torch._dynamo.reset()  # fresh caches per case: no recompile limit, no stale guards
         runner = torch.compile(module, mode=compile_mode, dynamic=False)
     if setup.case.mode == "infer":
         def step(x, target):
@@ -165,12 +166,14 @@ class _Graphed:
         return self.static_out
 
 
-def prepare_call(setup: CaseSetup, name: str, compile_mode: str) -> tuple[Callable[[int], object], dict]:
+def prepare_call(setup: CaseSetup, name: str, compile_mode: str,
+                 reset_dynamo: bool = True) -> tuple[Callable[[int], object], dict]:
     """``fn(i)``: one call of method ``name`` on the case's i-th input (cyclically), built and
     warmed up once (torch.compile and Triton compile here, CUDA graphs are captured here); and
     facts gathered while building it (``setup_s``; ``peak_mem_mb`` for CUDA-graph methods; for
     fused methods ``fused_blocks`` and ``tactics``, what each block ran and why:
-    ``tactic_report.ran_tactics``)."""
+    ``tactic_report.ran_tactics``). ``reset_dynamo``: a compile method first clears dynamo's
+    caches; False where several methods are built before any is timed (one reset per case)."""
     method = METHODS[name]
     module = _build_module(setup, method)
     info: dict = {}
@@ -178,7 +181,7 @@ def prepare_call(setup: CaseSetup, name: str, compile_mode: str) -> tuple[Callab
         info["fused_blocks"] = sum(isinstance(m, FusedInception) for m in module.modules())
         if info["fused_blocks"] == 0:
             raise RuntimeError("fuse() swapped no Inception block")
-    step = _make_step(setup, method, module, compile_mode)
+    step = _make_step(setup, method, module, compile_mode, reset_dynamo)
     xs = setup.inputs[method.channels_last]
     targets = setup.targets
     t0 = time.perf_counter()

@@ -85,10 +85,11 @@ def _rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return diff / norm if norm > 0 else diff
 
 
-def _start(setup: CaseSetup, name: str, settings: dict, reference_out: torch.Tensor | None):
+def _start(setup: CaseSetup, name: str, settings: dict, reference_out: torch.Tensor | None,
+           reset_dynamo: bool = True):
     """``(fn, result)``: method ``name`` built and warmed up (``prepare_call``), its inference
     output checked against ``reference_out`` (or kept in ``result["output"]`` to be the reference)."""
-    fn, result = prepare_call(setup, name, settings["compile_mode"])
+    fn, result = prepare_call(setup, name, settings["compile_mode"], reset_dynamo)
     if setup.case.mode == "infer":
         out = _first_output(fn(0))
         if setup.device == "cuda":
@@ -131,21 +132,23 @@ def measure(setup: CaseSetup, name: str, settings: dict, reference_out: torch.Te
 def measure_interleaved(setup: CaseSetup, names: Sequence[str], settings: dict) -> dict[str, dict]:
     """CPU: every method of ``names`` on one case, timed in rounds (module docstring); at least
     ``repeat`` rounds, and more until each method has ``rep_ms`` ms measured (at most MAX_REPEAT).
-    Returns a result dict per method, as ``measure`` gives (the first method's inference output
-    in ``"output"``: the others' reference); a method that fails to build or run gets
-    ``{"error": ...}`` and leaves the rounds."""
+    Returns a result dict per method, as ``measure`` gives; the inference outputs are checked
+    against eager's (``"eager"`` first in ``names`` when it is there; without it, nothing is
+    checked). A method that fails to build or run gets ``{"error": ...}`` and leaves the rounds."""
     results: dict[str, dict] = {}
     fns: dict[str, Callable[[int], object]] = {}
     reference_out = None
+    torch._dynamo.reset()  # once per case: every method is built before any is timed
     for name in names:
         try:
-            fns[name], results[name] = _start(setup, name, settings, reference_out)
+            fns[name], results[name] = _start(setup, name, settings, reference_out, reset_dynamo=False)
         except Exception as err:  # a method that cannot run is a result, not the end of the run
             results[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
             continue
         results[name]["peak_mem_mb"] = None  # the CPU allocator keeps no statistics: n/a
-        if reference_out is None and "output" in results[name]:
-            reference_out = results[name]["output"]
+        output = results[name].pop("output", None)
+        if name == "eager":
+            reference_out = output
     times: dict[str, list[float]] = {name: [] for name in fns}
     call = 0
     for _ in range(settings["warmup"]):
