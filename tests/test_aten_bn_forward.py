@@ -19,10 +19,12 @@ import pytest
 import torch
 from torch import nn
 
+import fused_inception as fi
 from block_helpers import SMALL_NO_BN, WIDE, assert_buffers_match, random_input
 from fused_inception.aten_bn_forward import aten_bn_forward
 from fused_inception.folding import units_of_reference_block
 from fused_inception.models.randomize import random_block
+from fused_inception.selection import force_tactic
 from fused_inception.tolerances import assert_close, assert_close_to_baseline, assert_same_nonfinite
 
 SHAPE = (3, 8, 5, 6)
@@ -169,3 +171,18 @@ def test_parametrized_weights_are_computed_once_per_call(where, gen):
     _run(block, random_input(SHAPE, gen).float()).sum().backward()
     assert [c.calls for c in counters] == [1, 1]
     _check_steps(block, gen)
+
+
+def test_fused_module_compiles_with_aten_bn_in_one_graph(gen):
+    """torch.compile(fullgraph=True) of a FusedInception in BN training on the aten-bn tactic:
+    traced without a graph break, and the compiled step matches the plain block, running
+    statistics and num_batches_tracked included."""
+    block = random_block(WIDE, gen).float().train()
+    fused, ref = fi.FusedInception.from_module(copy.deepcopy(block)), copy.deepcopy(block).double()
+    torch._dynamo.reset()
+    compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")
+    x = random_input(SHAPE, gen)
+    with force_tactic("aten-bn"):
+        out = compiled(x.float())
+    assert_close(out, ref(x), "float32", "compiled output")
+    assert_buffers_match(fused, ref, "compiled step")
