@@ -49,7 +49,8 @@ class ReduceConvConfig:
     k x k conv produces BLOCK_N output channels at a time, K step BLOCK_RK reduced channels per tap
     (BLOCK_R must be a multiple of BLOCK_RK). ``programs_per_sm``: the persistent grid's programs
     per SM on a GPU; ``split_columns``: whether programs may share a tile's output channels when
-    tiles are few (see reduce_conv.reduce_conv_grid).
+    tiles are few; ``split_fill``: what that split fills, "sms" (one work item per SM) or "slots"
+    (every program slot; each split recomputes the tile's reduction). See reduce_conv.grid_for_sms.
     """
 
     BLOCK_M: int
@@ -62,8 +63,11 @@ class ReduceConvConfig:
     num_stages: int = 3
     programs_per_sm: int = 4
     split_columns: bool = True
+    split_fill: str = "sms"
 
     def __post_init__(self):
+        if self.split_fill not in ("sms", "slots"):
+            raise ValueError(f"split_fill must be 'sms' or 'slots', got {self.split_fill!r}")
         if self.BLOCK_R % self.BLOCK_RK:
             raise ValueError(f"BLOCK_R ({self.BLOCK_R}) must be a multiple of BLOCK_RK ({self.BLOCK_RK})")
 
@@ -122,6 +126,11 @@ REDUCE_CONV_CONFIGS: dict[str, ReduceConvConfig] = {
     # resident (their x loads are not vectorizable and take more registers)
     "mma-p2": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
                                num_warps=4, num_stages=3, programs_per_sm=2),
+    # tuning candidate: the same binaries with the column split filling every program slot (the
+    # rule before the split was limited to filling the SMs, which only the cost model chose: the
+    # first GPU tune decides between them)
+    "mma-slots": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
+                                  num_warps=4, num_stages=3, programs_per_sm=3, split_fill="slots"),
 }
 
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
@@ -141,7 +150,7 @@ CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("pointwise_pool", "mma"): ("default", "n32", "s4", "n32s4", "np32"),
     ("pointwise_pool", "tf32"): ("default", "n32"),
     ("pointwise_pool", "fma"): ("fma", "fma-n32"),
-    ("reduce_conv", "mma"): ("mma", "mma-p2"),
+    ("reduce_conv", "mma"): ("mma", "mma-p2", "mma-slots"),
     # other tile sizes tried spilled in some generic or launched variant (benchmarks/NOTES.md)
     ("reduce_conv", "tf32"): ("tf32",),
     ("reduce_conv", "fma"): ("fma",),

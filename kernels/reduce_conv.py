@@ -207,15 +207,17 @@ def grid_for_sms(num_tiles: int, c_out: int, config: ReduceConvConfig, sms: int,
     The persistent grid has min(work items, slots) programs. When the tiles are fewer than the
     SMs, up to cdiv(c_out, BLOCK_N) programs share a tile (n_split), each taking every n_split-th
     block of output channels: the smallest split that gives every SM a work item (n_split 1 for a
-    config without ``split_columns``). It fills the SMs, not every slot: each split recomputes the
-    tile's whole reduction, and once every SM has work, more programs per SM only overlap
-    latency, which the `plan` cost model prices below that recompute (modelled, not measured:
-    blocks 5a/5b at batch 256 on H200 take 1.72x/1.81x eager's time when split to fill all 3
-    slots per SM, 1.15x/1.27x without; a GPU check is to confirm it).
+    config without ``split_columns``; a config with ``split_fill="slots"``, a tuning candidate,
+    splits until every slot has one). The default fills the SMs, not every slot: each split
+    recomputes the tile's whole reduction, and once every SM has work, more programs per SM only
+    overlap latency, which the `plan` cost model prices below that recompute (modelled, not
+    measured: blocks 5a/5b at batch 256 on H200 take 1.72x/1.81x eager's time when split to fill
+    all 3 slots per SM, 1.15x/1.27x without; `tune` on a GPU times both, ``mma-slots``).
     """
     n_split = 1
     if config.split_columns:
-        n_split = min(triton.cdiv(c_out, config.BLOCK_N), triton.cdiv(sms, num_tiles))
+        target = sms if config.split_fill == "sms" else sms * programs_per_sm
+        n_split = min(triton.cdiv(c_out, config.BLOCK_N), triton.cdiv(target, num_tiles))
     return min(num_tiles * n_split, sms * programs_per_sm), n_split
 
 

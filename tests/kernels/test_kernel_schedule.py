@@ -108,6 +108,15 @@ def _fake_gpu(monkeypatch, sms: int) -> torch.device:
     return torch.device("cuda")
 
 
+def test_slots_candidate_splits_to_fill_every_slot(monkeypatch):
+    """Block 5b's 3x3 branch (384 output channels) at batch 256 on 132 SMs: 196 tiles. The default
+    does not split (every SM has a tile); the ``mma-slots`` candidate splits 3 ways to fill the
+    3 x 132 slots, the rule tune compares it with."""
+    device = _fake_gpu(monkeypatch, 132)
+    assert rc.reduce_conv_grid(196, 384, REDUCE_CONV_CONFIGS["mma"], device) == (196, 1)
+    assert rc.reduce_conv_grid(196, 384, REDUCE_CONV_CONFIGS["mma-slots"], device) == (396, 3)
+
+
 @pytest.mark.parametrize("sms", [108, 132])
 def test_grid_gives_every_sm_work_for_every_googlenet_branch(monkeypatch, sms):
     """Every GoogLeNet reduce -> k x k branch at batch 1, 32 and 256 launches programs = the
@@ -129,9 +138,11 @@ def test_grid_gives_every_sm_work_for_every_googlenet_branch(monkeypatch, sms):
                         continue
                     assert 1 <= n_split <= col_blocks
                     assert programs == min(slots, tiles * n_split)
+                    # the default split gives every SM a work item; a "slots" candidate, every slot
+                    target = sms if cfg.split_fill == "sms" else slots
                     if n_split < col_blocks:
-                        assert tiles * n_split >= sms  # every SM has a work item
+                        assert tiles * n_split >= target  # the split reaches its target
                     if n_split > 1:
-                        assert tiles * (n_split - 1) < sms  # the smallest split that does it
-                    if tiles >= sms:
-                        assert n_split == 1  # the tiles alone fill the SMs: no reduction recomputed
+                        assert tiles * (n_split - 1) < target  # the smallest split that does it
+                    if tiles >= target:
+                        assert n_split == 1  # the tiles alone reach it: no reduction recomputed

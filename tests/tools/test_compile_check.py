@@ -57,6 +57,7 @@ SUBSET = [
     (80, "pointwise_pool", "fma", "float32", "ieee", None, True, "nhwc"),
     (90, "pointwise_pool", "np32", "float16", "ieee", None, True, "nhwc"),
     (80, "reduce_conv", "mma-p2", "bfloat16", "ieee", 3, True, "nchw"),
+    (90, "reduce_conv", "mma-slots", "float16", "ieee", 5, True, "nhwc"),
 ]
 
 SHIPPED = {("pointwise_pool", n) for n in POINTWISE_CONFIGS} | {("reduce_conv", n) for n in REDUCE_CONV_CONFIGS}

@@ -52,6 +52,7 @@ class SplitReduceConvConfig(TodayReduceConvConfig):
     BLOCK_RK: int = 32
     programs_per_sm: int = 4
     split_columns: bool = True
+    split_fill: str = "sms"
 
 
 def _by_block(launches):
