@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .block_io import aten_compute_layout, check_input_shape, output_memory_format
-from .folding import UNIT_NAMES, ConvUnit
+from .bn_train import running_average_factor
+from .folding import UNIT_NAMES, ConvUnit, check_units
 
 Tensor = torch.Tensor
 
@@ -60,13 +61,7 @@ def _norm_of(bn: nn.Module, affine: bool) -> _Norm:
     ``num_batches_tracked`` as nn.BatchNorm2d.forward does (so call it once per call)."""
     training = isinstance(bn, nn.BatchNorm2d) and bn.training
     update = training and bn.track_running_stats and bn.running_mean is not None
-    factor = 0.0
-    if update:
-        factor = bn.momentum if bn.momentum is not None else 0.0
-        if bn.num_batches_tracked is not None:
-            bn.num_batches_tracked.add_(1)
-            if bn.momentum is None:
-                factor = 1.0 / float(bn.num_batches_tracked)
+    factor = running_average_factor(bn) if update else 0.0
     return _Norm(training, update, factor, float(bn.eps), affine)
 
 
@@ -113,9 +108,7 @@ def aten_bn_forward(x: Tensor, units: Mapping[str, ConvUnit], relu: bool,
     ``cat_order``, in ``block_io.output_memory_format(x)``; differentiable by autograd with respect
     to ``x`` and every conv and BN parameter. Moves the running statistics of BNs in training.
     """
-    missing = [name for name in UNIT_NAMES if name not in units]
-    if missing:
-        raise ValueError(f"missing conv units {missing}; expected {list(UNIT_NAMES)}")
+    check_units(units)
     has_bn = [units[name][1] is not None for name in UNIT_NAMES]
     if any(has_bn) and not all(has_bn):
         raise ValueError("the aten-bn tactic needs a BatchNorm on all six convs or on none")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .folding import UNIT_NAMES, ConvUnit, fold_conv_unit
+from .folding import UNIT_NAMES, ConvUnit, check_units, fold_conv_unit
 from .block_io import aten_compute_layout, check_input_shape, output_memory_format
 from .params import CAT_ORDER, InceptionParams
 
@@ -88,9 +88,7 @@ def aten_weights_from_units(units: Mapping[str, ConvUnit], relu: bool, dtype: to
     """Fold a block's six (conv, bn-or-None) units (folding.py) into AtenWeights in ``dtype``,
     the BN fold computed in ``fold_dtype``. Differentiable with respect to the modules'
     parameters: the frozen-BN training path of the aten tactic."""
-    missing = [name for name in UNIT_NAMES if name not in units]
-    if missing:
-        raise ValueError(f"missing conv units {missing}; expected {list(UNIT_NAMES)}")
+    check_units(units)
     folded = {}
     for name in UNIT_NAMES:
         w, b = fold_conv_unit(*units[name], compute_dtype=fold_dtype)

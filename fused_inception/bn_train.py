@@ -33,6 +33,17 @@ _FEEDS = {"branch1": None, "reduce3": None, "conv3": "reduce3", "reduce5": None,
           "pool_proj": "pool"}
 
 
+def running_average_factor(bn: torch.nn.BatchNorm2d) -> float:
+    """The running-average factor of a training BN that moves its running statistics this call,
+    counting the call in ``num_batches_tracked`` (nn.BatchNorm2d.forward's own rule: ``momentum``,
+    or 1 / num_batches_tracked for ``momentum=None``); call it once per call."""
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            return 1.0 / float(bn.num_batches_tracked)
+    return bn.momentum if bn.momentum is not None else 0.0
+
+
 def _conv(inp: Tensor, w: Tensor, b: Tensor) -> Tensor:
     pad = w.shape[-1] // 2
     return aten.convolution(inp, w, b, [1, 1], [pad, pad], [1, 1], False, [0, 0], 1)

@@ -40,14 +40,19 @@ def fold_conv_unit(conv: nn.Conv2d, bn: nn.Module | None,
                            compute_dtype)
 
 
+def check_units(units: Mapping[str, ConvUnit]) -> None:
+    """ValueError unless ``units`` has every one of UNIT_NAMES."""
+    missing = [name for name in UNIT_NAMES if name not in units]
+    if missing:
+        raise ValueError(f"missing conv units {missing}; expected {list(UNIT_NAMES)}")
+
+
 def params_from_units(units: Mapping[str, ConvUnit], relu: bool, dtype: torch.dtype,
                       cat_order: tuple[str, str, str, str] | None = None,
                       fold_dtype: torch.dtype = torch.float64) -> InceptionParams:
     """Fold the six conv units of a block into InceptionParams with weights in ``dtype``
     (the BN fold computed in ``fold_dtype``)."""
-    missing = [name for name in UNIT_NAMES if name not in units]
-    if missing:
-        raise ValueError(f"missing conv units {missing}; expected {list(UNIT_NAMES)}")
+    check_units(units)
     folded = [fold_conv_unit(*units[name], compute_dtype=fold_dtype) for name in UNIT_NAMES]
     return InceptionParams.from_conv_weights(*folded, relu=relu, dtype=dtype, cat_order=cat_order)
 

@@ -75,7 +75,7 @@ from torch.nn.utils import parametrize
 from .aten_bn_forward import aten_bn_forward
 from .aten_forward import AtenWeights, aten_inception_forward, aten_weights, aten_weights_from_units
 from .block_io import check_input_shape
-from .bn_train import inception_block_bn_train
+from .bn_train import inception_block_bn_train, running_average_factor
 from .custom_op import inception_block, op_arguments
 from .folding import UNIT_NAMES, params_from_units
 from .hooks import FusedFallbackWarning, describe_hooks, has_hooks
@@ -350,7 +350,7 @@ class FusedInception(nn.Module):
         convs = [units[name][0] for name in UNIT_NAMES]
         bns = [units[name][1] for name in UNIT_NAMES]
         update = [stats and bn.track_running_stats for stats, bn in zip(batch_stats, bns)]
-        momentums = [self._momentum(bn) if up else 0.0 for bn, up in zip(bns, update)]
+        momentums = [running_average_factor(bn) if up else 0.0 for bn, up in zip(bns, update)]
         weights, biases, gammas, betas = [], [], [], []
         for conv, bn in zip(convs, bns):
             # each attribute read once: a parametrized one computes on every read, as in the modules
@@ -378,13 +378,3 @@ class FusedInception(nn.Module):
                     bn.running_mean.copy_(mean)
                     bn.running_var.copy_(var)
         return out
-
-    @staticmethod
-    def _momentum(bn: nn.BatchNorm2d) -> float:
-        """The running-average factor of a training BN with running statistics, counting this batch
-        in ``num_batches_tracked`` (nn.BatchNorm2d.forward's own rule)."""
-        if bn.num_batches_tracked is not None:
-            bn.num_batches_tracked.add_(1)
-            if bn.momentum is None:
-                return 1.0 / float(bn.num_batches_tracked)
-        return bn.momentum if bn.momentum is not None else 0.0

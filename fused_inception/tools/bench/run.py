@@ -16,7 +16,7 @@ import torch
 
 from fused_inception.models.randomize import random_googlenet
 from fused_inception.tools.bench.cases import METHODS, SCOPES, Case, CaseSetup, block_input_shapes, warm_cache
-from fused_inception.tools.bench.timing import measure, measure_interleaved, warn_check
+from fused_inception.tools.bench.timing import error_result, measure, measure_interleaved, warn_check
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_json
 
@@ -157,8 +157,8 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
                 else:
                     try:
                         res = measure(setup, name, settings, reference_out)
-                    except Exception as err:  # a method that cannot run is a result, not the end of the run
-                        res = {"error": f"{type(err).__name__}: {err}"[:2000]}
+                    except Exception as err:
+                        res = error_result(err)
                         say(f"warning: {case.key} {name}: {res['error'][:300]}")
                         torch.cuda.empty_cache()
                 if name == "eager" and "output" in res:

@@ -85,6 +85,11 @@ def _rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return diff / norm if norm > 0 else diff
 
 
+def error_result(err: Exception) -> dict:
+    """The result of a method that could not be built or run: a result, not the end of the run."""
+    return {"error": f"{type(err).__name__}: {err}"[:2000]}
+
+
 def _start(setup: CaseSetup, name: str, settings: dict, reference_out: torch.Tensor | None,
            reset_dynamo: bool = True):
     """``(fn, result)``: method ``name`` built and warmed up (``prepare_call``), its inference
@@ -142,8 +147,8 @@ def measure_interleaved(setup: CaseSetup, names: Sequence[str], settings: dict) 
     for name in names:
         try:
             fns[name], results[name] = _start(setup, name, settings, reference_out, reset_dynamo=False)
-        except Exception as err:  # a method that cannot run is a result, not the end of the run
-            results[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
+        except Exception as err:
+            results[name] = error_result(err)
             continue
         results[name]["peak_mem_mb"] = None  # the CPU allocator keeps no statistics: n/a
         output = results[name].pop("output", None)
@@ -165,7 +170,7 @@ def measure_interleaved(setup: CaseSetup, names: Sequence[str], settings: dict) 
                 fns[name](call)
                 times[name].append((time.perf_counter() - t0) * 1e3)
             except Exception as err:
-                results[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
+                results[name] = error_result(err)
                 del fns[name], times[name]
         call += 1
         rounds += 1
