@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .block_io import output_memory_format
-from .forward import gpu_name, interpreter_enabled
+from .forward import cudnn_conv_allows_tf32, gpu_name, interpreter_enabled
 from .kernels.tuned_configs import TunedTable, tuned_table
 from .tactics import (BN_TRAINING, CPU_FASTEST, FORMAT_NAMES, FROZEN_BN_TRAINING, INFERENCE, MODES, TACTICS,
                       TRITON_MIN_CAPABILITY, Choice, TacticKey, batch_bucket, select_tactic)
@@ -88,26 +88,29 @@ def choose_tactic(x: Tensor, dtype: torch.dtype, mode: str, block: tuple[int, ..
     cuda = x.device.type == "cuda"
     capability = _capability(x.device.index if x.device.index is not None else torch.cuda.current_device()) \
         if cuda else None
+    tf32 = cuda and dtype == torch.float32 and cudnn_conv_allows_tf32()
     return choose_for_device(x.device.type, capability, gpu_name(x), dtype, max(x.shape[0], 1),
-                             output_memory_format(x), mode, block, interpreter_enabled())
+                             output_memory_format(x), mode, block, interpreter_enabled(), tf32)
 
 
 def choose_for_device(device_type: str, capability: tuple[int, int] | None, gpu: str | None, dtype: torch.dtype,
                       batch: int, memory_format: torch.memory_format, mode: str, block: tuple[int, ...],
-                      interpreter: bool) -> Choice:
+                      interpreter: bool, tf32: bool = False) -> Choice:
     """``select_tactic`` with the recorded winner looked up (``use_tuned_table``'s table, else the
-    GPU's tuned file on CUDA), warning once per process on a GPU without a record."""
+    GPU's tuned file on CUDA), warning once per process on a GPU without a record. ``tf32``: a
+    float32 call on a GPU where PyTorch's conv rule allows TF32."""
     table = _tables.innermost()
     if table is None and device_type == "cuda" and gpu:
         table = tuned_table(gpu)
     facts = (device_type, capability, gpu, dtype, batch_bucket(batch), memory_format, mode, block, interpreter,
-             id(table))
+             tf32, id(table))
     # the compiler traces the policy itself (once per graph), not the memo
     known = None if torch.compiler.is_compiling() else _choices.get(facts)
     if known is None:
         key = TacticKey.of(gpu or device_type, block, dtype, batch, mode)
         winner = table.tactic_for(*key.record_key) if table is not None else None
-        choice = select_tactic(device_type, capability, dtype, batch, memory_format, mode, interpreter, winner)
+        choice = select_tactic(device_type, capability, dtype, batch, memory_format, mode, interpreter, winner,
+                               tf32)
         known = (choice, device_type == "cuda" and winner is None, table)
         if not torch.compiler.is_compiling():
             _choices[facts] = known

@@ -24,7 +24,10 @@ The policy (``select_tactic``), first rule that applies:
 2. a recorded winner for the call's TacticKey (from the GPU's tuned file) -> the winner;
 3. a GPU without a record: ``triton`` on compute capability 8.0 and newer (the GPUs the kernels
    are compiled and tested for) for the kernels' dtypes, ``aten`` otherwise (older GPUs, float64,
-   BN training); the caller warns once that the GPU is untuned;
+   BN training, and float32 where TF32 is allowed: Triton's TF32 dot truncates its operands where
+   cuDNN rounds them, so the kernels came out 3x less exact than the modules, 1.0-1.1e-3 against
+   3.0-3.4e-4 relative on an H200, benchmarks/results/nvidia-h200-20261130-2337.md); the caller
+   warns once that the GPU is untuned;
 4. the CPU (interpreter off) -> CPU_FASTEST[(mode, memory format)], the tactic a measurement found
    fastest (see CPU_FASTEST for the figures and the commands).
 
@@ -157,12 +160,14 @@ def select_tactic(
     mode: str,
     interpreter: bool,
     winner: str | None = None,
+    tf32: bool = False,
 ) -> Choice:
     """The tactic for one block call (rules in the module docstring). Pure: no device queries.
 
     ``device_type``: "cuda" or "cpu"; ``capability``: the GPU's (major, minor), None off CUDA;
     ``interpreter``: TRITON_INTERPRET=1; ``winner``: the tuned file's tactic for the call's
-    TacticKey, or None without a record.
+    TacticKey, or None without a record; ``tf32``: a float32 call where PyTorch's conv rule allows
+    TF32 (forward.cudnn_conv_allows_tf32).
     """
     check_mode(mode)
     fmt = format_name(memory_format)
@@ -182,6 +187,9 @@ def select_tactic(
             return Choice(ATEN, f"untuned {sm}, {mode}: the BN-training op (no Triton kernel for batch statistics)")
         if dtype not in TRITON_DTYPES:
             return Choice(ATEN, f"untuned {sm}: the Triton kernels do not take {name}")
+        if tf32:
+            return Choice(ATEN, f"untuned {sm}: float32 with TF32 allowed: cuDNN rounds operands to TF32, "
+                                "Triton's TF32 dot truncates them (less exact than the modules)")
         if tuple(capability) >= TRITON_MIN_CAPABILITY:
             return Choice(TRITON, f"untuned {sm}: Triton kernels (compiled and tested for sm_80 and newer)")
         return Choice(ATEN, f"untuned {sm}: older than sm_80, which the Triton kernels are tested for")

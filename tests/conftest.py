@@ -1,4 +1,4 @@
-"""Test set-up: the Triton interpreter without CUDA, and one replayable random seed per run.
+"""Test set-up: the Triton interpreter without CUDA, IEEE float32 with CUDA, and one replayable random seed per run.
 
 TRITON_INTERPRET must be set before triton is imported (triton.jit reads it when the kernels are
 decorated), so this runs before any test module imports fused_inception. ``import torch`` does not
@@ -22,6 +22,13 @@ if not torch.cuda.is_available():
     if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError("triton was imported before tests/conftest.py could set TRITON_INTERPRET=1")
     os.environ["TRITON_INTERPRET"] = "1"
+else:
+    # The tests' float32 tolerances are IEEE ones against a float64 reference. PyTorch's default
+    # runs fp32 cuDNN convs in TF32, and the fused kernels follow that rule (forward.dot_precision),
+    # so on a GPU every float32 check would measure TF32 rounding (~1e-3) instead. TF32 has its own
+    # tolerance in `python -m fused_inception parity --dtypes tf32`; tests that need TF32 turn it on.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def _run_seed() -> int:

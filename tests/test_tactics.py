@@ -13,8 +13,8 @@ NCHW, CL = torch.contiguous_format, torch.channels_last
 
 
 def select(device="cuda", capability=(9, 0), dtype=torch.float16, batch=8, fmt=CL, mode=INFERENCE,
-           interpreter=False, winner=None):
-    return select_tactic(device, capability, dtype, batch, fmt, mode, interpreter, winner)
+           interpreter=False, winner=None, tf32=False):
+    return select_tactic(device, capability, dtype, batch, fmt, mode, interpreter, winner, tf32)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -56,6 +56,16 @@ def test_untuned_sm80_and_newer_run_triton(capability, dtype, mode):
     assert choice.tactic == TRITON
     assert choice.reason == (f"untuned sm_{capability[0]}{capability[1]}: Triton kernels "
                              "(compiled and tested for sm_80 and newer)")
+
+
+@pytest.mark.parametrize("mode", [INFERENCE, FROZEN_BN_TRAINING])
+def test_untuned_float32_with_tf32_runs_aten(mode):
+    """Triton's TF32 dot truncates where cuDNN rounds: 3x the modules' error on an H200."""
+    choice = select(dtype=torch.float32, mode=mode, tf32=True)
+    assert choice.tactic == ATEN
+    assert "TF32" in choice.reason and "truncates" in choice.reason
+    # a tuned record still wins (the tuner checks every candidate against float64 first)
+    assert select(dtype=torch.float32, mode=mode, tf32=True, winner=TRITON).tactic == TRITON
 
 
 @pytest.mark.parametrize("capability", [(7, 0), (7, 5), (6, 1)])

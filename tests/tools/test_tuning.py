@@ -403,3 +403,30 @@ def test_reports_record_the_launched_configs(tuned_dir):
     tuned_configs.clear_cache()
     rows, source = kernel_configs(GPU)
     assert rows == [] and source.startswith("refused:") and "not a candidate" in source
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="times CUDA events on a GPU")
+def test_stream_timer_hides_host_time_behind_queued_gpu_work():
+    """The tactic rows' timer charges a call its GPU time when the host is faster than the GPU, as a
+    block inside a network is charged (do_bench, starting each call on an idle GPU, would add the
+    host time: ~1.5x here)."""
+    import time
+
+    cycles = 2_000_000  # ~1 ms of GPU time at H100/H200 clocks
+
+    def gpu_only():
+        torch.cuda._sleep(cycles)
+
+    gpu_ms = tune_rules.stream_timer(gpu_only)
+
+    def host_then_gpu():
+        time.sleep(gpu_ms / 2e3)  # half the GPU time on the host, before the launch
+        torch.cuda._sleep(cycles)
+
+    assert tune_rules.stream_timer(host_then_gpu) == pytest.approx(gpu_ms, rel=0.15)
+
+    def slow_host():
+        time.sleep(gpu_ms * 2 / 1e3)  # twice the GPU time: now the host is what is charged
+        torch.cuda._sleep(cycles)
+
+    assert tune_rules.stream_timer(slow_host) == pytest.approx(2 * gpu_ms, rel=0.25)

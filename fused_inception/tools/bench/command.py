@@ -53,6 +53,7 @@ import torch
 
 from fused_inception.dtypes import SHORT_NAMES
 from fused_inception.spec import BLOCK_NAMES, VARIANTS
+from fused_inception.tactics import TACTICS
 from fused_inception.tools.bench.cases import CPU_METHODS, GPU_METHODS, METHODS, MODES, SCOPES
 from fused_inception.tools.bench.plot import plot
 from fused_inception.tools.bench.report import format_markdown, format_text
@@ -145,6 +146,7 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         "seed": args.seed, "max_seconds": args.max_seconds, "tf32": bool(args.tf32),
         "cudnn_benchmark": bool(args.cudnn_benchmark), "notes": notes,
         "threads": None if threads is None else int(threads),
+        "force_tactic": args.force_tactic,
     }
 
 
@@ -192,6 +194,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads while timing (default: 1 on the CPU, where more threads stall "
                              "at OpenMP barriers whenever another process holds a core; unchanged on a GPU)")
+    parser.add_argument("--force-tactic", choices=TACTICS, default=None,
+                        help="run every fused block as this tactic (selection.force_tactic) instead of the "
+                             "selected one, to time the tactics against each other; a block that cannot run "
+                             "it fails its method")
     parser.add_argument("--seed", type=int, default=0, help="weights and inputs seed (default: 0)")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="stop starting new measurements after this many seconds (the rest are "

@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from fused_inception.models.randomize import random_googlenet
+from fused_inception.selection import force_tactic
 from fused_inception.tools.bench.cases import METHODS, SCOPES, Case, CaseSetup, block_input_shapes, warm_cache
 from fused_inception.tools.bench.timing import error_result, measure, measure_interleaved, warn_check
 from fused_inception.tools.environment import environment
@@ -99,7 +100,10 @@ def run_bench(settings: dict, progress_enabled: bool = True, json_path: str | No
             torch.backends.cuda.matmul.allow_tf32 = settings["tf32"]
         if settings.get("threads"):
             torch.set_num_threads(settings["threads"])
-        return _run_cases(settings, progress_enabled, json_path, log)
+        forced = settings.get("force_tactic")
+        # thread-local, and only FusedInception calls consult it: the baselines run as they are
+        with force_tactic(forced) if forced else contextlib.nullcontext():
+            return _run_cases(settings, progress_enabled, json_path, log)
     finally:
         torch.set_num_threads(saved[0])
         (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
@@ -194,6 +198,9 @@ def _standard_notes(settings: dict) -> list[str]:
                      "the fused kernels (torch.backends.cudnn.allow_tf32)")
     notes.append("which tactic each fused block ran, and why, is in the tactics table (per case and fused "
                  "method; the JSON has it per block)")
+    if settings.get("force_tactic"):
+        notes.append(f"every fused block forced to the {settings['force_tactic']} tactic (--force-tactic), "
+                     "not the one the library would select")
     if "train" in settings["modes"]:
         notes.append("train: BatchNorm in training mode (tactic mode bn-training): on a GPU the BN-training op "
                      "(saves only input, output and statistics, recomputes in backward) unless the tuned file "

@@ -50,7 +50,8 @@ from fused_inception.tolerances import ParityResult, compare, poisoned, toleranc
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_text
 from fused_inception.tools.tables import csv_list, text_table
-from fused_inception.tools.tune.rules import MIN_GAIN, DeviceUnusable, Timer, candidate_failure, do_bench_timer, timer_label
+from fused_inception.tools.tune.rules import (MIN_GAIN, DeviceUnusable, Timer, candidate_failure, do_bench_timer,
+                                             stream_timer, timer_label)
 from fused_inception.tools.tune.tactic_rows import (DEFAULT_TACTIC_BATCHES, TacticRow, format_tactic_rows, tactic_rows,
                                                 tune_tactics, with_tactics)
 
@@ -331,9 +332,9 @@ def run(args: argparse.Namespace) -> int:
         settings = {"blocks": csv_list(args.tactic_blocks), "dtypes": csv_list(args.tactic_dtypes),
                     "batches": [int(b) for b in csv_list(args.tactic_batches)], "modes": csv_list(args.tactic_modes),
                     "candidates": csv_list(args.tactics), "layout": args.layout,
-                    "budget_s": args.tactic_budget_s, "timer": timer_label(do_bench_timer)}
+                    "budget_s": args.tactic_budget_s, "timer": timer_label(stream_timer)}
         part = tune_tactics(plan, device="cuda", gpu=gpu, capability=torch.cuda.get_device_capability(),
-                            timer=do_bench_timer, budget_s=args.tactic_budget_s, allowed=settings["candidates"],
+                            timer=stream_timer, budget_s=args.tactic_budget_s, allowed=settings["candidates"],
                             layout=layout, seed=args.seed, progress=say,
                             on_row=lambda part: write(with_tactics(doc, part, settings)))
         doc = with_tactics(doc, part, settings)
