@@ -102,17 +102,19 @@ def choose_for_device(device_type: str, capability: tuple[int, int] | None, gpu:
     table = _tables.innermost()
     if table is None and device_type == "cuda" and gpu:
         table = tuned_table(gpu)
-    facts = (device_type, capability, gpu, dtype, batch_bucket(batch), memory_format, mode, block, interpreter,
-             tf32, id(table))
-    # the compiler traces the policy itself (once per graph), not the memo
-    known = None if torch.compiler.is_compiling() else _choices.get(facts)
+    # the compiler traces the policy itself (once per graph), not the memo: dynamo cannot trace
+    # id(None), which a GPU without a tuned file gives (fullgraph compiles failed on an H200)
+    compiling = torch.compiler.is_compiling()
+    facts = None if compiling else (device_type, capability, gpu, dtype, batch_bucket(batch), memory_format, mode,
+                                    block, interpreter, tf32, id(table))
+    known = None if facts is None else _choices.get(facts)
     if known is None:
         key = TacticKey.of(gpu or device_type, block, dtype, batch, mode)
         winner = table.tactic_for(*key.record_key) if table is not None else None
         choice = select_tactic(device_type, capability, dtype, batch, memory_format, mode, interpreter, winner,
                                tf32)
         known = (choice, device_type == "cuda" and winner is None, table)
-        if not torch.compiler.is_compiling():
+        if facts is not None:
             _choices[facts] = known
     if known[1]:
         _warn_untuned(gpu, known[0])

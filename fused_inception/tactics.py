@@ -22,12 +22,13 @@ The policy (``select_tactic``), first rule that applies:
 1. CPU with the Triton interpreter on (TRITON_INTERPRET=1) -> ``triton``: the kernels are what is
    tested there;
 2. a recorded winner for the call's TacticKey (from the GPU's tuned file) -> the winner;
-3. a GPU without a record: ``triton`` on compute capability 8.0 and newer (the GPUs the kernels
-   are compiled and tested for) for the kernels' dtypes, ``aten`` otherwise (older GPUs, float64,
-   BN training, and float32 where TF32 is allowed: Triton's TF32 dot truncates its operands where
-   cuDNN rounds them, so the kernels came out 3x less exact than the modules, 1.0-1.1e-3 against
-   3.0-3.4e-4 relative on an H200, benchmarks/results/nvidia-h200-20261130-2337.md); the caller
-   warns once that the GPU is untuned;
+3. a GPU without a record: in both training modes ``aten-bn`` (GPU_TRAINING_FASTEST); in
+   inference ``triton`` on compute capability 8.0 and newer (the GPUs the kernels are compiled and
+   tested for) for the kernels' dtypes, ``aten`` otherwise (older GPUs, float64, and float32 where
+   TF32 is allowed: Triton's TF32 dot truncates its operands where cuDNN rounds them, so the
+   kernels came out 3x less exact than the modules, 1.0-1.1e-3 against 3.0-3.4e-4 relative on an
+   H200, benchmarks/results/nvidia-h200-20261130-2337.md); the caller warns once that the GPU is
+   untuned;
 4. the CPU (interpreter off) -> CPU_FASTEST[(mode, memory format)], the tactic a measurement found
    fastest (see CPU_FASTEST for the figures and the commands).
 
@@ -90,6 +91,19 @@ CPU_FASTEST: dict[tuple[str, str], str] = {
     (BN_TRAINING, "nchw"): ATEN_BN,
     (BN_TRAINING, "channels_last"): ATEN_BN,
 }
+
+
+# The untuned GPU default in both training modes. Whole torchvision GoogLeNet training step, bf16,
+# batch 256, channels_last, on an H200 (median ms; benchmarks/results/nvidia-h200-20261130-2337.md
+# and nvidia-h200-tactics-20261130-2350.*, every block forced to one tactic by bench
+# --force-tactic):
+# * BN training: aten-bn 37.71, modules 38.52, eager 38.57, aten (the BN-training op, which
+#   recomputes the block in backward) 68.59;
+# * frozen-BN training: aten 41.12, aten-bn 41.60 (p20-p80 overlapping aten's), modules 42.16,
+#   eager 42.20, triton (the kernels forward, backward.py) 50.92. aten-bn, not aten: within the
+#   spread of it, and it keeps BN's own gamma gradients, which aten's fold on the autograd path
+#   loses digits of when its two sums cancel (docs/DESIGN.md).
+GPU_TRAINING_FASTEST: str = ATEN_BN
 
 
 def batch_bucket(batch: int) -> str:
@@ -183,8 +197,11 @@ def select_tactic(
         if capability is None:
             raise ValueError("a CUDA device needs its compute capability")
         sm = f"sm_{capability[0]}{capability[1]}"
-        if mode == BN_TRAINING:
-            return Choice(ATEN, f"untuned {sm}, {mode}: the BN-training op (no Triton kernel for batch statistics)")
+        if mode != INFERENCE:
+            return Choice(GPU_TRAINING_FASTEST,
+                          f"untuned {sm}, {mode}: {GPU_TRAINING_FASTEST}, the fastest in the committed H200 "
+                          "measurement (the Triton kernels' backward and the BN-training op were slower than "
+                          "the modules)")
         if dtype not in TRITON_DTYPES:
             return Choice(ATEN, f"untuned {sm}: the Triton kernels do not take {name}")
         if tf32:

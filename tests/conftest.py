@@ -84,6 +84,20 @@ def gen(request) -> torch.Generator:
 
 
 @pytest.fixture
+def triton_tactic():
+    """Every FusedInception call of the test runs the triton tactic (selection.force_tactic; in BN
+    training that is the BN-training op), as the interpreter's policy picks for CPU tensors in CI.
+    For tests whose subject is a path (record_paths), not the policy: on a GPU machine the
+    interpreter is off and a CPU tensor would otherwise run the CPU's measured tactic (aten or
+    aten-bn); there the triton tactic of a CPU tensor is inception_forward's PyTorch path."""
+    from fused_inception.selection import force_tactic  # after TRITON_INTERPRET is set above
+    from fused_inception.tactics import TRITON
+
+    with force_tactic(TRITON):
+        yield
+
+
+@pytest.fixture
 def fused_paths():
     """The path of each FusedInception call during the test, as ``(path, compute dtype)``
     (``fused_inception.module.record_paths``): "fused", "aten", "bn_train" or "modules"."""

@@ -87,7 +87,7 @@ def _within(out: torch.Tensor, ref: torch.Tensor, tolerance: float, what: str) -
 
 
 @pytest.mark.parametrize("variant", ["paper", "torchvision"])
-def test_fused_network_training_step(variant, gen, monkeypatch, fused_paths):
+def test_fused_network_training_step(variant, gen, monkeypatch, fused_paths, triton_tactic):
     """One training step with aux heads and GoogLeNetLoss: every gradient, the loss, the logits
     and the BN buffers of the fused network in float64 against the plain network in float64; the
     loss, logits and BN buffers of the fused fp32 network against float64, held to the unfused fp32

@@ -46,7 +46,7 @@ def _no_fallback(fn):
         return fn()
 
 
-def test_forward_hook_on_an_inner_conv_fires_once_per_call(gen, exit_stack):
+def test_forward_hook_on_an_inner_conv_fires_once_per_call(gen, exit_stack, triton_tactic):
     block, fused = _pair(SMALL, gen)
     seen = []
     handle = fused.branch2[1].conv.register_forward_hook(lambda m, inp, out: seen.append(out.shape))
@@ -78,7 +78,7 @@ def test_forward_pre_hook_changing_an_inner_input_is_honoured(gen):
         assert not torch.allclose(out, without_hook(x))  # the hook changes the output: the test can fail
 
 
-def test_hooks_on_the_fused_block_itself_run_on_the_fused_path(gen, exit_stack):
+def test_hooks_on_the_fused_block_itself_run_on_the_fused_path(gen, exit_stack, triton_tactic):
     """Pre-hook and forward hook on the FusedInception: Module.__call__ runs them around the fused op."""
     block, fused = _pair(SMALL, gen)
     ref = copy.deepcopy(block).double()
@@ -152,7 +152,7 @@ def test_hook_on_the_original_block_is_reported_at_fuse_time_and_fires(gen):
     assert fi.fuse_with_report(nn.Sequential(random_block(SMALL, gen)))[1].hooked == []
 
 
-def test_prune_is_honoured_and_sees_in_place_updates(gen, exit_stack):
+def test_prune_is_honoured_and_sees_in_place_updates(gen, exit_stack, triton_tactic):
     """prune keeps the nn.Conv2d class and recomputes ``weight`` in a forward pre-hook: after an
     in-place update of ``weight_orig`` the fused block must not read a stale ``weight``."""
     block, fused = _pair(SMALL, gen)
@@ -186,7 +186,7 @@ def test_hook_based_weight_norm_is_honoured(gen):
 
 
 @pytest.mark.parametrize("when", ["before-fuse", "after-fuse"])
-def test_parametrized_weight_norm_is_read_through_the_parametrization(when, gen, exit_stack):
+def test_parametrized_weight_norm_is_read_through_the_parametrization(when, gen, exit_stack, triton_tactic):
     """parametrizations.weight_norm: the fused path, output and gradients of the originals."""
     block = random_block(SMALL, gen).float().train()
     if when == "before-fuse":

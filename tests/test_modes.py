@@ -66,7 +66,7 @@ def _counts(calls: list[tuple[str, torch.dtype]]) -> dict[str, int]:
     return {path: sum(1 for p, _ in calls if p == path) for path in PATHS}
 
 
-def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, fused_paths):
+def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, fused_paths, triton_tactic):
     """model.train(), every BN .eval(): the fused (folded) op with autograd, no buffer changes."""
     block = random_block(WIDE, gen).float().train()
     for bn in _bns(block).values():
@@ -81,7 +81,7 @@ def test_frozen_bn_fine_tuning_block_folds_and_leaves_buffers_alone(gen, fused_p
 
 @pytest.mark.parametrize("unit", UNIT_NAMES)
 @pytest.mark.parametrize("mix", ["one-bn-training-in-eval-block", "one-bn-frozen-in-training-block"])
-def test_mixed_bn_modes_per_unit(mix, unit, gen, fused_paths):
+def test_mixed_bn_modes_per_unit(mix, unit, gen, fused_paths, triton_tactic):
     """One BN in the other mode than the rest, for each of the six units: each unit follows its BN,
     inside the BN-training op."""
     block = random_block(WIDE, gen).float()
@@ -96,7 +96,7 @@ def test_mixed_bn_modes_per_unit(mix, unit, gen, fused_paths):
 
 
 @pytest.mark.parametrize("momentum", [None, 0.3], ids=["cumulative", "momentum-0.3"])
-def test_momentum_in_mixed_modes(momentum, gen, fused_paths):
+def test_momentum_in_mixed_modes(momentum, gen, fused_paths, triton_tactic):
     """momentum=None (cumulative average over num_batches_tracked) and a set momentum, with two
     BNs frozen: only the training BNs move, each by its own factor."""
     block = random_block(WIDE, gen).float().train()
@@ -112,7 +112,7 @@ def test_momentum_in_mixed_modes(momentum, gen, fused_paths):
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_track_running_stats_switched_off_after_fusing(training, gen, fused_paths):
+def test_track_running_stats_switched_off_after_fusing(training, gen, fused_paths, triton_tactic):
     """As nn.BatchNorm2d: in training, batch statistics with the buffers left alone; in eval, the
     running statistics (the buffers still exist)."""
     block = random_block(WIDE, gen).float().train(training)

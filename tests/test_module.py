@@ -63,7 +63,7 @@ def test_no_grad_inference_mode_channels_last(gen):
 
 def test_autocast_and_half(gen, monkeypatch):
     block = random_block(SMALL, gen)
-    fused = fi.FusedInception.from_module(copy.deepcopy(block).float()).eval()
+    fused = fi.FusedInception.from_module(copy.deepcopy(block).float()).eval().to(DEVICE)
     x = random_input((2, 8, 5, 5), gen)
     with torch.no_grad(), torch.autocast(DEVICE, dtype=torch.float16):
         out = fused(x.float().to(DEVICE))
@@ -71,7 +71,7 @@ def test_autocast_and_half(gen, monkeypatch):
     assert_close(out, block(x.half().double()), "float16", "autocast fp16")
     half = copy.deepcopy(fused).half()
     with torch.no_grad():
-        assert_close(half(x.half()), block(x.half().double()), "float16", ".half()")
+        assert_close(half(x.half().to(DEVICE)), block(x.half().double()), "float16", ".half()")
     # bf16 dots are wrong in the Triton interpreter (docs/DESIGN.md): on the CPU check the module's
     # bf16 plumbing on the PyTorch path
     if not CUDA:
@@ -153,7 +153,7 @@ def _saved_activation_bytes(fn, x: torch.Tensor) -> int:
 
 @pytest.mark.parametrize("variant,training", [("paper", True), ("torchvision", True), ("torchvision", False)],
                          ids=["paper-train", "torchvision-train", "torchvision-eval-with-grad"])
-def test_saved_activation_bytes_lower_than_unfused(variant, training, gen):
+def test_saved_activation_bytes_lower_than_unfused(variant, training, gen, triton_tactic):
     spec = googlenet_spec("3a", variant)
     block = random_block(spec, gen).float().train(training)
     fused = fi.FusedInception.from_module(copy.deepcopy(block)).train(training)
@@ -166,7 +166,7 @@ def test_saved_activation_bytes_lower_than_unfused(variant, training, gen):
 
 
 @pytest.mark.parametrize("momentum", [0.1, None], ids=["momentum", "cumulative"])
-def test_training_with_batch_norm_matches_batchnorm(momentum, gen):
+def test_training_with_batch_norm_matches_batchnorm(momentum, gen, triton_tactic):
     """BN training: output, every gradient, and running_mean/var/num_batches_tracked over two steps."""
     block = random_block(SMALL, gen).float().train()
     for m in block.modules():

@@ -50,22 +50,21 @@ def test_winner_that_cannot_run_the_mode_is_refused():
 
 @pytest.mark.parametrize("capability", [(8, 0), (8, 6), (8, 9), (9, 0), (10, 0), (12, 0)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("mode", [INFERENCE, FROZEN_BN_TRAINING])
-def test_untuned_sm80_and_newer_run_triton(capability, dtype, mode):
-    choice = select(capability=capability, dtype=dtype, mode=mode)
+def test_untuned_sm80_and_newer_run_triton_in_inference(capability, dtype):
+    choice = select(capability=capability, dtype=dtype, mode=INFERENCE)
     assert choice.tactic == TRITON
     assert choice.reason == (f"untuned sm_{capability[0]}{capability[1]}: Triton kernels "
                              "(compiled and tested for sm_80 and newer)")
 
 
-@pytest.mark.parametrize("mode", [INFERENCE, FROZEN_BN_TRAINING])
-def test_untuned_float32_with_tf32_runs_aten(mode):
+def test_untuned_float32_with_tf32_runs_aten():
     """Triton's TF32 dot truncates where cuDNN rounds: 3x the modules' error on an H200."""
-    choice = select(dtype=torch.float32, mode=mode, tf32=True)
+    choice = select(dtype=torch.float32, mode=INFERENCE, tf32=True)
     assert choice.tactic == ATEN
     assert "TF32" in choice.reason and "truncates" in choice.reason
+    assert select(dtype=torch.float32, mode=INFERENCE, tf32=False).tactic == TRITON
     # a tuned record still wins (the tuner checks every candidate against float64 first)
-    assert select(dtype=torch.float32, mode=mode, tf32=True, winner=TRITON).tactic == TRITON
+    assert select(dtype=torch.float32, mode=INFERENCE, tf32=True, winner=TRITON).tactic == TRITON
 
 
 @pytest.mark.parametrize("capability", [(7, 0), (7, 5), (6, 1)])
@@ -81,11 +80,15 @@ def test_untuned_gpu_float64_runs_aten():
     assert choice == tactics.Choice(ATEN, "untuned sm_90: the Triton kernels do not take float64")
 
 
-@pytest.mark.parametrize("capability", [(9, 0), (7, 5)])
-def test_untuned_gpu_bn_training_runs_the_bn_training_op(capability):
-    choice = select(capability=capability, mode=BN_TRAINING)
-    assert choice.tactic == ATEN
-    assert "BN-training op" in choice.reason
+@pytest.mark.parametrize("capability", [(9, 0), (8, 0), (7, 5)])
+@pytest.mark.parametrize("mode", [FROZEN_BN_TRAINING, BN_TRAINING])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("tf32", [False, True])
+def test_untuned_gpu_training_runs_aten_bn(capability, mode, dtype, tf32):
+    """The H200 measurement (tactics.GPU_TRAINING_FASTEST): aten-bn in both training modes."""
+    choice = select(capability=capability, mode=mode, dtype=dtype, tf32=tf32)
+    assert choice.tactic == ATEN_BN == tactics.GPU_TRAINING_FASTEST
+    assert choice.reason.startswith(f"untuned sm_{capability[0]}{capability[1]}, {mode}: aten-bn")
 
 
 def test_cuda_without_capability_is_refused():

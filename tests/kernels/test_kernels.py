@@ -224,7 +224,7 @@ class TestErrors:
 
     def test_unsupported_dtype(self, params):
         with pytest.raises(TypeError, match="got torch.float64"):
-            inception_forward(torch.randn(1, 8, 4, 4, dtype=torch.float64), params)
+            inception_forward(torch.randn(1, 8, 4, 4, dtype=torch.float64, device=DEVICE), params.to(device=DEVICE))
 
     def test_device_mismatch(self, params):
         with pytest.raises(ValueError, match="input is on meta but the weights are on cpu"):

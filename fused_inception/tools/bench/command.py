@@ -10,10 +10,10 @@ weights and the same preallocated inputs):
   ``--size``), or the whole network (``net``);
 * mode: ``infer`` (eval, no grad); ``train`` (train mode: forward + backward + SGD step; the whole
   network with its aux heads and ``GoogLeNetLoss``, a block with a fixed upstream gradient);
-  ``finetune`` (the same step with BatchNorm frozen, i.e. eval mode). In ``train`` a
-  ``FusedInception`` with BatchNorm runs the unfused sequence inside one op that saves only the
-  input, output and batch statistics and recomputes the rest in backward (batch statistics need
-  every conv output whole); ``finetune`` is where the fused kernels run forward and backward;
+  ``finetune`` (the same step with BatchNorm frozen, i.e. eval mode). Each block runs the tactic
+  its call selects (on an untuned GPU ``aten-bn`` in both training modes, the fastest measured on
+  an H200); ``--force-tactic`` runs every block as one tactic, to time the tactics against each
+  other;
 * methods: ``eager`` (NCHW), ``eager-cl`` (channels_last), ``compile`` (torch.compile, mode
   ``max-autotune`` on a GPU), ``cudagraph`` (eager replayed from a CUDA graph; the input is copied
   into the graph's static input first), ``fused`` / ``fused-cl`` (``fuse(model)``, NCHW /

@@ -202,9 +202,8 @@ def _standard_notes(settings: dict) -> list[str]:
         notes.append(f"every fused block forced to the {settings['force_tactic']} tactic (--force-tactic), "
                      "not the one the library would select")
     if "train" in settings["modes"]:
-        notes.append("train: BatchNorm in training mode (tactic mode bn-training): on a GPU the BN-training op "
-                     "(saves only input, output and statistics, recomputes in backward) unless the tuned file "
-                     "records the modules; finetune (BN frozen): frozen-bn-training")
+        notes.append("train: BatchNorm in training mode (tactic mode bn-training); finetune (BN frozen): "
+                     "frozen-bn-training; an untuned GPU runs aten-bn in both (tactics.GPU_TRAINING_FASTEST)")
     if any(METHODS[m].wrap == "cudagraph" for m in settings["methods"]):
         notes.append("CUDA-graph methods copy each input (and target) into the graph's static input "
                      "before the replay; the copy is timed")

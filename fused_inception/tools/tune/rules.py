@@ -35,9 +35,9 @@ def stream_timer(call: Callable[[], object]) -> float:
 
     The tactic rows use this, not do_bench: do_bench flushes the L2 and starts every call on an idle
     GPU, so a call is charged its host time (Python, launches) whenever that exceeds its GPU time.
-    On an H200 that made do_bench time a FusedInception 4b at 0.78 ms that ran at 0.46 ms per call
-    back to back (benchmarks/results/nvidia-h200-20261130-2337.md, tune against blocks), and ranked
-    the tactics by host overhead. Here a call's host time overlaps the GPU work queued before it; it
+    On an H200 do_bench timed the triton tactic of a FusedInception 4b (bf16, batch 256) at 0.78 ms
+    and ranked aten first; bench's back-to-back calls measured 0.46 ms, and so did this timer (0.458 ms,
+    triton first): benchmarks/results/nvidia-h200-20261130-2337.* and nvidia-h200-tactics-20261130-2350.*. Here a call's host time overlaps the GPU work queued before it; it
     shows only where the host is the slower of the two, as it would in the network."""
     for _ in range(STREAM_WARMUP):
         call()
