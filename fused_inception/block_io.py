@@ -1,5 +1,5 @@
 """What every tactic of a fused block takes and gives: the input-shape check, the output's
-memory format, and the layout the aten tactics compute in. Shared by the kernels' forward
+memory format, and the layouts the aten tactics and the kernels compute in. Shared by the kernels' forward
 (forward.py), the aten tactics (aten_forward.py, aten_bn_forward.py), the BN-training op and the
 module, so that each path refuses and lays out the same way.
 """
@@ -26,6 +26,17 @@ def aten_compute_layout(x: Tensor) -> Tensor:
     choice is left to a tuned measurement). The result of a tactic is laid out by
     ``output_memory_format`` of the caller's ``x``, whatever it computed in."""
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
+
+def kernel_compute_layout(x: Tensor) -> Tensor:
+    """``x`` in the layout a FusedInception runs the kernels (the triton tactic) in: channels_last,
+    whatever the caller's layout, so an NCHW call costs one copy in and one out. Measured on an
+    H200 (bf16, batch 256, benchmarks/results/nvidia-h200-20261130-2337.md): the kernels took
+    1.1-1.8x their channels_last time on NCHW input (3a 1.153 against 0.649 ms, 4e 1.151 against
+    0.625), and the two copies of a block are 0.02-0.09 ms at the 4.3 TB/s a device copy moves there
+    (modelled: bytes / bandwidth). The kernels still take either layout (forward.inception_forward);
+    the result is laid out by ``output_memory_format`` of the caller's ``x``."""
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def check_input_shape(x: Tensor, in_channels: int) -> None:

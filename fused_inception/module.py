@@ -74,7 +74,7 @@ from torch.nn.utils import parametrize
 
 from .aten_bn_forward import aten_bn_forward
 from .aten_forward import AtenWeights, aten_inception_forward, aten_weights, aten_weights_from_units
-from .block_io import check_input_shape
+from .block_io import check_input_shape, kernel_compute_layout, output_memory_format
 from .bn_train import inception_block_bn_train, running_average_factor
 from .custom_op import inception_block, op_arguments
 from .folding import UNIT_NAMES, params_from_units
@@ -316,7 +316,8 @@ class FusedInception(nn.Module):
             return aten_inception_forward(x, weights)
         params = self._folded_params(units, dtype, x.device, modules)
         _note_path("fused", dtype)
-        return inception_block(x, *op_arguments(params))
+        out = inception_block(kernel_compute_layout(x), *op_arguments(params))
+        return out.contiguous(memory_format=output_memory_format(x))
 
     def _note_tactic(self, choice: Choice) -> None:
         # eager calls only: a traced attribute write would be a side effect of every compiled call
