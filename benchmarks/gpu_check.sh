@@ -21,7 +21,7 @@
 #             above, unless kernels/tuned/ has this GPU's file (GPU_CHECK_RETUNE=1 tunes anyway);
 #             not used by the steps above (they measure the shipped configs and the untuned
 #             tactic): check <stem>-tuned.json in as kernels/tuned/<gpu-slug>.json
-#   tests     the test suite on the GPU in the time left: tests/kernels/test_kernels.py and the
+#   tests     the test suite on the GPU in the time left: tests/kernels/ and the
 #             op/module tests (tests/test_function.py, test_custom_op.py, test_module.py,
 #             test_fuse.py) first, then the others
 #
@@ -176,8 +176,8 @@ else
   # the GPU kernel tests first, then the others that run on the GPU, alphabetically; not
   # test_gpu_check.py (a CPU dry run of this script), test_compile_check.py (ahead-of-time
   # compiles, no GPU needed, minutes) nor test_plan.py (shape arithmetic)
-  TEST_FILES=(tests/kernels/test_kernels.py tests/test_function.py tests/test_custom_op.py tests/test_module.py
-              tests/test_fuse.py)
+  TEST_FILES=(tests/kernels/test_kernels.py tests/kernels/test_pointwise_pool.py tests/kernels/test_kernel_schedule.py
+              tests/test_function.py tests/test_custom_op.py tests/test_module.py tests/test_fuse.py)
   for f in tests/test_*.py tests/*/test_*.py; do
     case " ${TEST_FILES[*]} tests/tools/test_gpu_check.py tests/tools/test_compile_check.py tests/tools/test_plan.py " in
       *" $f "*) ;;
