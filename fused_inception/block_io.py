@@ -28,15 +28,17 @@ def aten_compute_layout(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
 
 
-def kernel_compute_layout(x: Tensor) -> Tensor:
-    """``x`` in the layout a FusedInception runs the kernels (the triton tactic) in: channels_last,
-    whatever the caller's layout, so an NCHW call costs one copy in and one out. Measured on an
-    H200 (bf16, batch 256, benchmarks/results/nvidia-h200-20261130-2337.md): the kernels took
-    1.1-1.8x their channels_last time on NCHW input (3a 1.153 against 0.649 ms, 4e 1.151 against
-    0.625), and the two copies of a block are 0.02-0.09 ms at the 4.3 TB/s a device copy moves there
-    (modelled: bytes / bandwidth). The kernels still take either layout (forward.inception_forward);
-    the result is laid out by ``output_memory_format`` of the caller's ``x``."""
-    return x.contiguous(memory_format=torch.channels_last)
+def kernel_compute_layout(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x`` in ``dtype`` and in the layout a FusedInception runs the kernels (the triton tactic)
+    in: channels_last, whatever the caller's layout, so an NCHW call costs one copy in and one out
+    (and, in training, the op saves the channels_last copy). Measured on an H200 (bf16, batch 256,
+    benchmarks/results/nvidia-h200-20261130-2337.md): the kernels took 1.05-1.85x their
+    channels_last time on NCHW input (3a 1.153 against 0.649 ms, 4d 0.972 against 0.525); the two
+    copies of a block are modelled at 0.02-0.14 ms (bytes over an assumed 4.3 TB/s, the copy rate
+    this workplace's device notes give for an H200). The kernels still take either layout
+    (forward.inception_forward); the result is laid out by ``output_memory_format`` of the
+    caller's ``x``."""
+    return x.to(dtype=dtype, memory_format=torch.channels_last)
 
 
 def check_input_shape(x: Tensor, in_channels: int) -> None:

@@ -301,22 +301,26 @@ class FusedInception(nn.Module):
         choice = choose_tactic(x, dtype, mode, block_shape(units))
         if choice.tactic == MODULES:
             return self._run_block(x, choice)
-        self._note_tactic(choice)
         if choice.tactic == ATEN_BN and any(bn is None for bn in bns) and not all(bn is None for bn in bns):
-            return self._run_block(x, Choice(MODULES, "aten-bn needs BatchNorm on all six convs or on none"))
+            # every BN here is in eval (batch statistics with BN on some convs only ran the modules
+            # above): folded, as aten does
+            choice = Choice(ATEN, f"{choice.reason}; aten-bn needs BatchNorm on all six convs or on none, so aten "
+                                  "(BatchNorm folded)")
+        self._note_tactic(choice)
         if choice.tactic == ATEN_BN:
             _note_path("aten_bn", dtype)
             return aten_bn_forward(x.to(dtype), units, self.match.relu, self.match.cat_order)
         if mode == BN_TRAINING:
             return self._forward_batch_stats(x.to(dtype), dtype, units, batch_stats)
-        x = x.to(dtype)
         if choice.tactic == ATEN:
+            x = x.to(dtype)
             weights = self._aten_weights(units, dtype, x.device, modules)
             _note_path("aten", dtype)
             return aten_inception_forward(x, weights)
         params = self._folded_params(units, dtype, x.device, modules)
         _note_path("fused", dtype)
-        out = inception_block(kernel_compute_layout(x), *op_arguments(params))
+        # one copy for the dtype and the layout together (autocast of an NCHW input)
+        out = inception_block(kernel_compute_layout(x, dtype), *op_arguments(params))
         return out.contiguous(memory_format=output_memory_format(x))
 
     def _note_tactic(self, choice: Choice) -> None:

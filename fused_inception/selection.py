@@ -25,15 +25,16 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from .block_io import output_memory_format
-from .forward import cudnn_conv_allows_tf32, gpu_name, interpreter_enabled
+from .forward import cuda_device_name, cudnn_conv_allows_tf32, interpreter_enabled
 from .kernels.tuned_configs import TunedTable, tuned_table
-from .tactics import (BN_TRAINING, CPU_FASTEST, FORMAT_NAMES, FROZEN_BN_TRAINING, INFERENCE, MODES, TACTICS,
-                      TRITON_MIN_CAPABILITY, Choice, TacticKey, batch_bucket, select_tactic)
+from .tactics import (BN_TRAINING, CPU_FASTEST, FORMAT_NAMES, FROZEN_BN_TRAINING, GPU_TRAINING_DEFAULT, INFERENCE,
+                      MODES, TACTICS, TRITON_MIN_CAPABILITY, Choice, TacticKey, batch_bucket, select_tactic)
 from .thread_stacks import ThreadStack
 
 Tensor = torch.Tensor
@@ -41,8 +42,10 @@ Tensor = torch.Tensor
 
 class UntunedGPUWarning(UserWarning):
     """A fused block ran on a GPU whose tuned file records no tactic winner for the call: it runs
-    the default (Triton kernels on sm_80 and newer, the aten tactic elsewhere). Given once per
-    process; ``python -m fused_inception tune`` on that GPU records the winners."""
+    the untuned default (``tactics.select_tactic``'s rules: aten-bn in training; in inference the
+    Triton kernels on sm_80 and newer, the aten tactic elsewhere and for fp32 with TF32). Given once
+    per process, by an eager call (not while torch.compile traces); ``python -m fused_inception
+    tune`` on that GPU records the winners."""
 
 
 _untuned_warned = False
@@ -85,12 +88,21 @@ def choose_tactic(x: Tensor, dtype: torch.dtype, mode: str, block: tuple[int, ..
     forced = _forced.innermost()
     if forced is not None:
         return Choice(forced, "forced (selection.force_tactic)")
-    cuda = x.device.type == "cuda"
-    capability = _capability(x.device.index if x.device.index is not None else torch.cuda.current_device()) \
-        if cuda else None
-    tf32 = cuda and dtype == torch.float32 and cudnn_conv_allows_tf32()
-    return choose_for_device(x.device.type, capability, gpu_name(x), dtype, max(x.shape[0], 1),
-                             output_memory_format(x), mode, block, interpreter_enabled(), tf32)
+    capability, gpu, tf32_allowed = None, None, False
+    if x.device.type == "cuda":
+        capability, gpu, tf32_allowed = _cuda_facts(x.device.index if x.device.index is not None
+                                                    else torch.cuda.current_device())
+    return choose_for_device(x.device.type, capability, gpu, dtype, max(x.shape[0], 1), output_memory_format(x),
+                             mode, block, interpreter_enabled(), tf32_allowed and dtype == torch.float32)
+
+
+@torch.compiler.assume_constant_result
+def _cuda_facts(index: int) -> tuple[tuple[int, int], str, bool]:
+    """(compute capability, name, whether PyTorch's conv rule allows TF32) of CUDA device ``index``.
+    torch.compile takes the result as a constant of the graph it traces (dynamo cannot trace the
+    TF32 flags' objects nor the device queries): a compiled graph keeps the tactic it was traced
+    with, as the module docstring says."""
+    return _capability(index), cuda_device_name(index), cudnn_conv_allows_tf32()
 
 
 def choose_for_device(device_type: str, capability: tuple[int, int] | None, gpu: str | None, dtype: torch.dtype,
@@ -102,8 +114,8 @@ def choose_for_device(device_type: str, capability: tuple[int, int] | None, gpu:
     table = _tables.innermost()
     if table is None and device_type == "cuda" and gpu:
         table = tuned_table(gpu)
-    # the compiler traces the policy itself (once per graph), not the memo: dynamo cannot trace
-    # id(None), which a GPU without a tuned file gives (fullgraph compiles failed on an H200)
+    # the compiler traces the policy itself (once per graph), not the memo: torch 2.11's dynamo
+    # cannot trace id(None) (fullgraph compiles of CPU-tensor blocks failed on the H200 machine)
     compiling = torch.compiler.is_compiling()
     facts = None if compiling else (device_type, capability, gpu, dtype, batch_bucket(batch), memory_format, mode,
                                     block, interpreter, tf32, id(table))
@@ -113,19 +125,27 @@ def choose_for_device(device_type: str, capability: tuple[int, int] | None, gpu:
         winner = table.tactic_for(*key.record_key) if table is not None else None
         choice = select_tactic(device_type, capability, dtype, batch, memory_format, mode, interpreter, winner,
                                tf32)
-        known = (choice, device_type == "cuda" and winner is None, table)
+        known = _Known(choice, device_type == "cuda" and winner is None, table)
         if facts is not None:
             _choices[facts] = known
-    if known[1]:
-        _warn_untuned(gpu, known[0])
-    return known[0]
+    if known.untuned and not compiling:  # warnings.warn is no graph op: eager calls warn
+        _warn_untuned(gpu, known.choice)
+    return known.choice
 
 
-# (a call's facts, id of the table its winner comes from) -> (choice, whether a GPU runs it
-# untuned, that table, kept alive so that its id is not reused): the policy is a pure function of
-# them (the batch only through its bucket), and working it out costs tens of microseconds, on every
-# block call otherwise
-_choices: dict[tuple, tuple[Choice, bool, TunedTable | None]] = {}
+class _Known(NamedTuple):
+    """A memoised choice: the tactic, whether a GPU runs it untuned (no record: warn), and the
+    table its winner came from, kept alive so that its id (in the memo key) is not reused."""
+
+    choice: Choice
+    untuned: bool
+    table: TunedTable | None
+
+
+# (a call's facts, id of the table its winner comes from) -> _Known: the policy is a pure function
+# of them (the batch only through its bucket), and working it out costs tens of microseconds, on
+# every block call otherwise
+_choices: dict[tuple, _Known] = {}
 
 
 def _warn_untuned(gpu: str | None, choice: Choice) -> None:
@@ -183,7 +203,8 @@ def tactic_lines(blocks: Mapping[str, tuple[int, ...]], gpu: str | None,
     lines = [f"tactics on the CPU: {_cpu_defaults()} (fastest in the committed CPU measurement; "
              "triton under TRITON_INTERPRET=1)",
              f"tactics on a GPU: the winner its tuned file records per (block, dtype, batch, mode); untuned: "
-             f"triton on {sm} and newer, aten on older GPUs, for float64 and in BN training"]
+             f"{GPU_TRAINING_DEFAULT} in training; in inference triton on {sm} and newer, aten on older GPUs, "
+             "for float64 and for float32 with TF32 allowed"]
     if gpu is None:
         return lines
     if table is None:

@@ -85,6 +85,23 @@ def test_inference_under_each_tactic(tactic, fmt, gen, cpu):
     assert_close(out, copy.deepcopy(block).double()(x64), "float32", f"{tactic} {fmt}")
 
 
+@pytest.mark.parametrize("mode", [INFERENCE, FROZEN_BN_TRAINING])
+def test_aten_bn_with_bn_on_some_convs_runs_aten(mode, gen, cpu):
+    """aten-bn needs BN on all six convs or on none; chosen for a block with BN on five (every BN
+    in eval here: batch statistics with BN on some convs run the modules first), the block folds
+    its BNs as aten does instead of falling back to its modules."""
+    block = _block(gen, mode)
+    block.branch3[0].bn = None
+    fused = fi.FusedInception.from_module(copy.deepcopy(block))
+    x64 = random_input(SHAPE, gen)
+    x = x64.float().requires_grad_(mode != INFERENCE)
+    with torch.set_grad_enabled(mode != INFERENCE), record_paths() as calls, force_tactic(ATEN_BN):
+        out = fused(x)
+    assert calls == [("aten", torch.float32)]
+    assert fused.last_tactic[0] == ATEN and "aten-bn needs BatchNorm on all six convs" in fused.last_tactic[1]
+    assert_close(out, copy.deepcopy(block).double()(x64), "float32", mode)
+
+
 @pytest.mark.parametrize("tactic", [TRITON, ATEN, ATEN_BN, MODULES])
 @pytest.mark.parametrize("mode", [FROZEN_BN_TRAINING, BN_TRAINING])
 def test_training_steps_under_each_tactic(mode, tactic, gen, cpu):
@@ -142,6 +159,7 @@ def test_cpu_runs_its_measured_default(mode, fmt, gen, cpu):
     assert calls == [(expected, torch.float32)]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the interpreter is off (tests/conftest.py)")
 def test_interpreter_runs_the_kernels(gen):
     """Under TRITON_INTERPRET=1 (conftest) the CPU runs the fused op, whatever the table says."""
     fused = fi.FusedInception.from_module(_block(gen, INFERENCE, SMALL))
@@ -221,6 +239,18 @@ def test_gpu_choice_with_and_without_a_record(capability, untuned):
     with use_tuned_table(_table({})), warnings.catch_warnings():
         warnings.simplefilter("ignore", UntunedGPUWarning)  # once per process: its own test below
         assert choose_for_device(*args).tactic == untuned
+
+
+def test_tf32_is_part_of_the_memoised_facts():
+    """The same call's facts with and without TF32 allowed: the kernels, then aten (a memo keyed
+    without the TF32 flag would hand the second call the first one's choice)."""
+    shape = (192, 64, 96, 128, 16, 32, 32, 3, 5)
+    args = ("cuda", (9, 0), "Fake GPU", torch.float32, 8, torch.channels_last, INFERENCE, shape, False)
+    with use_tuned_table(_table({})), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntunedGPUWarning)
+        assert choose_for_device(*args, tf32=False).tactic == TRITON
+        assert choose_for_device(*args, tf32=True).tactic == ATEN
+        assert choose_for_device(*args, tf32=False).tactic == TRITON
 
 
 def test_untuned_gpu_warns_once_per_process():
@@ -329,7 +359,7 @@ def test_fuse_report_says_which_tactic_each_block_runs(gen):
     cpu = (f"tactics on the CPU: inference {CPU_FASTEST[(INFERENCE, 'nchw')]}, frozen-bn-training "
            f"{CPU_FASTEST[(FROZEN_BN_TRAINING, 'nchw')]}, bn-training {CPU_FASTEST[(BN_TRAINING, 'nchw')]}")
     assert cpu in text and "committed CPU measurement" in text
-    assert "untuned: triton on sm_80 and newer" in text
+    assert "untuned: aten-bn in training; in inference triton on sm_80 and newer" in text
     if not torch.cuda.is_available():
         assert len(report.tactics) == 2  # no GPU to name: the two device-class lines
 

@@ -11,7 +11,7 @@ weights and the same preallocated inputs):
 * mode: ``infer`` (eval, no grad); ``train`` (train mode: forward + backward + SGD step; the whole
   network with its aux heads and ``GoogLeNetLoss``, a block with a fixed upstream gradient);
   ``finetune`` (the same step with BatchNorm frozen, i.e. eval mode). Each block runs the tactic
-  its call selects (on an untuned GPU ``aten-bn`` in both training modes, the fastest measured on
+  its call selects (on an untuned GPU ``aten-bn`` in both training modes, ahead of the modules on
   an H200); ``--force-tactic`` runs every block as one tactic, to time the tactics against each
   other;
 * methods: ``eager`` (NCHW), ``eager-cl`` (channels_last), ``compile`` (torch.compile, mode
@@ -196,8 +196,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "at OpenMP barriers whenever another process holds a core; unchanged on a GPU)")
     parser.add_argument("--force-tactic", choices=TACTICS, default=None,
                         help="run every fused block as this tactic (selection.force_tactic) instead of the "
-                             "selected one, to time the tactics against each other; a block that cannot run "
-                             "it fails its method")
+                             "selected one, to time the tactics against each other (in BN training, triton "
+                             "and aten both run the BN-training op)")
     parser.add_argument("--seed", type=int, default=0, help="weights and inputs seed (default: 0)")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="stop starting new measurements after this many seconds (the rest are "

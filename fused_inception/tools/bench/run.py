@@ -203,7 +203,7 @@ def _standard_notes(settings: dict) -> list[str]:
                      "not the one the library would select")
     if "train" in settings["modes"]:
         notes.append("train: BatchNorm in training mode (tactic mode bn-training); finetune (BN frozen): "
-                     "frozen-bn-training; an untuned GPU runs aten-bn in both (tactics.GPU_TRAINING_FASTEST)")
+                     "frozen-bn-training; an untuned GPU runs aten-bn in both (tactics.GPU_TRAINING_DEFAULT)")
     if any(METHODS[m].wrap == "cudagraph" for m in settings["methods"]):
         notes.append("CUDA-graph methods copy each input (and target) into the graph's static input "
                      "before the replay; the copy is timed")

@@ -11,8 +11,8 @@ import torch
 
 # triton.testing.do_bench arguments (ms)
 WARMUP_MS, REP_MS = 10, 40
-# a candidate replaces the default only when at least this much faster in total: do_bench medians
-# of a few dozen runs move by a percent or two, and a tie should not swap configs or tactics
+# a candidate replaces the default only when at least this much faster in total: medians of a few
+# dozen runs move by a percent or two, and a tie should not swap configs or tactics
 MIN_GAIN = 0.03
 
 # a timer: median ms of a call (the GPU's are do_bench_timer and stream_timer; tests script one)
@@ -36,9 +36,12 @@ def stream_timer(call: Callable[[], object]) -> float:
     The tactic rows use this, not do_bench: do_bench flushes the L2 and starts every call on an idle
     GPU, so a call is charged its host time (Python, launches) whenever that exceeds its GPU time.
     On an H200 do_bench timed the triton tactic of a FusedInception 4b (bf16, batch 256) at 0.78 ms
-    and ranked aten first; bench's back-to-back calls measured 0.46 ms, and so did this timer (0.458 ms,
-    triton first): benchmarks/results/nvidia-h200-20261130-2337.* and nvidia-h200-tactics-20261130-2350.*. Here a call's host time overlaps the GPU work queued before it; it
-    shows only where the host is the slower of the two, as it would in the network."""
+    and ranked aten first; bench's back-to-back calls measured 0.46 ms, and so did this timer
+    (0.458 ms, triton first): benchmarks/results/nvidia-h200-20261130-2337.* and
+    nvidia-h200-tactics-20261130-2350.*. Here a call's host time overlaps the GPU work queued
+    before it; it shows only where the host is the slower of the two, as it would in the network.
+    Unlike bench, it does not rotate inputs: a block whose input and output fit the L2 (5a and 5b at
+    batch 256: about 47 MB of a 60 MB L2) is timed warm."""
     for _ in range(STREAM_WARMUP):
         call()
     torch.cuda.synchronize()

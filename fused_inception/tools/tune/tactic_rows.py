@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import torch
 
 from fused_inception.dtypes import dtype_name
-from fused_inception.forward import output_memory_format
+from fused_inception.forward import cudnn_conv_allows_tf32, output_memory_format
 from fused_inception.kernels.tuned_configs import tactic_entry
 from fused_inception.models.randomize import random_block
 from fused_inception.module import FusedInception
@@ -118,9 +118,8 @@ def make_tactic_case(block: str, dtype: torch.dtype, batch: int, mode: str, devi
     fused = fuse(prepared(reference, dtype))
     if not isinstance(fused, FusedInception):
         raise RuntimeError(f"fuse() did not swap block {block}")
-    tf32 = dtype == torch.float32 and device == "cuda" and torch.backends.cudnn.allow_tf32
     return TacticCase(block, mode, fused, x, grad_out, ref_out.detach(), ref_grad, eager_grad,
-                      tolerance_key(dtype, tf32))
+                      tolerance_key(dtype, runs_tf32(device, dtype)))
 
 
 def tactic_call(case: TacticCase, tactic: str) -> Callable[[], tuple[Tensor, Tensor | None]]:
@@ -150,15 +149,24 @@ def check_tactic(case: TacticCase, tactic: str) -> str | None:
     return None
 
 
-def candidates(mode: str, dtype: torch.dtype, allowed: Sequence[str] = TACTICS) -> tuple[str, ...]:
-    """The tactics that can run ``mode`` in ``dtype``, among ``allowed``, in TACTICS order."""
-    return tuple(t for t in TACTICS_BY_MODE[mode] if t in allowed and (t != TRITON or dtype in TRITON_DTYPES))
+def runs_tf32(device: str, dtype: torch.dtype) -> bool:
+    """Whether a row's float32 convs run in TF32 here (PyTorch's conv rule, on a GPU)."""
+    return dtype == torch.float32 and device == "cuda" and cudnn_conv_allows_tf32()
+
+
+def candidates(mode: str, dtype: torch.dtype, allowed: Sequence[str] = TACTICS, tf32: bool = False) -> tuple[str, ...]:
+    """The tactics that can run ``mode`` in ``dtype``, among ``allowed``, in TACTICS order; not
+    ``triton`` with TF32 (``tf32``), where the policy overrules a recorded triton."""
+    return tuple(t for t in TACTICS_BY_MODE[mode]
+                 if t in allowed and (t != TRITON or (dtype in TRITON_DTYPES and not tf32)))
 
 
 def untuned_default(device: str, capability: tuple[int, int] | None, dtype: torch.dtype, batch: int,
                     layout: torch.memory_format, mode: str) -> str:
-    """The tactic a block runs without a recorded winner (the policy, interpreter off)."""
-    return select_tactic(device, capability, dtype, batch, layout, mode, interpreter=False).tactic
+    """The tactic a block runs without a recorded winner (the policy, interpreter off, with this
+    process's TF32 setting for float32 on a GPU)."""
+    return select_tactic(device, capability, dtype, batch, layout, mode, interpreter=False,
+                         tf32=runs_tf32(device, dtype)).tactic
 
 
 class DefaultTacticFailed(RuntimeError):
@@ -236,7 +244,7 @@ def tune_tactics(rows: Sequence[TacticRow], *, device: str, gpu: str, capability
     deadline = time.monotonic() + budget_s
     part: dict = {"tactics": [], "rows": [], "incomplete": [], "failed": []}
     for i, row in enumerate(rows):
-        names = candidates(row.mode, row.dtype, allowed)
+        names = candidates(row.mode, row.dtype, allowed, runs_tf32(device, row.dtype))
         default = untuned_default(device, capability, row.dtype, row.batch, layout, row.mode)
         names = (default, *(n for n in names if n != default)) if default in names else names
         if len(names) <= 1:
