@@ -23,6 +23,7 @@ from fused_inception.tools.plan.model import build_plan
 from fused_inception.tools.plan.roofline import launch_time, roofline
 from fused_inception.tools.plan.shapes import block_shapes, pool_out
 from fused_inception.tools.plan import kernelbench as K
+from fused_inception.tools.plan import measured as M
 from fused_inception.tools.plan import command as plan_command
 from fused_inception.tools.plan.compare import compare
 from fused_inception.tools.plan.latency import Loop, Schedule, Work, eager_time, figures_for, schedule_time, timeline
@@ -570,6 +571,39 @@ def test_cli_prints_the_modelled_latency_tables(capsys):
     assert "the only fitted constant" in section
     assert plan_command.run(_default_args(host_us=0.0, l2_tbps=10.0)) == 0
     assert "0.0 us host issue per launch" in capsys.readouterr().out
+
+
+def test_measured_figures_are_the_committed_h200_run():
+    """measured.py's figures are the medians of the file it cites (to the 3 decimals it keeps)."""
+    from pathlib import Path
+
+    report = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+                         / "nvidia-h200-20261130-2337.json").read_text())
+    seen = {}
+    for case in report["cases"]:
+        if case["mode"] == "infer" and case["dtype"] == "bf16" and case["batch"] == M.BATCH:
+            seen[case["scope"]] = (case["results"]["eager-cl"]["median_ms"], case["results"]["fused-cl"]["median_ms"])
+    assert set(seen) == set(M.EAGER_CL_MS) == set(M.FUSED_CL_MS)
+    for scope, (eager, fused) in seen.items():
+        assert M.EAGER_CL_MS[scope] == pytest.approx(eager, abs=5e-4), scope
+        assert M.FUSED_CL_MS[scope] == pytest.approx(fused, abs=5e-4), scope
+
+
+def test_measured_calibration_fits_the_block_sums_and_holds_out_the_rest(capsys):
+    cal = M.calibrate_measured(15.2)
+    blocks = [b for b in M.EAGER_CL_MS if b != "net"]
+    # by construction: the fitted model's block sums are the measured sums
+    assert sum(cal.eager_fitted[b] for b in blocks) == pytest.approx(sum(M.EAGER_CL_MS[b] for b in blocks), rel=1e-6)
+    assert sum(cal.fused_fitted[b] for b in blocks) == pytest.approx(sum(M.FUSED_CL_MS[b] for b in blocks), rel=1e-6)
+    # the priors are optimistic on both sides (what the H200 run showed): fitting slows both down
+    assert cal.fitted_cudnn_efficiency < cal.prior_cudnn_efficiency
+    assert cal.fitted_l2_tbps < cal.prior_l2_tbps
+    assert cal.eager_prior["net"] < cal.eager_fitted["net"] and cal.fused_prior["net"] < cal.fused_fitted["net"]
+    assert plan_command.run(_default_args()) == 0
+    section = capsys.readouterr().out.split("Calibration against this project's GPU measurement")[1]
+    assert f"{cal.fitted_cudnn_efficiency:.3f} (fitted)" in section and "net" in section
+    with pytest.raises(ValueError, match="outside the modelled"):  # no efficiency in the range gives 1000 s
+        M._fit("cudnn_efficiency", 0.5, 1.0, 1e6, M.eager_block_ms, K.figures_for(H200_SXM))
 
 
 # ---------------------------------------------------------------------------------------------

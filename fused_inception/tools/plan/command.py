@@ -17,6 +17,7 @@ from fused_inception.tools.plan.fused import modelled_dot_precision
 from fused_inception.tools.plan.gpus import GPUS
 from fused_inception.tools.plan.kernelbench import GOOGLENET, INCEPTION_MODULE, ISSUE_QUOTED, Calibration, calibrate
 from fused_inception.tools.plan.latency import figures_for
+from fused_inception.tools.plan.measured import calibrate_measured, format_measured
 from fused_inception.tools.plan.model import Plan, build_plan
 from fused_inception.tools.plan.roofline import DEFAULT_LAUNCH_OVERHEAD_US, launch_time
 from fused_inception.tools.tables import text_table
@@ -25,7 +26,8 @@ DESCRIPTION = (
     "Model every launch of the fused and the eager GoogLeNet (inference): FLOPs, minimal HBM bytes, "
     "per-block eager vs fused traffic and FLOP overhead, a datasheet roofline for H100 SXM and "
     "H200 SXM, and a latency-aware model of eager vs today's vs the pipelined fused kernels, "
-    "calibrated against KernelBench's published timings. Everything is modelled; needs no GPU."
+    "calibrated against KernelBench's published timings, and the model against this project's H200 "
+    "measurement. Everything else is modelled; needs no GPU."
 )
 
 MB = 1e6
@@ -75,12 +77,16 @@ def run(args: argparse.Namespace) -> int:
         if args.l2_tbps:
             fig = replace(fig, l2_tbps=args.l2_tbps)
         comparisons.append(compare(gpu, args.variant, args.batch, args.size, args.dtype, args.tf32, fig))
+    measured = calibrate_measured(host_us)
     print(format_plan(plan, per_launch=args.per_launch))
     print()
     print(format_latency(comparisons, cal, per_launch=args.per_launch))
+    print()
+    print("\n".join(format_measured(measured)))
     if args.json:
         data = plan.to_dict()
-        data["latency"] = {"calibration": cal.to_dict(), "comparisons": [c.to_dict() for c in comparisons]}
+        data["latency"] = {"calibration": cal.to_dict(), "comparisons": [c.to_dict() for c in comparisons],
+                           "measured_calibration": measured.to_dict()}
         with open(args.json, "w") as f:
             json.dump(data, f, indent=1)
         print(f"\nwrote {args.json}")
@@ -276,7 +282,7 @@ def format_latency(comparisons: list[Comparison], cal: Calibration, per_launch: 
         f"{GOOGLENET.gpu.name}: {cal.measured_ms:g} ms, torch.compile {GOOGLENET.compile_ms:g} ms (not modelled); "
         f"{GOOGLENET.source}):",
         f"  fitted constant: host issue cost per launch, {cal.prior_host_us:g} us (prior) -> "
-        f"{cal.fitted_host_us:.1f} us ({cal.launches} launches); the only fitted constant",
+        f"{cal.fitted_host_us:.1f} us ({cal.launches} launches); the only fitted constant the tables above use",
         f"  predicted before the fit {cal.prior_ms:.3f} ms ({cal.prior_ratio:.2f}x the measurement), after "
         f"{cal.fitted_ms:.3f} ms ({cal.fitted_ratio:.2f}x, by construction); GPU side alone {cal.gpu_only_ms:.3f} ms",
         f"  unfitted check, {INCEPTION_MODULE.problem} (one 4a-shaped block at batch 10, 224x224, fp32; GPU "
