@@ -21,16 +21,15 @@ The policy (``select_tactic``), first rule that applies:
 
 1. CPU with the Triton interpreter on (TRITON_INTERPRET=1) -> ``triton``: the kernels are what is
    tested there;
-2. a recorded winner for the call's TacticKey (from the GPU's tuned file) -> the winner, except
-   that a recorded ``triton`` runs ``aten`` for float32 where TF32 is allowed (see 3; the key has
-   no TF32 field, so the record may come from IEEE float32);
+2. a recorded winner for the call's TacticKey (from the GPU's tuned file) -> the winner (the
+   tuner checks every candidate against float64 in the mode and TF32 setting it tunes);
 3. a GPU without a record: in both training modes ``aten-bn`` (GPU_TRAINING_DEFAULT); in
    inference ``triton`` on compute capability 8.0 and newer (the GPUs the kernels are compiled and
    tested for) for the kernels' dtypes, ``aten`` otherwise (older GPUs, float64, and float32 where
-   TF32 is allowed: Triton's TF32 dot truncates its operands where cuDNN rounds them, so the
-   kernels came out 3x less exact than the modules, 1.0-1.1e-3 against 2.9-3.4e-4 relative on an
-   H200, benchmarks/results/nvidia-h200-20261130-2337.md); the caller warns once that the GPU is
-   untuned;
+   TF32 is allowed: there the kernels' dots truncated their operands where cuDNN rounds them, 3x
+   less exact than the modules on an H200, 1.0-1.1e-3 against 2.9-3.4e-4 relative,
+   benchmarks/results/nvidia-h200-20261130-2337.md; they now round them as cuDNN does,
+   kernels/tf32.py, which no GPU has measured yet); the caller warns once that the GPU is untuned;
 4. the CPU (interpreter off) -> CPU_FASTEST[(mode, memory format)], the tactic a measurement found
    fastest (see CPU_FASTEST for the figures and the commands).
 
@@ -106,10 +105,6 @@ CPU_FASTEST: dict[tuple[str, str], str] = {
 #   spread of it, and it keeps BN's own gamma gradients, which aten's fold on the autograd path
 #   loses digits of when its two sums cancel (docs/DESIGN.md).
 GPU_TRAINING_DEFAULT: str = ATEN_BN
-
-
-# why float32 with TF32 allowed does not run the kernels (rule 3 of the module docstring)
-_TF32_WHY = "cuDNN rounds operands to TF32, Triton's TF32 dot truncates them (less exact than the modules)"
 
 
 def batch_bucket(batch: int) -> str:
@@ -198,9 +193,6 @@ def select_tactic(
     if winner is not None:
         if winner not in TACTICS_BY_MODE[mode]:
             raise ValueError(f"tuned winner {winner!r} cannot run mode {mode!r}; expected one of {TACTICS_BY_MODE[mode]}")
-        if winner == TRITON and tf32:
-            return Choice(ATEN, f"tuned winner triton for {name}, batch {bucket}, {mode}, but TF32 is allowed: "
-                                f"{_TF32_WHY}")
         return Choice(winner, f"tuned winner for {name}, batch {bucket}, {mode}")
     if device_type == "cuda":
         if capability is None:
@@ -213,7 +205,9 @@ def select_tactic(
         if dtype not in TRITON_DTYPES:
             return Choice(ATEN, f"untuned {sm}: the Triton kernels do not take {name}")
         if tf32:
-            return Choice(ATEN, f"untuned {sm}: float32 with TF32 allowed: {_TF32_WHY}")
+            return Choice(ATEN, f"untuned {sm}: float32 with TF32 allowed: cuDNN's TF32 (the kernels' TF32 "
+                                "operand rounding is not measured on a GPU yet; their truncating dots were 3x "
+                                "less exact)")
         if tuple(capability) >= TRITON_MIN_CAPABILITY:
             return Choice(TRITON, f"untuned {sm}: Triton kernels (compiled and tested for sm_80 and newer)")
         return Choice(ATEN, f"untuned {sm}: older than sm_80, which the Triton kernels are tested for")

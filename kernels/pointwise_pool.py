@@ -31,6 +31,7 @@ import triton
 import triton.language as tl
 
 from .configs import PointwiseConfig
+from .tf32 import round_tf32, round_tf32_tensor
 
 
 @triton.jit
@@ -107,7 +108,7 @@ def _pointwise_pool_kernel(
                         mask=m_mask[:, None] & k_mask[None, :], other=0.0)
             b = tl.load(w_ptr + offs_k[:, None] * n_total + offs_n[None, :],
                         mask=k_mask[:, None] & n_mask[None, :], other=0.0)
-            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+            acc = tl.dot(round_tf32(a, INPUT_PRECISION), b, acc, input_precision=INPUT_PRECISION)
         _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_c1, so_c, APPLY_RELU)
     else:
         # pool projection: A = the 3x3/1 max-pool of the input tile
@@ -144,7 +145,7 @@ def _pointwise_pool_kernel(
             a = tl.where(mk, a, 0.0).to(x_ptr.dtype.element_ty)
             b = tl.load(w_ptr + offs_k[:, None] * n_total + offs_n[None, :],
                         mask=k_mask[:, None] & n_mask[None, :], other=0.0)
-            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+            acc = tl.dot(round_tf32(a, INPUT_PRECISION), b, acc, input_precision=INPUT_PRECISION)
         _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_cp - C1, so_c, APPLY_RELU)
 
 
@@ -188,6 +189,8 @@ def launch_pointwise_pool(
     cp = weight.shape[1] - ch1x1
     if m == 0:
         return 0
+    if input_precision == "tf32":  # the kernel rounds its activation tiles, the weights come rounded
+        weight = round_tf32_tensor(weight)
     launches = 0
     # two launches of one kernel: branch 1, then the pool projection (IS_POOL)
     for pool, width in ((False, ch1x1), (True, cp)):

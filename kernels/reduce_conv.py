@@ -41,6 +41,7 @@ import triton
 import triton.language as tl
 
 from .configs import ReduceConvConfig
+from .tf32 import round_tf32, round_tf32_tensor
 
 
 @triton.jit
@@ -55,6 +56,7 @@ def _conv_step(acc, slot, wk_ptr, tap, r0, lanes, h_idx, w_idx, m_mask, offs_n, 
     tap_ok = m_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
     offs_r = r0 + tl.arange(0, BLOCK_RK)
     rows = lanes + kh * W + kw
+    # TF32 dots: the scratch holds rounded values (the reduce writes them so), the weights come rounded
     a = tl.load(slot + rows[:, None] * R_PAD + offs_r[None, :], mask=tap_ok[:, None], other=0.0)
     b = tl.load(wk_ptr + (tap * R + offs_r[:, None]) * C_OUT + offs_n[None, :],
                 mask=(offs_r[:, None] < R) & n_mask[None, :], other=0.0)
@@ -132,7 +134,9 @@ def _reduce_conv_kernel(
                 if APPLY_RELU:
                     acc_r = tl.maximum(acc_r, 0.0, propagate_nan=tl.PropagateNan.ALL)
                 acc_r = tl.where(inside[:, None] & r_mask[None, :], acc_r, 0.0)
-                tl.store(slot + offs_q[:, None] * R_PAD + offs_r[None, :], acc_r.to(dtype))
+                # stored as the k x k dot will read it: TF32-rounded where that dot is TF32
+                tl.store(slot + offs_q[:, None] * R_PAD + offs_r[None, :],
+                         round_tf32(acc_r, INPUT_PRECISION).to(dtype))
         # the conv below reads rows other threads of this program wrote
         tl.debug_barrier()
 
@@ -259,6 +263,11 @@ def launch_reduce_conv(
     r_pad = triton.cdiv(r, config.BLOCK_R) * config.BLOCK_R
     halo_rows = config.halo_rows(ksize, w)
     scratch = torch.empty((programs, halo_rows, r_pad), dtype=x.dtype, device=x.device)
+    if input_precision == "tf32":
+        # the input and the weights rounded here (an extra pass over x: rounding x's tiles in the
+        # kernel spilled the sm_80 variants 8-16 B); the kernel rounds the reduced activations
+        # it writes to the scratch
+        x, w_reduce, w_conv = round_tf32_tensor(x), round_tf32_tensor(w_reduce), round_tf32_tensor(w_conv)
     _reduce_conv_kernel[(programs,)](
         x, w_reduce, b_reduce, w_conv, b_conv, out, scratch,
         m, h, w, c_in, r, c_out, r_pad,

@@ -3,8 +3,9 @@ shapes that take each path of the loops (k = 1, 3, 5, 7; several reduce chunks a
 blocks; one tile shared by several programs through the column split; more tiles than programs;
 NCHW and channels_last; ReLU off; odd channel counts), and the grid rule that fills the GPU.
 
-Runs on the interpreter (tests/conftest.py), which computes TF32 dots in IEEE: the "tf32" config is
-held to the fp32 tolerance there. bf16 is not run: the interpreter's bf16 dot is not bf16's.
+Runs on the interpreter (tests/conftest.py), which computes TF32 dots in IEEE, but from operands
+the kernel rounds to TF32 itself (kernels/tf32.py): the "tf32" config is held to the TF32 tolerance
+everywhere. bf16 is not run: the interpreter's bf16 dot is not bf16's.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(not forward.uses_triton(torch.empty(0)), reason="runs the Triton kernel")
 
-# dot class -> (dtype, dot precision, tolerance key on this device)
+# dot class -> (dtype, dot precision, tolerance key)
 RUNS = {
     "mma": (torch.float16, "ieee", "float16"),
-    "tf32": (torch.float32, "tf32", "tf32" if torch.cuda.is_available() else "float32"),
+    "tf32": (torch.float32, "tf32", "tf32"),
     "fma": (torch.float32, "ieee", "float32"),
 }
 # every shipped reduce_conv config with the dot class it is a candidate of

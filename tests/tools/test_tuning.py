@@ -192,7 +192,7 @@ def test_gpu_name_is_none_off_cuda():
 # ---------------------------------------------------------------- the tuner
 
 # (kernel, dtype, dot precision) per dot class; the interpreter stands in: fp16 for bf16 (its bf16
-# dot is wrong, docs/DESIGN.md §6) and IEEE arithmetic for TF32
+# dot is wrong, docs/DESIGN.md §6) and IEEE arithmetic on TF32-rounded operands for TF32
 _CLASS_ROWS = {"mma": ("float16", "ieee"), "tf32": ("float32", "tf32"), "fma": ("float32", "ieee")}
 _ALL_CANDIDATES = [(kernel, cls, name) for (kernel, cls), names in CANDIDATES.items() for name in names]
 

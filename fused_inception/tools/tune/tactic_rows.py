@@ -154,11 +154,9 @@ def runs_tf32(device: str, dtype: torch.dtype) -> bool:
     return dtype == torch.float32 and device == "cuda" and cudnn_conv_allows_tf32()
 
 
-def candidates(mode: str, dtype: torch.dtype, allowed: Sequence[str] = TACTICS, tf32: bool = False) -> tuple[str, ...]:
-    """The tactics that can run ``mode`` in ``dtype``, among ``allowed``, in TACTICS order; not
-    ``triton`` with TF32 (``tf32``), where the policy overrules a recorded triton."""
-    return tuple(t for t in TACTICS_BY_MODE[mode]
-                 if t in allowed and (t != TRITON or (dtype in TRITON_DTYPES and not tf32)))
+def candidates(mode: str, dtype: torch.dtype, allowed: Sequence[str] = TACTICS) -> tuple[str, ...]:
+    """The tactics that can run ``mode`` in ``dtype``, among ``allowed``, in TACTICS order."""
+    return tuple(t for t in TACTICS_BY_MODE[mode] if t in allowed and (t != TRITON or dtype in TRITON_DTYPES))
 
 
 def untuned_default(device: str, capability: tuple[int, int] | None, dtype: torch.dtype, batch: int,
@@ -244,7 +242,7 @@ def tune_tactics(rows: Sequence[TacticRow], *, device: str, gpu: str, capability
     deadline = time.monotonic() + budget_s
     part: dict = {"tactics": [], "rows": [], "incomplete": [], "failed": []}
     for i, row in enumerate(rows):
-        names = candidates(row.mode, row.dtype, allowed, runs_tf32(device, row.dtype))
+        names = candidates(row.mode, row.dtype, allowed)
         default = untuned_default(device, capability, row.dtype, row.batch, layout, row.mode)
         names = (default, *(n for n in names if n != default)) if default in names else names
         if len(names) <= 1:
