@@ -155,7 +155,7 @@ run_step() {
 # CAP: a step's limit in seconds at most; MIN: under this many seconds left it is skipped. The GPU
 # values come from the timing model in benchmarks/NOTES.md (each step's modelled time fits its cap).
 declare -A CAP=([setup]=60 [parity]=110 [headline]=65 [blocks]=45 [train]=75 [compile]=100 [tune]=65 [tests]=600)
-declare -A MIN=([setup]=10 [parity]=20 [headline]=30 [blocks]=20 [train]=35 [compile]=80 [tune]=25 [tests]=30)
+declare -A MIN=([setup]=10 [parity]=20 [headline]=30 [blocks]=20 [train]=35 [compile]=45 [tune]=25 [tests]=30)
 DRY=0
 if [ "${GPU_CHECK_ALLOW_CPU:-0}" = "1" ] && [ "$GPU_NAME" = cpu-dry-run ]; then
   DRY=1

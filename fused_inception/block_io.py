@@ -19,13 +19,19 @@ def output_memory_format(x: Tensor) -> torch.memory_format:
 
 
 def aten_compute_layout(x: Tensor) -> Tensor:
-    """``x`` in the layout the aten tactics compute in: channels_last on the CPU, where oneDNN's
-    convs are the faster for it (whole GoogLeNet, 2 threads: eager NCHW takes 1.2-1.4x eager
-    channels_last's time in a training step and 1.7-2.0x in inference, README "CPU figures"), so
-    an NCHW call costs one copy in and one out; elsewhere as given (on a GPU, cuDNN's layout
-    choice is left to a tuned measurement). The result of a tactic is laid out by
-    ``output_memory_format`` of the caller's ``x``, whatever it computed in."""
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+    """``x`` in the layout the aten tactics compute in: channels_last for float32 on the CPU, where
+    oneDNN's convs are the faster for it (whole GoogLeNet, 2 threads: eager NCHW takes 1.2-1.4x
+    eager channels_last's time in a training step and 1.7-2.0x in inference, README "CPU
+    figures"), so an NCHW call costs one copy in and one out; elsewhere as given. Half precision on
+    the CPU keeps its layout: PyTorch's channels_last half kernels there lost digits (an fp16
+    BN-training step with aten-bn: input gradient 3.2e-2 relative against 4.7e-4 computed NCHW and
+    the unfused block's 5.2e-4; tests/test_properties.py, interpreter off), and no CPU timing
+    covers half precision. On a GPU cuDNN's layout choice is left to a tuned measurement. The
+    result of a tactic is laid out by ``output_memory_format`` of the caller's ``x``, whatever it
+    computed in."""
+    if x.device.type == "cpu" and x.dtype == torch.float32:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def kernel_compute_layout(x: Tensor, dtype: torch.dtype) -> Tensor:

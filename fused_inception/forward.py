@@ -25,6 +25,7 @@ from . import kernels
 from .aten_forward import aten_inception_forward, aten_weights
 from .block_io import check_input_shape, output_memory_format
 from .dtypes import KERNEL_DTYPES, dtype_name
+from .kernels.tf32 import round_tf32_tensor
 from .params import InceptionParams
 from .thread_stacks import ThreadStack
 
@@ -267,6 +268,8 @@ def launch_pointwise_branches(x: Tensor, params: InceptionParams, out: Tensor, c
         return
     off1, _, _, offp = (c0 + o for o in params.branch_offsets)
     w, b = _dense(params, "w_point", "b_point")
+    if precision == "tf32":  # the kernel rounds its input tiles itself (kernels/tf32.py)
+        w = round_tf32_tensor(w)
     _note_launches("pointwise_pool", kernels.launch_pointwise_pool(
         x, w, b, params.ch1x1, out, off1, offp, params.relu, precision, config))
 
@@ -278,9 +281,13 @@ def launch_reduce_branches(x: Tensor, params: InceptionParams, out: Tensor, c0: 
     if not _has_pixels(x):
         return
     _, off3, off5, _ = (c0 + o for o in params.branch_offsets)
+    if precision == "tf32":  # once for both launches; the kernel rounds its scratch itself (kernels/tf32.py)
+        x = round_tf32_tensor(x)
     for k, off, fields in ((params.k3, off3, ("w_red3", "b_red3", "w_conv3", "b_conv3")),
                            (params.k5, off5, ("w_red5", "b_red5", "w_conv5", "b_conv5"))):
         w_red, b_red, w_conv, b_conv = _dense(params, *fields)
+        if precision == "tf32":
+            w_red, w_conv = round_tf32_tensor(w_red), round_tf32_tensor(w_conv)
         _note_launches("reduce_conv", kernels.launch_reduce_conv(
             x, w_red, b_red, w_conv, b_conv, k, out, off, params.relu, precision, config))
 

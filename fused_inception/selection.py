@@ -121,7 +121,7 @@ def choose_for_device(device_type: str, capability: tuple[int, int] | None, gpu:
                                     block, interpreter, tf32, id(table))
     known = None if facts is None else _choices.get(facts)
     if known is None:
-        key = TacticKey.of(gpu or device_type, block, dtype, batch, mode)
+        key = TacticKey.of(gpu or device_type, block, dtype, batch, mode, tf32)
         winner = table.tactic_for(*key.record_key) if table is not None else None
         choice = select_tactic(device_type, capability, dtype, batch, memory_format, mode, interpreter, winner,
                                tf32)

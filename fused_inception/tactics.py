@@ -21,8 +21,9 @@ The policy (``select_tactic``), first rule that applies:
 
 1. CPU with the Triton interpreter on (TRITON_INTERPRET=1) -> ``triton``: the kernels are what is
    tested there;
-2. a recorded winner for the call's TacticKey (from the GPU's tuned file) -> the winner (the
-   tuner checks every candidate against float64 in the mode and TF32 setting it tunes);
+2. a recorded winner for the call's TacticKey (from the GPU's tuned file) -> the winner (the key
+   tells float32 with TF32 allowed, "tf32", from IEEE float32: the tuner checks and times every
+   candidate in the setting it records);
 3. a GPU without a record: in both training modes ``aten-bn`` (GPU_TRAINING_DEFAULT); in
    inference ``triton`` on compute capability 8.0 and newer (the GPUs the kernels are compiled and
    tested for) for the kernels' dtypes, ``aten`` otherwise (older GPUs, float64, and float32 where
@@ -132,7 +133,8 @@ class TacticKey:
     """What a tuned file records a tactic winner under.
 
     ``block``: the block's shape (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj, k3, k5);
-    ``dtype``: "float32", "float16", ...; ``batch``: a BATCH_BUCKETS label; ``mode``: one of MODES.
+    ``dtype``: "float32", "tf32" (float32 with TF32 allowed), "float16", ...; ``batch``: a
+    BATCH_BUCKETS label; ``mode``: one of MODES.
     """
 
     gpu: str
@@ -142,11 +144,14 @@ class TacticKey:
     mode: str
 
     @classmethod
-    def of(cls, gpu: str, block: tuple[int, ...], dtype: torch.dtype, batch: int, mode: str) -> "TacticKey":
+    def of(cls, gpu: str, block: tuple[int, ...], dtype: torch.dtype, batch: int, mode: str,
+           tf32: bool = False) -> "TacticKey":
+        """``tf32``: a float32 call with TF32 allowed, recorded under the dtype label "tf32"."""
         check_mode(mode)
         if len(block) != 9:
             raise ValueError(f"block shape must be (in, 1x1, 3x3 red, 3x3, 5x5 red, 5x5, pool, k3, k5), got {block}")
-        return cls(gpu, tuple(int(c) for c in block), str(dtype).removeprefix("torch."), batch_bucket(batch), mode)
+        label = "tf32" if tf32 and dtype == torch.float32 else str(dtype).removeprefix("torch.")
+        return cls(gpu, tuple(int(c) for c in block), label, batch_bucket(batch), mode)
 
     @property
     def record_key(self) -> TacticRecordKey:

@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from .configs import PointwiseConfig
-from .tf32 import round_tf32, round_tf32_tensor
+from .tf32 import round_tf32
 
 
 @triton.jit
@@ -183,14 +183,14 @@ def launch_pointwise_pool(
     x: [N, C_in, H, W] (any strides); weight: [C_in, ch1x1 + pool_proj] contiguous, x's dtype;
     bias: [ch1x1 + pool_proj] float32; out: [N, C_total, H, W] (any strides), branch 1 goes to
     channels [out_c1, out_c1 + ch1x1) and the pool projection to [out_cp, out_cp + pool_proj).
+    With input_precision "tf32" the weight must hold TF32 values already (kernels/tf32.py,
+    round_tf32_tensor, done by the forward); the kernel rounds its input and pooled tiles itself.
     """
     n, c_in, h, w = x.shape
     m = n * h * w
     cp = weight.shape[1] - ch1x1
     if m == 0:
         return 0
-    if input_precision == "tf32":  # the kernel rounds its activation tiles, the weights come rounded
-        weight = round_tf32_tensor(weight)
     launches = 0
     # two launches of one kernel: branch 1, then the pool projection (IS_POOL)
     for pool, width in ((False, ch1x1), (True, cp)):

@@ -41,7 +41,7 @@ import triton
 import triton.language as tl
 
 from .configs import ReduceConvConfig
-from .tf32 import round_tf32, round_tf32_tensor
+from .tf32 import round_tf32
 
 
 @triton.jit
@@ -250,7 +250,9 @@ def launch_reduce_conv(
 
     x: [N, C_in, H, W] (any strides); w_reduce: [C_in, R] contiguous; b_reduce: [R] float32;
     w_conv: [ksize*ksize, R, C_out] contiguous (tap = kh*ksize + kw); b_conv: [C_out] float32;
-    out: [N, C_total, H, W] (any strides). Weights are in x's dtype.
+    out: [N, C_total, H, W] (any strides). Weights are in x's dtype. With input_precision "tf32",
+    x and both weights must hold TF32 values already (kernels/tf32.py, round_tf32_tensor: the
+    forward rounds them once per block); the kernel rounds the reduced activations itself.
     """
     n, c_in, h, w = x.shape
     m = n * h * w
@@ -263,11 +265,6 @@ def launch_reduce_conv(
     r_pad = triton.cdiv(r, config.BLOCK_R) * config.BLOCK_R
     halo_rows = config.halo_rows(ksize, w)
     scratch = torch.empty((programs, halo_rows, r_pad), dtype=x.dtype, device=x.device)
-    if input_precision == "tf32":
-        # the input and the weights rounded here (an extra pass over x: rounding x's tiles in the
-        # kernel spilled the sm_80 variants 8-16 B); the kernel rounds the reduced activations
-        # it writes to the scratch
-        x, w_reduce, w_conv = round_tf32_tensor(x), round_tf32_tensor(w_reduce), round_tf32_tensor(w_conv)
     _reduce_conv_kernel[(programs,)](
         x, w_reduce, b_reduce, w_conv, b_conv, out, scratch,
         m, h, w, c_in, r, c_out, r_pad,

@@ -8,9 +8,9 @@ and on an H200 the kernels' TF32 blocks came out at 1.0-1.1e-3 relative error ag
 2.9-3.4e-4 (benchmarks/results/nvidia-h200-20261130-2337.md). The kernels round their operands
 here before a TF32 dot, as cuDNN does, so the truncation drops only zero bits. In registers
 (``round_tf32``): pointwise_pool's input and pooled tiles, and the reduced activations reduce_conv
-writes to its scratch. Before the launch (``round_tf32_tensor``): the weights of both kernels and
-reduce_conv's input (rounding those tiles in the kernel as well spilled reduce_conv's sm_80 TF32
-variants 8-16 B).
+writes to its scratch. Before the launches (``round_tf32_tensor``, by the caller: the forward
+rounds them once per block): the weights of both kernels and reduce_conv's input (rounding those
+tiles in the kernel as well spilled reduce_conv's sm_80 TF32 variants 8-16 B).
 """
 
 import torch
@@ -29,16 +29,18 @@ def round_tf32(x, INPUT_PRECISION: tl.constexpr):
         # a float64 accumulator (float64 biases promote it) is rounded through float32
         x = x.to(tl.float32)
         bits = x.to(tl.uint32, bitcast=True)
-        # shifts, not a 0xFFFFE000 mask: that literal is wider than int32 and would promote to int64
+        # shifts, not a 0xFFFFE000 mask, which is wider than int32 and would promote to int64
         rounded = (((bits + 0x1000) >> 13) << 13).to(tl.float32, bitcast=True)
         x = tl.where(x != x, x, rounded)
     return x
 
 
 def round_tf32_tensor(t: torch.Tensor) -> torch.Tensor:
-    """A float32 tensor rounded as ``round_tf32`` rounds (a new tensor with ``t``'s shape and
-    strides; NaN kept as it is)."""
-    bits = t.view(torch.int32).to(torch.int64) & 0xFFFFFFFF
-    rounded = (bits + 0x1000) & 0xFFFFE000
-    rounded = torch.where(rounded >= 2**31, rounded - 2**32, rounded).to(torch.int32).view(torch.float32)
-    return torch.where(torch.isnan(t), t, rounded)
+    """A float32 tensor rounded as ``round_tf32`` rounds (a new tensor, ``t``'s shape and strides;
+    NaN kept as it is), in four elementwise passes on 32-bit integers. Not differentiable: the
+    kernels' backward is its own (backward.py)."""
+    with torch.no_grad():
+        # int32 two's complement: adding 0x1000 to the bits of a finite value or an Inf cannot
+        # overflow (only NaN encodings lie that close to 2**31), and -0x2000 clears the 13 low bits
+        rounded = ((t.view(torch.int32) + 0x1000) & -0x2000).view(torch.float32)
+        return torch.where(torch.isnan(t), t, rounded)

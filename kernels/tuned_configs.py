@@ -25,7 +25,8 @@ on this GPU), one entry per (block shape, dtype, batch bucket, mode) -- with the
                   "batch": "2-16", "mode": "inference", "tactic": "aten",
                   "median_ms": {"triton": 0.41, "aten": 0.33, "modules": 0.52}}, ...]
 
-``block``: (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj, k3, k5); ``batch``: a label of
+``block``: (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj, k3, k5); ``dtype``: one of
+TACTIC_DTYPES ("tf32" for float32 with TF32 allowed); ``batch``: a label of
 TACTIC_BATCH_BUCKETS; ``mode``: one of TACTIC_MODES; ``tactic``: one of TACTICS_BY_MODE[mode];
 ``median_ms`` (optional): the timings behind the choice, per tactic. ``tactic_entry`` builds
 (and checks) one entry for a writer; ``tuned_tactic`` looks a winner up. This module is the home of
@@ -65,8 +66,10 @@ TACTICS_BY_MODE: dict[str, tuple[str, ...]] = {
 }
 # batch bucket labels, in order (fused_inception.tactics.BATCH_BUCKETS gives their bounds)
 TACTIC_BATCH_BUCKETS: tuple[str, ...] = ("1", "2-16", "17-64", "65+")
-# the dtypes a tactic record may name (float64 runs on the aten tactic and the modules)
-TACTIC_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16", "float64")
+# the dtypes a tactic record may name (float64 runs on the aten tactic and the modules); "tf32" is
+# float32 with PyTorch's conv rule allowing TF32, "float32" with it off: a winner timed and checked
+# in one of them says nothing of the other
+TACTIC_DTYPES: tuple[str, ...] = ("float32", "tf32", "float16", "bfloat16", "float64")
 BLOCK_SHAPE_FIELDS = 9  # in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj, k3, k5
 
 # (block shape, dtype, batch bucket, mode): a tactic record's key within one GPU's file

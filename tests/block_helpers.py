@@ -30,6 +30,16 @@ SMALL_NO_BN = InceptionSpec(8, 4, 6, 5, 3, 7, 2, k3=3, k5=5, batch_norm=False, c
 WIDE = InceptionSpec(8, 6, 6, 7, 6, 7, 6, k3=3, k5=5, batch_norm=True, conv_bias=False)
 
 
+def tf32_round(t: torch.Tensor) -> torch.Tensor:
+    """The nearest TF32 value of each float32 element, ties away from zero (cvt.rna's rule), in
+    float64; NaN and +-Inf kept. Written from the definition (11 significant bits of frexp's
+    mantissa), independent of the kernels' bit arithmetic (kernels/tf32.py); for normal numbers
+    and zero (a float32 subnormal keeps fewer bits there)."""
+    m, e = torch.frexp(t.double())
+    rounded = torch.ldexp(torch.sign(m) * torch.floor(m.abs() * 2048 + 0.5) / 2048, e)
+    return torch.where(torch.isfinite(t), rounded.float().double(), t.double())
+
+
 def random_input(shape, gen: torch.Generator) -> torch.Tensor:
     """Signed float64 input (standard normal)."""
     return torch.randn(shape, generator=gen, dtype=torch.float64)

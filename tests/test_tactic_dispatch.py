@@ -253,6 +253,25 @@ def test_tf32_is_part_of_the_memoised_facts():
         assert choose_for_device(*args, tf32=False).tactic == TRITON
 
 
+def test_float32_records_are_kept_apart_by_the_tf32_setting():
+    """A float32 winner recorded with TF32 off (dtype "float32") does not apply with TF32 on (dtype
+    "tf32"), and the other way round: each was checked and timed in its own setting."""
+    shape = (192, 64, 96, 128, 16, 32, 32, 3, 5)
+    assert TacticKey.of("Fake GPU", shape, torch.float32, 8, INFERENCE, tf32=True).dtype == "tf32"
+    assert TacticKey.of("Fake GPU", shape, torch.float16, 8, INFERENCE, tf32=True).dtype == "float16"
+    ieee_key = TacticKey.of("Fake GPU", shape, torch.float32, 8, INFERENCE)
+    args = ("cuda", (9, 0), "Fake GPU", torch.float32, 8, torch.channels_last, INFERENCE, shape, False)
+    with use_tuned_table(_table({ieee_key: MODULES})), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntunedGPUWarning)
+        assert choose_for_device(*args, tf32=False).tactic == MODULES
+        assert choose_for_device(*args, tf32=True).tactic == ATEN  # no "tf32" record: the untuned rule
+    tf32_key = TacticKey.of("Fake GPU", shape, torch.float32, 8, INFERENCE, tf32=True)
+    with use_tuned_table(_table({tf32_key: MODULES})), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntunedGPUWarning)
+        assert choose_for_device(*args, tf32=True).tactic == MODULES
+        assert choose_for_device(*args, tf32=False).tactic == TRITON  # no "float32" record: untuned sm_90
+
+
 def test_untuned_gpu_warns_once_per_process():
     """In a fresh process: two untuned GPU calls (different keys) give one UntunedGPUWarning; a
     recorded winner gives none."""

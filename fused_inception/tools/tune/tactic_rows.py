@@ -269,7 +269,7 @@ def tune_tactics(rows: Sequence[TacticRow], *, device: str, gpu: str, capability
             part["incomplete"].append(row.label)
             progress(f"{row.label}: out of time")
             continue
-        key = TacticKey.of(gpu, case.shape, row.dtype, row.batch, row.mode)
+        key = TacticKey.of(gpu, case.shape, row.dtype, row.batch, row.mode, runs_tf32(device, row.dtype))
         timings = result["median_ms"]
         # the file's timings must name the recorded tactic as the fastest: a default kept within
         # the margin is recorded without them (the row details below keep them)
