@@ -22,9 +22,10 @@ import triton.language as tl
 def round_tf32(x, INPUT_PRECISION: tl.constexpr):
     """``x`` (float32) rounded to the nearest TF32 value, ties away from zero (cvt.rna's rule),
     when INPUT_PRECISION is "tf32"; else ``x`` unchanged. Adding half a TF32 unit (bit 12) to the
-    magnitude bits and clearing the 13 low bits (unsigned, so the sign bit stays) rounds the magnitude: +-Inf stays Inf, a finite
-    value above the largest TF32 one rounds to Inf (as cvt.rna does), and a NaN is kept as it is
-    (the addition could carry a NaN's payload into Inf or the sign)."""
+    magnitude bits and clearing the 13 low bits (unsigned, so the sign bit stays) rounds the
+    magnitude: +-Inf stays Inf, a finite value above the largest TF32 one rounds to Inf (as cvt.rna
+    does), and a NaN is kept as it is (the addition could carry a NaN's payload into Inf or the
+    sign)."""
     if INPUT_PRECISION == "tf32":
         # a float64 accumulator (float64 biases promote it) is rounded through float32
         x = x.to(tl.float32)

@@ -133,8 +133,8 @@ def format_measured(cal: MeasuredCalibration) -> list[str]:
         f"Calibration against this project's GPU measurement (MEASURED: {SOURCE}; H200, torchvision, bf16, "
         f"batch {BATCH}, channels_last, eager-cl and the untuned fused kernels): one constant fitted per side so that "
         "the nine blocks' modelled sum equals the measured sum; per-block residuals and the network are held out",
-        f"  eager cudnn_efficiency {cal.prior_cudnn_efficiency:g} (prior) -> {cal.fitted_cudnn_efficiency:.3f} (fitted); "
-        f"fused l2_tbps {cal.prior_l2_tbps:.2f} (prior) -> {cal.fitted_l2_tbps:.2f} (fitted); "
+        f"  eager cudnn_efficiency {cal.prior_cudnn_efficiency:g} (prior) -> "
+        f"{cal.fitted_cudnn_efficiency:.3f} (fitted); fused l2_tbps {cal.prior_l2_tbps:.2f} (prior) -> {cal.fitted_l2_tbps:.2f} (fitted); "
         "calibration factors, not measurements of those quantities",
         text_table(["scope", "eager-cl ms", "prior (model/meas)", "fitted (model/meas)", "fused-cl ms",
                     "prior (model/meas)", "fitted (model/meas)"], rows, left=2),

@@ -18,9 +18,9 @@ dtype's tolerance; in training, also the input gradient, against the larger of t
 BASELINE_FACTOR x the unfused block's own error in the same dtype, as parity checks a whole
 network) and must report that it ran the forced tactic; a candidate that fails or raises is
 rejected with the reason, however fast. The others are timed by the tuner's timer
-(``rules.stream_timer`` on the GPU: back-to-back calls, as in a network; tests script it), the default first. The default is what an
-untuned GPU runs (``tactics.select_tactic`` without a winner); a faster candidate replaces it
-only when at least ``rules.MIN_GAIN`` (3%) faster. A row whose default fails is recorded as
+(``rules.stream_timer`` on the GPU: back-to-back calls, as in a network; tests script it), the
+default first. The default is what an untuned GPU runs (``tactics.select_tactic`` without a
+winner); a faster candidate replaces it only when at least ``rules.MIN_GAIN`` (3%) faster. A row whose default fails is recorded as
 failed (a bug, not a tuning result); rows with a single candidate are skipped; rows the time
 budget does not reach are listed as incomplete and keep the untuned default.
 """
