@@ -56,11 +56,15 @@ def cudnn_conv_allows_tf32() -> bool:
     return bool(torch.backends.cudnn.allow_tf32)
 
 
+def runs_tf32(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether float32 work of ``dtype`` on ``device_type`` runs in TF32: float32 on CUDA where
+    PyTorch's conv rule allows it (cuDNN's convs, and the kernels' dots, which follow it)."""
+    return dtype == torch.float32 and device_type == "cuda" and cudnn_conv_allows_tf32()
+
+
 def dot_precision(x: Tensor) -> str:
     """TF32 for fp32 CUDA inputs only where PyTorch's conv rule allows it, IEEE otherwise."""
-    if x.dtype == torch.float32 and x.is_cuda and cudnn_conv_allows_tf32():
-        return "tf32"
-    return "ieee"
+    return "tf32" if runs_tf32(x.device.type, x.dtype) else "ieee"
 
 
 def gpu_name(x: Tensor) -> str | None:

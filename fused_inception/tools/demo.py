@@ -93,7 +93,7 @@ def interpreter_routing(on: bool) -> Iterator[None]:
 
 def _tolerance_key(x: torch.Tensor) -> str:
     # TF32 dots on CUDA where PyTorch's conv rule allows them (its default): TF32's tolerance
-    return tolerance_key(torch.float32, tf32=x.is_cuda and forward.cudnn_conv_allows_tf32())
+    return tolerance_key(torch.float32, tf32=forward.runs_tf32(x.device.type, torch.float32))
 
 
 def check_network(args: argparse.Namespace, device: str) -> bool:

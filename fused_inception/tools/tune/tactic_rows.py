@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import torch
 
 from fused_inception.dtypes import dtype_name
-from fused_inception.forward import cudnn_conv_allows_tf32, output_memory_format
+from fused_inception.forward import output_memory_format, runs_tf32
 from fused_inception.kernels.tuned_configs import tactic_entry
 from fused_inception.models.randomize import random_block
 from fused_inception.module import FusedInception
@@ -147,11 +147,6 @@ def check_tactic(case: TacticCase, tactic: str) -> str | None:
         if not result.passed:
             return f"input gradient: {result}"
     return None
-
-
-def runs_tf32(device: str, dtype: torch.dtype) -> bool:
-    """Whether a row's float32 convs run in TF32 here (PyTorch's conv rule, on a GPU)."""
-    return dtype == torch.float32 and device == "cuda" and cudnn_conv_allows_tf32()
 
 
 def candidates(mode: str, dtype: torch.dtype, allowed: Sequence[str] = TACTICS) -> tuple[str, ...]:
