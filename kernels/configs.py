@@ -28,7 +28,10 @@ from dataclasses import dataclass
 class PointwiseConfig:
     """Tile sizes of the pointwise/pool kernel: branch-1 tiles of BLOCK_M pixels x BLOCK_N
     channels with K step BLOCK_K, pool tiles of BLOCK_M pixels x BLOCK_NP channels with K step
-    BLOCK_KP (see pointwise_pool.py)."""
+    BLOCK_KP (see pointwise_pool.py). ``BLOCK_NP_WIDE`` (0: none): the pool tile width of a
+    channels_last launch whose pool projection is wider than BLOCK_NP (pointwise_pool.
+    wide_pool_tiles): each pool column tile loads and maxes the nine taps again, so one wide tile
+    pools once where BLOCK_NP tiles pool twice or more."""
 
     BLOCK_M: int
     BLOCK_N: int
@@ -37,6 +40,11 @@ class PointwiseConfig:
     BLOCK_KP: int = 16
     num_warps: int = 4
     num_stages: int = 3
+    BLOCK_NP_WIDE: int = 0
+
+    def __post_init__(self):
+        if self.BLOCK_NP_WIDE and self.BLOCK_NP_WIDE <= self.BLOCK_NP:
+            raise ValueError(f"BLOCK_NP_WIDE ({self.BLOCK_NP_WIDE}) must be 0 or wider than BLOCK_NP ({self.BLOCK_NP})")
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,15 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     # tap traffic of 32 where pool_proj >= 64, 4a-5b; half the MMA idle at 3a's 32) with a K step
     # of 16 (32 spilled in the generic pool variants: nine tap tiles in flight). 2 stages: at 3 the
     # 64-wide pool tiles spilled 8 B (bf16 channels_last, 4e-5b, sm_80); one step of nine tap
-    # tiles in flight per program is ~20 KB, 4 programs per SM keep ~80 KB of L2 reads in flight
-    "default": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=2),
+    # tiles in flight per program is ~20 KB, 4 programs per SM keep ~80 KB of L2 reads in flight.
+    # Channels_last launches with pool_proj > 64 (4e-5b: 128) run 128-wide pool tiles and pool
+    # once, not twice: measured on an H200 (bf16, batch 256), halving the pool tile width from 64
+    # to 32 (np32, also 3 stages) took the two pointwise launches of 3b/4d/5b from 0.350/0.195/0.159
+    # to 0.611/0.296/0.246 ms (do_bench medians).
+    # 128-wide pool tiles compile spill-free channels_last (130-133 registers, 3 programs per SM);
+    # the NCHW pool variants spilled 184-256 B at 128, so NCHW keeps 64
+    "default": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=2,
+                               BLOCK_NP_WIDE=128),
     # fp32 IEEE dots are FMAs with operands in registers: 32-pixel tiles, a shorter K step, not
     # pipelined (BLOCK_M 64 spilled 4-8 B in launched pool variants on sm_80 at 1 or 2 stages,
     # 4-76 B in generic ones at 3)
@@ -100,6 +115,9 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     "n32": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=3),
     "s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
     "n32s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
+    # the default without the 128-wide channels_last pool tiles (the default before them: a GPU's
+    # tune times both, and only a model and a measured 64-vs-32 lead chose 128)
+    "np64": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=2),
     # pool tiles 32 wide: every MMA column used at pool_proj 32 (3a), twice the tap loads at >= 64
     "np32": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=3),
     "fma-n32": PointwiseConfig(BLOCK_M=32, BLOCK_N=32, BLOCK_K=16, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=1),
@@ -147,7 +165,7 @@ _TABLES = {"pointwise_pool": POINTWISE_CONFIGS, "reduce_conv": REDUCE_CONV_CONFI
 
 # (kernel, dot class) -> config names a tuner may choose from, the default first
 CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("pointwise_pool", "mma"): ("default", "n32", "s4", "n32s4", "np32"),
+    ("pointwise_pool", "mma"): ("default", "np64", "n32", "s4", "n32s4", "np32"),
     ("pointwise_pool", "tf32"): ("default", "n32"),
     ("pointwise_pool", "fma"): ("fma", "fma-n32"),
     ("reduce_conv", "mma"): ("mma", "mma-p2", "mma-slots"),

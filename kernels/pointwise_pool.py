@@ -13,8 +13,10 @@ K loop, software-pipelined by triton (async copies, num_stages deep; wgmma on sm
 * branch 1 (IS_POOL False): BLOCK_M x BLOCK_N tiles, a plain GEMM whose K loop (BLOCK_K input
   channels a step) loads the input tile and the weight tile straight into the dot;
 * pool (IS_POOL True): BLOCK_M x BLOCK_NP tiles (BLOCK_NP 64 in the default config: the nine tap
-  tiles are read once per pool column tile, so wider tiles read them fewer times; the "np32"
-  candidate fills every MMA column at pool_proj 32), K step BLOCK_KP: the nine 3x3
+  tiles are read once per pool column tile, so wider tiles read them fewer times; channels_last
+  launches whose pool projection is wider than BLOCK_NP take BLOCK_NP_WIDE, 128 in the default,
+  where it fits one tile: see wide_pool_tiles; the "np32" candidate fills every MMA column at pool_proj 32), K step
+  BLOCK_KP: the nine 3x3
   taps unrolled at compile time, their nine loads issued before the max (-inf outside the image,
   NaN propagating); the weight tile and, where the input is channels_last and 16-aligned, the nine
   tap tiles are async copies.
@@ -149,19 +151,54 @@ def _pointwise_pool_kernel(
         _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_cp - C1, so_c, APPLY_RELU)
 
 
-def launch_constexprs(config: PointwiseConfig, pool: bool, relu: bool, input_precision: str) -> dict:
+# Wide pool tiles are compiled (compile-check) as one specialization per dtype: these runtime ints
+# take any value, the unit channel strides and the single column tile are 1, and every other int
+# is divisible by 16 (the generic variant without those hints spilled 350-690 B), so a launch runs
+# wide tiles only where that holds (aligned_channels_last) and pool_proj fits one wide tile.
+WIDE_POOL_FREE_INTS: tuple[str, ...] = ("M", "H", "W")
+WIDE_POOL_UNIT_INTS: tuple[str, ...] = ("sx_c", "so_c", "n_col_tiles")
+
+
+def aligned_channels_last(ints: dict[str, int], tensors: tuple[torch.Tensor, ...]) -> bool:
+    """Whether a launch with these runtime ints (the kernel's names; n_col_tiles left out) is the
+    specialization wide pool tiles are compiled for: unit channel strides, every int other than
+    WIDE_POOL_FREE_INTS divisible by 16, and every tensor 16-byte aligned."""
+    if ints["sx_c"] != 1 or ints["so_c"] != 1:
+        return False
+    hinted = [v for n, v in ints.items() if n not in WIDE_POOL_FREE_INTS + WIDE_POOL_UNIT_INTS]
+    return all(v % 16 == 0 for v in hinted) and all(t.data_ptr() % 16 == 0 for t in tensors)
+
+
+def wide_pool_tiles(config: PointwiseConfig, pool_proj: int, aligned: bool) -> bool:
+    """Whether a pool launch runs BLOCK_NP_WIDE-wide tiles: the config has them, ``pool_proj``
+    needs more than one BLOCK_NP tile and fits one wide tile, and the launch is ``aligned``
+    (aligned_channels_last; NCHW pool variants spilled at 128 columns)."""
+    return bool(config.BLOCK_NP_WIDE) and config.BLOCK_NP < pool_proj <= config.BLOCK_NP_WIDE and aligned
+
+
+def pool_tile_width(config: PointwiseConfig, wide: bool) -> int:
+    """BLOCK_NP of a pool launch: BLOCK_NP_WIDE where ``wide`` (see wide_pool_tiles)."""
+    if wide and not config.BLOCK_NP_WIDE:
+        raise ValueError(f"{config} has no wide pool tiles (BLOCK_NP_WIDE 0)")
+    return config.BLOCK_NP_WIDE if wide else config.BLOCK_NP
+
+
+def launch_constexprs(config: PointwiseConfig, pool: bool, relu: bool, input_precision: str,
+                      wide: bool = False) -> dict:
     """The kernel's constexpr arguments for a launch (also what compile-check compiles): ``pool``
-    picks the branch."""
+    picks the branch, ``wide`` (pool launches only) the pool tile width (pool_tile_width)."""
+    if wide and not pool:
+        raise ValueError("wide pool tiles are for pool launches only")
     return dict(IS_POOL=pool, APPLY_RELU=relu, INPUT_PRECISION=input_precision,
                 BLOCK_M=config.BLOCK_M, BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K,
-                BLOCK_NP=config.BLOCK_NP, BLOCK_KP=config.BLOCK_KP)
+                BLOCK_NP=pool_tile_width(config, wide), BLOCK_KP=config.BLOCK_KP)
 
 
-def pointwise_grid(m: int, width: int, pool: bool, config: PointwiseConfig) -> tuple[int, int]:
+def pointwise_grid(m: int, width: int, pool: bool, config: PointwiseConfig, wide: bool = False) -> tuple[int, int]:
     """(programs, column tiles per pixel tile) of one launch over ``m`` pixels and ``width``
     output channels: one program per (pixel tile, column tile), BLOCK_N-wide column tiles for
-    branch 1, BLOCK_NP-wide for the pool projection."""
-    n_col_tiles = triton.cdiv(width, config.BLOCK_NP if pool else config.BLOCK_N)
+    branch 1, pool_tile_width(config, wide)-wide for the pool projection."""
+    n_col_tiles = triton.cdiv(width, pool_tile_width(config, wide) if pool else config.BLOCK_N)
     return triton.cdiv(m, config.BLOCK_M) * n_col_tiles, n_col_tiles
 
 
@@ -185,6 +222,8 @@ def launch_pointwise_pool(
     channels [out_c1, out_c1 + ch1x1) and the pool projection to [out_cp, out_cp + pool_proj).
     With input_precision "tf32" the weight must hold TF32 values already (kernels/tf32.py,
     round_tf32_tensor, done by the forward); the kernel rounds its input and pooled tiles itself.
+    The pool launch runs wide tiles where wide_pool_tiles says so (channels_last ``x`` and
+    ``out`` with 16-aligned channel counts, offsets and strides, and pool_proj <= BLOCK_NP_WIDE).
     """
     n, c_in, h, w = x.shape
     m = n * h * w
@@ -192,18 +231,22 @@ def launch_pointwise_pool(
     if m == 0:
         return 0
     launches = 0
+    # the kernel's runtime ints before n_col_tiles, by name and in its parameter order
+    ints = dict(M=m, H=h, W=w, C_IN=c_in, C1=ch1x1, CP=cp,
+                **dict(zip(("sx_n", "sx_c", "sx_h", "sx_w"), x.stride())),
+                **dict(zip(("so_n", "so_c", "so_h", "so_w"), out.stride())),
+                out_c1=out_c1, out_cp=out_cp)
+    aligned = aligned_channels_last(ints, (x, weight, bias, out))
     # two launches of one kernel: branch 1, then the pool projection (IS_POOL)
     for pool, width in ((False, ch1x1), (True, cp)):
         if width == 0:
             continue
         launches += 1
-        programs, n_col_tiles = pointwise_grid(m, width, pool, config)
+        wide = pool and wide_pool_tiles(config, cp, aligned)
+        programs, n_col_tiles = pointwise_grid(m, width, pool, config, wide)
         _pointwise_pool_kernel[(programs,)](
-            x, weight, bias, out,
-            m, h, w, c_in, ch1x1, cp,
-            *x.stride(), *out.stride(),
-            out_c1, out_cp, n_col_tiles,
-            **launch_constexprs(config, pool, relu, input_precision),
+            x, weight, bias, out, *ints.values(), n_col_tiles,
+            **launch_constexprs(config, pool, relu, input_precision, wide),
             num_warps=config.num_warps, num_stages=config.num_stages,
         )
     return launches

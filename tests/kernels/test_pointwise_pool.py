@@ -32,9 +32,11 @@ def reference(x64: torch.Tensor, w64: torch.Tensor, b64: torch.Tensor, ch1x1: in
     return F.relu(y) if relu else y
 
 
-def run_case(config, dtype, precision, shape, ch1x1, pool_proj, channels_last, relu, gen, negative=False):
-    """Launch the kernel on a NaN-poisoned buffer with channels around the block's slice and
-    compare both branches with the float64 reference."""
+def run_case(config, dtype, precision, shape, ch1x1, pool_proj, channels_last, relu, gen, negative=False,
+             around=(3, 2, 1)):
+    """Launch the kernel on a NaN-poisoned buffer with channels around the block's slice (``around``:
+    how many before branch 1, between the branches and after the pool projection) and compare both
+    branches with the float64 reference."""
     n, c_in, h, w = shape
     x64 = torch.randn(shape, generator=gen, dtype=torch.float64)
     if negative:
@@ -48,7 +50,7 @@ def run_case(config, dtype, precision, shape, ch1x1, pool_proj, channels_last, r
     ref = reference(x.double(), wt.double(), b64.float().double(), ch1x1, relu)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = x.contiguous(memory_format=fmt)
-    before, gap, after = 3, 2, 1  # channels before branch 1, between the branches, after the pool
+    before, gap, after = around
     total = before + ch1x1 + gap + pool_proj + after
     out = poisoned((n, total, h, w), dtype, "cpu", fmt)
     keep = torch.ones(total, dtype=torch.bool)
@@ -127,3 +129,67 @@ def test_grid_puts_a_pixel_tiles_column_tiles_side_by_side():
     assert pointwise_mod.pointwise_grid(100, 130, False, cfg) == (2 * 3, 3)
     assert pointwise_mod.pointwise_grid(100, 32, True, cfg) == (2 * 1, 1)
     assert pointwise_mod.pointwise_grid(64, 128, True, cfg) == (128 // cfg.BLOCK_NP, 128 // cfg.BLOCK_NP)
+
+
+def _record_wide(monkeypatch) -> list[tuple[bool, bool]]:
+    """(IS_POOL, wide) of every launch the launcher makes from now on."""
+    seen = []
+    build = pointwise_mod.launch_constexprs
+
+    def spy(config, pool, relu, input_precision, wide=False):
+        seen.append((pool, wide))
+        return build(config, pool, relu, input_precision, wide)
+
+    monkeypatch.setattr(pointwise_mod, "launch_constexprs", spy)
+    return seen
+
+
+@pytest.mark.parametrize("negative", [False, True], ids=["randn", "negative"])
+def test_wide_pool_tiles_parity(negative, gen, monkeypatch):
+    """The default's 128-wide pool tiles, as an aligned channels_last launch takes them: pool_proj
+    96 (one partial wide tile), three K steps, pixel tiles crossing an image boundary plus a partial
+    one, slices at 16-aligned channel offsets in a NaN-poisoned buffer, ReLU off so that signs
+    and the -inf pool padding show."""
+    cfg = POINTWISE_CONFIGS["default"]
+    assert cfg.BLOCK_NP < 96 <= cfg.BLOCK_NP_WIDE
+    seen = _record_wide(monkeypatch)
+    run_case(cfg, torch.float16, "ieee", (2, 48, 5, 7), 16, 96, channels_last=True, relu=False, gen=gen,
+             negative=negative, around=(16, 0, 16))
+    assert seen == [(False, False), (True, True)]
+
+
+@pytest.mark.parametrize(("shape", "pool_proj", "around", "channels_last"), [
+    ((2, 40, 5, 7), 96, (16, 0, 16), True),  # input channels not a multiple of 16
+    ((2, 48, 5, 7), 96, (3, 2, 1), True),  # unaligned output channel offsets
+    ((2, 48, 5, 7), 96, (16, 0, 16), False),  # NCHW
+    ((2, 48, 5, 7), 144, (16, 0, 16), True),  # wider than one wide tile
+    ((2, 48, 5, 7), 48, (16, 0, 16), True),  # one BLOCK_NP tile covers it
+], ids=["c_in-40", "offsets", "nchw", "pool-144", "pool-48"])
+def test_narrow_pool_tiles_where_wide_ones_do_not_apply(shape, pool_proj, around, channels_last, gen, monkeypatch):
+    """Launches outside the one specialization wide tiles are compiled for run BLOCK_NP tiles, and
+    stay exact."""
+    cfg = POINTWISE_CONFIGS["default"]
+    seen = _record_wide(monkeypatch)
+    run_case(cfg, torch.float16, "ieee", shape, 16, pool_proj, channels_last, relu=True, gen=gen, around=around)
+    assert seen == [(False, False), (True, False)]
+
+
+def test_aligned_channels_last_needs_aligned_pointers():
+    """A view one element into its storage is not 16-byte aligned: no wide tiles."""
+    x = torch.zeros(2 * 48 * 5 * 7 + 1, dtype=torch.float16)[1:].view(2, 5, 7, 48).permute(0, 3, 1, 2)
+    ints = dict(M=70, H=5, W=7, C_IN=48, C1=16, CP=96, sx_n=x.stride(0), sx_c=x.stride(1), sx_h=x.stride(2),
+                sx_w=x.stride(3), so_n=16, so_c=1, so_h=16, so_w=16, out_c1=0, out_cp=16)
+    assert x.stride(1) == 1
+    assert not pointwise_mod.aligned_channels_last(ints, (x,))
+    assert pointwise_mod.aligned_channels_last(ints, (x.clone(memory_format=torch.channels_last),))
+    assert not pointwise_mod.aligned_channels_last({**ints, "C1": 24}, (x.clone(),))
+
+
+def test_wide_tiles_only_from_configs_that_have_them():
+    cfg = POINTWISE_CONFIGS["np64"]
+    assert not pointwise_mod.wide_pool_tiles(cfg, 96, aligned=True)
+    with pytest.raises(ValueError, match="no wide pool tiles"):
+        pointwise_mod.launch_constexprs(cfg, True, True, "ieee", wide=True)
+    with pytest.raises(ValueError, match="pool launches only"):
+        pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["default"], False, True, "ieee", wide=True)
+    assert pointwise_mod.pointwise_grid(64, 128, True, POINTWISE_CONFIGS["default"], wide=True) == (1, 1)

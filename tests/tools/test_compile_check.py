@@ -56,6 +56,7 @@ SUBSET = [
     (90, "pointwise_pool", "fma-n32", "float32", "ieee", None, True, "nchw"),
     (80, "pointwise_pool", "fma", "float32", "ieee", None, True, "nhwc"),
     (90, "pointwise_pool", "np32", "float16", "ieee", None, True, "nhwc"),
+    (80, "pointwise_pool", "np64", "float16", "ieee", None, True, "nhwc"),
     (80, "reduce_conv", "mma-p2", "bfloat16", "ieee", 3, True, "nchw"),
     (90, "reduce_conv", "mma-slots", "float16", "ieee", 5, True, "nhwc"),
 ]
@@ -63,10 +64,12 @@ SUBSET = [
 SHIPPED = {("pointwise_pool", n) for n in POINTWISE_CONFIGS} | {("reduce_conv", n) for n in REDUCE_CONV_CONFIGS}
 
 
-def _variant(kernel, config, dtype, precision, ksize, relu, layout) -> aot.LaunchVariant:
-    key = (kernel, config, dtype, precision, ksize, relu, layout)
+def _variant(kernel, config, dtype, precision, ksize, relu, layout, wide=False) -> aot.LaunchVariant:
+    """The first launch variant with these fields (pointwise_pool: branch 1 unless ``wide``, which
+    is the wide pool variant)."""
+    key = (kernel, config, dtype, precision, ksize, relu, layout, wide)
     for v in aot.launch_variants():
-        if (v.kernel, v.config_name, v.dtype, v.input_precision, v.ksize, v.relu, v.layout) == key:
+        if (v.kernel, v.config_name, v.dtype, v.input_precision, v.ksize, v.relu, v.layout, v.wide_pool) == key:
             return v
     raise LookupError(f"{key} is not a launch variant")
 
@@ -112,6 +115,37 @@ def test_variant_compiles_without_spills_on_tensor_cores(subset_rows, case):
     assert cc.row_failures(row) == []
 
 
+# the wide pool tiles' one specialization (pointwise_pool.aligned_channels_last): the heaviest
+# (fp32 TF32 on sm_80, 189 registers) and the default dtype on sm_90. Without its divisibility
+# hints the same tiles spilled 350-690 B.
+WIDE_SUBSET = [(80, "float32", "tf32"), (90, "bfloat16", "ieee")]
+
+
+@pytest.mark.parametrize(("arch", "dtype", "precision"), WIDE_SUBSET, ids=lambda c: str(c))
+def test_wide_pool_variant_compiles_without_spills_pipelined(arch, dtype, precision):
+    v = _variant("pointwise_pool", "default", dtype, precision, None, True, "nhwc", wide=True)
+    assert v.pool and constexpr_block_np(v) == POINTWISE_CONFIGS["default"].BLOCK_NP_WIDE
+    keys = aot._int_keys(v)
+    assert {n for n, k in keys.items() if k == "i32"} == set(pointwise_mod.WIDE_POOL_FREE_INTS)
+    assert {n for n, k in keys.items() if k == "1"} == set(pointwise_mod.WIDE_POOL_UNIT_INTS)
+    (row,) = cc.check([arch], [v])
+    assert cc.row_failures(row) == []
+    assert row["ldgsts"] > 0 and (row["hgmma"] > 0) == (arch >= 90) and (row["hmma"] > 0) == (arch < 90)
+
+
+def constexpr_block_np(v: aot.LaunchVariant) -> int:
+    return aot.constexpr_values(v)["BLOCK_NP"]
+
+
+def test_wide_pool_variants_only_channels_last_pool_launches():
+    wide = [v for v in aot.launch_variants() if v.wide_pool]
+    assert wide and all(v.pool and v.layout == "nhwc" and v.config.BLOCK_NP_WIDE for v in wide)
+    # every config with wide tiles has them compiled for each dtype and precision it launches
+    assert {(v.config_name, v.dtype, v.input_precision) for v in wide if v.relu} == {
+        (name, d, p) for k, d, p, cfg in launchable_configs() if k == "pointwise_pool" and cfg.BLOCK_NP_WIDE
+        for name in [next(n for n, c in POINTWISE_CONFIGS.items() if c == cfg)]}
+
+
 def test_launch_variants_cover_every_launchable_config():
     variants = aot.launch_variants()
     assert len(set(variants)) == len(variants)
@@ -146,8 +180,18 @@ def _launch_args(kernel: str, v: aot.LaunchVariant, monkeypatch) -> tuple[tuple,
     mf = torch.channels_last if v.layout == "nhwc" else torch.contiguous_format
     x = torch.randn(2, 24, 20, 18).to(dtype=dt, memory_format=mf)
     rec = _Recorder()
-    if kernel == "pointwise_pool":
-        # 80 + 80 columns: at least 2 column tiles of either kind in every config
+    if kernel == "pointwise_pool" and v.wide_pool:
+        # the aligned channels_last launch wide pool tiles take: 80 pool columns, one wide tile
+        x = torch.randn(2, 32, 20, 18).to(dtype=dt, memory_format=mf)
+        out = torch.empty(2, 192, 20, 18, dtype=dt).to(memory_format=mf)
+        monkeypatch.setattr(pointwise_mod, "_pointwise_pool_kernel", rec)
+        pointwise_mod.launch_pointwise_pool(
+            x, torch.randn(32, 160, dtype=dt), torch.randn(160), 80, out, 16, 112, v.relu,
+            v.input_precision, v.config)
+        rec.calls = [c for c in rec.calls if c[1]["IS_POOL"]]
+    elif kernel == "pointwise_pool":
+        # 80 + 80 columns: at least 2 column tiles of either kind in every config (24 input
+        # channels: never the aligned launch of wide pool tiles)
         out = torch.empty(2, 170, 20, 18, dtype=dt).to(memory_format=mf)
         monkeypatch.setattr(pointwise_mod, "_pointwise_pool_kernel", rec)
         pointwise_mod.launch_pointwise_pool(

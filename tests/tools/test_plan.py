@@ -44,6 +44,7 @@ class PoolTilesConfig(TodayPointwiseConfig):
 
     BLOCK_NP: int = 32
     BLOCK_KP: int = 16
+    BLOCK_NP_WIDE: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,28 +296,40 @@ def test_pipelined_pointwise_schedules_two_launches():
     branch 1 64 x 64 tiles, K step 32; pool 64 x 64 tiles, K step 16, nine tap copies per step from
     L2 through L1 (cp.async.ca: the taps' pixel run from L2, the other tap loads from L1); both
     pipelined num_stages - 1 = 1 deep; residency from the compiled registers and shared memory
-    (bf16 channels_last, sm_90: 72 regs and 17 KB -> 7 programs, 98 regs and 25.6 KB -> 4)."""
+    (bf16 channels_last, sm_90: 72 regs and 17 KB -> 7 programs, 98 regs and 25.6 KB -> 4, the
+    128-wide pool tiles' 130 regs and 29 KB -> 3)."""
     assert resident_compiled(4, 72, 17408) == 7  # 28 warps: 2304 registers per warp
     assert resident_compiled(4, 98, 25600) == 4  # 16 warps: 3328 registers per warp (19 warps fit)
+    assert resident_compiled(4, 130, 29696) == 3  # 12 warps: 4352 registers per warp (15 warps fit)
     cfg = POINTWISE_CONFIGS["default"]
-    assert (cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.BLOCK_NP, cfg.BLOCK_KP, cfg.num_stages) == (64, 64, 32, 64, 16, 2)
-    # 3a's pool_proj 32 is one (half-used) 64-wide pool tile; 5b's 128 two
-    for name, tiles, cols, cin in (("3a", 3136, (1, 1), 192), ("5b", 196, (6, 2), 832)):
+    assert (cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.BLOCK_NP, cfg.BLOCK_KP, cfg.num_stages,
+            cfg.BLOCK_NP_WIDE) == (64, 64, 32, 64, 16, 2, 128)
+    # 3a's pool_proj 32 is one (half-used) 64-wide pool tile; 5b's 128 one 128-wide tile (the
+    # launch is channels_last with 16-aligned channels), where "np64" takes two 64-wide ones
+    for name, tiles, cols, cin, resident in (("3a", 3136, (1, 1), 192, 4), ("5b", 196, (6, 1), 832, 3)):
         spec, h, w = block_shapes("torchvision")[name]
         b1, pool = pointwise_pipelined(name, spec, 256, h, w, "bfloat16")
         launches = pointwise_pool_launches(name, spec, 256, h, w, "bfloat16")
         assert [b1.launch, pool.launch] == [l.name for l in launches]
         assert (b1.programs, pool.programs) == (tiles * cols[0], tiles * cols[1])
-        assert (b1.resident, pool.resident) == (7, 4)
+        assert (b1.resident, pool.resident) == (7, resident)
         (gemm,), (taps,) = b1.works[0].loops, pool.works[0].loops
         assert (gemm.trips, gemm.depth, gemm.mma, gemm.flops) == (cin // 32, 1, "wgmma", 2 * 64 * 32 * 64)
-        assert (taps.trips, taps.depth, taps.mma, taps.flops) == (cin // 16, 1, "wgmma", 2 * 64 * 16 * 64)
+        block_np = spec.pool_proj if cols[1] == 1 and spec.pool_proj > 64 else 64
+        assert (taps.trips, taps.depth, taps.mma, taps.flops) == (cin // 16, 1, "wgmma", 2 * 64 * 16 * block_np)
         # per step: the x tile and the weight tile; the pool's run of 64 + 2 (W + 1) pixels from
         # L2, the other 9 x 64 tap pixel loads from L1
         run = 64 + 2 * (w + 1)
         assert gemm.load_bytes == 64 * 32 * 2 + 32 * spec.ch1x1 * 2 // cols[0]
         assert taps.load_bytes == run * 16 * 2 + 16 * spec.pool_proj * 2 // cols[1]
         assert taps.l1_bytes == (9 * 64 - run) * 16 * 2 and gemm.l1_bytes == 0
+    spec, h, w = block_shapes("torchvision")["5b"]
+    _, narrow = pointwise_pipelined("5b", spec, 256, h, w, "bfloat16", cfg=POINTWISE_CONFIGS["np64"])
+    _, wide = pointwise_pipelined("5b", spec, 256, h, w, "bfloat16")
+    assert (narrow.programs, narrow.resident) == (2 * wide.programs, 4)
+    # one wide tile loads the taps once, two narrow ones twice
+    assert sum(l.total_l1_bytes() for l in narrow.works[0].loops) * narrow.programs == pytest.approx(
+        2 * sum(l.total_l1_bytes() for l in wide.works[0].loops) * wide.programs)
     # d2e917c's config: one launch, today's schedule
     spec, h, w = block_shapes("torchvision")["3a"]
     (old,) = pointwise_pipelined("3a", spec, 256, h, w, "bfloat16", cfg=TodayPointwiseConfig(64, 64, 32))

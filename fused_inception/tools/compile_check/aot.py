@@ -107,7 +107,7 @@ class KernelSpec:
 
 def _pointwise_constexprs(cfg: PointwiseConfig, v: "LaunchVariant") -> dict[str, Any]:
     # the launcher's own builder, so the two cannot drift apart
-    return pointwise_pool.launch_constexprs(cfg, bool(v.pool), v.relu, v.input_precision)
+    return pointwise_pool.launch_constexprs(cfg, bool(v.pool), v.relu, v.input_precision, v.wide_pool)
 
 
 def _reduce_conv_constexprs(cfg: ReduceConvConfig, v: "LaunchVariant") -> dict[str, Any]:
@@ -143,6 +143,8 @@ class LaunchVariant:
     # pointwise_pool only (None for reduce_conv): its IS_POOL constexpr, which of its two
     # launches per block this is (False: branch 1, True: the pool projection)
     pool: bool | None = None
+    # pool launches only: BLOCK_NP_WIDE-wide pool tiles (channels_last, pointwise_pool.wide_pool_tiles)
+    wide_pool: bool = False
     # launched specializations: (int argument, jit_int_key) for every runtime int argument, in
     # parameter order; None for a generic variant (only the layout's unit strides specialized)
     ints: tuple[tuple[str, str], ...] | None = None
@@ -176,7 +178,7 @@ class LaunchVariant:
 
     def label(self) -> str:
         k = f" k={self.ksize}" if self.ksize is not None else ""
-        k += {True: " pool", False: " branch1", None: ""}[self.pool]
+        k += {True: " pool", False: " branch1", None: ""}[self.pool] + (" wide" if self.wide_pool else "")
         spec = f" [{self.ints_label()}]" if self.launched else ""
         return (f"{self.kernel}/{self.config_name} {self.dtype} {self.input_precision}{k} "
                 f"relu={int(self.relu)} {self.layout}{spec}")
@@ -209,20 +211,25 @@ def launch_variants(kernels: tuple[str, ...] | list[str] | None = None) -> list[
         ksizes = REDUCE_CONV_KSIZES if KERNELS[kernel].uses_ksize else (None,)
         for k in ksizes:
             for layout in LAYOUTS:
-                for pool in _pool_modes(kernel):
-                    out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, True, layout, pool))
+                for pool, wide in _pool_modes(kernel, cfg, layout):
+                    out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, True, layout, pool, wide))
             if (kernel, name, k) not in relu_off_done:
                 relu_off_done.add((kernel, name, k))
-                for pool in _pool_modes(kernel):
+                for pool, wide in _pool_modes(kernel, cfg, RELU_FALSE_LAYOUT):
                     out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, False, RELU_FALSE_LAYOUT,
-                                             pool))
+                                             pool, wide))
     return out
 
 
-def _pool_modes(kernel: str) -> tuple[bool | None, ...]:
-    """The IS_POOL values of a kernel's launches: pointwise_pool launches twice per block
-    (branch 1, then the pool projection); (None,) for reduce_conv."""
-    return (False, True) if kernel == "pointwise_pool" else (None,)
+def _pool_modes(kernel: str, cfg: Any, layout: str) -> tuple[tuple[bool | None, bool], ...]:
+    """The (IS_POOL, wide pool tiles) of a kernel's launches in a layout: pointwise_pool launches
+    twice per block (branch 1, then the pool projection), and its channels_last pool launches
+    take the config's wide pool tiles where it has them and pool_proj is wider than BLOCK_NP;
+    ((None, False),) for reduce_conv."""
+    if kernel != "pointwise_pool":
+        return ((None, False),)
+    wides = (False, True) if pointwise_pool.wide_pool_tiles(cfg, cfg.BLOCK_NP + 1, layout == "nhwc") else (False,)
+    return ((False, False), *((True, wide) for wide in wides))
 
 
 def jit_int_key(value: int) -> str:
@@ -260,12 +267,17 @@ def _runtime_ints(v: LaunchVariant) -> list[str]:
 
 def _int_keys(v: LaunchVariant) -> dict[str, str]:
     """int argument -> jit_int_key for a launched variant; for a generic one, "1" for the layout's
-    unit strides and "i32" (no hint) for the rest."""
+    unit strides and "i32" (no hint) for the rest, except a wide pool variant's: the one
+    specialization wide pool tiles launch (pointwise_pool.aligned_channels_last), "1" for
+    WIDE_POOL_UNIT_INTS, "i32" for WIDE_POOL_FREE_INTS and "i32:D" for the rest."""
     names = _runtime_ints(v)
     if v.ints is None:
         for stride in LAYOUTS[v.layout]:
             if stride not in names:
                 raise ValueError(f"{v.spec.name}: no stride argument {stride!r}")
+        if v.wide_pool:
+            return {n: "1" if n in pointwise_pool.WIDE_POOL_UNIT_INTS else
+                    "i32" if n in pointwise_pool.WIDE_POOL_FREE_INTS else "i32:D" for n in names}
         return {n: "1" if n in LAYOUTS[v.layout] else "i32" for n in names}
     keys = dict(v.ints)
     if list(keys) != names:
@@ -473,11 +485,13 @@ def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
     options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
     bound = inspect.signature(spec.python_fn()).bind(*rec.args, **kwargs)
     got_constexprs: dict[str, Any] = {}
-    for cfg in cfgs:
-        base = LaunchVariant(rec.kernel, config_name(cfg), cfg, rec.dtype, rec.input_precision,
-                             kwargs.get("KSIZE") if spec.uses_ksize else None, bool(kwargs["APPLY_RELU"]),
-                             rec.layout, kwargs.get("IS_POOL"))
-        want_constexprs = spec.constexprs(cfg, base)
+    candidates = [LaunchVariant(rec.kernel, config_name(cfg), cfg, rec.dtype, rec.input_precision,
+                                kwargs.get("KSIZE") if spec.uses_ksize else None, bool(kwargs["APPLY_RELU"]),
+                                rec.layout, pool, wide)
+                  for cfg in cfgs for pool, wide in _pool_modes(rec.kernel, cfg, rec.layout)
+                  if pool is kwargs.get("IS_POOL")]
+    for base in candidates:
+        want_constexprs = spec.constexprs(base.config, base)
         got_constexprs = {n: bound.arguments[n] for n in want_constexprs}
         if got_constexprs == want_constexprs and options == compile_options(base):
             break

@@ -9,6 +9,7 @@ reduce -> k x k kernel for the 3x3 and the "5x5" branch.
 from __future__ import annotations
 
 from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name
+from fused_inception.kernels.pointwise_pool import pool_tile_width, wide_pool_tiles
 from fused_inception.kernels.reduce_conv import grid_for_sms
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
 from fused_inception.spec import InceptionSpec
@@ -72,8 +73,9 @@ def pointwise_pool_launches(block: str, spec: InceptionSpec, batch: int, h: int,
     """Launches 1 and 2: branch 1 and max-pool -> pool projection, each an implicit GEMM writing
     its channel slice (kernels/pointwise_pool.py: one kernel launched twice, IS_POOL).
 
-    Branch-1 column tiles are BLOCK_N wide with K step BLOCK_K, pool tiles BLOCK_NP wide with K
-    step BLOCK_KP; both grids run a pixel tile's column tiles side by side, so each launch reads x
+    Branch-1 column tiles are BLOCK_N wide with K step BLOCK_K, pool tiles BLOCK_NP wide (or
+    BLOCK_NP_WIDE, as a channels_last launch takes them: a FusedInception hands the kernels
+    channels_last) with K step BLOCK_KP; both grids run a pixel tile's column tiles side by side, so each launch reads x
     from HBM once. A config without BLOCK_NP is commit d2e917c's kernel: ONE launch for both
     branches, BLOCK_N-wide tiles and K step BLOCK_K for both, its 2-D grid sweeping all pixels for
     one column tile first. ``l2_capacity`` (bytes): that grid's pessimistic figure charges the
@@ -102,9 +104,10 @@ def pointwise_pool_launches(block: str, spec: InceptionSpec, batch: int, h: int,
             detail=(f"{b1['tiles'][0]} pixel tiles x {b1['tiles'][1]}+{bp['tiles'][1]} column tiles, one launch, "
                     f"BLOCK_M/N/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/{cfg.BLOCK_K} (d2e917c, {precision})"))]
     name = config_name(cfg)
+    block_np = pool_tile_width(cfg, wide_pool_tiles(cfg, cp, aligned=True))
     launches = []
     for pool, c, bn, bk, label in ((False, c1, cfg.BLOCK_N, cfg.BLOCK_K, f"branch1 1x1 {cin}>{c1}"),
-                                   (True, cp, cfg.BLOCK_NP, cfg.BLOCK_KP, f"pool maxpool3x3+1x1 {cin}>{cp}")):
+                                   (True, cp, block_np, cfg.BLOCK_KP, f"pool maxpool3x3+1x1 {cin}>{cp}")):
         part = _pointwise_part(spec, batch, h, w, e, cfg, pool, bn, bk)
         hbm = x + part["hbm"]
         reread = (part["x_loads"] - x) + (part["w_loads"] - cin * c * e)

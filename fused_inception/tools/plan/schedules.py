@@ -20,7 +20,8 @@ Two schedules per kernel:
   ``pointwise_pool``: two launches of one kernel (kernels/pointwise_pool.py, IS_POOL), each a
   1-D grid of (pixel tile, column tile) programs, column tiles fastest. Branch 1: BLOCK_M x
   BLOCK_N tiles, a plain GEMM whose K loop (BLOCK_K a step) is pipelined num_stages - 1 deep.
-  Pool projection: BLOCK_M x BLOCK_NP tiles, K step BLOCK_KP, the nine 3x3 taps unrolled and
+  Pool projection: BLOCK_M x BLOCK_NP tiles (BLOCK_NP_WIDE where a channels_last launch takes
+  them, pointwise_pool.wide_pool_tiles), K step BLOCK_KP, the nine 3x3 taps unrolled and
   all loaded before the max; modelled as the channels_last launches compile (compile-check, sm_90):
   the weight tile and the nine tap tiles are async copies, so the loop is pipelined num_stages - 1
   deep; the tap copies are 8-byte cp.async.ca in the compiled PTX (LDGSTS.E.64, allocating in L1),
@@ -39,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fused_inception.kernels.configs import config_name, dot_class
+from fused_inception.kernels.pointwise_pool import pool_tile_width, wide_pool_tiles
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
 from fused_inception.tools.plan.fused import (modelled_dot_precision, pointwise_pool_launches, reduce_conv_grid,
                                               reduce_conv_launch)
@@ -91,11 +93,14 @@ TODAY_POINTWISE = {
 TODAY_PROGRAMS_PER_SM = 2  # reduce_conv's persistent grid at d2e917c
 
 # (registers per thread, shared memory bytes per program) of the redesigned pointwise/pool kernel
-# as compiled, per (config name, element bytes, IS_POOL): compile-check of the "default" config
-# (64-wide pool tiles, 2 stages), bf16 channels_last launches of GoogLeNet's blocks at batch 256 on
+# as compiled, per (config name, element bytes, pool tile width, 0 for branch 1): compile-check of
+# the "default" config (2 stages), bf16 channels_last launches of GoogLeNet's blocks at batch 256 on
 # sm_90 (the upper end of the ranges it reported; benchmarks/NOTES.md, "Pipelining and
-# occupancy"). Other configs and dtypes fall back to ``resident_programs``' estimate.
-COMPILED_POINTWISE = {("default", 2, False): (72, 17408), ("default", 2, True): (98, 25600)}
+# occupancy" and "The pool launch"). Other configs and dtypes fall back to ``resident_programs``'
+# estimate.
+# "np64" is the default without the wide pool tiles: the same binaries where its tiles are 64 wide.
+COMPILED_POINTWISE = {("default", 2, 0): (72, 17408), ("default", 2, 64): (98, 25600),
+                      ("default", 2, 128): (130, 29696), ("np64", 2, 0): (72, 17408), ("np64", 2, 64): (98, 25600)}
 
 # Hopper SM limits for the residency estimate
 _REGS_PER_SM = 65536
@@ -271,8 +276,9 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
     depth = max(1, stages - 1)
     cin, m_tiles = spec.in_channels, _cdiv(batch * h * w, bm)
     out = []
+    block_np = pool_tile_width(cfg, wide_pool_tiles(cfg, spec.pool_proj, aligned=True))
     for launch, is_pool, c, bn, bk in ((branch1, False, spec.ch1x1, cfg.BLOCK_N, cfg.BLOCK_K),
-                                       (pool, True, spec.pool_proj, cfg.BLOCK_NP, cfg.BLOCK_KP)):
+                                       (pool, True, spec.pool_proj, block_np, cfg.BLOCK_KP)):
         trips, n_tiles = _cdiv(cin, bk), _cdiv(c, bn)
         w_step = _per_step(cin * c * e, trips * n_tiles)
         if is_pool:
@@ -284,7 +290,7 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
             x_step, l1_step, a_smem = _per_step(bm * cin * e, trips), 0, bm * bk * e
         loop = Loop("pool" if is_pool else "gemm", 1, trips, depth, _mma(cls, bm), 2 * bm * bk * bn, x_step + w_step,
                     l1_bytes=l1_step)
-        compiled = COMPILED_POINTWISE.get((config_name(cfg), e, is_pool))
+        compiled = COMPILED_POINTWISE.get((config_name(cfg), e, bn if is_pool else 0))
         if compiled:
             resident, source = resident_compiled(warps, *compiled), "compiled"
         else:
@@ -298,10 +304,11 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
 
 
 def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
-                    sms: int, tf32: bool = True) -> list[Schedule]:
+                    sms: int, tf32: bool = True, pointwise_cfg: object | None = None) -> list[Schedule]:
     """The launches of one fused Inception block under schedule ``label``: "today" three (commit
     d2e917c: one pointwise/pool launch, two reduce -> k x k), "pipelined" four (branch 1, pool
-    projection, two reduce -> k x k)."""
+    projection, two reduce -> k x k; ``pointwise_cfg``: the pointwise config, default the one
+    kernels/configs.py picks now)."""
     if label not in LABELS:
         raise ValueError(f"unknown schedule {label!r}; expected one of {LABELS}")
     s = spec
@@ -311,7 +318,7 @@ def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: 
                                   sms, tf32),
                 reduce_conv_today(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
                                   sms, tf32)]
-    return [*pointwise_pipelined(block, s, batch, h, w, dtype, tf32),
+    return [*pointwise_pipelined(block, s, batch, h, w, dtype, tf32, pointwise_cfg),
             reduce_conv_pipelined(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype,
                                   sms, tf32),
             reduce_conv_pipelined(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
