@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from fused_inception.tools.compile_check import command as cc
-from fused_inception.tools.compile_check import aot
+from fused_inception.tools.compile_check import aot, compiling, report
 from fused_inception.kernels import pointwise_pool as pointwise_mod
 from fused_inception.kernels import reduce_conv as reduce_conv_mod
 from fused_inception.kernels.configs import (
@@ -85,7 +85,7 @@ def subset_rows() -> dict[str, dict]:
     rows = {}
     for arch in sorted({c[0] for c in SUBSET}):
         cases = [c for c in SUBSET if c[0] == arch]
-        got = cc.check([arch], [_variant(*c[1:]) for c in cases])
+        got = compiling.check([arch], [_variant(*c[1:]) for c in cases])
         assert len(got) == len(cases)
         rows.update({_id(c): r for c, r in zip(cases, got)})
     return rows
@@ -109,10 +109,10 @@ def test_variant_compiles_without_spills_on_tensor_cores(subset_rows, case):
     spills = {k: row[k] for k in ("stack", "local", "spill_stores", "spill_loads")}
     assert not any(spills.values()), f"spills: {spills}"
     smem = row["shared"] + row["static_shared"]
-    assert smem <= cc.SMEM_LIMIT[case[0]]
+    assert smem <= compiling.SMEM_LIMIT[case[0]]
     if row["expects_mma"]:
         assert row["hmma"] + row["hgmma"] > 0, "no HMMA/HGMMA in the SASS"
-    assert cc.row_failures(row) == []
+    assert report.row_failures(row) == []
 
 
 # the wide pool tiles' one specialization (pointwise_pool.aligned_channels_last): the heaviest
@@ -128,8 +128,8 @@ def test_wide_pool_variant_compiles_without_spills_pipelined(arch, dtype, precis
     keys = aot._int_keys(v)
     assert {n for n, k in keys.items() if k == "i32"} == set(pointwise_mod.WIDE_POOL_FREE_INTS)
     assert {n for n, k in keys.items() if k == "1"} == set(pointwise_mod.WIDE_POOL_UNIT_INTS)
-    (row,) = cc.check([arch], [v])
-    assert cc.row_failures(row) == []
+    (row,) = compiling.check([arch], [v])
+    assert report.row_failures(row) == []
     assert row["ldgsts"] > 0 and (row["hgmma"] > 0) == (arch >= 90) and (row["hmma"] > 0) == (arch < 90)
 
 
@@ -271,21 +271,21 @@ def test_broken_variant_fails_run_and_writes_json(tmp_path, capsys):
     assert "broken_k8" in printed and "FAIL compile" in printed
     rows = json.loads(out.read_text())
     assert len(rows) == 1 and rows[0]["arch"] == 90 and "K >= 16" in rows[0]["error"]
-    assert len(cc.failures(rows)) == 1
+    assert len(report.failures(rows)) == 1
 
 
 def _good_row(arch=90) -> dict:
-    row = cc._empty_row(_variant("reduce_conv", "mma", "float16", "ieee", 3, True, "nhwc"), arch)
+    row = compiling._empty_row(_variant("reduce_conv", "mma", "float16", "ieee", 3, True, "nhwc"), arch)
     row.update(registers=200, stack=0, local=0, spill_stores=0, spill_loads=0, shared=16384,
                static_shared=0, hmma=8 if arch < 90 else 0, hgmma=0 if arch < 90 else 4, ldgsts=6,
                utmaldg=0, barriers=10)
-    assert cc.row_failures(row) == []
+    assert report.row_failures(row) == []
     return row
 
 
 @pytest.mark.parametrize("arch", [80, 90])
 def test_verdicts(arch):
-    limit = cc.SMEM_LIMIT[arch]
+    limit = compiling.SMEM_LIMIT[arch]
     assert limit == {80: 166912, 90: 232448}[arch]
     cases = {
         "smem": dict(shared=limit - 1024 + 1, static_shared=1024),
@@ -296,26 +296,26 @@ def test_verdicts(arch):
     }
     for word, change in cases.items():
         row = {**_good_row(arch), **change}
-        why = cc.row_failures(row)
+        why = report.row_failures(row)
         assert len(why) == 1 and why[0].startswith(word), (word, why)
-        assert len(cc.failures([row, _good_row(arch)])) == 1
+        assert len(report.failures([row, _good_row(arch)])) == 1
     at_limit = {**_good_row(arch), "shared": limit, "static_shared": 0}
-    assert cc.row_failures(at_limit) == []
+    assert report.row_failures(at_limit) == []
     fp32_ieee = {**_good_row(arch), "expects_mma": False, "hmma": 0, "hgmma": 0, "ldgsts": 0}
-    assert cc.row_failures(fp32_ieee) == []
+    assert report.row_failures(fp32_ieee) == []
     # the async-copy rule is for launched specializations (generic ones lack alignment hints)
     launched = {**_good_row(arch), "set": "launched", "launches": ["paper/3a/N256/b3"]}
-    assert cc.row_failures(launched) == []
-    no_async = cc.row_failures({**launched, "ldgsts": 0})
+    assert report.row_failures(launched) == []
+    no_async = report.row_failures({**launched, "ldgsts": 0})
     assert len(no_async) == 1 and no_async[0].startswith("no-async-copy"), no_async
-    assert cc.row_failures({**launched, "ldgsts": 0, "utmaldg": 2}) == []  # TMA counts too
-    assert cc.row_failures({**launched, "ldgsts": 0, "expects_mma": False, "hmma": 0, "hgmma": 0}) == []
-    mma_sync = cc.row_failures({**_good_row(arch), "hmma": 4, "hgmma": 0})
+    assert report.row_failures({**launched, "ldgsts": 0, "utmaldg": 2}) == []  # TMA counts too
+    assert report.row_failures({**launched, "ldgsts": 0, "expects_mma": False, "hmma": 0, "hgmma": 0}) == []
+    mma_sync = report.row_failures({**_good_row(arch), "hmma": 4, "hgmma": 0})
     if arch >= 90:
         assert len(mma_sync) == 1 and mma_sync[0].startswith("mma.sync"), mma_sync
     else:
         assert mma_sync == []
-    table = cc.format_table([_good_row(arch), {**_good_row(arch), "stack": 8}])
+    table = report.format_table([_good_row(arch), {**_good_row(arch), "stack": 8}])
     assert "regs" in table and "FAIL spills" in table and table.count("\n") == 3
     for column in ("LDGSTS", "UTMALDG", "bar", "warps/SM"):
         assert column in table
@@ -326,26 +326,26 @@ def test_allow_spills_reports_spills_and_fails_everything_else():
     still fails a row that spills and also breaks another rule."""
     spilled = {**_good_row(90), "spill_stores": 8, "spill_loads": 8, "stack": 8}
     no_mma_too = {**spilled, "hmma": 0, "hgmma": 0}
-    assert len(cc.failures([spilled])) == 1 and cc.failures([spilled], allow_spills=True) == []
-    (line,) = cc.failures([no_mma_too], allow_spills=True)
+    assert len(report.failures([spilled])) == 1 and report.failures([spilled], allow_spills=True) == []
+    (line,) = report.failures([no_mma_too], allow_spills=True)
     assert "no-MMA" in line and "spills" not in line
-    assert len(cc.spilling([spilled, no_mma_too, _good_row(90)])) == 2
+    assert len(report.spilling([spilled, no_mma_too, _good_row(90)])) == 2
 
 
 def test_resident_warps():
     """Programs per SM from registers (per-warp allocation in units of 256) and shared memory
     (plus 1 KiB reserved per CTA), capped at 64 warps and 32 CTAs; the figures of sm_80/sm_90."""
-    assert cc.SM_LIMITS[80].shared == 164 * 1024 and cc.SM_LIMITS[90].shared == 228 * 1024
+    assert compiling.SM_LIMITS[80].shared == 164 * 1024 and compiling.SM_LIMITS[90].shared == 228 * 1024
     # 128 registers x 32 lanes = 4096 per warp: 16 warps; 4-warp CTAs -> 4 CTAs
-    assert cc.resident_warps(90, 128, 0, 4) == 16
+    assert compiling.resident_warps(90, 128, 0, 4) == 16
     # 129 registers round up to 130 x 32 = 4160 -> 4352 (17 x 256) per warp: 15 warps -> 3 CTAs
-    assert cc.resident_warps(90, 129, 0, 4) == 12
+    assert compiling.resident_warps(90, 129, 0, 4) == 12
     # 32 registers: the 64-warp limit binds
-    assert cc.resident_warps(80, 32, 0, 4) == 64
+    assert compiling.resident_warps(80, 32, 0, 4) == 64
     # shared memory binds: (40 KiB + 1 KiB) per CTA -> 4 on sm_80 (164 KiB), 5 on sm_90 (228 KiB)
-    assert cc.resident_warps(80, 64, 40 * 1024, 4) == 16
-    assert cc.resident_warps(90, 64, 40 * 1024, 4) == 20
-    assert cc.resident_warps(75, 64, 0, 4) is None
+    assert compiling.resident_warps(80, 64, 40 * 1024, 4) == 16
+    assert compiling.resident_warps(90, 64, 40 * 1024, 4) == 20
+    assert compiling.resident_warps(75, 64, 0, 4) is None
 
 
 # ---------------------------------------------------------------- launched specializations
@@ -477,7 +477,7 @@ def launched_rows(launched):
     }
     rows = []
     for arch, variants in picks.items():
-        rows += cc.check([arch], variants)
+        rows += compiling.check([arch], variants)
     return rows
 
 
@@ -495,7 +495,7 @@ def test_launched_subset_compiles_without_spills_on_tensor_cores(launched_rows):
         assert row["ldgsts"] > 0, f"{row['kernel']}'s K loops are not pipelined"
         if row["arch"] >= 90:
             assert row["hgmma"] > 0 and row["hmma"] == 0, f"{row['kernel']} runs mma.sync on sm_90"
-        assert cc.row_failures(row) == []
+        assert report.row_failures(row) == []
     # the 7x7 batch-1 reduce_conv launch has a single tile: its 2 column blocks go to 2 programs
     rc90 = next(r for r in launched_rows if r["arch"] == 90 and r["kernel"] == "reduce_conv")
     assert "n_split" not in rc90["ints"].split(" ")[0] and "num_items" in rc90["ints"]
@@ -505,9 +505,9 @@ def test_launches_label():
     launches = ["paper/3a/N256/b3", "paper/3b/N256/b3", "torchvision/3a/N256/b3",
                 "torchvision/3b/N256/b3", "paper/4a/N1/b3", "paper/4b/N1/b3", "paper/4c/N1/b3",
                 "torchvision/4a/N1/b3", "torchvision/4a/N1/b5"]
-    assert cc.launches_label(launches) == "N256 3a,3b[3]; N1 p:4a-4c[3] tv:4a[3,5]"
-    assert cc.launches_label(["paper/3a/N1/b1p", "torchvision/3a/N1/b1p"]) == "N1 3a"
-    assert cc.launches_label([]) == "generic"
+    assert report.launches_label(launches) == "N256 3a,3b[3]; N1 p:4a-4c[3] tv:4a[3,5]"
+    assert report.launches_label(["paper/3a/N1/b1p", "torchvision/3a/N1/b1p"]) == "N1 3a"
+    assert report.launches_label([]) == "generic"
 
 
 def test_cli_selects_generic_and_launched_sets(monkeypatch, capsys):
@@ -520,7 +520,7 @@ def test_cli_selects_generic_and_launched_sets(monkeypatch, capsys):
         rows = []
         for a in archs:
             for v in variants:
-                row = cc._empty_row(v, a)
+                row = compiling._empty_row(v, a)
                 row.update(registers=100, stack=0, local=0, spill_stores=0, spill_loads=0, shared=0,
                            static_shared=0, hmma=4 if a < 90 else 0, hgmma=0 if a < 90 else 4, ldgsts=4)
                 rows.append(row)
