@@ -31,7 +31,9 @@ class PointwiseConfig:
     BLOCK_KP (see pointwise_pool.py). ``BLOCK_NP_WIDE`` (0: none): the pool tile width of a
     channels_last launch whose pool projection is wider than BLOCK_NP (pointwise_pool.
     wide_pool_tiles): each pool column tile loads and maxes the nine taps again, so one wide tile
-    pools once where BLOCK_NP tiles pool twice or more."""
+    pools once where BLOCK_NP tiles pool twice or more. ``clamp_taps``: aligned channels_last
+    pool launches clamp their taps into the image instead of masking them to -inf (pointwise_pool.
+    aligned_channels_last: half the loop's instructions); wide tiles need it."""
 
     BLOCK_M: int
     BLOCK_N: int
@@ -41,10 +43,13 @@ class PointwiseConfig:
     num_warps: int = 4
     num_stages: int = 3
     BLOCK_NP_WIDE: int = 0
+    clamp_taps: bool = True
 
     def __post_init__(self):
         if self.BLOCK_NP_WIDE and self.BLOCK_NP_WIDE <= self.BLOCK_NP:
             raise ValueError(f"BLOCK_NP_WIDE ({self.BLOCK_NP_WIDE}) must be 0 or wider than BLOCK_NP ({self.BLOCK_NP})")
+        if self.BLOCK_NP_WIDE and not self.clamp_taps:
+            raise ValueError("wide pool tiles (BLOCK_NP_WIDE) are compiled for clamped taps only (clamp_taps)")
 
 
 @dataclass(frozen=True)
@@ -115,9 +120,11 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     "n32": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=3),
     "s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
     "n32s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
-    # the default without the 128-wide channels_last pool tiles (the default before them: a GPU's
-    # tune times both, and only a model and a measured 64-vs-32 lead chose 128)
-    "np64": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=2),
+    # the default as the first GPU run measured it (commit ac3b22c): no wide pool tiles, taps masked
+    # to -inf in every launch. A GPU's tune times it against the default: only compiled code, a
+    # model and a measured 64-vs-32 lead chose wide tiles and clamped taps
+    "np64": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=2,
+                            clamp_taps=False),
     # pool tiles 32 wide: every MMA column used at pool_proj 32 (3a), twice the tap loads at >= 64
     "np32": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=3),
     "fma-n32": PointwiseConfig(BLOCK_M=32, BLOCK_N=32, BLOCK_K=16, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=1),

@@ -17,8 +17,8 @@ K loop, software-pipelined by triton (async copies, num_stages deep; wgmma on sm
   launches whose pool projection is wider than BLOCK_NP take BLOCK_NP_WIDE, 128 in the default,
   where it fits one tile: see wide_pool_tiles; the "np32" candidate fills every MMA column at pool_proj 32), K step
   BLOCK_KP: the nine 3x3
-  taps unrolled at compile time, their nine loads issued before the max (-inf outside the image,
-  NaN propagating); the weight tile and, where the input is channels_last and 16-aligned, the nine
+  taps unrolled at compile time, their nine loads issued before the max (a tap outside the image
+  clamped into it, which leaves the max of -inf padding unchanged; NaN propagating); the weight tile and, where the input is channels_last and 16-aligned, the nine
   tap tiles are async copies.
 
 Why a constexpr split and not one launch: under a runtime branch on the column tile (and with both
@@ -53,6 +53,49 @@ def _l1_tap_channels(k0, BLOCK_KP: tl.constexpr, ELEM_BITS: tl.constexpr):
 
 
 @triton.jit
+def _pooled_masked(centre, mk, h_idx, w_idx, H, W, sx_h, sx_w):
+    """The 3x3/1 max-pool of a tile whose centre-tap pointers are ``centre``: taps outside the
+    image masked to -inf (any strides). The centre tap is inside the image for every valid lane:
+    its masked lanes (pixels past M, channels past C_IN) load 0, which -inf cannot raise."""
+    a = tl.load(centre, mask=mk, other=0.0)
+    up = centre - sx_h
+    down = centre + sx_h
+    h_up = (h_idx > 0)[:, None]
+    h_dn = (h_idx < H - 1)[:, None]
+    w_lf = (w_idx > 0)[:, None]
+    w_rt = (w_idx < W - 1)[:, None]
+    # the eight other taps unrolled, all eight loads issued before the max
+    t0 = tl.load(up - sx_w, mask=mk & h_up & w_lf, other=float("-inf"))
+    t1 = tl.load(up, mask=mk & h_up, other=float("-inf"))
+    t2 = tl.load(up + sx_w, mask=mk & h_up & w_rt, other=float("-inf"))
+    t3 = tl.load(centre - sx_w, mask=mk & w_lf, other=float("-inf"))
+    t5 = tl.load(centre + sx_w, mask=mk & w_rt, other=float("-inf"))
+    t6 = tl.load(down - sx_w, mask=mk & h_dn & w_lf, other=float("-inf"))
+    t7 = tl.load(down, mask=mk & h_dn, other=float("-inf"))
+    t8 = tl.load(down + sx_w, mask=mk & h_dn & w_rt, other=float("-inf"))
+    return _max(_max(_max(a, t0), _max(t1, t2)), _max(_max(t3, t5), _max(_max(t6, t7), t8)))
+
+
+@triton.jit
+def _pooled_clamped(centre, mk, up, dn, lf, rt):
+    """The 3x3/1 max-pool with the taps outside the image clamped into it (``up``/``dn``/``lf``/
+    ``rt``: per-pixel offsets, 0 where the row or column does not exist). A clamped tap repeats
+    a pixel of the same window, so the max equals that of -inf padding (NaN included), and the
+    nine loads share the tile's mask: no per-tap mask, no -inf select per element. Masked lanes
+    load 0 in every tap."""
+    a = tl.load(centre, mask=mk, other=0.0)
+    t0 = tl.load(centre + up + lf, mask=mk, other=0.0)
+    t1 = tl.load(centre + up, mask=mk, other=0.0)
+    t2 = tl.load(centre + up + rt, mask=mk, other=0.0)
+    t3 = tl.load(centre + lf, mask=mk, other=0.0)
+    t5 = tl.load(centre + rt, mask=mk, other=0.0)
+    t6 = tl.load(centre + dn + lf, mask=mk, other=0.0)
+    t7 = tl.load(centre + dn, mask=mk, other=0.0)
+    t8 = tl.load(centre + dn + rt, mask=mk, other=0.0)
+    return _max(_max(_max(a, t0), _max(t1, t2)), _max(_max(t3, t5), _max(_max(t6, t7), t8)))
+
+
+@triton.jit
 def _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_shift, so_c, APPLY_RELU: tl.constexpr):
     """Bias, act and cast; weight column ``c`` goes to output channel ``c + out_shift``."""
     acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0)[None, :]
@@ -76,6 +119,7 @@ def _pointwise_pool_kernel(
     out_cp,  # output channel of the pool projection's column 0
     n_col_tiles,  # column tiles per pixel tile: cdiv(C1, BLOCK_N), or cdiv(CP, BLOCK_NP) when IS_POOL
     IS_POOL: tl.constexpr,  # which branch this launch computes
+    CLAMP_TAPS: tl.constexpr,  # pool launches: taps clamped into the image (aligned channels_last)
     APPLY_RELU: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,  # "ieee" or "tf32" (fp32 inputs only)
     BLOCK_M: tl.constexpr,
@@ -113,7 +157,17 @@ def _pointwise_pool_kernel(
             acc = tl.dot(round_tf32(a, INPUT_PRECISION), b, acc, input_precision=INPUT_PRECISION)
         _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_c1, so_c, APPLY_RELU)
     else:
-        # pool projection: A = the 3x3/1 max-pool of the input tile
+        # pool projection: A = the 3x3/1 max-pool of the input tile, taps clamped into the image
+        # where the launch is aligned channels_last (CLAMP_TAPS: half the loop's instructions;
+        # without divisibility hints the clamped offsets spilled), else masked to -inf
+        if CLAMP_TAPS:
+            # fixed per tile; a 0/1 factor times the stride, not a select: triton's alignment
+            # analysis keeps the stride's divisibility through a product, so the tap loads stay
+            # vectorized async copies
+            up = -((h_idx > 0).to(tl.int32) * sx_h)[:, None]
+            dn = ((h_idx < H - 1).to(tl.int32) * sx_h)[:, None]
+            lf = -((w_idx > 0).to(tl.int32) * sx_w)[:, None]
+            rt = ((w_idx < W - 1).to(tl.int32) * sx_w)[:, None]
         offs_n = C1 + pid_n * BLOCK_NP + tl.arange(0, BLOCK_NP)
         n_mask = offs_n < n_total
         acc = tl.zeros((BLOCK_M, BLOCK_NP), dtype=tl.float32)
@@ -123,25 +177,10 @@ def _pointwise_pool_kernel(
             mk = m_mask[:, None] & k_mask[None, :]
             offs_t = _l1_tap_channels(k0, BLOCK_KP, x_ptr.dtype.element_ty.primitive_bitwidth)
             centre = x_ptr + x_pix[:, None] + offs_t.to(tl.int64)[None, :] * sx_c
-            # the centre tap is inside the image for every valid lane: its masked lanes (pixels
-            # past M, channels past C_IN) load 0, which the other taps' -inf cannot raise
-            a = tl.load(centre, mask=mk, other=0.0)
-            # the eight other taps unrolled, all eight loads issued before the max
-            up = centre - sx_h
-            down = centre + sx_h
-            h_up = (h_idx > 0)[:, None]
-            h_dn = (h_idx < H - 1)[:, None]
-            w_lf = (w_idx > 0)[:, None]
-            w_rt = (w_idx < W - 1)[:, None]
-            t0 = tl.load(up - sx_w, mask=mk & h_up & w_lf, other=float("-inf"))
-            t1 = tl.load(up, mask=mk & h_up, other=float("-inf"))
-            t2 = tl.load(up + sx_w, mask=mk & h_up & w_rt, other=float("-inf"))
-            t3 = tl.load(centre - sx_w, mask=mk & w_lf, other=float("-inf"))
-            t5 = tl.load(centre + sx_w, mask=mk & w_rt, other=float("-inf"))
-            t6 = tl.load(down - sx_w, mask=mk & h_dn & w_lf, other=float("-inf"))
-            t7 = tl.load(down, mask=mk & h_dn, other=float("-inf"))
-            t8 = tl.load(down + sx_w, mask=mk & h_dn & w_rt, other=float("-inf"))
-            a = _max(_max(_max(a, t0), _max(t1, t2)), _max(_max(t3, t5), _max(_max(t6, t7), t8)))
+            if CLAMP_TAPS:
+                a = _pooled_clamped(centre, mk, up, dn, lf, rt)
+            else:
+                a = _pooled_masked(centre, mk, h_idx, w_idx, H, W, sx_h, sx_w)
             # keeps the max in the load layout: without it triton moves the dot-operand
             # conversion above the max, one shared-memory round trip per tap
             a = tl.where(mk, a, 0.0).to(x_ptr.dtype.element_ty)
@@ -151,21 +190,22 @@ def _pointwise_pool_kernel(
         _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_cp - C1, so_c, APPLY_RELU)
 
 
-# Wide pool tiles are compiled (compile-check) as one specialization per dtype: these runtime ints
-# take any value, the unit channel strides and the single column tile are 1, and every other int
-# is divisible by 16 (the generic variant without those hints spilled 350-690 B), so a launch runs
-# wide tiles only where that holds (aligned_channels_last) and pool_proj fits one wide tile.
-WIDE_POOL_FREE_INTS: tuple[str, ...] = ("M", "H", "W")
-WIDE_POOL_UNIT_INTS: tuple[str, ...] = ("sx_c", "so_c", "n_col_tiles")
+# An aligned channels_last pool launch (aligned_channels_last) clamps its taps and may run wide
+# tiles. compile-check compiles it as one specialization per config and dtype: these runtime ints
+# take any value (wide tiles: n_col_tiles is 1), the unit channel strides are 1, and every other
+# int is divisible by 16. Without those hints the clamped offsets spilled 16 B (sm_90) and wide
+# tiles 350-690 B, so an unaligned launch keeps the -inf masks and BLOCK_NP.
+ALIGNED_FREE_INTS: tuple[str, ...] = ("M", "H", "W", "n_col_tiles")
+ALIGNED_UNIT_INTS: tuple[str, ...] = ("sx_c", "so_c")
 
 
 def aligned_channels_last(ints: dict[str, int], tensors: tuple[torch.Tensor, ...]) -> bool:
     """Whether a launch with these runtime ints (the kernel's names; n_col_tiles left out) is the
-    specialization wide pool tiles are compiled for: unit channel strides, every int other than
-    WIDE_POOL_FREE_INTS divisible by 16, and every tensor 16-byte aligned."""
-    if ints["sx_c"] != 1 or ints["so_c"] != 1:
+    aligned channels_last specialization: unit channel strides, every int other than
+    ALIGNED_FREE_INTS divisible by 16, and every tensor 16-byte aligned."""
+    if any(ints[n] != 1 for n in ALIGNED_UNIT_INTS):
         return False
-    hinted = [v for n, v in ints.items() if n not in WIDE_POOL_FREE_INTS + WIDE_POOL_UNIT_INTS]
+    hinted = [v for n, v in ints.items() if n not in ALIGNED_FREE_INTS + ALIGNED_UNIT_INTS]
     return all(v % 16 == 0 for v in hinted) and all(t.data_ptr() % 16 == 0 for t in tensors)
 
 
@@ -184,12 +224,18 @@ def pool_tile_width(config: PointwiseConfig, wide: bool) -> int:
 
 
 def launch_constexprs(config: PointwiseConfig, pool: bool, relu: bool, input_precision: str,
-                      wide: bool = False) -> dict:
+                      aligned: bool = False, wide: bool = False) -> dict:
     """The kernel's constexpr arguments for a launch (also what compile-check compiles): ``pool``
-    picks the branch, ``wide`` (pool launches only) the pool tile width (pool_tile_width)."""
-    if wide and not pool:
-        raise ValueError("wide pool tiles are for pool launches only")
-    return dict(IS_POOL=pool, APPLY_RELU=relu, INPUT_PRECISION=input_precision,
+    picks the branch; pool launches only: ``aligned`` clamps the taps (an aligned_channels_last
+    launch of a config with clamp_taps), ``wide`` (aligned only) picks the pool tile width
+    (pool_tile_width)."""
+    if (aligned or wide) and not pool:
+        raise ValueError("aligned and wide are for pool launches only")
+    if aligned and not config.clamp_taps:
+        raise ValueError(f"{config} keeps its taps masked (clamp_taps False)")
+    if wide and not aligned:
+        raise ValueError("wide pool tiles are for aligned launches only")
+    return dict(IS_POOL=pool, CLAMP_TAPS=aligned, APPLY_RELU=relu, INPUT_PRECISION=input_precision,
                 BLOCK_M=config.BLOCK_M, BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K,
                 BLOCK_NP=pool_tile_width(config, wide), BLOCK_KP=config.BLOCK_KP)
 
@@ -222,8 +268,9 @@ def launch_pointwise_pool(
     channels [out_c1, out_c1 + ch1x1) and the pool projection to [out_cp, out_cp + pool_proj).
     With input_precision "tf32" the weight must hold TF32 values already (kernels/tf32.py,
     round_tf32_tensor, done by the forward); the kernel rounds its input and pooled tiles itself.
-    The pool launch runs wide tiles where wide_pool_tiles says so (channels_last ``x`` and
-    ``out`` with 16-aligned channel counts, offsets and strides, and pool_proj <= BLOCK_NP_WIDE).
+    Where ``x`` and ``out`` are channels_last with 16-aligned channel counts, offsets and
+    strides (aligned_channels_last), the pool launch clamps its taps and runs wide tiles where
+    wide_pool_tiles says so.
     """
     n, c_in, h, w = x.shape
     m = n * h * w
@@ -242,11 +289,12 @@ def launch_pointwise_pool(
         if width == 0:
             continue
         launches += 1
-        wide = pool and wide_pool_tiles(config, cp, aligned)
+        clamp = pool and aligned and config.clamp_taps
+        wide = clamp and wide_pool_tiles(config, cp, aligned)
         programs, n_col_tiles = pointwise_grid(m, width, pool, config, wide)
         _pointwise_pool_kernel[(programs,)](
             x, weight, bias, out, *ints.values(), n_col_tiles,
-            **launch_constexprs(config, pool, relu, input_precision, wide),
+            **launch_constexprs(config, pool, relu, input_precision, clamp, wide),
             num_warps=config.num_warps, num_stages=config.num_stages,
         )
     return launches

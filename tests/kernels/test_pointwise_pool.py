@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import fused_inception.kernels.pointwise_pool as pointwise_mod
-from fused_inception.kernels.configs import POINTWISE_CONFIGS, candidate_names, config_by_name
+from fused_inception.kernels.configs import POINTWISE_CONFIGS, PointwiseConfig, candidate_names, config_by_name
 from fused_inception.tolerances import assert_close, poisoned, tolerance_key
 
 SENTINEL = 12345.0
@@ -82,7 +82,7 @@ def test_every_shipped_config_is_covered():
 
 
 @pytest.mark.parametrize(("name", "dtype", "precision"), _cases())
-def test_config_parity(name, dtype, precision, gen):
+def test_config_parity(name, dtype, precision, gen, monkeypatch):
     """Odd widths (branch 1: 2 BLOCK_N tiles + a partial one; pool: a BLOCK_NP tile + a partial
     one), input channels spanning several K steps of both kinds plus a partial one, and pixels
     spanning two BLOCK_M tiles plus a partial one that crosses an image boundary."""
@@ -94,6 +94,12 @@ def test_config_parity(name, dtype, precision, gen):
     n = -(-(2 * cfg.BLOCK_M + 9) // (hw[0] * hw[1]))
     for channels_last in (True, False):
         run_case(cfg, dtype, precision, (n, c_in, *hw), ch1x1, pool_proj, channels_last, relu=True, gen=gen)
+    # the aligned channels_last specialization (taps clamped where the config does; wide tiles
+    # where it has them and pool_proj fits one): channel counts and offsets multiples of 16
+    seen = _record_modes(monkeypatch)
+    run_case(cfg, dtype, precision, (n, c_in + 8, *hw), ch1x1 - 8, pool_proj - 8, True, relu=True, gen=gen,
+             around=(16, 0, 16))
+    assert seen[-1][:2] == (True, cfg.clamp_taps)
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
@@ -131,14 +137,14 @@ def test_grid_puts_a_pixel_tiles_column_tiles_side_by_side():
     assert pointwise_mod.pointwise_grid(64, 128, True, cfg) == (128 // cfg.BLOCK_NP, 128 // cfg.BLOCK_NP)
 
 
-def _record_wide(monkeypatch) -> list[tuple[bool, bool]]:
-    """(IS_POOL, wide) of every launch the launcher makes from now on."""
+def _record_modes(monkeypatch) -> list[tuple[bool, bool, bool]]:
+    """(IS_POOL, aligned, wide) of every launch the launcher makes from now on."""
     seen = []
     build = pointwise_mod.launch_constexprs
 
-    def spy(config, pool, relu, input_precision, wide=False):
-        seen.append((pool, wide))
-        return build(config, pool, relu, input_precision, wide)
+    def spy(config, pool, relu, input_precision, aligned=False, wide=False):
+        seen.append((pool, aligned, wide))
+        return build(config, pool, relu, input_precision, aligned, wide)
 
     monkeypatch.setattr(pointwise_mod, "launch_constexprs", spy)
     return seen
@@ -146,32 +152,38 @@ def _record_wide(monkeypatch) -> list[tuple[bool, bool]]:
 
 @pytest.mark.parametrize("negative", [False, True], ids=["randn", "negative"])
 def test_wide_pool_tiles_parity(negative, gen, monkeypatch):
-    """The default's 128-wide pool tiles, as an aligned channels_last launch takes them: pool_proj
-    96 (one partial wide tile), three K steps, pixel tiles crossing an image boundary plus a partial
-    one, slices at 16-aligned channel offsets in a NaN-poisoned buffer, ReLU off so that signs
-    and the -inf pool padding show."""
+    """The default's 128-wide pool tiles, as an aligned channels_last launch takes them (taps
+    clamped into the image): pool_proj 96 (one partial wide tile), three K steps, pixel tiles
+    crossing an image boundary plus a partial one, slices at 16-aligned channel offsets in a
+    NaN-poisoned buffer, ReLU off so that signs and the -inf pool padding show."""
     cfg = POINTWISE_CONFIGS["default"]
     assert cfg.BLOCK_NP < 96 <= cfg.BLOCK_NP_WIDE
-    seen = _record_wide(monkeypatch)
+    seen = _record_modes(monkeypatch)
     run_case(cfg, torch.float16, "ieee", (2, 48, 5, 7), 16, 96, channels_last=True, relu=False, gen=gen,
              negative=negative, around=(16, 0, 16))
-    assert seen == [(False, False), (True, True)]
+    assert seen == [(False, False, False), (True, True, True)]
 
 
-@pytest.mark.parametrize(("shape", "pool_proj", "around", "channels_last"), [
-    ((2, 40, 5, 7), 96, (16, 0, 16), True),  # input channels not a multiple of 16
-    ((2, 48, 5, 7), 96, (3, 2, 1), True),  # unaligned output channel offsets
-    ((2, 48, 5, 7), 96, (16, 0, 16), False),  # NCHW
-    ((2, 48, 5, 7), 144, (16, 0, 16), True),  # wider than one wide tile
-    ((2, 48, 5, 7), 48, (16, 0, 16), True),  # one BLOCK_NP tile covers it
-], ids=["c_in-40", "offsets", "nchw", "pool-144", "pool-48"])
-def test_narrow_pool_tiles_where_wide_ones_do_not_apply(shape, pool_proj, around, channels_last, gen, monkeypatch):
-    """Launches outside the one specialization wide tiles are compiled for run BLOCK_NP tiles, and
-    stay exact."""
+@pytest.mark.parametrize(("shape", "pool_proj", "around", "channels_last", "aligned"), [
+    ((2, 40, 5, 7), 96, (16, 0, 16), True, False),  # input channels not a multiple of 16
+    ((2, 48, 5, 7), 96, (3, 2, 1), True, False),  # unaligned output channel offsets
+    ((2, 48, 5, 7), 96, (16, 0, 16), False, False),  # NCHW
+    ((2, 48, 5, 7), 144, (16, 0, 16), True, True),  # wider than one wide tile
+    ((2, 48, 5, 7), 48, (16, 0, 16), True, True),  # one BLOCK_NP tile covers it
+    ((3, 48, 1, 7), 96, (16, 0, 16), True, True),  # one row: the up and down taps clamp to it
+    # 1x1 images: torch gives their channels_last tensors unit H/W strides, so not aligned
+    ((2, 48, 1, 1), 96, (16, 0, 16), True, False),
+], ids=["c_in-40", "offsets", "nchw", "pool-144", "pool-48", "one-row", "1x1"])
+def test_pool_launch_modes(shape, pool_proj, around, channels_last, aligned, gen, monkeypatch):
+    """Launches outside the aligned specialization keep -inf masked taps and BLOCK_NP tiles;
+    aligned ones clamp their taps, on a wide tile where one fits pool_proj, else on BLOCK_NP
+    tiles. All stay exact, with ReLU off and all-negative input (the padding decides borders)."""
     cfg = POINTWISE_CONFIGS["default"]
-    seen = _record_wide(monkeypatch)
-    run_case(cfg, torch.float16, "ieee", shape, 16, pool_proj, channels_last, relu=True, gen=gen, around=around)
-    assert seen == [(False, False), (True, False)]
+    seen = _record_modes(monkeypatch)
+    run_case(cfg, torch.float16, "ieee", shape, 16, pool_proj, channels_last, relu=False, gen=gen, around=around,
+             negative=True)
+    wide = aligned and pool_proj == 96  # the aligned launches one wide tile fits
+    assert seen == [(False, False, False), (True, aligned, wide)]
 
 
 def test_aligned_channels_last_needs_aligned_pointers():
@@ -188,8 +200,15 @@ def test_aligned_channels_last_needs_aligned_pointers():
 def test_wide_tiles_only_from_configs_that_have_them():
     cfg = POINTWISE_CONFIGS["np64"]
     assert not pointwise_mod.wide_pool_tiles(cfg, 96, aligned=True)
+    with pytest.raises(ValueError, match="masked"):
+        pointwise_mod.launch_constexprs(cfg, True, True, "ieee", aligned=True)
+    with pytest.raises(ValueError, match="clamped taps only"):
+        PointwiseConfig(64, 64, 32, BLOCK_NP=64, BLOCK_NP_WIDE=128, clamp_taps=False)
+    assert not pointwise_mod.wide_pool_tiles(POINTWISE_CONFIGS["default"], 96, aligned=False)
     with pytest.raises(ValueError, match="no wide pool tiles"):
-        pointwise_mod.launch_constexprs(cfg, True, True, "ieee", wide=True)
+        pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["np32"], True, True, "ieee", aligned=True, wide=True)
     with pytest.raises(ValueError, match="pool launches only"):
-        pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["default"], False, True, "ieee", wide=True)
+        pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["default"], False, True, "ieee", aligned=True)
+    with pytest.raises(ValueError, match="aligned launches only"):
+        pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["default"], True, True, "ieee", wide=True)
     assert pointwise_mod.pointwise_grid(64, 128, True, POINTWISE_CONFIGS["default"], wide=True) == (1, 1)

@@ -64,12 +64,13 @@ SUBSET = [
 SHIPPED = {("pointwise_pool", n) for n in POINTWISE_CONFIGS} | {("reduce_conv", n) for n in REDUCE_CONV_CONFIGS}
 
 
-def _variant(kernel, config, dtype, precision, ksize, relu, layout, wide=False) -> aot.LaunchVariant:
-    """The first launch variant with these fields (pointwise_pool: branch 1 unless ``wide``, which
-    is the wide pool variant)."""
-    key = (kernel, config, dtype, precision, ksize, relu, layout, wide)
+def _variant(kernel, config, dtype, precision, ksize, relu, layout, aligned=False, wide=False) -> aot.LaunchVariant:
+    """The first launch variant with these fields (pointwise_pool: branch 1 unless ``aligned``,
+    which is the aligned pool variant, with wide tiles if ``wide``)."""
+    key = (kernel, config, dtype, precision, ksize, relu, layout, aligned, wide)
     for v in aot.launch_variants():
-        if (v.kernel, v.config_name, v.dtype, v.input_precision, v.ksize, v.relu, v.layout, v.wide_pool) == key:
+        if (v.kernel, v.config_name, v.dtype, v.input_precision, v.ksize, v.relu, v.layout, v.aligned,
+                v.wide_pool) == key:
             return v
     raise LookupError(f"{key} is not a launch variant")
 
@@ -115,35 +116,41 @@ def test_variant_compiles_without_spills_on_tensor_cores(subset_rows, case):
     assert report.row_failures(row) == []
 
 
-# the wide pool tiles' one specialization (pointwise_pool.aligned_channels_last): the heaviest
-# (fp32 TF32 on sm_80, 189 registers) and the default dtype on sm_90. Without its divisibility
-# hints the same tiles spilled 350-690 B.
-WIDE_SUBSET = [(80, "float32", "tf32"), (90, "bfloat16", "ieee")]
+# the aligned pool launches' one specialization (pointwise_pool.aligned_channels_last: taps
+# clamped): with wide tiles, the heaviest (fp32 TF32 on sm_80) and the default dtype on sm_90;
+# with 64-wide tiles, bf16 on sm_90. Without their divisibility hints the clamped taps spilled
+# 16 B and the wide tiles 350-690 B.
+ALIGNED_SUBSET = [(80, "float32", "tf32", True), (90, "bfloat16", "ieee", True), (90, "bfloat16", "ieee", False)]
 
 
-@pytest.mark.parametrize(("arch", "dtype", "precision"), WIDE_SUBSET, ids=lambda c: str(c))
-def test_wide_pool_variant_compiles_without_spills_pipelined(arch, dtype, precision):
-    v = _variant("pointwise_pool", "default", dtype, precision, None, True, "nhwc", wide=True)
-    assert v.pool and constexpr_block_np(v) == POINTWISE_CONFIGS["default"].BLOCK_NP_WIDE
+@pytest.mark.parametrize(("arch", "dtype", "precision", "wide"), ALIGNED_SUBSET, ids=lambda c: str(c))
+def test_aligned_pool_variant_compiles_without_spills_pipelined(arch, dtype, precision, wide):
+    v = _variant("pointwise_pool", "default", dtype, precision, None, True, "nhwc", aligned=True, wide=wide)
+    cfg = POINTWISE_CONFIGS["default"]
+    values = aot.constexpr_values(v)
+    assert v.pool and values["CLAMP_TAPS"] and values["BLOCK_NP"] == (cfg.BLOCK_NP_WIDE if wide else cfg.BLOCK_NP)
     keys = aot._int_keys(v)
-    assert {n for n, k in keys.items() if k == "i32"} == set(pointwise_mod.WIDE_POOL_FREE_INTS)
-    assert {n for n, k in keys.items() if k == "1"} == set(pointwise_mod.WIDE_POOL_UNIT_INTS)
+    ones = set(pointwise_mod.ALIGNED_UNIT_INTS) | ({"n_col_tiles"} if wide else set())
+    assert {n for n, k in keys.items() if k == "1"} == ones
+    assert {n for n, k in keys.items() if k == "i32"} == set(pointwise_mod.ALIGNED_FREE_INTS) - ones
+    assert all(k == "i32:D" for n, k in keys.items() if n not in set(pointwise_mod.ALIGNED_FREE_INTS) | ones)
     (row,) = compiling.check([arch], [v])
     assert report.row_failures(row) == []
     assert row["ldgsts"] > 0 and (row["hgmma"] > 0) == (arch >= 90) and (row["hmma"] > 0) == (arch < 90)
 
 
-def constexpr_block_np(v: aot.LaunchVariant) -> int:
-    return aot.constexpr_values(v)["BLOCK_NP"]
-
-
-def test_wide_pool_variants_only_channels_last_pool_launches():
-    wide = [v for v in aot.launch_variants() if v.wide_pool]
-    assert wide and all(v.pool and v.layout == "nhwc" and v.config.BLOCK_NP_WIDE for v in wide)
-    # every config with wide tiles has them compiled for each dtype and precision it launches
-    assert {(v.config_name, v.dtype, v.input_precision) for v in wide if v.relu} == {
-        (name, d, p) for k, d, p, cfg in launchable_configs() if k == "pointwise_pool" and cfg.BLOCK_NP_WIDE
-        for name in [next(n for n, c in POINTWISE_CONFIGS.items() if c == cfg)]}
+def test_aligned_pool_variants_only_channels_last_pool_launches():
+    variants = aot.launch_variants()
+    aligned = [v for v in variants if v.aligned]
+    assert aligned and all(v.pool and v.layout == "nhwc" for v in aligned)
+    assert all(v.aligned and v.config.BLOCK_NP_WIDE for v in variants if v.wide_pool)
+    # every pointwise config that clamps its taps has its aligned pool variant for each dtype and
+    # precision it launches, and a wide one where it has wide tiles
+    launched = {(k, d, p, cfg) for k, d, p, cfg in launchable_configs() if k == "pointwise_pool" and cfg.clamp_taps}
+    assert not POINTWISE_CONFIGS["np64"].clamp_taps
+    assert {("pointwise_pool", v.dtype, v.input_precision, v.config) for v in aligned if v.relu} == launched
+    assert {("pointwise_pool", v.dtype, v.input_precision, v.config) for v in aligned if v.relu and v.wide_pool} == {
+        row for row in launched if row[3].BLOCK_NP_WIDE}
 
 
 def test_launch_variants_cover_every_launchable_config():
@@ -180,18 +187,20 @@ def _launch_args(kernel: str, v: aot.LaunchVariant, monkeypatch) -> tuple[tuple,
     mf = torch.channels_last if v.layout == "nhwc" else torch.contiguous_format
     x = torch.randn(2, 24, 20, 18).to(dtype=dt, memory_format=mf)
     rec = _Recorder()
-    if kernel == "pointwise_pool" and v.wide_pool:
-        # the aligned channels_last launch wide pool tiles take: 80 pool columns, one wide tile
+    if kernel == "pointwise_pool" and v.aligned:
+        # an aligned channels_last launch: 80 pool columns (one wide tile, or 2 column tiles of a
+        # config without wide ones), or 144 (3 narrow tiles, too wide for one wide tile)
+        cp = 80 if v.wide_pool or not v.config.BLOCK_NP_WIDE else 144
         x = torch.randn(2, 32, 20, 18).to(dtype=dt, memory_format=mf)
-        out = torch.empty(2, 192, 20, 18, dtype=dt).to(memory_format=mf)
+        out = torch.empty(2, 112 + cp + 16, 20, 18, dtype=dt).to(memory_format=mf)
         monkeypatch.setattr(pointwise_mod, "_pointwise_pool_kernel", rec)
         pointwise_mod.launch_pointwise_pool(
-            x, torch.randn(32, 160, dtype=dt), torch.randn(160), 80, out, 16, 112, v.relu,
+            x, torch.randn(32, 80 + cp, dtype=dt), torch.randn(80 + cp), 80, out, 16, 112, v.relu,
             v.input_precision, v.config)
         rec.calls = [c for c in rec.calls if c[1]["IS_POOL"]]
     elif kernel == "pointwise_pool":
         # 80 + 80 columns: at least 2 column tiles of either kind in every config (24 input
-        # channels: never the aligned launch of wide pool tiles)
+        # channels: never the aligned specialization)
         out = torch.empty(2, 170, 20, 18, dtype=dt).to(memory_format=mf)
         monkeypatch.setattr(pointwise_mod, "_pointwise_pool_kernel", rec)
         pointwise_mod.launch_pointwise_pool(

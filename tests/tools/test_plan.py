@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import replace
 import json
 from collections import Counter
 
@@ -296,17 +297,18 @@ def test_pipelined_pointwise_schedules_two_launches():
     branch 1 64 x 64 tiles, K step 32; pool 64 x 64 tiles, K step 16, nine tap copies per step from
     L2 through L1 (cp.async.ca: the taps' pixel run from L2, the other tap loads from L1); both
     pipelined num_stages - 1 = 1 deep; residency from the compiled registers and shared memory
-    (bf16 channels_last, sm_90: 72 regs and 17 KB -> 7 programs, 98 regs and 25.6 KB -> 4, the
-    128-wide pool tiles' 130 regs and 29 KB -> 3)."""
+    (bf16 channels_last, sm_90: 72 regs and 17 KB -> 7 programs, 100 regs and 25.6 KB -> 4, the
+    128-wide pool tiles' 128 regs and 29 KB -> 4)."""
     assert resident_compiled(4, 72, 17408) == 7  # 28 warps: 2304 registers per warp
-    assert resident_compiled(4, 98, 25600) == 4  # 16 warps: 3328 registers per warp (19 warps fit)
+    assert resident_compiled(4, 100, 25600) == 4  # 16 warps: 3328 registers per warp (19 warps fit)
+    assert resident_compiled(4, 128, 29696) == 4  # 16 warps: 4096 registers per warp
     assert resident_compiled(4, 130, 29696) == 3  # 12 warps: 4352 registers per warp (15 warps fit)
     cfg = POINTWISE_CONFIGS["default"]
     assert (cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.BLOCK_NP, cfg.BLOCK_KP, cfg.num_stages,
             cfg.BLOCK_NP_WIDE) == (64, 64, 32, 64, 16, 2, 128)
     # 3a's pool_proj 32 is one (half-used) 64-wide pool tile; 5b's 128 one 128-wide tile (the
     # launch is channels_last with 16-aligned channels), where "np64" takes two 64-wide ones
-    for name, tiles, cols, cin, resident in (("3a", 3136, (1, 1), 192, 4), ("5b", 196, (6, 1), 832, 3)):
+    for name, tiles, cols, cin, resident in (("3a", 3136, (1, 1), 192, 4), ("5b", 196, (6, 1), 832, 4)):
         spec, h, w = block_shapes("torchvision")[name]
         b1, pool = pointwise_pipelined(name, spec, 256, h, w, "bfloat16")
         launches = pointwise_pool_launches(name, spec, 256, h, w, "bfloat16")
@@ -602,6 +604,24 @@ def test_measured_figures_are_the_committed_h200_run():
         assert M.FUSED_CL_MS[scope] == pytest.approx(fused, abs=5e-4), scope
 
 
+def test_measured_pointwise_rows_are_the_committed_tuner_rows():
+    """measured.py's pointwise figures are the tuner's per-block medians of the file it cites
+    (its "default" is np64 now, the other candidates keep their names)."""
+    from pathlib import Path
+
+    tuned = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+                        / "nvidia-h200-20261130-2337-tuned.json").read_text())
+    (row,) = [c for c in tuned["choices"] if (c["kernel"], c["dtype"]) == ("pointwise_pool", "bfloat16")]
+    per_block = {("np64" if name == "default" else name): ms for name, ms in row["median_ms_per_block"].items()}
+    assert set(per_block) == set(M.POINTWISE_MS)
+    for config, blocks in per_block.items():
+        assert set(blocks) == set(M.POINTWISE_MS[config])
+        for b, ms in blocks.items():
+            assert M.POINTWISE_MS[config][b] == pytest.approx(ms, abs=5e-4), (config, b)
+    # np64 is the config that ran as the default then: the fields the file recorded for it
+    assert row["default"] == "default" and M.MEASURED_POINTWISE == "np64"
+
+
 def test_measured_calibration_fits_the_block_sums_and_holds_out_the_rest(capsys):
     cal = M.calibrate_measured(15.2)
     blocks = [b for b in M.EAGER_CL_MS if b != "net"]
@@ -611,10 +631,20 @@ def test_measured_calibration_fits_the_block_sums_and_holds_out_the_rest(capsys)
     # the priors are optimistic on both sides (what the H200 run showed): fitting slows both down
     assert cal.fitted_cudnn_efficiency < cal.prior_cudnn_efficiency
     assert cal.fitted_l2_tbps < cal.prior_l2_tbps
+    # the issue rate is fitted to the np32 - np64 growth of the pointwise launches, summed
+    assert 0.05 < cal.fitted_issue_ipc < cal.prior_issue_ipc == 1.0
+    base, grown = M.FITTED_POINTWISE
+    growth = sum(cal.pointwise_fitted[grown][b] - cal.pointwise_fitted[base][b] for b in M.POINTWISE_MS[base])
+    assert growth == pytest.approx(sum(M.POINTWISE_MS[grown][b] - M.POINTWISE_MS[base][b]
+                                       for b in M.POINTWISE_MS[base]), rel=1e-6)
+    # the current code (clamped taps, wide tiles) is modelled faster than the code that ran
+    assert all(cal.fused_now[b] < cal.fused_fitted[b] for b in blocks)
     assert cal.eager_prior["net"] < cal.eager_fitted["net"] and cal.fused_prior["net"] < cal.fused_fitted["net"]
     assert plan_command.run(_default_args()) == 0
     section = capsys.readouterr().out.split("Calibration against this project's GPU measurement")[1]
     assert f"{cal.fitted_cudnn_efficiency:.3f} (fitted)" in section and "net" in section
+    assert f"issue_ipc 1 (prior) -> {cal.fitted_issue_ipc:.3f} (fitted)" in section
+    assert section.count("held out") >= 9  # n32, s4, n32s4 on three blocks each
     with pytest.raises(ValueError, match="outside the modelled"):  # no efficiency in the range gives 1000 s
         M._fit("cudnn_efficiency", 0.5, 1.0, 1e6, M.eager_block_ms, K.figures_for(H200_SXM))
 
@@ -629,13 +659,28 @@ def _all_fused_schedules(gpu, batch=256, dtype="bfloat16"):
             yield from block_schedules(label, name, spec, batch, h, w, dtype, gpu.sms)
 
 
+def test_issue_bound_counts_warp_instructions_on_the_busiest_sm():
+    """A loop with a compiled instruction count is charged its warps' instructions at issue_ipc
+    per scheduler and clock on the busiest SM; without a count there is no issue bound."""
+    fig = replace(figures_for(H200_SXM), issue_ipc=0.5)
+    loop = Loop("pool", 1, 10, 1, "wgmma", 0, 0, instructions=200)
+    # 264 units on 264 programs: 2 per SM on 132 SMs, 4 warps each
+    sched = Schedule("pipelined", "x", (Work("w", 264, (loop,)),), 264, 4, 4, 0)
+    t = schedule_time(sched, fig, "bfloat16")
+    per_sm = 2 * 4 * 10 * 200  # programs x warps x trips x instructions
+    assert t.issue == pytest.approx(per_sm / (4 * 0.5 * 1.98e9))
+    assert t.bound == "issue" and t.total == t.issue
+    bare = Schedule("pipelined", "x", (Work("w", 264, (replace(loop, instructions=0),)),), 264, 4, 4, 0)
+    assert schedule_time(bare, fig, "bfloat16").issue == 0.0
+
+
 @pytest.mark.parametrize("gpu", GPUS, ids=lambda g: g.name)
 def test_each_launch_time_is_its_largest_bound(gpu):
     fig = figures_for(gpu)
     times = [schedule_time(s, fig, "bfloat16") for s in _all_fused_schedules(gpu)]
     times += [eager_time(l, fig, "bfloat16") for l in eager_launches()]
     for t in times:
-        bounds = {"mma": t.mma, "hbm": t.hbm, "l2": t.l2, "latency": t.latency}
+        bounds = {"mma": t.mma, "hbm": t.hbm, "l2": t.l2, "issue": t.issue, "latency": t.latency}
         assert all(t.total >= b >= 0 for b in bounds.values()), t
         assert t.total == bounds[t.bound] > 0, t
 

@@ -2,7 +2,7 @@
 
 The datasheet roofline of ``fused_inception.tools.plan`` charges FLOPs and HBM bytes at peak, so it
 cannot see a kernel that spends its time waiting on memory round trips. This module charges each
-launch the LARGEST of four times:
+launch the LARGEST of five times:
 
 * ``mma``: the MMA work of the busiest SM at an achievable tensor-core rate: the dense datasheet
   peak times ``wgmma_efficiency`` for dots of >= 64 rows (sm_90 issues wgmma only for those),
@@ -13,6 +13,10 @@ launch the LARGEST of four times:
   L2, / the L2 bandwidth ``l2_tbps``, plus the loads that hit L1 (a program re-reading lines it
   has just loaded: the pool taps' shifted windows, a tile re-read per channel block), / the L1
   bandwidth (``l1_bytes_per_clk`` per SM). Async copies (cp.async .cg, TMA) bypass L1;
+* ``issue``: the busiest SM's warp instructions at ``issue_ipc`` instructions per clock on each of
+  its four schedulers, for loops whose compiled instruction count is known (``Loop.instructions``,
+  counted by compile-check in the SASS loop body; 0 = unknown, not charged). A loop that builds
+  its operand in registers (the pool taps' loads, masks and maxes) is bound here, not by bytes;
 * ``latency``: the exposed-latency chain. A loop of ``trips`` steps whose loads are ``depth``
   deep in flight (software pipelining: depth = num_stages - 1; unpipelined: 1) exposes
   ``round_trip x (1 + (trips - 1) / depth)`` per instance, times the serial round trips of one
@@ -43,6 +47,7 @@ from fused_inception.tools.plan.gpus import GPU, H100_PCIE, H100_SXM, H200_SXM
 from fused_inception.tools.plan.launches import Launch
 
 _MMA_KINDS = ("wgmma", "mma_sync", "fma")
+SCHEDULERS_PER_SM = 4  # warp schedulers per SM, sm_80 and sm_90
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,9 @@ class LatencyFigures:
     * ``cudnn_efficiency``: eager convs and GEMMs, fraction of the dense peak (cuDNN's implicit
       GEMM on mid-size convs; an assumption, not fitted).
     * ``hbm_efficiency``: achievable fraction of the datasheet HBM bandwidth (streaming kernels).
+    * ``issue_ipc``: warp instructions each of an SM's four schedulers issues per clock in a
+      loop whose instructions are counted: 1 is Hopper's and Ampere's peak (the prior); dependent
+      instructions, memory stalls and barriers lower it.
     * ``gap_us``: GPU-side cost per launch (launch latency, ramp-up, tail), the roofline's default.
     * ``host_us``: host-side cost of issuing one launch (Python, dispatcher, driver): the prior
       before calibration; ``kernelbench.fit_host_us`` fits it to a published measurement.
@@ -83,12 +91,18 @@ class LatencyFigures:
     fma_efficiency: float = 0.7
     cudnn_efficiency: float = 0.6
     hbm_efficiency: float = 0.9
+    issue_ipc: float = 1.0
     gap_us: float = 3.0
     host_us: float = 5.0
 
     @property
     def l1_bytes_per_s(self) -> float:
         return self.l1_bytes_per_clk * self.gpu.sms * self.clock_ghz * 1e9
+
+    @property
+    def issue_per_s(self) -> float:
+        """Warp instructions the whole GPU issues per second (four schedulers per SM)."""
+        return SCHEDULERS_PER_SM * self.issue_ipc * self.gpu.sms * self.clock_ghz * 1e9
 
     @property
     def round_trip_s(self) -> float:
@@ -137,6 +151,8 @@ class Loop:
     ``serial`` dependent round trips when not pipelined.
     ``depth``: loads in flight (num_stages - 1 when the compiler pipelines the loop, else 1).
     ``store_bytes``: global stores per instance (scratch rows written after the loop).
+    ``instructions``: SASS instructions one warp issues per step, counted in the compiled loop
+    body (0: not known, no issue bound).
     """
 
     name: str
@@ -149,6 +165,7 @@ class Loop:
     l1_bytes: int = 0
     serial: int = 1
     store_bytes: int = 0
+    instructions: int = 0
 
     def __post_init__(self) -> None:
         if self.mma not in _MMA_KINDS:
@@ -170,6 +187,10 @@ class Loop:
 
     def total_l1_bytes(self) -> int:
         return self.instances * self.trips * self.l1_bytes
+
+    def total_instructions(self) -> int:
+        """Warp instructions of one warp per work unit."""
+        return self.instances * self.trips * self.instructions
 
 
 @dataclass(frozen=True)
@@ -214,7 +235,7 @@ class Schedule:
 
 @dataclass(frozen=True)
 class LaunchTime:
-    """Modelled time of one launch (seconds): the four bounds and their maximum."""
+    """Modelled time of one launch (seconds): the five bounds and their maximum."""
 
     launch: str
     mma: float
@@ -222,11 +243,12 @@ class LaunchTime:
     l2: float
     latency: float
     detail: str = ""
+    issue: float = 0.0
     total: float = field(init=False)
     bound: str = field(init=False)
 
     def __post_init__(self) -> None:
-        bounds = {"mma": self.mma, "hbm": self.hbm, "l2": self.l2, "latency": self.latency}
+        bounds = {"mma": self.mma, "hbm": self.hbm, "l2": self.l2, "issue": self.issue, "latency": self.latency}
         bound = max(bounds, key=bounds.get)
         object.__setattr__(self, "total", bounds[bound])
         object.__setattr__(self, "bound", bound)
@@ -237,20 +259,23 @@ def schedule_time(s: Schedule, fig: LatencyFigures, dtype: str, tf32: bool = Tru
     share, waves, per_program = s.busiest_sm(fig.gpu.sms)
     flops: dict[str, int] = {}
     trips = 0.0
-    l2_bytes = l1_bytes = 0
+    l2_bytes = l1_bytes = instructions = 0
     for work in s.works:
         for loop in work.loops:
             flops[loop.mma] = flops.get(loop.mma, 0) + work.count * loop.total_flops()
             trips += work.count * loop.round_trips()
             l2_bytes += work.count * loop.total_bytes()
             l1_bytes += work.count * loop.total_l1_bytes()
+            instructions += work.count * loop.total_instructions() * s.warps
     # the busiest SM's MMA work at one SM's share of the GPU's rate
     mma = sum(share * f * fig.gpu.sms / fig.mma_rate(kind, dtype, tf32) for kind, f in flops.items())
     hbm = s.hbm_bytes / (fig.gpu.hbm_tbps * 1e12 * fig.hbm_efficiency)
     l2 = l2_bytes / (fig.l2_tbps * 1e12) + l1_bytes / fig.l1_bytes_per_s
+    # the busiest SM's warp instructions at one SM's share of the GPU's issue rate
+    issue = share * instructions * fig.gpu.sms / fig.issue_per_s
     # one program's chain: its units, each the average unit's chain
     latency = waves * per_program * trips / s.units * fig.round_trip_s
-    return LaunchTime(s.launch, mma, hbm, l2, latency, s.detail)
+    return LaunchTime(s.launch, mma, hbm, l2, latency, s.detail, issue)
 
 
 def eager_time(launch: Launch, fig: LatencyFigures, dtype: str, tf32: bool = True) -> LaunchTime:
@@ -276,6 +301,7 @@ def timeline(gpu_seconds: list[float], fig: LatencyFigures, host_us: float | Non
 
 __all__ = [
     "FIGURES",
+    "SCHEDULERS_PER_SM",
     "LatencyFigures",
     "LaunchTime",
     "Loop",

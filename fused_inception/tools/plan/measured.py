@@ -7,20 +7,26 @@ channels_last, cuDNN autotuned, inputs rotated through 192 MB, CUDA-event median
 channels_last (``eager-cl``: the model's eager cuDNN) and the fused blocks (``fused-cl``: the
 untuned Triton kernels, the model's "pipelined" schedule with the same configs).
 
-What is fitted, one constant per side, each so that the model's **sum over the nine blocks**
-equals the measured sum:
+What is fitted:
 
-* eager: ``cudnn_efficiency`` (the fraction of the dense peak eager convs reach; prior 0.6);
-* fused: ``l2_tbps`` (every pipelined launch of the model is L2-bound at batch 256; prior 6.4 TB/s
-  from a microbenchmark of another part).
+* eager: ``cudnn_efficiency`` (the fraction of the dense peak eager convs reach; prior 0.6), so
+  that the model's **sum over the nine blocks** equals the measured sum;
+* fused: ``issue_ipc`` (warp instructions per scheduler and clock in loops whose SASS
+  instructions are counted; prior 1, the peak), so that the model's pointwise launches grow from
+  the config ``np64`` to ``np32`` as the same run's tuner measured (``POINTWISE_MS``: summed
+  over 3b, 4d and 5b; differences, which cancel do_bench's per-call host time); then
+  ``l2_tbps`` (prior 6.4 TB/s from a microbenchmark of another part) so that the fused blocks'
+  sum equals the measured sum; the two fits repeat until neither moves.
 
-The fused side is modelled with the configs that ran: the pointwise default of ac3b22c is the
-candidate ``np64`` now (``MEASURED_POINTWISE``; the default has since gained 128-wide channels_last
-pool tiles). The fitted figures applied to the configs picked now give the calibrated prediction
-of the current kernels (``fused_now``): modelled, not measured.
+The fused side is modelled with the configs and code that ran: the pointwise default of ac3b22c
+is the candidate ``np64`` now (``MEASURED_POINTWISE``), and its compiled loops are
+``schedules.COMPILED_POINTWISE_AC3B22C`` (pool taps masked to -inf: 478 instructions per step
+against 215 now). The fitted figures applied to the configs and code now give the calibrated
+prediction of the current kernels (``fused_now``): modelled, not measured.
 
-What is held out: the per-block residuals after the fit, and the whole network (stem, pools and
-head included), which no fit saw. Each fitted constant absorbs everything its side mis-models
+What is held out: the per-block residuals after the fit, the tuner's other pointwise rows
+(``n32``, ``s4``, ``n32s4``, and how the np32 - np64 growth splits over the blocks), and the whole
+network (stem, pools and head included), which no fit saw. Each fitted constant absorbs everything its side mis-models
 (launch gaps, cuDNN's algorithm choices, pool taps, tails), so it is a calibration factor, not a
 measurement of that quantity. One run on one GPU at one batch: it says how far off the priors
 are, not that the fitted values hold at other batches or on other GPUs. ``plan``'s tables keep
@@ -37,13 +43,23 @@ from fused_inception.tools.plan.compare import compare
 from fused_inception.tools.plan.eager import eager_launches
 from fused_inception.tools.plan.gpus import H200_SXM
 from fused_inception.tools.plan.latency import LatencyFigures, eager_time, figures_for, schedule_time
-from fused_inception.tools.plan.schedules import block_schedules
+from fused_inception.tools.plan.schedules import COMPILED_POINTWISE_AC3B22C, block_schedules, pointwise_pipelined
 from fused_inception.tools.plan.shapes import block_shapes
 
 SOURCE = "benchmarks/results/nvidia-h200-20261130-2337.json (gpu_check.sh, commit ac3b22c)"
 VARIANT, BATCH, SIZE, DTYPE = "torchvision", 256, 224, "bfloat16"
 # the pointwise config the measurement ran (ac3b22c's default, by its name now)
 MEASURED_POINTWISE = "np64"
+TUNED_SOURCE = "benchmarks/results/nvidia-h200-20261130-2337-tuned.json (tune, commit ac3b22c)"
+# measured median ms of a block's two pointwise launches per config (names as now: the file's
+# "default" is np64), do_bench with an idle GPU at every call (host time included); the tuner's
+# rows, bf16, batch 256, channels_last (tests/tools/test_plan.py checks them against the file)
+POINTWISE_MS: dict[str, dict[str, float]] = {
+    "np64": {"3b": 0.350, "4d": 0.195, "5b": 0.159}, "np32": {"3b": 0.611, "4d": 0.296, "5b": 0.246},
+    "n32": {"3b": 0.627, "4d": 0.305, "5b": 0.254}, "s4": {"3b": 0.659, "4d": 0.317, "5b": 0.256},
+    "n32s4": {"3b": 0.675, "4d": 0.326, "5b": 0.267}}
+# the rows the issue rate is fitted to (their difference); the others are held out
+FITTED_POINTWISE = ("np64", "np32")
 
 # measured median ms (the source's "infer" cases, bf16, batch 256): eager channels_last and fused
 # channels_last, per block and for the network (tests/tools/test_plan.py checks them against it)
@@ -68,8 +84,27 @@ def fused_block_ms(fig: LatencyFigures) -> dict[str, float]:
     cfg = config_by_name("pointwise_pool", MEASURED_POINTWISE)
     return {name: 1e3 * sum(fig.gap_us * 1e-6 + schedule_time(s, fig, DTYPE).total
                             for s in block_schedules("pipelined", name, spec, BATCH, h, w, DTYPE, fig.gpu.sms,
-                                                     pointwise_cfg=cfg))
+                                                     pointwise_cfg=cfg, pointwise_compiled=COMPILED_POINTWISE_AC3B22C))
             for name, (spec, h, w) in block_shapes(VARIANT, SIZE).items()}
+
+
+def pointwise_ms(config: str, fig: LatencyFigures) -> dict[str, float]:
+    """Modelled ms of the two pointwise launches (gap + time each) of the blocks in POINTWISE_MS,
+    with ``config`` as the measured code compiled it."""
+    shapes = block_shapes(VARIANT, SIZE)
+    cfg = config_by_name("pointwise_pool", config)
+    out = {}
+    for name in POINTWISE_MS[config]:
+        spec, h, w = shapes[name]
+        launches = pointwise_pipelined(name, spec, BATCH, h, w, DTYPE, cfg=cfg, compiled=COMPILED_POINTWISE_AC3B22C)
+        out[name] = 1e3 * sum(fig.gap_us * 1e-6 + schedule_time(s, fig, DTYPE).total for s in launches)
+    return out
+
+
+def _pointwise_growth(fig: LatencyFigures) -> dict[str, float]:
+    """Modelled np32 - np64 ms per block (what ``issue_ipc`` is fitted to)."""
+    narrow, wide = (pointwise_ms(c, fig) for c in reversed(FITTED_POINTWISE))
+    return {b: narrow[b] - wide[b] for b in narrow}
 
 
 def _fit(field: str, lo: float, hi: float, target_ms: float, model, fig: LatencyFigures) -> float:
@@ -98,11 +133,14 @@ class MeasuredCalibration:
     fitted_cudnn_efficiency: float
     prior_l2_tbps: float
     fitted_l2_tbps: float
+    prior_issue_ipc: float
+    fitted_issue_ipc: float
     eager_prior: dict[str, float]
     eager_fitted: dict[str, float]
     fused_prior: dict[str, float]
     fused_fitted: dict[str, float]
     fused_now: dict[str, float]
+    pointwise_fitted: dict[str, dict[str, float]]  # config -> block -> modelled ms (fitted figures)
 
     def rows(self) -> list[tuple[str, float, float, float, float, float, float, float]]:
         """(scope, eager measured, prior, fitted, fused measured, prior, fitted, fitted with the
@@ -113,20 +151,33 @@ class MeasuredCalibration:
 
     def to_dict(self) -> dict:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
-        d.update(source=SOURCE, eager_measured=dict(EAGER_CL_MS), fused_measured=dict(FUSED_CL_MS))
+        d.update(source=SOURCE, eager_measured=dict(EAGER_CL_MS), fused_measured=dict(FUSED_CL_MS),
+                 tuned_source=TUNED_SOURCE, pointwise_measured=POINTWISE_MS)
         return d
 
 
 def calibrate_measured(host_us: float) -> MeasuredCalibration:
-    """Fit cudnn_efficiency and l2_tbps to the measured block sums (H200 SXM figures, ``host_us``
-    for the network timelines), and model every block and the network with priors and fits."""
+    """Fit cudnn_efficiency to the measured eager block sum, issue_ipc and l2_tbps in turn to the
+    pointwise growth and the fused block sum (H200 SXM figures, ``host_us`` for the network
+    timelines), and model every block and the network with priors and fits."""
     prior = replace(figures_for(H200_SXM), host_us=host_us)
     eff = _fit("cudnn_efficiency", 0.01, 1.0, sum(EAGER_CL_MS[b] for b in BLOCK_NAMES), eager_block_ms, prior)
-    l2 = _fit("l2_tbps", 0.1, 100.0, sum(FUSED_CL_MS[b] for b in BLOCK_NAMES), fused_block_ms, prior)
-    fitted = replace(prior, cudnn_efficiency=eff, l2_tbps=l2)
-    ran = config_by_name("pointwise_pool", MEASURED_POINTWISE)
-    before = compare(H200_SXM, VARIANT, BATCH, SIZE, DTYPE, figures=prior, pointwise_cfg=ran)
-    after = compare(H200_SXM, VARIANT, BATCH, SIZE, DTYPE, figures=fitted, pointwise_cfg=ran)
+    growth = sum(POINTWISE_MS[FITTED_POINTWISE[1]][b] - POINTWISE_MS[FITTED_POINTWISE[0]][b]
+                 for b in POINTWISE_MS[FITTED_POINTWISE[0]])
+    fitted = replace(prior, cudnn_efficiency=eff)
+    for _ in range(20):
+        ipc = _fit("issue_ipc", 0.05, 4.0, growth, _pointwise_growth, fitted)
+        l2 = _fit("l2_tbps", 0.1, 100.0, sum(FUSED_CL_MS[b] for b in BLOCK_NAMES), fused_block_ms,
+                  replace(fitted, issue_ipc=ipc))
+        done = abs(ipc - fitted.issue_ipc) < 1e-6 * ipc and abs(l2 - fitted.l2_tbps) < 1e-6 * l2
+        fitted = replace(fitted, issue_ipc=ipc, l2_tbps=l2)
+        if done:
+            break
+    else:
+        raise ValueError("the issue_ipc and l2_tbps fits did not settle in 20 rounds")
+    ran, code = config_by_name("pointwise_pool", MEASURED_POINTWISE), COMPILED_POINTWISE_AC3B22C
+    before = compare(H200_SXM, VARIANT, BATCH, SIZE, DTYPE, figures=prior, pointwise_cfg=ran, pointwise_compiled=code)
+    after = compare(H200_SXM, VARIANT, BATCH, SIZE, DTYPE, figures=fitted, pointwise_cfg=ran, pointwise_compiled=code)
     now = compare(H200_SXM, VARIANT, BATCH, SIZE, DTYPE, figures=fitted)
 
     def per_block(cmp, field: str) -> dict[str, float]:
@@ -134,10 +185,12 @@ def calibrate_measured(host_us: float) -> MeasuredCalibration:
         times["net"] = 1e3 * cmp.network["eager" if field == "eager" else "pipelined"]
         return times
 
-    return MeasuredCalibration(prior.cudnn_efficiency, eff, prior.l2_tbps, l2,
+    return MeasuredCalibration(prior.cudnn_efficiency, eff, prior.l2_tbps, fitted.l2_tbps,
+                               prior.issue_ipc, fitted.issue_ipc,
                                per_block(before, "eager"), per_block(after, "eager"),
                                per_block(before, "pipelined"), per_block(after, "pipelined"),
-                               per_block(now, "pipelined"))
+                               per_block(now, "pipelined"),
+                               {c: pointwise_ms(c, fitted) for c in POINTWISE_MS})
 
 
 def format_measured(cal: MeasuredCalibration) -> list[str]:
@@ -147,20 +200,37 @@ def format_measured(cal: MeasuredCalibration) -> list[str]:
     rows = [[name, f"{em:.3f}", f"{ep:.3f} ({ep / em:.2f})", f"{ef:.3f} ({ef / em:.2f})", f"{fm:.3f}",
              f"{fp:.3f} ({fp / fm:.2f})", f"{ff:.3f} ({ff / fm:.2f})", f"{fn:.3f} ({fn / ff:.2f})"]
             for name, em, ep, ef, fm, fp, ff, fn in cal.rows()]
+    base = FITTED_POINTWISE[0]
+    pw_rows = []
+    for config, blocks in POINTWISE_MS.items():
+        for b, measured in blocks.items():
+            model = cal.pointwise_fitted[config][b]
+            d_meas, d_model = measured - POINTWISE_MS[base][b], model - cal.pointwise_fitted[base][b]
+            role = "base" if config == base else "fitted (sum)" if config in FITTED_POINTWISE else "held out"
+            pw_rows.append([config, b, f"{measured:.3f}", f"{model:.3f}",
+                            "" if config == base else f"{d_meas:+.3f}", "" if config == base else f"{d_model:+.3f}",
+                            role])
     return [
         f"Calibration against this project's GPU measurement (MEASURED: {SOURCE}; H200, torchvision, bf16, "
-        f"batch {BATCH}, channels_last, eager-cl and the untuned fused kernels): one constant fitted per side so that "
-        "the nine blocks' modelled sum equals the measured sum; per-block residuals and the network are held out",
-        f"  eager cudnn_efficiency {cal.prior_cudnn_efficiency:g} (prior) -> "
-        f"{cal.fitted_cudnn_efficiency:.3f} (fitted); fused l2_tbps {cal.prior_l2_tbps:.2f} (prior) -> {cal.fitted_l2_tbps:.2f} (fitted); "
-        "calibration factors, not measurements of those quantities",
-        f"  fused modelled with the measured pointwise config ({MEASURED_POINTWISE!r}); 'fitted, configs now' "
-        "(MODELLED): the fitted model of the configs picked now, and its ratio to the fitted model of the measured "
-        "ones",
+        f"batch {BATCH}, channels_last, eager-cl and the untuned fused kernels): cudnn_efficiency fitted so that the "
+        "eager blocks' modelled sum equals the measured sum, issue_ipc to the tuner's pointwise rows below, l2_tbps "
+        "so that the fused blocks' sum equals the measured sum; per-block residuals and the network are held out",
+        f"  eager cudnn_efficiency {cal.prior_cudnn_efficiency:g} (prior) -> {cal.fitted_cudnn_efficiency:.3f} "
+        f"(fitted); fused issue_ipc {cal.prior_issue_ipc:g} (prior) -> {cal.fitted_issue_ipc:.3f} (fitted), l2_tbps "
+        f"{cal.prior_l2_tbps:.2f} (prior) -> {cal.fitted_l2_tbps:.2f} (fitted); calibration factors, not "
+        "measurements of those quantities",
+        f"  fused modelled with the measured pointwise config ({MEASURED_POINTWISE!r}) and code (taps masked, "
+        "schedules.COMPILED_POINTWISE_AC3B22C); 'fitted, configs now' (MODELLED): the fitted model of the configs "
+        "and code now, and its ratio to the fitted model of the measured ones",
         text_table(["scope", "eager-cl ms", "prior (model/meas)", "fitted (model/meas)", "fused-cl ms",
                     "prior (model/meas)", "fitted (model/meas)", "fitted, configs now (/fitted)"], rows, left=2),
+        f"  pointwise launches of a block, ms (MEASURED: {TUNED_SOURCE}, do_bench with host time; the model: "
+        f"fitted figures, gaps included); issue_ipc is fitted to the sum of the {FITTED_POINTWISE[1]} - "
+        f"{FITTED_POINTWISE[0]} growth",
+        text_table(["config", "block", "measured", "model", "measured - base", "model - base", "role"], pw_rows,
+                   left=2),
     ]
 
 
-__all__ = ["EAGER_CL_MS", "FUSED_CL_MS", "MEASURED_POINTWISE", "MeasuredCalibration", "SOURCE", "calibrate_measured",
-           "format_measured"]
+__all__ = ["EAGER_CL_MS", "FITTED_POINTWISE", "FUSED_CL_MS", "MEASURED_POINTWISE", "MeasuredCalibration",
+           "POINTWISE_MS", "SOURCE", "TUNED_SOURCE", "calibrate_measured", "format_measured", "pointwise_ms"]

@@ -26,9 +26,10 @@ Two schedules per kernel:
   the weight tile and the nine tap tiles are async copies, so the loop is pipelined num_stages - 1
   deep; the tap copies are 8-byte cp.async.ca in the compiled PTX (LDGSTS.E.64, allocating in L1),
   so per step the run of BLOCK_M + 2(W + 1) pixels the taps cover comes from L2 and the other tap
-  loads hit L1 (``_pool_pixels``, as for today's plain loads). Residency: from the registers and shared memory compile-check reported
-  for the shipped config (``COMPILED_POINTWISE``, ``resident_compiled``), else the estimate of
-  ``resident_programs``. A pointwise config without BLOCK_NP is the kernel of commit d2e917c, not
+  loads hit L1 (``_pool_pixels``, as for today's plain loads). Residency and the loop's instruction
+  count (the latency model's issue bound): from the registers, shared memory and SASS loop that
+  compile-check reported for the shipped config (``COMPILED_POINTWISE``, ``resident_compiled``),
+  else the estimate of ``resident_programs`` and no issue bound. A pointwise config without BLOCK_NP is the kernel of commit d2e917c, not
   redesigned: its "pipelined" schedule is today's single launch with that config's tiles.
 
 All three GPUs of the model are GH100 (sm_90): a dot of >= 64 rows runs as wgmma, a smaller one
@@ -92,15 +93,24 @@ TODAY_POINTWISE = {
 }
 TODAY_PROGRAMS_PER_SM = 2  # reduce_conv's persistent grid at d2e917c
 
-# (registers per thread, shared memory bytes per program) of the redesigned pointwise/pool kernel
-# as compiled, per (config name, element bytes, pool tile width, 0 for branch 1): compile-check of
-# the "default" config (2 stages), bf16 channels_last launches of GoogLeNet's blocks at batch 256 on
-# sm_90 (the upper end of the ranges it reported; benchmarks/NOTES.md, "Pipelining and
-# occupancy" and "The pool launch"). Other configs and dtypes fall back to ``resident_programs``'
-# estimate.
-# "np64" is the default without the wide pool tiles: the same binaries where its tiles are 64 wide.
-COMPILED_POINTWISE = {("default", 2, 0): (72, 17408), ("default", 2, 64): (98, 25600),
-                      ("default", 2, 128): (130, 29696), ("np64", 2, 0): (72, 17408), ("np64", 2, 64): (98, 25600)}
+# (registers per thread, shared memory bytes per program, SASS instructions per warp and K step of
+# the loop) of the redesigned pointwise/pool kernel as compiled, per (config name, element bytes,
+# pool tile width, 0 for branch 1): bf16 channels_last launches of GoogLeNet's blocks at batch 256
+# on sm_90 (compile-check; the loop counted between its backward branch and target in the SASS;
+# benchmarks/NOTES.md, "The pool launch"). "np64" is the default as commit ac3b22c compiled it (taps
+# masked, no wide tiles). Other configs and dtypes fall back to ``resident_programs``' estimate
+# and no issue bound.
+COMPILED_POINTWISE = {("default", 2, 0): (72, 17408, 89), ("default", 2, 64): (100, 25600, 215),
+                      ("default", 2, 128): (128, 29696, 217), ("np64", 2, 0): (72, 17408, 89),
+                      ("np64", 2, 64): (98, 25600, 478)}
+# The same figures for the code the H200 measured (commit ac3b22c: pool taps masked to -inf, no wide
+# tiles; its default is "np64" now), for the configs its tuner timed; the candidates compiled as the
+# default's 3b specialization with n_col_tiles unhinted. The calibration (measured.py) models these.
+COMPILED_POINTWISE_AC3B22C = {("np64", 2, 0): (72, 17408, 89), ("np64", 2, 64): (98, 25600, 478),
+                              ("np32", 2, 0): (71, 24576, 90), ("np32", 2, 32): (74, 41984, 553),
+                              ("n32", 2, 0): (48, 18432, 77), ("n32", 2, 32): (74, 41984, 553),
+                              ("s4", 2, 0): (71, 32768, 90), ("s4", 2, 32): (85, 61440, 608),
+                              ("n32s4", 2, 0): (48, 24576, 77), ("n32s4", 2, 32): (85, 61440, 608)}
 
 # Hopper SM limits for the residency estimate
 _REGS_PER_SM = 65536
@@ -260,11 +270,14 @@ def pointwise_today(block: str, spec: InceptionSpec, batch: int, h: int, w: int,
 
 
 def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
-                        tf32: bool = True, cfg: object | None = None) -> list[Schedule]:
+                        tf32: bool = True, cfg: object | None = None,
+                        compiled: dict | None = None) -> list[Schedule]:
     """The pointwise/pool launches as the redesign runs them (see the module docstring): two
     schedules, branch 1 then the pool projection, with the tile constants of ``cfg`` (default: the
-    config kernels/configs.py picks now). A config without BLOCK_NP is commit d2e917c's kernel:
-    one schedule, today's, with its tiles."""
+    config kernels/configs.py picks now) and the compiled figures of ``compiled`` (default
+    COMPILED_POINTWISE, the code now). A config without BLOCK_NP is commit d2e917c's kernel: one
+    schedule, today's, with its tiles."""
+    compiled_figures = COMPILED_POINTWISE if compiled is None else compiled
     precision = modelled_dot_precision(dtype, tf32)
     cls = dot_class(dtype, precision)
     cfg = cfg or pick_pointwise_config(dtype, precision)
@@ -288,11 +301,11 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
             a_smem = 9 * bm * bk * e
         else:
             x_step, l1_step, a_smem = _per_step(bm * cin * e, trips), 0, bm * bk * e
+        figures = compiled_figures.get((config_name(cfg), e, bn if is_pool else 0))
         loop = Loop("pool" if is_pool else "gemm", 1, trips, depth, _mma(cls, bm), 2 * bm * bk * bn, x_step + w_step,
-                    l1_bytes=l1_step)
-        compiled = COMPILED_POINTWISE.get((config_name(cfg), e, bn if is_pool else 0))
-        if compiled:
-            resident, source = resident_compiled(warps, *compiled), "compiled"
+                    l1_bytes=l1_step, instructions=figures[2] if figures else 0)
+        if figures:
+            resident, source = resident_compiled(warps, *figures[:2]), "compiled"
         else:
             resident, source = resident_programs(warps, bm * bn, stages * (a_smem + bk * bn * e)), "estimated"
         units = m_tiles * n_tiles
@@ -304,11 +317,12 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
 
 
 def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
-                    sms: int, tf32: bool = True, pointwise_cfg: object | None = None) -> list[Schedule]:
+                    sms: int, tf32: bool = True, pointwise_cfg: object | None = None,
+                    pointwise_compiled: dict | None = None) -> list[Schedule]:
     """The launches of one fused Inception block under schedule ``label``: "today" three (commit
     d2e917c: one pointwise/pool launch, two reduce -> k x k), "pipelined" four (branch 1, pool
-    projection, two reduce -> k x k; ``pointwise_cfg``: the pointwise config, default the one
-    kernels/configs.py picks now)."""
+    projection, two reduce -> k x k; ``pointwise_cfg``, ``pointwise_compiled``: the pointwise
+    config and compiled figures, default the config kernels/configs.py picks now and the code now)."""
     if label not in LABELS:
         raise ValueError(f"unknown schedule {label!r}; expected one of {LABELS}")
     s = spec
@@ -318,7 +332,7 @@ def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: 
                                   sms, tf32),
                 reduce_conv_today(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
                                   sms, tf32)]
-    return [*pointwise_pipelined(block, s, batch, h, w, dtype, tf32, pointwise_cfg),
+    return [*pointwise_pipelined(block, s, batch, h, w, dtype, tf32, pointwise_cfg, pointwise_compiled),
             reduce_conv_pipelined(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype,
                                   sms, tf32),
             reduce_conv_pipelined(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
@@ -327,6 +341,7 @@ def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: 
 
 __all__ = [
     "COMPILED_POINTWISE",
+    "COMPILED_POINTWISE_AC3B22C",
     "LABELS",
     "TODAY_POINTWISE",
     "TODAY_REDUCE_CONV",
