@@ -22,9 +22,11 @@ import sys
 
 import pytest
 import torch
+import triton
 
 from fused_inception.tools.compile_check import command as cc
 from fused_inception.tools.compile_check import aot, compiling, report
+from fused_inception.tools.plan.schedules import COMPILED_POINTWISE, COMPILED_WITH
 from fused_inception.kernels import pointwise_pool as pointwise_mod
 from fused_inception.kernels import reduce_conv as reduce_conv_mod
 from fused_inception.kernels.configs import (
@@ -137,6 +139,37 @@ def test_aligned_pool_variant_compiles_without_spills_pipelined(arch, dtype, pre
     (row,) = compiling.check([arch], [v])
     assert report.row_failures(row) == []
     assert row["ldgsts"] > 0 and (row["hgmma"] > 0) == (arch >= 90) and (row["hmma"] > 0) == (arch < 90)
+
+
+def test_loop_instructions_counts_the_largest_loop_body():
+    sass = """
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+        /*0010*/                   IADD3 R2, R1, 0x1, RZ ;
+        /*0020*/                   LDS R3, [R2] ;
+        /*0030*/               @P0 BRA 0x10 ;
+        /*0040*/                   FADD R4, R3, R3 ;
+        /*0050*/               @P1 BRA 0x40 ;
+        /*0060*/                   BRA 0x90 ;
+        /*0070*/                   EXIT ;
+    """
+    assert compiling.loop_instructions(sass) == 3  # 0x10-0x30; 0x40-0x50 is 2; 0x60 jumps forward
+    assert compiling.loop_instructions("") == 0
+
+
+@pytest.mark.skipif(triton.__version__ != COMPILED_WITH, reason=f"the figures were read with triton {COMPILED_WITH}")
+def test_plan_compiled_figures_are_what_compile_check_reports():
+    """The latency model's registers, shared memory and loop instructions of the default pointwise
+    config (plan/schedules.COMPILED_POINTWISE) are compile-check's for the launches they name."""
+    names = {"torchvision/3b/N256/b1": 0, "torchvision/3b/N256/pool": 64, "torchvision/4e/N256/pool": 128}
+    picked = {}
+    for v in aot.googlenet_launch_variants(["pointwise_pool"], batches=[256]):
+        if (v.dtype, v.layout, v.config_name) == ("bfloat16", "nhwc", "default"):
+            picked.update({names[n]: v for n in v.launches if n in names})
+    assert sorted(picked) == [0, 64, 128]
+    rows = compiling.check([90], [picked[w] for w in (0, 64, 128)])
+    for width, row in zip((0, 64, 128), rows):
+        got = (row["registers"], row["shared"] + row["static_shared"], row["loop_instructions"])
+        assert got == COMPILED_POINTWISE[("default", 2, width)], width
 
 
 def test_aligned_pool_variants_only_channels_last_pool_launches():

@@ -5,7 +5,9 @@ For each :class:`~fused_inception.tools.compile_check.aot.LaunchVariant` and tar
 cubin with the tools that ship in the triton wheel (``triton/backends/nvidia/bin``):
 
 * ``cuobjdump --dump-resource-usage``: REG, STACK, SHARED (static), LOCAL;
-* ``cuobjdump -sass``: tensor-core instructions (HMMA = mma.sync, HGMMA = wgmma), async copies
+* ``cuobjdump -sass``: the instructions of the largest loop body (:func:`loop_instructions`: what
+  one warp issues per iteration of the kernel's main K loop; ``plan``'s issue bound uses it),
+  tensor-core instructions (HMMA = mma.sync, HGMMA = wgmma), async copies
   (LDGSTS = cp.async, UTMALDG = TMA load) and barriers (BAR.*: CTA barriers; SYNCS.*: mbarrier
   operations of async copies and wgmma), counted statically in the code;
 * ``ptxas -v`` on the kernel's PTX, with triton's own flags: spill stores / loads;
@@ -126,6 +128,24 @@ def _run(cmd: list[str]) -> str:
 
 # ---------------------------------------------------------------- one variant
 
+_SASS_LINE_RE = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+([^;]*);", re.MULTILINE)
+_BACK_BRANCH_RE = re.compile(r"\bBRA\s+0x([0-9a-f]+)")
+
+
+def loop_instructions(sass: str) -> int:
+    """Instructions of the largest loop in ``cuobjdump -sass`` text: the longest span from a
+    backward branch's target to the branch, both included (0 without a loop). Static: a span
+    holding an inner loop or a branch around rare code counts them once."""
+    lines = [(int(a, 16), text) for a, text in _SASS_LINE_RE.findall(sass)]
+    best = 0
+    for addr, text in lines:
+        m = _BACK_BRANCH_RE.search(text)
+        if m and int(m.group(1), 16) <= addr:
+            target = int(m.group(1), 16)
+            best = max(best, sum(1 for a, _ in lines if target <= a <= addr))
+    return best
+
+
 def _empty_row(v: LaunchVariant, arch: int) -> dict:
     return {
         "kernel": v.kernel, "config": v.config_name, "dtype": v.dtype,
@@ -133,7 +153,7 @@ def _empty_row(v: LaunchVariant, arch: int) -> dict:
         "arch": arch, "num_warps": v.config.num_warps, "num_stages": v.config.num_stages,
         "registers": None, "stack": None, "spill_stores": None, "spill_loads": None,
         "local": None, "shared": None, "static_shared": None, "smem_limit": SMEM_LIMIT.get(arch),
-        "hmma": None, "hgmma": None, "ldgsts": None, "utmaldg": None, "barriers": None,
+        "hmma": None, "hgmma": None, "ldgsts": None, "utmaldg": None, "barriers": None, "loop_instructions": None,
         "resident_warps": None, "expects_mma": v.expects_mma,
         "compile_s": None, "error": None,
         "set": "launched" if v.launched else "generic", "ints": v.ints_label(),
@@ -190,6 +210,7 @@ def check_variant(v: LaunchVariant, arch: int) -> dict:
             row["ldgsts"] = len(re.findall(r"\bLDGSTS\b", sass))
             row["utmaldg"] = len(re.findall(r"\bUTMALDG\b", sass))
             row["barriers"] = len(re.findall(r"\b(?:BAR|SYNCS)\.", sass))
+            row["loop_instructions"] = loop_instructions(sass)
             # spill bytes: triton's own ptxas -v log when it compiled now; on a triton cache hit
             # (no ptxas run), ptxas -v on the same PTX with triton's flags
             log = triton_log

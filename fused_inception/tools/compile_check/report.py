@@ -85,7 +85,7 @@ _COLUMNS = [
     ("layout", "layout"), ("relu", "relu"), ("ksize", "k"), ("arch", "arch"), ("registers", "regs"),
     ("stack", "stack"), ("spill", "spill st/ld"), ("local", "local"), ("smem", "smem"),
     ("hmma", "HMMA"), ("hgmma", "HGMMA"), ("ldgsts", "LDGSTS"), ("utmaldg", "UTMALDG"),
-    ("barriers", "bar"), ("resident_warps", "warps/SM"), ("status", "status"),
+    ("barriers", "bar"), ("loop_instructions", "loop"), ("resident_warps", "warps/SM"), ("status", "status"),
 ]
 
 

@@ -95,18 +95,20 @@ TODAY_PROGRAMS_PER_SM = 2  # reduce_conv's persistent grid at d2e917c
 
 # (registers per thread, shared memory bytes per program, SASS instructions per warp and K step of
 # the loop) of the redesigned pointwise/pool kernel as compiled, per (config name, element bytes,
-# pool tile width, 0 for branch 1): bf16 channels_last launches of GoogLeNet's blocks at batch 256
-# on sm_90 (compile-check; the loop counted between its backward branch and target in the SASS;
-# benchmarks/NOTES.md, "The pool launch"). "np64" is the default as commit ac3b22c compiled it (taps
-# masked, no wide tiles). Other configs and dtypes fall back to ``resident_programs``' estimate
-# and no issue bound.
-COMPILED_POINTWISE = {("default", 2, 0): (72, 17408, 89), ("default", 2, 64): (100, 25600, 215),
-                      ("default", 2, 128): (128, 29696, 217), ("np64", 2, 0): (72, 17408, 89),
+# pool tile width, 0 for branch 1): compile-check's registers, shared memory and
+# loop_instructions for the bf16 channels_last launches of torchvision's 3b (branch 1, pool) and
+# 4e (128-wide pool) at batch 256 on sm_90, triton COMPILED_WITH (tests/tools/test_compile_check.py
+# compiles them again and compares; benchmarks/NOTES.md, "The pool launch"). "np64" is the
+# default as commit ac3b22c compiled it (taps masked, no wide tiles). Other configs and dtypes fall
+# back to ``resident_programs``' estimate and no issue bound.
+COMPILED_WITH = "3.8.0"
+COMPILED_POINTWISE = {("default", 2, 0): (64, 17408, 89), ("default", 2, 64): (100, 25600, 215),
+                      ("default", 2, 128): (128, 29696, 217), ("np64", 2, 0): (64, 17408, 89),
                       ("np64", 2, 64): (98, 25600, 478)}
 # The same figures for the code the H200 measured (commit ac3b22c: pool taps masked to -inf, no wide
 # tiles; its default is "np64" now), for the configs its tuner timed; the candidates compiled as the
 # default's 3b specialization with n_col_tiles unhinted. The calibration (measured.py) models these.
-COMPILED_POINTWISE_AC3B22C = {("np64", 2, 0): (72, 17408, 89), ("np64", 2, 64): (98, 25600, 478),
+COMPILED_POINTWISE_AC3B22C = {("np64", 2, 0): (64, 17408, 89), ("np64", 2, 64): (98, 25600, 478),
                               ("np32", 2, 0): (71, 24576, 90), ("np32", 2, 32): (74, 41984, 553),
                               ("n32", 2, 0): (48, 18432, 77), ("n32", 2, 32): (74, 41984, 553),
                               ("s4", 2, 0): (71, 32768, 90), ("s4", 2, 32): (85, 61440, 608),
@@ -342,6 +344,7 @@ def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: 
 __all__ = [
     "COMPILED_POINTWISE",
     "COMPILED_POINTWISE_AC3B22C",
+    "COMPILED_WITH",
     "LABELS",
     "TODAY_POINTWISE",
     "TODAY_REDUCE_CONV",
