@@ -28,12 +28,12 @@ from dataclasses import dataclass
 class PointwiseConfig:
     """Tile sizes of the pointwise/pool kernel: branch-1 tiles of BLOCK_M pixels x BLOCK_N
     channels with K step BLOCK_K, pool tiles of BLOCK_M pixels x BLOCK_NP channels with K step
-    BLOCK_KP (see pointwise_pool.py). ``BLOCK_NP_WIDE`` (0: none): the pool tile width of a
-    channels_last launch whose pool projection is wider than BLOCK_NP (pointwise_pool.
-    wide_pool_tiles): each pool column tile loads and maxes the nine taps again, so one wide tile
-    pools once where BLOCK_NP tiles pool twice or more. ``clamp_taps``: aligned channels_last
-    pool launches clamp their taps into the image instead of masking them to -inf (pointwise_pool.
-    aligned_channels_last: half the loop's instructions); wide tiles need it."""
+    BLOCK_KP (see pointwise_pool.py). ``clamp_taps``: aligned channels_last pool launches
+    (pointwise_pool.aligned_channels_last) clamp their taps into the image instead of masking
+    them to -inf (half the loop's instructions). ``BLOCK_NP_WIDE`` (0: none; needs clamp_taps):
+    the pool tile width of such a launch whose pool projection is wider than BLOCK_NP and fits
+    one wide tile (pointwise_pool.wide_pool_tiles): each pool column tile loads and maxes the
+    nine taps again, so one wide tile pools once where BLOCK_NP tiles pool twice."""
 
     BLOCK_M: int
     BLOCK_N: int
@@ -104,12 +104,13 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     # of 16 (32 spilled in the generic pool variants: nine tap tiles in flight). 2 stages: at 3 the
     # 64-wide pool tiles spilled 8 B (bf16 channels_last, 4e-5b, sm_80); one step of nine tap
     # tiles in flight per program is ~20 KB, 4 programs per SM keep ~80 KB of L2 reads in flight.
-    # Channels_last launches with pool_proj > 64 (4e-5b: 128) run 128-wide pool tiles and pool
-    # once, not twice: measured on an H200 (bf16, batch 256), halving the pool tile width from 64
-    # to 32 (np32, also 3 stages) took the two pointwise launches of 3b/4d/5b from 0.350/0.195/0.159
-    # to 0.611/0.296/0.246 ms (do_bench medians).
-    # 128-wide pool tiles compile spill-free channels_last (130-133 registers, 3 programs per SM);
-    # the NCHW pool variants spilled 184-256 B at 128, so NCHW keeps 64
+    # Aligned channels_last launches clamp their pool taps (478 -> 215 loop instructions, sm_90)
+    # and, with pool_proj > 64 (4e-5b: 128), run 128-wide pool tiles and pool once, not twice:
+    # measured on an H200 (bf16, batch 256), halving the pool tile width from 64 to 32 (np32, also
+    # 3 stages) took the two pointwise launches of 3b/4d/5b from 0.350/0.195/0.159 to
+    # 0.611/0.296/0.246 ms (do_bench medians). 128-wide pool tiles compile spill-free there (bf16
+    # sm_90: 128 registers, 4 programs per SM; sm_80: 168, 3 programs, against 5 for 64-wide
+    # tiles, a possible A100 cost not measured); NCHW pool variants spilled 184-256 B at 128
     "default": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=2,
                                BLOCK_NP_WIDE=128),
     # fp32 IEEE dots are FMAs with operands in registers: 32-pixel tiles, a shorter K step, not

@@ -12,14 +12,15 @@ K loop, software-pipelined by triton (async copies, num_stages deep; wgmma on sm
 
 * branch 1 (IS_POOL False): BLOCK_M x BLOCK_N tiles, a plain GEMM whose K loop (BLOCK_K input
   channels a step) loads the input tile and the weight tile straight into the dot;
-* pool (IS_POOL True): BLOCK_M x BLOCK_NP tiles (BLOCK_NP 64 in the default config: the nine tap
-  tiles are read once per pool column tile, so wider tiles read them fewer times; channels_last
-  launches whose pool projection is wider than BLOCK_NP take BLOCK_NP_WIDE, 128 in the default,
-  where it fits one tile: see wide_pool_tiles; the "np32" candidate fills every MMA column at pool_proj 32), K step
-  BLOCK_KP: the nine 3x3
-  taps unrolled at compile time, their nine loads issued before the max (a tap outside the image
-  clamped into it, which leaves the max of -inf padding unchanged; NaN propagating); the weight tile and, where the input is channels_last and 16-aligned, the nine
-  tap tiles are async copies.
+* pool (IS_POOL True): BLOCK_M x BLOCK_NP tiles (64 in the default config), K step BLOCK_KP: the
+  nine 3x3 taps unrolled at compile time, their nine loads issued before the max (NaN
+  propagating); the weight tile and, where the input is channels_last and 16-aligned, the nine
+  tap tiles are async copies. A tap outside the image is masked to -inf, except in an *aligned*
+  launch (aligned_channels_last) of a config with ``clamp_taps``, which clamps it into the image
+  instead (same max, half the loop's instructions) and, where the config has BLOCK_NP_WIDE and
+  one such tile fits pool_proj, runs that wider tile (wide_pool_tiles): the nine tap tiles are
+  read once per pool column tile, so wider tiles read them fewer times. The "np32" candidate
+  fills every MMA column at pool_proj 32.
 
 Why a constexpr split and not one launch: under a runtime branch on the column tile (and with both
 loops in one program) ptxas spilled in the generic and NCHW variants even with the pool loop
@@ -190,20 +191,22 @@ def _pointwise_pool_kernel(
         _store_tile(acc, b_ptr, out_ptr, out_row, m_mask, offs_n, n_mask, out_cp - C1, so_c, APPLY_RELU)
 
 
-# An aligned channels_last pool launch (aligned_channels_last) clamps its taps and may run wide
-# tiles. compile-check compiles it as one specialization per config and dtype: these runtime ints
-# take any value (wide tiles: n_col_tiles is 1), the unit channel strides are 1, and every other
-# int is divisible by 16. Without those hints the clamped offsets spilled 16 B (sm_90) and wide
-# tiles 350-690 B, so an unaligned launch keeps the -inf masks and BLOCK_NP.
+# An aligned channels_last pool launch (aligned_channels_last) of a config with clamp_taps clamps
+# its taps and may run wide tiles. compile-check compiles it as one specialization per config and
+# dtype: these runtime ints take any int32 value (wide tiles: n_col_tiles is 1), the unit channel
+# strides are 1, and every other int is an int32 divisible by 16. Without those hints the clamped
+# offsets spilled 16 B (sm_90) and wide tiles 350-690 B, so an unaligned launch keeps the -inf
+# masks and BLOCK_NP.
 ALIGNED_FREE_INTS: tuple[str, ...] = ("M", "H", "W", "n_col_tiles")
 ALIGNED_UNIT_INTS: tuple[str, ...] = ("sx_c", "so_c")
 
 
 def aligned_channels_last(ints: dict[str, int], tensors: tuple[torch.Tensor, ...]) -> bool:
     """Whether a launch with these runtime ints (the kernel's names; n_col_tiles left out) is the
-    aligned channels_last specialization: unit channel strides, every int other than
+    aligned channels_last specialization: unit channel strides, every int an int32 (triton
+    specializes larger ones as i64, which compile-check does not compile), every int other than
     ALIGNED_FREE_INTS divisible by 16, and every tensor 16-byte aligned."""
-    if any(ints[n] != 1 for n in ALIGNED_UNIT_INTS):
+    if any(ints[n] != 1 for n in ALIGNED_UNIT_INTS) or not all(-2**31 <= v < 2**31 for v in ints.values()):
         return False
     hinted = [v for n, v in ints.items() if n not in ALIGNED_FREE_INTS + ALIGNED_UNIT_INTS]
     return all(v % 16 == 0 for v in hinted) and all(t.data_ptr() % 16 == 0 for t in tensors)
@@ -224,18 +227,18 @@ def pool_tile_width(config: PointwiseConfig, wide: bool) -> int:
 
 
 def launch_constexprs(config: PointwiseConfig, pool: bool, relu: bool, input_precision: str,
-                      aligned: bool = False, wide: bool = False) -> dict:
+                      clamped: bool = False, wide: bool = False) -> dict:
     """The kernel's constexpr arguments for a launch (also what compile-check compiles): ``pool``
-    picks the branch; pool launches only: ``aligned`` clamps the taps (an aligned_channels_last
-    launch of a config with clamp_taps), ``wide`` (aligned only) picks the pool tile width
+    picks the branch; pool launches only: ``clamped`` clamps the taps (an aligned_channels_last
+    launch of a config with clamp_taps), ``wide`` (clamped only) picks the pool tile width
     (pool_tile_width)."""
-    if (aligned or wide) and not pool:
-        raise ValueError("aligned and wide are for pool launches only")
-    if aligned and not config.clamp_taps:
+    if (clamped or wide) and not pool:
+        raise ValueError("clamped taps and wide tiles are for pool launches only")
+    if clamped and not config.clamp_taps:
         raise ValueError(f"{config} keeps its taps masked (clamp_taps False)")
-    if wide and not aligned:
-        raise ValueError("wide pool tiles are for aligned launches only")
-    return dict(IS_POOL=pool, CLAMP_TAPS=aligned, APPLY_RELU=relu, INPUT_PRECISION=input_precision,
+    if wide and not clamped:
+        raise ValueError("wide pool tiles are for clamped (aligned) launches only")
+    return dict(IS_POOL=pool, CLAMP_TAPS=clamped, APPLY_RELU=relu, INPUT_PRECISION=input_precision,
                 BLOCK_M=config.BLOCK_M, BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K,
                 BLOCK_NP=pool_tile_width(config, wide), BLOCK_KP=config.BLOCK_KP)
 
@@ -269,8 +272,8 @@ def launch_pointwise_pool(
     With input_precision "tf32" the weight must hold TF32 values already (kernels/tf32.py,
     round_tf32_tensor, done by the forward); the kernel rounds its input and pooled tiles itself.
     Where ``x`` and ``out`` are channels_last with 16-aligned channel counts, offsets and
-    strides (aligned_channels_last), the pool launch clamps its taps and runs wide tiles where
-    wide_pool_tiles says so.
+    strides (aligned_channels_last) and the config clamps (clamp_taps), the pool launch clamps
+    its taps and runs wide tiles where wide_pool_tiles says so.
     """
     n, c_in, h, w = x.shape
     m = n * h * w
@@ -289,12 +292,12 @@ def launch_pointwise_pool(
         if width == 0:
             continue
         launches += 1
-        clamp = pool and aligned and config.clamp_taps
-        wide = clamp and wide_pool_tiles(config, cp, aligned)
+        clamped = pool and aligned and config.clamp_taps
+        wide = clamped and wide_pool_tiles(config, cp, aligned)
         programs, n_col_tiles = pointwise_grid(m, width, pool, config, wide)
         _pointwise_pool_kernel[(programs,)](
             x, weight, bias, out, *ints.values(), n_col_tiles,
-            **launch_constexprs(config, pool, relu, input_precision, clamp, wide),
+            **launch_constexprs(config, pool, relu, input_precision, clamped, wide),
             num_warps=config.num_warps, num_stages=config.num_stages,
         )
     return launches

@@ -33,10 +33,11 @@ def reference(x64: torch.Tensor, w64: torch.Tensor, b64: torch.Tensor, ch1x1: in
 
 
 def run_case(config, dtype, precision, shape, ch1x1, pool_proj, channels_last, relu, gen, negative=False,
-             around=(3, 2, 1)):
+             around=(3, 2, 1), fresh=False):
     """Launch the kernel on a NaN-poisoned buffer with channels around the block's slice (``around``:
     how many before branch 1, between the branches and after the pool projection) and compare both
-    branches with the float64 reference."""
+    branches with the float64 reference. ``fresh``: input and output allocated in their memory
+    format (torch.empty), not converted to it: for size-1 dims the strides differ."""
     n, c_in, h, w = shape
     x64 = torch.randn(shape, generator=gen, dtype=torch.float64)
     if negative:
@@ -49,10 +50,13 @@ def run_case(config, dtype, precision, shape, ch1x1, pool_proj, channels_last, r
     # the reference sees the rounded operands the kernel sees
     ref = reference(x.double(), wt.double(), b64.float().double(), ch1x1, relu)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = x.contiguous(memory_format=fmt)
+    x = torch.empty(shape, dtype=dtype, memory_format=fmt).copy_(x) if fresh else x.contiguous(memory_format=fmt)
     before, gap, after = around
     total = before + ch1x1 + gap + pool_proj + after
-    out = poisoned((n, total, h, w), dtype, "cpu", fmt)
+    if fresh:
+        out = torch.empty((n, total, h, w), dtype=dtype, memory_format=fmt).fill_(float("nan"))
+    else:
+        out = poisoned((n, total, h, w), dtype, "cpu", fmt)
     keep = torch.ones(total, dtype=torch.bool)
     keep[before:before + ch1x1] = False
     keep[before + ch1x1 + gap:before + ch1x1 + gap + pool_proj] = False
@@ -99,7 +103,7 @@ def test_config_parity(name, dtype, precision, gen, monkeypatch):
     seen = _record_modes(monkeypatch)
     run_case(cfg, dtype, precision, (n, c_in + 8, *hw), ch1x1 - 8, pool_proj - 8, True, relu=True, gen=gen,
              around=(16, 0, 16))
-    assert seen[-1][:2] == (True, cfg.clamp_taps)
+    assert seen[-1] == (True, cfg.clamp_taps, pointwise_mod.wide_pool_tiles(cfg, pool_proj - 8, cfg.clamp_taps))
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
@@ -112,19 +116,26 @@ def test_odd_widths_relu_off_negative_input(ch1x1, pool_proj, channels_last, gen
              negative=True)
 
 
-def test_nan_propagates_through_the_pool_and_branch_1(gen):
-    """A NaN input pixel: branch 1 is NaN at that pixel only, the pool projection at every
-    pixel whose 3x3 window holds it (max propagates NaN, as torch's max_pool2d)."""
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw-masked", "channels_last-clamped"])
+def test_nan_propagates_through_the_pool_and_branch_1(channels_last, gen, monkeypatch):
+    """NaN input pixels (inside, at a corner, on the last row): branch 1 is NaN at those pixels
+    only, the pool projection at every pixel whose 3x3 window holds one (max propagates NaN, as
+    torch's max_pool2d), with taps masked (NCHW) and clamped (aligned channels_last)."""
     cfg = POINTWISE_CONFIGS["default"]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(1, 16, 6, 6, generator=gen).to(torch.float16)
-    x[0, 3, 2, 4] = float("nan")
+    for c, h, w in ((3, 2, 4), (5, 0, 0), (9, 5, 2)):
+        x[0, c, h, w] = float("nan")
     w = (torch.randn(16, 16 + 32, generator=gen) / 4).to(torch.float16)
     b = torch.randn(48, generator=gen)
-    out = poisoned((1, 48, 6, 6), torch.float16, "cpu")
-    pointwise_mod.launch_pointwise_pool(x, w, b, 16, out, 0, 16, False, "ieee", cfg)
+    out = poisoned((1, 48, 6, 6), torch.float16, "cpu", fmt)
+    seen = _record_modes(monkeypatch)
+    pointwise_mod.launch_pointwise_pool(x.contiguous(memory_format=fmt), w, b, 16, out, 0, 16, False, "ieee", cfg)
+    assert seen[-1] == (True, channels_last, False)
     ref = reference(x.double(), w.double(), b.double(), 16, False)
     assert torch.equal(out.isnan(), ref.isnan())
     assert bool(out[0, :16, 2, 4].isnan().all()) and bool(out[0, 16:, 1:4, 3:6].isnan().all())
+    assert bool(out[0, 16:, 0:2, 0:2].isnan().all()) and bool(out[0, 16:, 4:6, 1:4].isnan().all())
     finite = ~ref.isnan()
     assert_close(out[finite].reshape(1, -1), ref[finite].reshape(1, -1), "float16", "finite outputs")
 
@@ -138,13 +149,13 @@ def test_grid_puts_a_pixel_tiles_column_tiles_side_by_side():
 
 
 def _record_modes(monkeypatch) -> list[tuple[bool, bool, bool]]:
-    """(IS_POOL, aligned, wide) of every launch the launcher makes from now on."""
+    """(IS_POOL, clamped, wide) of every launch the launcher makes from now on."""
     seen = []
     build = pointwise_mod.launch_constexprs
 
-    def spy(config, pool, relu, input_precision, aligned=False, wide=False):
-        seen.append((pool, aligned, wide))
-        return build(config, pool, relu, input_precision, aligned, wide)
+    def spy(config, pool, relu, input_precision, clamped=False, wide=False):
+        seen.append((pool, clamped, wide))
+        return build(config, pool, relu, input_precision, clamped, wide)
 
     monkeypatch.setattr(pointwise_mod, "launch_constexprs", spy)
     return seen
@@ -171,9 +182,10 @@ def test_wide_pool_tiles_parity(negative, gen, monkeypatch):
     ((2, 48, 5, 7), 144, (16, 0, 16), True, True),  # wider than one wide tile
     ((2, 48, 5, 7), 48, (16, 0, 16), True, True),  # one BLOCK_NP tile covers it
     ((3, 48, 1, 7), 96, (16, 0, 16), True, True),  # one row: the up and down taps clamp to it
-    # 1x1 images: torch gives their channels_last tensors unit H/W strides, so not aligned
+    ((3, 48, 5, 1), 96, (16, 0, 16), True, True),  # one column: the left and right taps clamp to it
+    # 1x1 images converted to channels_last (.contiguous) keep unit H/W strides: not aligned
     ((2, 48, 1, 1), 96, (16, 0, 16), True, False),
-], ids=["c_in-40", "offsets", "nchw", "pool-144", "pool-48", "one-row", "1x1"])
+], ids=["c_in-40", "offsets", "nchw", "pool-144", "pool-48", "one-row", "one-column", "1x1-converted"])
 def test_pool_launch_modes(shape, pool_proj, around, channels_last, aligned, gen, monkeypatch):
     """Launches outside the aligned specialization keep -inf masked taps and BLOCK_NP tiles;
     aligned ones clamp their taps, on a wide tile where one fits pool_proj, else on BLOCK_NP
@@ -186,6 +198,15 @@ def test_pool_launch_modes(shape, pool_proj, around, channels_last, aligned, gen
     assert seen == [(False, False, False), (True, aligned, wide)]
 
 
+def test_aligned_1x1_images_clamp_every_tap_onto_the_centre(gen, monkeypatch):
+    """1x1 images allocated channels_last (torch.empty) have aligned strides: all eight outer
+    taps clamp onto the centre pixel, on a wide tile."""
+    seen = _record_modes(monkeypatch)
+    run_case(POINTWISE_CONFIGS["default"], torch.float16, "ieee", (3, 48, 1, 1), 16, 96, True, relu=False, gen=gen,
+             negative=True, around=(16, 0, 16), fresh=True)
+    assert seen == [(False, False, False), (True, True, True)]
+
+
 def test_aligned_channels_last_needs_aligned_pointers():
     """A view one element into its storage is not 16-byte aligned: no wide tiles."""
     x = torch.zeros(2 * 48 * 5 * 7 + 1, dtype=torch.float16)[1:].view(2, 5, 7, 48).permute(0, 3, 1, 2)
@@ -195,20 +216,22 @@ def test_aligned_channels_last_needs_aligned_pointers():
     assert not pointwise_mod.aligned_channels_last(ints, (x,))
     assert pointwise_mod.aligned_channels_last(ints, (x.clone(memory_format=torch.channels_last),))
     assert not pointwise_mod.aligned_channels_last({**ints, "C1": 24}, (x.clone(),))
+    # strides past int32 specialize as i64, which compile-check does not compile
+    assert not pointwise_mod.aligned_channels_last({**ints, "sx_n": 2**31}, (x.clone(),))
 
 
 def test_wide_tiles_only_from_configs_that_have_them():
     cfg = POINTWISE_CONFIGS["np64"]
     assert not pointwise_mod.wide_pool_tiles(cfg, 96, aligned=True)
     with pytest.raises(ValueError, match="masked"):
-        pointwise_mod.launch_constexprs(cfg, True, True, "ieee", aligned=True)
+        pointwise_mod.launch_constexprs(cfg, True, True, "ieee", clamped=True)
     with pytest.raises(ValueError, match="clamped taps only"):
         PointwiseConfig(64, 64, 32, BLOCK_NP=64, BLOCK_NP_WIDE=128, clamp_taps=False)
     assert not pointwise_mod.wide_pool_tiles(POINTWISE_CONFIGS["default"], 96, aligned=False)
     with pytest.raises(ValueError, match="no wide pool tiles"):
-        pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["np32"], True, True, "ieee", aligned=True, wide=True)
+        pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["np32"], True, True, "ieee", clamped=True, wide=True)
     with pytest.raises(ValueError, match="pool launches only"):
-        pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["default"], False, True, "ieee", aligned=True)
-    with pytest.raises(ValueError, match="aligned launches only"):
+        pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["default"], False, True, "ieee", clamped=True)
+    with pytest.raises(ValueError, match="clamped"):
         pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["default"], True, True, "ieee", wide=True)
     assert pointwise_mod.pointwise_grid(64, 128, True, POINTWISE_CONFIGS["default"], wide=True) == (1, 1)

@@ -16,6 +16,7 @@ and arch is compiled.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import triton
 
 from fused_inception.tools.compile_check import command as cc
 from fused_inception.tools.compile_check import aot, compiling, report
-from fused_inception.tools.plan.schedules import COMPILED_POINTWISE, COMPILED_WITH
+from fused_inception.tools.plan.schedules import COMPILED_POINTWISE, COMPILED_POINTWISE_AC3B22C, COMPILED_WITH
 from fused_inception.kernels import pointwise_pool as pointwise_mod
 from fused_inception.kernels import reduce_conv as reduce_conv_mod
 from fused_inception.kernels.configs import (
@@ -66,12 +67,12 @@ SUBSET = [
 SHIPPED = {("pointwise_pool", n) for n in POINTWISE_CONFIGS} | {("reduce_conv", n) for n in REDUCE_CONV_CONFIGS}
 
 
-def _variant(kernel, config, dtype, precision, ksize, relu, layout, aligned=False, wide=False) -> aot.LaunchVariant:
-    """The first launch variant with these fields (pointwise_pool: branch 1 unless ``aligned``,
-    which is the aligned pool variant, with wide tiles if ``wide``)."""
-    key = (kernel, config, dtype, precision, ksize, relu, layout, aligned, wide)
+def _variant(kernel, config, dtype, precision, ksize, relu, layout, clamped=False, wide=False) -> aot.LaunchVariant:
+    """The first launch variant with these fields (pointwise_pool: branch 1 unless ``clamped``,
+    which is the clamped pool variant, with wide tiles if ``wide``)."""
+    key = (kernel, config, dtype, precision, ksize, relu, layout, clamped, wide)
     for v in aot.launch_variants():
-        if (v.kernel, v.config_name, v.dtype, v.input_precision, v.ksize, v.relu, v.layout, v.aligned,
+        if (v.kernel, v.config_name, v.dtype, v.input_precision, v.ksize, v.relu, v.layout, v.clamped,
                 v.wide_pool) == key:
             return v
     raise LookupError(f"{key} is not a launch variant")
@@ -127,7 +128,7 @@ ALIGNED_SUBSET = [(80, "float32", "tf32", True), (90, "bfloat16", "ieee", True),
 
 @pytest.mark.parametrize(("arch", "dtype", "precision", "wide"), ALIGNED_SUBSET, ids=lambda c: str(c))
 def test_aligned_pool_variant_compiles_without_spills_pipelined(arch, dtype, precision, wide):
-    v = _variant("pointwise_pool", "default", dtype, precision, None, True, "nhwc", aligned=True, wide=wide)
+    v = _variant("pointwise_pool", "default", dtype, precision, None, True, "nhwc", clamped=True, wide=wide)
     cfg = POINTWISE_CONFIGS["default"]
     values = aot.constexpr_values(v)
     assert v.pool and values["CLAMP_TAPS"] and values["BLOCK_NP"] == (cfg.BLOCK_NP_WIDE if wide else cfg.BLOCK_NP)
@@ -156,33 +157,71 @@ def test_loop_instructions_counts_the_largest_loop_body():
     assert compiling.loop_instructions("") == 0
 
 
-@pytest.mark.skipif(triton.__version__ != COMPILED_WITH, reason=f"the figures were read with triton {COMPILED_WITH}")
-def test_plan_compiled_figures_are_what_compile_check_reports():
-    """The latency model's registers, shared memory and loop instructions of the default pointwise
-    config (plan/schedules.COMPILED_POINTWISE) are compile-check's for the launches they name."""
-    names = {"torchvision/3b/N256/b1": 0, "torchvision/3b/N256/pool": 64, "torchvision/4e/N256/pool": 128}
+def _default_launches(names: dict[str, int]) -> dict[int, aot.LaunchVariant]:
+    """The default config's bf16 channels_last batch-256 specializations serving these launches,
+    by the number given with each name."""
     picked = {}
     for v in aot.googlenet_launch_variants(["pointwise_pool"], batches=[256]):
         if (v.dtype, v.layout, v.config_name) == ("bfloat16", "nhwc", "default"):
             picked.update({names[n]: v for n in v.launches if n in names})
-    assert sorted(picked) == [0, 64, 128]
-    rows = compiling.check([90], [picked[w] for w in (0, 64, 128)])
-    for width, row in zip((0, 64, 128), rows):
-        got = (row["registers"], row["shared"] + row["static_shared"], row["loop_instructions"])
-        assert got == COMPILED_POINTWISE[("default", 2, width)], width
+    assert sorted(picked) == sorted(names.values())
+    return picked
+
+
+def _figures(row: dict) -> tuple[int, int, int]:
+    return row["registers"], row["shared"] + row["static_shared"], row["loop_instructions"]
+
+
+@pytest.mark.skipif(triton.__version__ != COMPILED_WITH, reason=f"the figures were read with triton {COMPILED_WITH}")
+def test_plan_compiled_figures_are_what_compile_check_reports():
+    """The latency model's registers, shared memory and loop instructions of the pointwise kernel
+    (plan/schedules.py) are compile-check's for the launches they name: the default config's
+    (COMPILED_POINTWISE) for 3b's branch 1 and pool and 4e's wide pool; the measured code's
+    (COMPILED_POINTWISE_AC3B22C, and COMPILED_POINTWISE's np64) for 3b's two launches with each
+    config the H200's tuner timed, taps masked."""
+    picked = _default_launches({"torchvision/3b/N256/b1": 0, "torchvision/3b/N256/pool": 64,
+                                "torchvision/4e/N256/pool": 128})
+    variants = [picked[w] for w in (0, 64, 128)]
+    keys = [("default", 2, w) for w in (0, 64, 128)]
+    for key in COMPILED_POINTWISE_AC3B22C:
+        name, _, width = key
+        cfg = POINTWISE_CONFIGS[name]
+        tiles = -(-64 // width) if width else -(-128 // cfg.BLOCK_N)  # 3b: pool_proj 64, ch1x1 128
+        v = picked[64 if width else 0]
+        ints = tuple((n, aot.jit_int_key(tiles) if n == "n_col_tiles" else k) for n, k in v.ints)
+        variants.append(dataclasses.replace(v, config_name=name, config=cfg, clamped=False, wide_pool=False, ints=ints))
+        keys.append(key)
+    for key, row in zip(keys, compiling.check([90], variants)):
+        table = COMPILED_POINTWISE if key[0] == "default" else COMPILED_POINTWISE_AC3B22C
+        assert _figures(row) == table[key], key
+    assert all(COMPILED_POINTWISE[k] == COMPILED_POINTWISE_AC3B22C[k] for k in COMPILED_POINTWISE if k[0] == "np64")
+
+
+def test_launched_clamped_variants_narrow_the_clamped_generic():
+    """Every clamped pool launch GoogLeNet makes is the clamped generic variant or narrower: each
+    int the generic leaves free may be anything, each other int is the same (1, or divisible by
+    16)."""
+    generic = {(v.config_name, v.dtype, v.input_precision, v.relu, v.wide_pool): aot._int_keys(v)
+               for v in aot.launch_variants(["pointwise_pool"]) if v.clamped}
+    launched = [v for v in aot.googlenet_launch_variants(["pointwise_pool"], batches=[1, 256]) if v.clamped]
+    assert launched and any(v.wide_pool for v in launched)
+    for v in launched:
+        g = generic[(v.config_name, v.dtype, v.input_precision, v.relu, v.wide_pool)]
+        for name, key in aot._int_keys(v).items():
+            assert key == g[name] or (g[name] == "i32" and key in ("1", "i32:D")), (v.label(), name, key)
 
 
 def test_aligned_pool_variants_only_channels_last_pool_launches():
     variants = aot.launch_variants()
-    aligned = [v for v in variants if v.aligned]
-    assert aligned and all(v.pool and v.layout == "nhwc" for v in aligned)
-    assert all(v.aligned and v.config.BLOCK_NP_WIDE for v in variants if v.wide_pool)
+    clamped = [v for v in variants if v.clamped]
+    assert clamped and all(v.pool and v.layout == "nhwc" and v.config.clamp_taps for v in clamped)
+    assert all(v.clamped and v.config.BLOCK_NP_WIDE for v in variants if v.wide_pool)
     # every pointwise config that clamps its taps has its aligned pool variant for each dtype and
     # precision it launches, and a wide one where it has wide tiles
     launched = {(k, d, p, cfg) for k, d, p, cfg in launchable_configs() if k == "pointwise_pool" and cfg.clamp_taps}
     assert not POINTWISE_CONFIGS["np64"].clamp_taps
-    assert {("pointwise_pool", v.dtype, v.input_precision, v.config) for v in aligned if v.relu} == launched
-    assert {("pointwise_pool", v.dtype, v.input_precision, v.config) for v in aligned if v.relu and v.wide_pool} == {
+    assert {("pointwise_pool", v.dtype, v.input_precision, v.config) for v in clamped if v.relu} == launched
+    assert {("pointwise_pool", v.dtype, v.input_precision, v.config) for v in clamped if v.relu and v.wide_pool} == {
         row for row in launched if row[3].BLOCK_NP_WIDE}
 
 
@@ -220,7 +259,7 @@ def _launch_args(kernel: str, v: aot.LaunchVariant, monkeypatch) -> tuple[tuple,
     mf = torch.channels_last if v.layout == "nhwc" else torch.contiguous_format
     x = torch.randn(2, 24, 20, 18).to(dtype=dt, memory_format=mf)
     rec = _Recorder()
-    if kernel == "pointwise_pool" and v.aligned:
+    if kernel == "pointwise_pool" and v.clamped:
         # an aligned channels_last launch: 80 pool columns (one wide tile, or 2 column tiles of a
         # config without wide ones), or 144 (3 narrow tiles, too wide for one wide tile)
         cp = 80 if v.wide_pool or not v.config.BLOCK_NP_WIDE else 144

@@ -46,6 +46,7 @@ class PoolTilesConfig(TodayPointwiseConfig):
     BLOCK_NP: int = 32
     BLOCK_KP: int = 16
     BLOCK_NP_WIDE: int = 0
+    clamp_taps: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,8 @@ How a launch specializes (triton's JIT, mirrored here):
 * ints: an int equal to 1 becomes a constexpr; any other int is ``i32`` (``i64``/``u64`` beyond
   that range) and gets ``tt.divisibility = 16`` when divisible by 16 (0 included), see
   :func:`jit_int_key`;
-* constexprs: the config's tile sizes, plus ``KSIZE`` (reduce_conv), ``IS_POOL`` (pointwise_pool), ``APPLY_RELU``
+* constexprs: the config's tile sizes, plus ``KSIZE`` (reduce_conv), ``IS_POOL`` and ``CLAMP_TAPS``
+  (pointwise_pool), ``APPLY_RELU``
   and ``INPUT_PRECISION``.
 
 Two sets of variants are compiled:
@@ -27,8 +28,8 @@ Two sets of variants are compiled:
   other int is ``i32`` without divisibility hints. A real launch specializes at least as much, so
   these cover any channel count, image size and batch. They are usually, not always, the worst
   case for registers: some configs spill only in a launched specialization (benchmarks/NOTES.md).
-  Pool launches that are aligned channels_last (``pointwise_pool.aligned_channels_last``: taps
-  clamped, maybe wide tiles) are compiled as that one specialization instead (``_int_keys``).
+  Pool launches with clamped taps (aligned channels_last, ``pointwise_pool.aligned_channels_last``;
+  maybe wide tiles) are compiled as that one specialization instead (``_int_keys``).
 * **launched** (:func:`googlenet_launch_variants`): the specializations GoogLeNet's nine blocks
   (paper and torchvision variants, NCHW and channels_last, batches :data:`GOOGLENET_BATCHES`, every
   launchable dtype/precision; the default configs and those of every checked-in tuned file)
@@ -109,7 +110,7 @@ class KernelSpec:
 
 def _pointwise_constexprs(cfg: PointwiseConfig, v: "LaunchVariant") -> dict[str, Any]:
     # the launcher's own builder, so the two cannot drift apart
-    return pointwise_pool.launch_constexprs(cfg, bool(v.pool), v.relu, v.input_precision, v.aligned, v.wide_pool)
+    return pointwise_pool.launch_constexprs(cfg, bool(v.pool), v.relu, v.input_precision, v.clamped, v.wide_pool)
 
 
 def _reduce_conv_constexprs(cfg: ReduceConvConfig, v: "LaunchVariant") -> dict[str, Any]:
@@ -145,9 +146,9 @@ class LaunchVariant:
     # pointwise_pool only (None for reduce_conv): its IS_POOL constexpr, which of its two
     # launches per block this is (False: branch 1, True: the pool projection)
     pool: bool | None = None
-    # pool launches only: the aligned channels_last specialization (taps clamped into the image,
-    # pointwise_pool.aligned_channels_last), and in it BLOCK_NP_WIDE-wide pool tiles
-    aligned: bool = False
+    # pool launches only: taps clamped into the image (CLAMP_TAPS: the aligned channels_last
+    # specialization, pointwise_pool.aligned_channels_last), and with them BLOCK_NP_WIDE-wide tiles
+    clamped: bool = False
     wide_pool: bool = False
     # launched specializations: (int argument, jit_int_key) for every runtime int argument, in
     # parameter order; None for a generic variant (only the layout's unit strides specialized)
@@ -183,7 +184,7 @@ class LaunchVariant:
     def label(self) -> str:
         k = f" k={self.ksize}" if self.ksize is not None else ""
         k += {True: " pool", False: " branch1", None: ""}[self.pool]
-        k += " wide" if self.wide_pool else " aligned" if self.aligned else ""
+        k += " wide" if self.wide_pool else " clamped" if self.clamped else ""
         spec = f" [{self.ints_label()}]" if self.launched else ""
         return (f"{self.kernel}/{self.config_name} {self.dtype} {self.input_precision}{k} "
                 f"relu={int(self.relu)} {self.layout}{spec}")
@@ -216,19 +217,19 @@ def launch_variants(kernels: tuple[str, ...] | list[str] | None = None) -> list[
         ksizes = REDUCE_CONV_KSIZES if KERNELS[kernel].uses_ksize else (None,)
         for k in ksizes:
             for layout in LAYOUTS:
-                for pool, aligned, wide in _pool_modes(kernel, cfg, layout):
+                for pool, clamped, wide in _pool_modes(kernel, cfg, layout):
                     out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, True, layout, pool,
-                                             aligned, wide))
+                                             clamped, wide))
             if (kernel, name, k) not in relu_off_done:
                 relu_off_done.add((kernel, name, k))
-                for pool, aligned, wide in _pool_modes(kernel, cfg, RELU_FALSE_LAYOUT):
+                for pool, clamped, wide in _pool_modes(kernel, cfg, RELU_FALSE_LAYOUT):
                     out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, False, RELU_FALSE_LAYOUT,
-                                             pool, aligned, wide))
+                                             pool, clamped, wide))
     return out
 
 
 def _pool_modes(kernel: str, cfg: Any, layout: str) -> tuple[tuple[bool | None, bool, bool], ...]:
-    """The (IS_POOL, aligned, wide) of a kernel's launches in a layout: pointwise_pool launches
+    """The (IS_POOL, clamped, wide) of a kernel's launches in a layout: pointwise_pool launches
     twice per block (branch 1, then the pool projection); a channels_last pool launch of a config
     with clamp_taps may be the aligned specialization (taps clamped), and that one may take the
     config's wide pool tiles
@@ -238,7 +239,7 @@ def _pool_modes(kernel: str, cfg: Any, layout: str) -> tuple[tuple[bool | None, 
     modes: list[tuple[bool | None, bool, bool]] = [(False, False, False), (True, False, False)]
     if layout == "nhwc" and cfg.clamp_taps:
         modes.append((True, True, False))
-        if pointwise_pool.wide_pool_tiles(cfg, cfg.BLOCK_NP + 1, aligned=True):
+        if cfg.BLOCK_NP_WIDE:
             modes.append((True, True, True))
     return tuple(modes)
 
@@ -278,7 +279,7 @@ def _runtime_ints(v: LaunchVariant) -> list[str]:
 
 def _int_keys(v: LaunchVariant) -> dict[str, str]:
     """int argument -> jit_int_key for a launched variant; for a generic one, "1" for the layout's
-    unit strides and "i32" (no hint) for the rest, except an aligned pool variant's: the one
+    unit strides and "i32" (no hint) for the rest, except a clamped pool variant's: the one
     specialization aligned launches compile to (pointwise_pool.aligned_channels_last), "1" for
     ALIGNED_UNIT_INTS (and n_col_tiles with wide tiles), "i32" for ALIGNED_FREE_INTS and "i32:D"
     for the rest."""
@@ -287,7 +288,7 @@ def _int_keys(v: LaunchVariant) -> dict[str, str]:
         for stride in LAYOUTS[v.layout]:
             if stride not in names:
                 raise ValueError(f"{v.spec.name}: no stride argument {stride!r}")
-        if v.aligned:
+        if v.clamped:
             ones = pointwise_pool.ALIGNED_UNIT_INTS + (("n_col_tiles",) if v.wide_pool else ())
             return {n: "1" if n in ones else "i32" if n in pointwise_pool.ALIGNED_FREE_INTS else "i32:D"
                     for n in names}
@@ -500,8 +501,8 @@ def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
     got_constexprs: dict[str, Any] = {}
     candidates = [LaunchVariant(rec.kernel, config_name(cfg), cfg, rec.dtype, rec.input_precision,
                                 kwargs.get("KSIZE") if spec.uses_ksize else None, bool(kwargs["APPLY_RELU"]),
-                                rec.layout, pool, aligned, wide)
-                  for cfg in cfgs for pool, aligned, wide in _pool_modes(rec.kernel, cfg, rec.layout)
+                                rec.layout, pool, clamped, wide)
+                  for cfg in cfgs for pool, clamped, wide in _pool_modes(rec.kernel, cfg, rec.layout)
                   if pool is kwargs.get("IS_POOL")]
     for base in candidates:
         want_constexprs = spec.constexprs(base.config, base)

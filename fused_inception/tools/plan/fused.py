@@ -42,20 +42,29 @@ def _run_pixels(m: int, block_m: int, off: int) -> int:
     return total
 
 
+def modelled_pool_tiles(cfg: PointwiseConfig, pool_proj: int) -> tuple[int, bool]:
+    """(pool tile width, taps clamped) of a pool launch as a FusedInception runs GoogLeNet's: its
+    kernels get channels_last and every channel count is a multiple of 16, so the launch is
+    aligned (kernels/pointwise_pool.aligned_channels_last)."""
+    clamped = cfg.clamp_taps
+    return pool_tile_width(cfg, clamped and wide_pool_tiles(cfg, pool_proj, aligned=True)), clamped
+
+
 def _pointwise_part(spec: InceptionSpec, batch: int, h: int, w: int, e: int, cfg: object, pool: bool,
-                    block_n: int, block_k: int) -> dict:
+                    block_n: int, block_k: int, clamped: bool = False) -> dict:
     """Figures of one branch of the pointwise/pool kernel (branch 1, or the pool projection with
-    ``pool``) on ``block_n``-wide column tiles with K step ``block_k``: minimal HBM bytes, useful,
-    executed and padded FLOPs, and the loads of its loops (x and weights, before subtracting the
-    minimal reads)."""
+    ``pool``, its taps clamped into the image with ``clamped``) on ``block_n``-wide column tiles
+    with K step ``block_k``: minimal HBM bytes, useful, executed and padded FLOPs, and the loads of
+    its loops (x and weights, before subtracting the minimal reads)."""
     cin = spec.in_channels
     c = spec.pool_proj if pool else spec.ch1x1
     m = batch * h * w
     n_tiles = cdiv(c, block_n)
     m_tiles = cdiv(m, cfg.BLOCK_M)
-    # x loads: every branch-1 column tile reads x once; every pool column tile reads its 9 taps
-    # (taps outside the image are masked, not loaded): (3H-2)(3W-2) pixels per image and channel.
-    px = (3 * h - 2) * (3 * w - 2) if pool else h * w
+    # x loads: every branch-1 column tile reads x once; every pool column tile reads its 9 taps:
+    # masked taps outside the image are not loaded, (3H-2)(3W-2) pixels per image and channel;
+    # clamped ones are (a pixel of the same window again), 9HW.
+    px = (9 * h * w if clamped else (3 * h - 2) * (3 * w - 2)) if pool else h * w
     return dict(
         hbm=cin * c * e + c * BIAS_BYTES + m * c * e,  # without the read of x
         useful=2 * m * cin * c,
@@ -104,11 +113,11 @@ def pointwise_pool_launches(block: str, spec: InceptionSpec, batch: int, h: int,
             detail=(f"{b1['tiles'][0]} pixel tiles x {b1['tiles'][1]}+{bp['tiles'][1]} column tiles, one launch, "
                     f"BLOCK_M/N/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/{cfg.BLOCK_K} (d2e917c, {precision})"))]
     name = config_name(cfg)
-    block_np = pool_tile_width(cfg, wide_pool_tiles(cfg, cp, aligned=True))
+    block_np, clamped = modelled_pool_tiles(cfg, cp)
     launches = []
     for pool, c, bn, bk, label in ((False, c1, cfg.BLOCK_N, cfg.BLOCK_K, f"branch1 1x1 {cin}>{c1}"),
                                    (True, cp, block_np, cfg.BLOCK_KP, f"pool maxpool3x3+1x1 {cin}>{cp}")):
-        part = _pointwise_part(spec, batch, h, w, e, cfg, pool, bn, bk)
+        part = _pointwise_part(spec, batch, h, w, e, cfg, pool, bn, bk, clamped and pool)
         hbm = x + part["hbm"]
         reread = (part["x_loads"] - x) + (part["w_loads"] - cin * c * e)
         m_tiles, n_tiles = part["tiles"]

@@ -103,8 +103,8 @@ def pointwise_ms(config: str, fig: LatencyFigures) -> dict[str, float]:
 
 def _pointwise_growth(fig: LatencyFigures) -> dict[str, float]:
     """Modelled np32 - np64 ms per block (what ``issue_ipc`` is fitted to)."""
-    narrow, wide = (pointwise_ms(c, fig) for c in reversed(FITTED_POINTWISE))
-    return {b: narrow[b] - wide[b] for b in narrow}
+    base, grown = (pointwise_ms(c, fig) for c in FITTED_POINTWISE)
+    return {b: grown[b] - base[b] for b in base}
 
 
 def _fit(field: str, lo: float, hi: float, target_ms: float, model, fig: LatencyFigures) -> float:
@@ -166,7 +166,8 @@ def calibrate_measured(host_us: float) -> MeasuredCalibration:
                  for b in POINTWISE_MS[FITTED_POINTWISE[0]])
     fitted = replace(prior, cudnn_efficiency=eff)
     for _ in range(20):
-        ipc = _fit("issue_ipc", 0.05, 4.0, growth, _pointwise_growth, fitted)
+        # at most 1 warp instruction per scheduler and clock: a fit above it would be unphysical
+        ipc = _fit("issue_ipc", 0.05, 1.0, growth, _pointwise_growth, fitted)
         l2 = _fit("l2_tbps", 0.1, 100.0, sum(FUSED_CL_MS[b] for b in BLOCK_NAMES), fused_block_ms,
                   replace(fitted, issue_ipc=ipc))
         done = abs(ipc - fitted.issue_ipc) < 1e-6 * ipc and abs(l2 - fitted.l2_tbps) < 1e-6 * l2

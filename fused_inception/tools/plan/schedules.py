@@ -20,8 +20,8 @@ Two schedules per kernel:
   ``pointwise_pool``: two launches of one kernel (kernels/pointwise_pool.py, IS_POOL), each a
   1-D grid of (pixel tile, column tile) programs, column tiles fastest. Branch 1: BLOCK_M x
   BLOCK_N tiles, a plain GEMM whose K loop (BLOCK_K a step) is pipelined num_stages - 1 deep.
-  Pool projection: BLOCK_M x BLOCK_NP tiles (BLOCK_NP_WIDE where a channels_last launch takes
-  them, pointwise_pool.wide_pool_tiles), K step BLOCK_KP, the nine 3x3 taps unrolled and
+  Pool projection: BLOCK_M x BLOCK_NP tiles (BLOCK_NP_WIDE where an aligned launch takes them,
+  ``fused.modelled_pool_tiles``), K step BLOCK_KP, the nine 3x3 taps unrolled and
   all loaded before the max; modelled as the channels_last launches compile (compile-check, sm_90):
   the weight tile and the nine tap tiles are async copies, so the loop is pipelined num_stages - 1
   deep; the tap copies are 8-byte cp.async.ca in the compiled PTX (LDGSTS.E.64, allocating in L1),
@@ -41,10 +41,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fused_inception.kernels.configs import config_name, dot_class
-from fused_inception.kernels.pointwise_pool import pool_tile_width, wide_pool_tiles
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
-from fused_inception.tools.plan.fused import (modelled_dot_precision, pointwise_pool_launches, reduce_conv_grid,
-                                              reduce_conv_launch)
+from fused_inception.tools.plan.fused import (modelled_dot_precision, modelled_pool_tiles, pointwise_pool_launches,
+                                              reduce_conv_grid, reduce_conv_launch)
 from fused_inception.tools.plan.launches import dtype_bytes
 from fused_inception.tools.plan.latency import Loop, Schedule, Work
 from fused_inception.spec import InceptionSpec
@@ -106,13 +105,16 @@ COMPILED_POINTWISE = {("default", 2, 0): (64, 17408, 89), ("default", 2, 64): (1
                       ("default", 2, 128): (128, 29696, 217), ("np64", 2, 0): (64, 17408, 89),
                       ("np64", 2, 64): (98, 25600, 478)}
 # The same figures for the code the H200 measured (commit ac3b22c: pool taps masked to -inf, no wide
-# tiles; its default is "np64" now), for the configs its tuner timed; the candidates compiled as the
-# default's 3b specialization with n_col_tiles unhinted. The calibration (measured.py) models these.
+# tiles; its default is "np64" now), for the configs its tuner timed: each config compiled as 3b's
+# launches would be with it (the default's specialization, n_col_tiles as the config's tiles give
+# it, taps masked), by compile-check with triton COMPILED_WITH (the run itself had triton 3.6,
+# whose counts may differ a little; tests/tools/test_compile_check.py compiles them again). The
+# calibration (measured.py) models these.
 COMPILED_POINTWISE_AC3B22C = {("np64", 2, 0): (64, 17408, 89), ("np64", 2, 64): (98, 25600, 478),
-                              ("np32", 2, 0): (71, 24576, 90), ("np32", 2, 32): (74, 41984, 553),
-                              ("n32", 2, 0): (48, 18432, 77), ("n32", 2, 32): (74, 41984, 553),
-                              ("s4", 2, 0): (71, 32768, 90), ("s4", 2, 32): (85, 61440, 608),
-                              ("n32s4", 2, 0): (48, 24576, 77), ("n32s4", 2, 32): (85, 61440, 608)}
+                              ("np32", 2, 0): (71, 25600, 90), ("np32", 2, 32): (76, 43008, 553),
+                              ("n32", 2, 0): (48, 19456, 77), ("n32", 2, 32): (76, 43008, 553),
+                              ("s4", 2, 0): (71, 33792, 90), ("s4", 2, 32): (85, 62464, 607),
+                              ("n32s4", 2, 0): (48, 25600, 77), ("n32s4", 2, 32): (85, 62464, 607)}
 
 # Hopper SM limits for the residency estimate
 _REGS_PER_SM = 65536
@@ -291,7 +293,7 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
     depth = max(1, stages - 1)
     cin, m_tiles = spec.in_channels, _cdiv(batch * h * w, bm)
     out = []
-    block_np = pool_tile_width(cfg, wide_pool_tiles(cfg, spec.pool_proj, aligned=True))
+    block_np, _ = modelled_pool_tiles(cfg, spec.pool_proj)
     for launch, is_pool, c, bn, bk in ((branch1, False, spec.ch1x1, cfg.BLOCK_N, cfg.BLOCK_K),
                                        (pool, True, spec.pool_proj, block_np, cfg.BLOCK_KP)):
         trips, n_tiles = _cdiv(cin, bk), _cdiv(c, bn)
