@@ -18,7 +18,9 @@
 #             inference, bf16, batch 256: the eager network, then the fused one (fused-compile: the
 #             first run measured compile at 7.64 ms against fused channels_last's 10.27, with half
 #             the fused time outside the blocks, which compile also optimizes)
-#   tune      the kernels' tuning candidates on this GPU (bf16 and TF32 rows), then the tactics
+#   tune      the kernels' tuning candidates on this GPU (bf16 and TF32 rows: the pointwise default,
+#             clamped pool taps and 128-wide pool tiles, against np64, the code the first run
+#             measured, on 3b, 4d and 5b), then the tactics
 #             (Triton kernels, aten, modules) of the nine blocks in bf16 inference at the batch
 #             above, unless kernels/tuned/ has this GPU's file (GPU_CHECK_RETUNE=1 tunes anyway);
 #             not used by the steps above (they measure the shipped configs and the untuned
