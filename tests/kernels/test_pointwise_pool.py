@@ -1,12 +1,13 @@
-"""Interpreter parity of the pointwise/pool kernel alone (kernels/pointwise_pool.py), for every
-shipped pointwise config and tuning candidate, against a float64 reference.
+"""Parity of the pointwise/pool kernel alone (kernels/pointwise_pool.py), for every shipped
+pointwise config and tuning candidate, against a float64 reference.
 
 The kernel runs as two launches (IS_POOL): branch-1 tiles (a pipelined GEMM, BLOCK_N wide) and
 pool tiles (3x3/1 max-pool with the taps unrolled, BLOCK_NP wide). The shapes give each tile kind
 several pixel tiles plus a partial one and several column tiles plus a partial one; outputs are
 NaN-poisoned and written into a channel slice of a wider buffer whose other channels must survive.
-bf16 dots are wrong in the interpreter (tests/test_kernels.py), so fp16 stands in for the half
-types; fp32 runs in both dot precisions.
+The kernel runs on the test device (the interpreter on the CPU, compiled where there is a GPU),
+the reference on the CPU. bf16 dots are wrong in the interpreter (tests/test_kernels.py), so fp16
+stands in for the half types; fp32 runs in both dot precisions.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import fused_inception.kernels.pointwise_pool as pointwise_mod
+from block_helpers import DEVICE
 from fused_inception.kernels.configs import POINTWISE_CONFIGS, PointwiseConfig, candidate_names, config_by_name
 from fused_inception.tolerances import assert_close, poisoned, tolerance_key
 
@@ -50,19 +52,23 @@ def run_case(config, dtype, precision, shape, ch1x1, pool_proj, channels_last, r
     # the reference sees the rounded operands the kernel sees
     ref = reference(x.double(), wt.double(), b64.float().double(), ch1x1, relu)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.empty(shape, dtype=dtype, memory_format=fmt).copy_(x) if fresh else x.contiguous(memory_format=fmt)
+    if fresh:
+        x = torch.empty(shape, dtype=dtype, device=DEVICE, memory_format=fmt).copy_(x)
+    else:
+        x = x.to(DEVICE).contiguous(memory_format=fmt)
     before, gap, after = around
     total = before + ch1x1 + gap + pool_proj + after
     if fresh:
-        out = torch.empty((n, total, h, w), dtype=dtype, memory_format=fmt).fill_(float("nan"))
+        out = torch.empty((n, total, h, w), dtype=dtype, device=DEVICE, memory_format=fmt).fill_(float("nan"))
     else:
-        out = poisoned((n, total, h, w), dtype, "cpu", fmt)
+        out = poisoned((n, total, h, w), dtype, DEVICE, fmt)
     keep = torch.ones(total, dtype=torch.bool)
     keep[before:before + ch1x1] = False
     keep[before + ch1x1 + gap:before + ch1x1 + gap + pool_proj] = False
-    out[:, keep] = SENTINEL
-    pointwise_mod.launch_pointwise_pool(x, wt.contiguous(), b64.float(), ch1x1, out, before, before + ch1x1 + gap,
-                                        relu, precision, config)
+    out[:, keep.to(DEVICE)] = SENTINEL
+    pointwise_mod.launch_pointwise_pool(x, wt.contiguous().to(DEVICE), b64.float().to(DEVICE), ch1x1, out, before,
+                                        before + ch1x1 + gap, relu, precision, config)
+    out = out.cpu()
     key = tolerance_key(dtype, tf32=precision == "tf32")
     what = f"{config} {dtype} {precision} {tuple(shape)} cl={channels_last} relu={relu}"
     assert_close(out[:, before:before + ch1x1], ref[:, :ch1x1], key, f"branch 1 {what}")
@@ -128,9 +134,11 @@ def test_nan_propagates_through_the_pool_and_branch_1(channels_last, gen, monkey
         x[0, c, h, w] = float("nan")
     w = (torch.randn(16, 16 + 32, generator=gen) / 4).to(torch.float16)
     b = torch.randn(48, generator=gen)
-    out = poisoned((1, 48, 6, 6), torch.float16, "cpu", fmt)
+    out = poisoned((1, 48, 6, 6), torch.float16, DEVICE, fmt)
     seen = _record_modes(monkeypatch)
-    pointwise_mod.launch_pointwise_pool(x.contiguous(memory_format=fmt), w, b, 16, out, 0, 16, False, "ieee", cfg)
+    pointwise_mod.launch_pointwise_pool(x.to(DEVICE).contiguous(memory_format=fmt), w.to(DEVICE), b.to(DEVICE), 16, out,
+                                        0, 16, False, "ieee", cfg)
+    out = out.cpu()
     assert seen[-1] == (True, channels_last, False)
     ref = reference(x.double(), w.double(), b.double(), 16, False)
     assert torch.equal(out.isnan(), ref.isnan())
