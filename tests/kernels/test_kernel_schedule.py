@@ -17,14 +17,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from block_helpers import random_input, tf32_round
+from block_helpers import DEVICE, random_input, tf32_round
 from fused_inception import forward
 from fused_inception.kernels import reduce_conv as rc
 from fused_inception.kernels.configs import CANDIDATES, REDUCE_CONV_CONFIGS, ReduceConvConfig
 from fused_inception.tolerances import assert_close, compare, poisoned
 from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(not forward.uses_triton(torch.empty(0)), reason="runs the Triton kernel")
 
 # dot class -> (dtype, dot precision, tolerance key)
