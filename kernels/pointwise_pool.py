@@ -54,6 +54,13 @@ def _l1_tap_channels(k0, BLOCK_KP: tl.constexpr, ELEM_BITS: tl.constexpr):
 
 
 @triton.jit
+def _max9(a, t0, t1, t2, t3, t5, t6, t7, t8):
+    """The max of a 3x3 window's nine tap tiles (the centre ``a`` and its eight neighbours), as a
+    balanced tree after all nine loads."""
+    return _max(_max(_max(a, t0), _max(t1, t2)), _max(_max(t3, t5), _max(_max(t6, t7), t8)))
+
+
+@triton.jit
 def _pooled_masked(centre, mk, h_idx, w_idx, H, W, sx_h, sx_w):
     """The 3x3/1 max-pool of a tile whose centre-tap pointers are ``centre``: taps outside the
     image masked to -inf (any strides). The centre tap is inside the image for every valid lane:
@@ -74,7 +81,7 @@ def _pooled_masked(centre, mk, h_idx, w_idx, H, W, sx_h, sx_w):
     t6 = tl.load(down - sx_w, mask=mk & h_dn & w_lf, other=float("-inf"))
     t7 = tl.load(down, mask=mk & h_dn, other=float("-inf"))
     t8 = tl.load(down + sx_w, mask=mk & h_dn & w_rt, other=float("-inf"))
-    return _max(_max(_max(a, t0), _max(t1, t2)), _max(_max(t3, t5), _max(_max(t6, t7), t8)))
+    return _max9(a, t0, t1, t2, t3, t5, t6, t7, t8)
 
 
 @triton.jit
@@ -93,7 +100,7 @@ def _pooled_clamped(centre, mk, up, dn, lf, rt):
     t6 = tl.load(centre + dn + lf, mask=mk, other=0.0)
     t7 = tl.load(centre + dn, mask=mk, other=0.0)
     t8 = tl.load(centre + dn + rt, mask=mk, other=0.0)
-    return _max(_max(_max(a, t0), _max(t1, t2)), _max(_max(t3, t5), _max(_max(t6, t7), t8)))
+    return _max9(a, t0, t1, t2, t3, t5, t6, t7, t8)
 
 
 @triton.jit

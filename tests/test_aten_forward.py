@@ -18,7 +18,7 @@ import math
 import pytest
 import torch
 
-from block_helpers import random_input
+from block_helpers import DEVICE, random_input
 from fused_inception.aten_forward import aten_forward, aten_inception_forward, aten_weights, aten_weights_from_units
 from fused_inception.folding import params_from_units, params_of_reference_block, units_of_reference_block
 from fused_inception.models.randomize import random_block
@@ -26,7 +26,6 @@ from fused_inception.params import WEIGHT_FIELDS, InceptionParams
 from fused_inception.tolerances import BASELINE_FACTOR, TOLERANCES, assert_close, assert_same_nonfinite, compare, tolerance_key
 from fused_inception.spec import InceptionSpec, googlenet_spec
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SHAPE = (2, 6, 9, 11)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from block_helpers import DEVICE
 from fused_inception import forward
 
 from fused_inception.tools.tune import command as tune
@@ -34,7 +35,6 @@ from fused_inception.kernels.tuned_configs import (TunedFileError, config_fields
 
 GPU = "Test GPU 80GB"
 # the kernels run on CUDA where there is one, else in the interpreter on the CPU (tests/conftest.py)
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _choice(kernel: str, dtype: str, precision: str, name: str) -> dict:

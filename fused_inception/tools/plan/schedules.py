@@ -45,6 +45,7 @@ from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_re
 from fused_inception.tools.plan.fused import (modelled_dot_precision, modelled_pool_tiles, pointwise_pool_launches,
                                               reduce_conv_grid, reduce_conv_launch)
 from fused_inception.tools.plan.launches import dtype_bytes
+from fused_inception.tools.plan.shapes import cdiv
 from fused_inception.tools.plan.latency import Loop, Schedule, Work
 from fused_inception.spec import InceptionSpec
 
@@ -65,7 +66,7 @@ class TodayReduceConvConfig:
 
     def halo_rows(self, k: int, width: int) -> int:
         """Rows of reduced tensor one tile computes: its pixel run, rounded up to BLOCK_HALO."""
-        return _cdiv(self.BLOCK_M + 2 * ((k // 2) * width + k // 2), self.BLOCK_HALO) * self.BLOCK_HALO
+        return cdiv(self.BLOCK_M + 2 * ((k // 2) * width + k // 2), self.BLOCK_HALO) * self.BLOCK_HALO
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,6 @@ _WARPS_PER_SM = 64
 _BASE_REGS = 64  # per thread besides the fp32 accumulator: addresses, operand fragments, loop state
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def _per_step(total: int, steps: int) -> int:
     """Bytes per loop step of ``total`` bytes spread over ``steps`` (masked rows and columns,
     past C_in, R or C_out, are not loaded, so a step's tile bytes would overcount)."""
@@ -143,7 +140,7 @@ def resident_compiled(warps: int, regs: int, smem_bytes: int) -> int:
     """Programs one SM holds from compiled registers per thread and shared memory per program,
     by the rule compile-check applies on sm_90: registers allocated per warp in units of 256 out
     of 64K, 1 KiB of shared memory reserved per CTA, at most 64 warps and 32 CTAs."""
-    regs_per_warp = _cdiv(32 * regs, 256) * 256
+    regs_per_warp = cdiv(32 * regs, 256) * 256
     return max(1, min(_REGS_PER_SM // regs_per_warp // warps, _SMEM_PER_SM // (smem_bytes + 1024),
                       _WARPS_PER_SM // warps, 32))
 
@@ -152,7 +149,7 @@ def resident_programs(warps: int, acc_elems: int, smem_bytes: int) -> int:
     """Programs one SM holds: the least of the register file (64 + fp32 accumulator registers per
     thread, an estimate; compile-check gives the real count), shared memory and 64 warps."""
     threads = 32 * warps
-    regs = _BASE_REGS + _cdiv(acc_elems, threads)
+    regs = _BASE_REGS + cdiv(acc_elems, threads)
     return max(1, min(_REGS_PER_SM // (regs * threads), _SMEM_PER_SM // max(1, smem_bytes), _WARPS_PER_SM // warps))
 
 
@@ -167,13 +164,13 @@ def reduce_conv_today(block: str, branch: str, cin: int, r: int, c: int, k: int,
     cfg = TODAY_REDUCE_CONV[cls]
     e = dtype_bytes(dtype)
     launch = reduce_conv_launch(block, branch, cin, r, c, k, batch, h, w, dtype, cfg, sms, tf32=tf32)
-    tiles = _cdiv(batch * h * w, cfg.BLOCK_M)
+    tiles = cdiv(batch * h * w, cfg.BLOCK_M)
     halo_rows = cfg.halo_rows(k, w)
-    r_pad = _cdiv(r, cfg.BLOCK_R) * cfg.BLOCK_R
+    r_pad = cdiv(r, cfg.BLOCK_R) * cfg.BLOCK_R
     r_blocks = r_pad // cfg.BLOCK_R
     bm, bh, br, bn, bk = cfg.BLOCK_M, cfg.BLOCK_HALO, cfg.BLOCK_R, cfg.BLOCK_N, cfg.BLOCK_K
-    trips = _cdiv(cin, bk)
-    n_blocks = _cdiv(c, bn)
+    trips = cdiv(cin, bk)
+    n_blocks = cdiv(c, bn)
     # plain loads, cached in L1: a chunk's input tile comes from L2 for its first reduced-channel
     # block and from L1 for the others (averaged per step)
     x_step = _per_step(bh * cin * e, trips)
@@ -204,13 +201,13 @@ def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: 
     bm, bh, br, bn, bk = cfg.BLOCK_M, cfg.BLOCK_HALO, cfg.BLOCK_R, cfg.BLOCK_N, cfg.BLOCK_K
     brk = getattr(cfg, "BLOCK_RK", br)
     depth = max(1, cfg.num_stages - 1)
-    tiles = _cdiv(batch * h * w, bm)
+    tiles = cdiv(batch * h * w, bm)
     programs, n_split = reduce_conv_grid(tiles, c, cfg, sms)
-    r_pad = _cdiv(r, br) * br
+    r_pad = cdiv(r, br) * br
     smem = cfg.num_stages * e * max(bm * brk + brk * bn, bh * bk + bk * br)
     fit = resident_programs(cfg.num_warps, max(bm * bn, bh * br), smem)
     resident = min(fit, getattr(cfg, "programs_per_sm", fit))
-    trips, r_blocks, n_rk, n_blocks = _cdiv(cin, bk), r_pad // br, _cdiv(r, brk), _cdiv(c, bn)
+    trips, r_blocks, n_rk, n_blocks = cdiv(cin, bk), r_pad // br, cdiv(r, brk), cdiv(c, bn)
     reduce = Loop("reduce", (cfg.halo_rows(k, w) // bh) * r_blocks, trips, depth, _mma(cls, bh), 2 * bh * bk * br,
                   _per_step(bh * cin * e, trips) + _per_step(cin * r * e, trips * r_blocks), store_bytes=bh * br * e)
     # split j of a tile takes the output-channel blocks j, j + n_split, ...: some splits one more
@@ -247,10 +244,10 @@ def _pointwise_unpipelined(label: str, block: str, spec: InceptionSpec, batch: i
     cls = dot_class(dtype, modelled_dot_precision(dtype, tf32))
     e = dtype_bytes(dtype)
     launch = pointwise_pool_launches(block, spec, batch, h, w, dtype, cfg, tf32=tf32)[0]
-    m_tiles = _cdiv(batch * h * w, cfg.BLOCK_M)
-    trips = _cdiv(spec.in_channels, cfg.BLOCK_K)
+    m_tiles = cdiv(batch * h * w, cfg.BLOCK_M)
+    trips = cdiv(spec.in_channels, cfg.BLOCK_K)
     bm, bn, bk = cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K
-    cin, n1, npool = spec.in_channels, _cdiv(spec.ch1x1, bn), _cdiv(spec.pool_proj, bn)
+    cin, n1, npool = spec.in_channels, cdiv(spec.ch1x1, bn), cdiv(spec.pool_proj, bn)
     flops = 2 * bm * bk * bn
     gemm = Loop("gemm", 1, trips, 1, _mma(cls, bm), flops,
                 _per_step(bm * cin * e, trips) + _per_step(cin * spec.ch1x1 * e, trips * n1))
@@ -291,12 +288,12 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
     branch1, pool = pointwise_pool_launches(block, spec, batch, h, w, dtype, cfg, tf32=tf32)
     bm, stages, warps = cfg.BLOCK_M, cfg.num_stages, cfg.num_warps
     depth = max(1, stages - 1)
-    cin, m_tiles = spec.in_channels, _cdiv(batch * h * w, bm)
+    cin, m_tiles = spec.in_channels, cdiv(batch * h * w, bm)
     out = []
     block_np, _ = modelled_pool_tiles(cfg, spec.pool_proj)
     for launch, is_pool, c, bn, bk in ((branch1, False, spec.ch1x1, cfg.BLOCK_N, cfg.BLOCK_K),
                                        (pool, True, spec.pool_proj, block_np, cfg.BLOCK_KP)):
-        trips, n_tiles = _cdiv(cin, bk), _cdiv(c, bn)
+        trips, n_tiles = cdiv(cin, bk), cdiv(c, bn)
         w_step = _per_step(cin * c * e, trips * n_tiles)
         if is_pool:
             # nine async tap copies per step, cp.async.ca: the taps' pixel run from L2, the rest from L1
