@@ -33,6 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import alignment
 from .configs import PointwiseConfig
 from .tf32 import round_tf32
 
@@ -210,13 +211,8 @@ ALIGNED_UNIT_INTS: tuple[str, ...] = ("sx_c", "so_c")
 
 def aligned_channels_last(ints: dict[str, int], tensors: tuple[torch.Tensor, ...]) -> bool:
     """Whether a launch with these runtime ints (the kernel's names; n_col_tiles left out) is the
-    aligned channels_last specialization: unit channel strides, every int an int32 (triton
-    specializes larger ones as i64, which compile-check does not compile), every int other than
-    ALIGNED_FREE_INTS divisible by 16, and every tensor 16-byte aligned."""
-    if any(ints[n] != 1 for n in ALIGNED_UNIT_INTS) or not all(-2**31 <= v < 2**31 for v in ints.values()):
-        return False
-    hinted = [v for n, v in ints.items() if n not in ALIGNED_FREE_INTS + ALIGNED_UNIT_INTS]
-    return all(v % 16 == 0 for v in hinted) and all(t.data_ptr() % 16 == 0 for t in tensors)
+    aligned channels_last specialization (kernels/alignment.py) with ALIGNED_FREE_INTS free."""
+    return alignment.aligned_channels_last(ints, tensors, ALIGNED_FREE_INTS, ALIGNED_UNIT_INTS)
 
 
 def wide_pool_tiles(config: PointwiseConfig, pool_proj: int, aligned: bool) -> bool:
