@@ -21,7 +21,7 @@ run by the interpreter tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ class ReduceConvConfig:
     per SM on a GPU; ``split_columns``: whether programs may share a tile's output channels when
     tiles are few; ``split_fill``: what that split fills, "sms" (one work item per SM) or "slots"
     (every program slot; each split recomputes the tile's reduction). See reduce_conv.grid_for_sms.
+
+    ``aligned``: larger tiles for aligned channels_last launches (kernels/alignment.py), per GPU
+    architecture: ((SM arch, config), ...) in ascending arch order, e.g. ((80, A), (90, B)): a GPU
+    of arch >= 90 takes B, one of 80-89 takes A, an older one neither. A launch takes them where
+    they still give every SM a work item (reduce_conv.tiles_for). Their own ``aligned`` is empty.
     """
 
     BLOCK_M: int
@@ -77,12 +82,27 @@ class ReduceConvConfig:
     programs_per_sm: int = 4
     split_columns: bool = True
     split_fill: str = "sms"
+    aligned: tuple[tuple[int, "ReduceConvConfig"], ...] = ()
 
     def __post_init__(self):
         if self.split_fill not in ("sms", "slots"):
             raise ValueError(f"split_fill must be 'sms' or 'slots', got {self.split_fill!r}")
         if self.BLOCK_R % self.BLOCK_RK:
             raise ValueError(f"BLOCK_R ({self.BLOCK_R}) must be a multiple of BLOCK_RK ({self.BLOCK_RK})")
+        archs = [arch for arch, _ in self.aligned]
+        if archs != sorted(set(archs)):
+            raise ValueError(f"aligned tiles must be listed once per arch, in ascending order: {archs}")
+        if any(tiles.aligned for _, tiles in self.aligned):
+            raise ValueError("aligned tiles cannot have aligned tiles of their own")
+
+    def aligned_tiles(self, arch: int) -> "ReduceConvConfig | None":
+        """The aligned tiles an SM ``arch`` (80 for sm_80 ...) GPU takes: the entry of the highest
+        arch not above it; None when there is none."""
+        found = None
+        for min_arch, tiles in self.aligned:
+            if min_arch <= arch:
+                found = tiles
+        return found
 
     def halo_rows(self, k: int, width: int) -> int:
         """Rows of reduced tensor one tile computes: its pixel run, rounded up to BLOCK_HALO."""
@@ -135,10 +155,31 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
 # take twice the registers; "fma": fp32 IEEE dots, which triton lowers to FMAs with operands in
 # registers. The tensor-core configs are pipelined (async copies on sm_80 and sm_90, wgmma on
 # sm_90: 64-row dots in both phases); BLOCK_N 128 spilled in their generic variants, and
-# programs_per_sm 3 is what their channels_last launches keep resident (benchmarks/NOTES.md).
+# programs_per_sm 3 is what the 64 x 64 tiles' channels_last launches keep resident (benchmarks/NOTES.md).
+# The tensor-core default as the first GPU run measured it (commit ac3b22c): 64 x 64 tiles in every
+# launch. "mma" keeps them for launches that are not aligned (kernels/alignment.py: NCHW, odd channel
+# counts), where larger tiles spilled in the generic variants (928-3896 B at 128 x 64 or 128 x 128).
+_MMA_64 = ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
+                           num_warps=4, num_stages=3, programs_per_sm=3)
 REDUCE_CONV_CONFIGS: dict[str, ReduceConvConfig] = {
-    "mma": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
-                            num_warps=4, num_stages=3, programs_per_sm=3),
+    # Aligned channels_last launches (all of GoogLeNet's) take larger tiles: per 64 output pixels
+    # the k x k weights are read half as often (BLOCK_M 128) and, on sm_90, each tap's reduced
+    # operand once per 128 output channels instead of per 64 (BLOCK_N 128); the halo recompute
+    # falls from 2x to 1.5x at W = 7-28. sm_90: 128 x 128, BLOCK_RK 16 (wgmma's K; 32 spilled 8 B),
+    # 2 stages (3 spilled), and BLOCK_R 128, the reduce's input read once per 128 reduced channels
+    # (fewer registers than BLOCK_R 64 there). sm_80: 128 x 64; 128 x 128 spilled 36-232 B there
+    # (mma.sync holds its operand fragments in registers). Both hold 2 programs x 4 warps per SM
+    # (programs_per_sm 2: a persistent grid must not launch more programs than stay resident).
+    # Triton 3.6 spills 4 B in one sm_90 launched specialization that 3.8 compiles clean
+    # (benchmarks/NOTES.md).
+    "mma": replace(_MMA_64, aligned=(
+        (80, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
+                              num_warps=4, num_stages=2, programs_per_sm=2)),
+        (90, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=128, BLOCK_N=128, BLOCK_K=32, BLOCK_RK=16,
+                              num_warps=4, num_stages=2, programs_per_sm=2)))),
+    # tuning candidate: the measured default, 64 x 64 tiles in every launch (a GPU's tune times the
+    # aligned tiles against it: only compiled code and the cost model chose them)
+    "mma-64": _MMA_64,
     # fp32 operands take twice the registers: 32 output channels, 2 stages, and no column split
     # (a runtime n_split spilled 8 B in batch-1 launches on sm_80)
     "tf32": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=32, BLOCK_N=32, BLOCK_K=16, BLOCK_RK=32,
@@ -176,7 +217,7 @@ CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("pointwise_pool", "mma"): ("default", "np64", "n32", "s4", "n32s4", "np32"),
     ("pointwise_pool", "tf32"): ("default", "n32"),
     ("pointwise_pool", "fma"): ("fma", "fma-n32"),
-    ("reduce_conv", "mma"): ("mma", "mma-p2", "mma-slots"),
+    ("reduce_conv", "mma"): ("mma", "mma-64", "mma-p2", "mma-slots"),
     # other tile sizes tried spilled in some generic or launched variant (benchmarks/NOTES.md)
     ("reduce_conv", "tf32"): ("tf32",),
     ("reduce_conv", "fma"): ("fma",),

@@ -22,7 +22,8 @@ one scratch slot. Per item:
    (the k x k conv zero-pads the *reduced* tensor, so padding must be 0, not act(bias); the mask
    also stops a tap from wrapping into the next row or image). Each tap's reduced operand is read
    once per BLOCK_M x BLOCK_N tile (BLOCK_N 64 in the shipped bf16/fp16 configs, 32 in the TF32 one;
-   128 spilled in the generic variants, benchmarks/NOTES.md). The fp32 accumulator gets bias, act and the cast on
+   128 spilled in the generic variants, benchmarks/NOTES.md; aligned channels_last launches run
+   larger tiles, see below). The fp32 accumulator gets bias, act and the cast on
    chip and is stored into the output channel slice. Configs with num_stages 1 (the fp32 FMA one)
    run nested tap / reduced-channel loops instead: nothing to pipeline, and ptxas spilled the
    flattened form there.
@@ -32,6 +33,12 @@ stays L2-resident, unlike one slot per tile, which would be as large as the redu
 cost is recomputing the reduction on the run's 2*OFF extra pixels: halo_rows / BLOCK_M times the
 reduce FLOPs (BLOCK_M 64, BLOCK_HALO 64: 2x for k = 3 at W = 7, 14 or 28, 3x for k = 5 at W = 28),
 and once more per column split (benchmarks/NOTES.md).
+
+Tiles: a config's tiles serve any launch; its ``aligned`` tiles (per SM architecture) serve the
+aligned channels_last launches (kernels/alignment.py; all of GoogLeNet's on channels_last input),
+where the divisibility hints leave the registers for larger tiles: 128 x 128 on sm_90, 128 x 64 on
+sm_80 for fp16/bf16 (configs.py). Larger tiles read the k x k weights and the reduced operand fewer
+times per output pixel and recompute a smaller share of halo (tiles_for picks them).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import alignment
 from .configs import ReduceConvConfig
 from .tf32 import round_tf32
 
@@ -183,6 +191,21 @@ def _reduce_conv_kernel(
 # there, so the count only sizes the scratch, but a small one makes tests of a tile or two take
 # the split path and tests of a few tiles reuse a slot
 INTERPRETER_SMS = 4
+# the SM architecture the interpreter pretends to be when it picks a config's aligned tiles
+INTERPRETER_ARCH = 90
+
+# The aligned channels_last specialization of this kernel (kernels/alignment.py), which a config's
+# aligned tiles run: these runtime ints take any int32 value, the channel strides are 1 and every
+# other int is divisible by 16 (R_PAD and halo_rows always are: multiples of BLOCK_R and
+# BLOCK_HALO). compile-check compiles the aligned tiles as this one specialization.
+ALIGNED_FREE_INTS: tuple[str, ...] = ("M", "H", "W", "R", "num_items", "n_split")
+ALIGNED_UNIT_INTS: tuple[str, ...] = ("sx_c", "so_c")
+
+
+def aligned_channels_last(ints: dict[str, int], tensors: tuple[torch.Tensor, ...]) -> bool:
+    """Whether a launch with these runtime ints (the kernel's names) and tensors is the aligned
+    channels_last specialization (kernels/alignment.py) with ALIGNED_FREE_INTS free."""
+    return alignment.aligned_channels_last(ints, tensors, ALIGNED_FREE_INTS, ALIGNED_UNIT_INTS)
 
 
 def sm_count(device: torch.device) -> int | None:
@@ -191,6 +214,28 @@ def sm_count(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
     return None
+
+
+def sm_arch(device: torch.device) -> int:
+    """The device's SM architecture (80 for sm_80, 90 for sm_90); INTERPRETER_ARCH off CUDA.
+    compile-check's launch recorder (tools/compile_check/aot.py) replaces it to record the launches
+    of each architecture it compiles for."""
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return 10 * major + minor
+    return INTERPRETER_ARCH
+
+
+def tiles_for(config: ReduceConvConfig, aligned: bool, m: int, c_out: int, arch: int, sms: int) -> ReduceConvConfig:
+    """The config a launch over ``m`` pixels and ``c_out`` output channels runs on ``sms`` SMs of
+    architecture ``arch``: the config's aligned tiles for that arch (ReduceConvConfig.aligned) when
+    the launch is ``aligned`` (aligned_channels_last) and those tiles still give every SM a work
+    item (tiles x output-channel blocks >= sms: at batch 1 the larger tiles would leave SMs idle
+    that the smaller ones fill), else ``config`` itself. Also what the `plan` cost model launches."""
+    tiles = config.aligned_tiles(arch) if aligned else None
+    if tiles is None or triton.cdiv(m, tiles.BLOCK_M) * triton.cdiv(c_out, tiles.BLOCK_N) < sms:
+        return config
+    return tiles
 
 
 def reduce_conv_grid(num_tiles: int, c_out: int, config: ReduceConvConfig, device: torch.device) -> tuple[int, int]:
@@ -253,6 +298,8 @@ def launch_reduce_conv(
     out: [N, C_total, H, W] (any strides). Weights are in x's dtype. With input_precision "tf32",
     x and both weights must hold TF32 values already (kernels/tf32.py, round_tf32_tensor: the
     forward rounds them once per block); the kernel rounds the reduced activations itself.
+    Where x and out are channels_last with 16-aligned channel counts, offsets and strides
+    (aligned_channels_last), the launch runs the config's aligned tiles for the GPU (tiles_for).
     """
     n, c_in, h, w = x.shape
     m = n * h * w
@@ -260,6 +307,13 @@ def launch_reduce_conv(
         return 0
     r = w_reduce.shape[1]
     c_out = w_conv.shape[2]
+    # the runtime ints that do not depend on the tiles, by the kernel's names
+    ints = dict(M=m, H=h, W=w, C_IN=c_in, R=r, C_OUT=c_out,
+                **dict(zip(("sx_n", "sx_c", "sx_h", "sx_w"), x.stride())),
+                **dict(zip(("so_n", "so_c", "so_h", "so_w"), out.stride())), out_c0=out_c0)
+    aligned = aligned_channels_last(ints, (x, w_reduce, b_reduce, w_conv, b_conv, out))
+    sms = sm_count(x.device)
+    config = tiles_for(config, aligned, m, c_out, sm_arch(x.device), INTERPRETER_SMS if sms is None else sms)
     num_tiles = triton.cdiv(m, config.BLOCK_M)
     programs, n_split = reduce_conv_grid(num_tiles, c_out, config, x.device)
     r_pad = triton.cdiv(r, config.BLOCK_R) * config.BLOCK_R

@@ -108,9 +108,10 @@ def gpu_slug(name: str) -> str:
     return slug
 
 
-def config_fields(config) -> dict[str, int]:
-    """A config's fields as a plain dict (what a tuned file stores next to the name)."""
-    return asdict(config)
+def config_fields(config) -> dict:
+    """A config's fields as a plain dict (what a tuned file stores next to the name), in JSON's
+    types (a reduce_conv config's aligned tiles: lists, as the file reads back)."""
+    return json.loads(json.dumps(asdict(config)))
 
 
 def parse_tuned(doc: dict, path: Path) -> TunedTable:

@@ -11,6 +11,7 @@ interpreter's bf16 dot is not bf16's.
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -21,7 +22,7 @@ from block_helpers import DEVICE, random_input, tf32_round
 from fused_inception import forward
 from fused_inception.kernels import reduce_conv as rc
 from fused_inception.kernels.configs import CANDIDATES, REDUCE_CONV_CONFIGS, ReduceConvConfig
-from fused_inception.tolerances import assert_close, compare, poisoned
+from fused_inception.tolerances import assert_close, assert_same_nonfinite, compare, poisoned
 from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
 
 pytestmark = pytest.mark.skipif(not forward.uses_triton(torch.empty(0)), reason="runs the Triton kernel")
@@ -69,13 +70,16 @@ def test_every_shipped_config_is_run():
     assert {name for name, _ in SHIPPED} == set(REDUCE_CONV_CONFIGS)
 
 
-@pytest.mark.parametrize("name, cls", SHIPPED, ids=lambda v: v)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"n{c[0]}c{c[1]}_{c[2]}x{c[3]}_r{c[4]}_o{c[5]}_k{c[6]}")
-def test_shipped_config_matches_float64(name, cls, case, gen):
+def _launch_and_check(cfg, cls, case, gen, around=(3, 2), bad=(), what=""):
+    """Launch ``cfg`` on ``case`` into a NaN-poisoned output with ``around`` (before, after)
+    sentinel channels beside the branch's slice and compare with the float64 reference; ``bad``:
+    (n, c, h, w, value) entries written into the input (NaN/Inf: the output must show them where
+    the reference does)."""
     n, c_in, h, w, r, c_out, k, relu, channels_last = case
-    cfg = REDUCE_CONV_CONFIGS[name]
     dtype, precision, tol = RUNS[cls]
     x64 = random_input((n, c_in, h, w), gen)
+    for i, c, y, xx, value in bad:
+        x64[i, c, y, xx] = value
     w_red = (random_input((c_in, r), gen) / c_in ** 0.5).to(dtype)
     b_red = random_input((r,), gen).float()
     w_conv = (random_input((k * k, r, c_out), gen) / (k * k * r) ** 0.5).to(dtype)
@@ -86,18 +90,28 @@ def test_shipped_config_matches_float64(name, cls, case, gen):
     ref = _reference(x.double(), w_red, b_red, w_conv, b_conv, k, relu, dtype, precision == "tf32")
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    before, after, sentinel = 3, 2, 4321.0
+    (before, after), sentinel = around, 4321.0
     out = poisoned((n, before + c_out + after, h, w), dtype, DEVICE, fmt)
     out[:, :before] = sentinel
     out[:, before + c_out:] = sentinel
     rc.launch_reduce_conv(x.to(DEVICE).contiguous(memory_format=fmt), w_red.to(DEVICE), b_red.to(DEVICE),
                           w_conv.to(DEVICE), b_conv.to(DEVICE), k, out, before, relu, precision, cfg)
-    if precision == "tf32":
-        result = compare(out[:, before:before + c_out].cpu(), ref, tol)
-        assert result.rel_error <= _TF32_BOUND, f"reduce_conv/{name} {case}: {result}"
+    got = out[:, before:before + c_out].cpu()
+    if bad:
+        assert not bool(torch.isfinite(ref).all()), "the bad values must reach the reference's output"
+        assert_same_nonfinite(got, ref, tol, what)
+    elif precision == "tf32":
+        result = compare(got, ref, tol)
+        assert result.rel_error <= _TF32_BOUND, f"{what}: {result}"
     else:
-        assert_close(out[:, before:before + c_out].cpu(), ref, tol, f"reduce_conv/{name} {case}")
+        assert_close(got, ref, tol, what)
     assert bool((out[:, :before] == sentinel).all()) and bool((out[:, before + c_out:] == sentinel).all())
+
+
+@pytest.mark.parametrize("name, cls", SHIPPED, ids=lambda v: v)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"n{c[0]}c{c[1]}_{c[2]}x{c[3]}_r{c[4]}_o{c[5]}_k{c[6]}")
+def test_shipped_config_matches_float64(name, cls, case, gen):
+    _launch_and_check(REDUCE_CONV_CONFIGS[name], cls, case, gen, what=f"reduce_conv/{name} {case}")
 
 
 def test_cases_take_the_split_and_the_persistent_paths():
@@ -136,7 +150,8 @@ def test_grid_gives_every_sm_work_for_every_googlenet_branch(monkeypatch, sms):
     every SM a work item (n_split programs per tile, at most one per output-channel block), and
     none once the tiles alone do; configs without split_columns (fp32 FMA) one program per tile."""
     device = _fake_gpu(monkeypatch, sms)
-    for name, cfg in REDUCE_CONV_CONFIGS.items():
+    every = [c for base in REDUCE_CONV_CONFIGS.values() for c in (base, *(t for _, t in base.aligned))]
+    for cfg in every:  # the configs and their aligned tiles
         slots = sms * cfg.programs_per_sm
         for block, (_, size) in GOOGLENET_BLOCKS.items():
             spec = googlenet_spec(block, "paper")
@@ -158,3 +173,112 @@ def test_grid_gives_every_sm_work_for_every_googlenet_branch(monkeypatch, sms):
                         assert tiles * (n_split - 1) < target  # the smallest split that does it
                     if tiles >= target:
                         assert n_split == 1  # the tiles alone reach it: no reduction recomputed
+
+
+# Aligned channels_last launches (kernels/alignment.py: channel counts and the slice offset
+# multiples of 16) run a config's aligned tiles for the GPU's architecture. (N, C_in, H, W, R,
+# C_out, k, relu, channels_last); written between 16 sentinel channels on each side. Every case
+# has at least INTERPRETER_SMS work items at 128-pixel tiles, so tiles_for takes the aligned tiles.
+ALIGNED_CASES = [
+    (2, 32, 16, 16, 48, 64, 3, True, True),  # 4 tiles of 128, one column block
+    (4, 16, 14, 14, 32, 160, 5, False, True),  # 7 tiles on 4 programs (a slot reused); 5 x 5 halo
+                                               # of 3 reduce chunks; a partial column block
+    (1, 48, 20, 24, 24, 32, 1, True, True),  # k = 1; R = 24, not a multiple of 16 (R is free)
+    (2, 64, 12, 20, 144, 96, 3, True, True),  # two K steps; R = 144: 2 (sm_90) or 3 (sm_80)
+                                              # reduced-channel blocks, the last partial
+    (1, 16, 16, 16, 32, 256, 3, True, True),  # 2 tiles x 2 column splits
+]
+ALIGNED_AROUND = (16, 16)
+
+
+def _spy_tiles(monkeypatch, arch: int) -> list:
+    """Pretend to be an ``arch`` GPU with INTERPRETER_SMS SMs (on a real GPU too, so that these
+    small cases take the aligned tiles) and record each launch's (BLOCK_M, BLOCK_N)."""
+    seen: list = []
+    real = rc.launch_constexprs
+
+    def spy(config, *args):
+        seen.append((config.BLOCK_M, config.BLOCK_N))
+        return real(config, *args)
+
+    monkeypatch.setattr(rc, "sm_arch", lambda device: arch)
+    monkeypatch.setattr(rc, "sm_count", lambda device: None)
+    monkeypatch.setattr(rc, "launch_constexprs", spy)
+    return seen
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("case", ALIGNED_CASES, ids=lambda c: f"n{c[0]}c{c[1]}_{c[2]}x{c[3]}_r{c[4]}_o{c[5]}_k{c[6]}")
+def test_aligned_tiles_match_float64(arch, case, gen, monkeypatch):
+    seen = _spy_tiles(monkeypatch, arch)
+    cfg = REDUCE_CONV_CONFIGS["mma"]
+    tiles = cfg.aligned_tiles(arch)
+    _launch_and_check(cfg, "mma", case, gen, around=ALIGNED_AROUND, what=f"reduce_conv/mma sm_{arch} {case}")
+    assert seen == [(tiles.BLOCK_M, tiles.BLOCK_N)]
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_aligned_tiles_show_nan_and_inf_where_the_reference_does(arch, gen, monkeypatch):
+    """NaN and +-Inf at a tile boundary (pixel 128: the first of the second 128-pixel tile, so it
+    sits in the first tile's halo), a corner and the last pixel, through the aligned tiles."""
+    seen = _spy_tiles(monkeypatch, arch)
+    case = ALIGNED_CASES[1]
+    bad = [(0, 0, 9, 2, math.nan), (1, 3, 0, 0, math.inf), (3, 5, 13, 13, -math.inf)]
+    for relu in (True, False):
+        _launch_and_check(REDUCE_CONV_CONFIGS["mma"], "mma", (*case[:7], relu, True), gen, around=ALIGNED_AROUND,
+                          bad=bad, what=f"reduce_conv/mma sm_{arch} NaN/Inf relu={relu}")
+    tiles = REDUCE_CONV_CONFIGS["mma"].aligned_tiles(arch)
+    assert seen == [(tiles.BLOCK_M, tiles.BLOCK_N)] * 2
+
+
+@pytest.mark.parametrize("why", ["offset", "nchw", "channels", "few-items", "old-gpu"])
+def test_launches_that_are_not_aligned_keep_the_base_tiles(why, gen, monkeypatch):
+    """The aligned tiles need the aligned specialization and enough work: a slice offset of 3, NCHW,
+    20 input channels, too few work items for the SMs or a GPU older than sm_80 run BLOCK_M 64."""
+    seen = _spy_tiles(monkeypatch, 75 if why == "old-gpu" else 90)
+    case, around = list(ALIGNED_CASES[0]), ALIGNED_AROUND
+    if why == "offset":
+        around = (3, 2)
+    elif why == "nchw":
+        case[8] = False
+    elif why == "channels":
+        case[1] = 20
+    elif why == "few-items":
+        case[0] = 1  # 256 pixels: 2 tiles of 128, one column block, on 4 SMs
+    _launch_and_check(REDUCE_CONV_CONFIGS["mma"], "mma", tuple(case), gen, around=around, what=f"mma {why}")
+    cfg = REDUCE_CONV_CONFIGS["mma"]
+    assert seen == [(cfg.BLOCK_M, cfg.BLOCK_N)]
+
+
+def test_tiles_for_googlenet_launches():
+    """On an H200 (132 SMs): GoogLeNet's aligned launches take the sm_90 tiles (128 x 128) exactly
+    where those give every SM a work item (every 3 x 3 branch at batch 256), else keep 64 x 64; an
+    sm_80 GPU (108 SMs) takes 128 x 64; unaligned launches and configs without aligned tiles keep
+    theirs."""
+    mma = REDUCE_CONV_CONFIGS["mma"]
+    for block, (_, size) in GOOGLENET_BLOCKS.items():
+        spec = googlenet_spec(block, "torchvision")
+        for batch in (1, 32, 256):
+            m = batch * size * size
+            for c_out in (spec.ch3x3, spec.ch5x5):
+                got = rc.tiles_for(mma, True, m, c_out, 90, 132)
+                items = -(-m // 128) * -(-c_out // 128)
+                assert got == (mma.aligned_tiles(90) if items >= 132 else mma)
+                if batch == 256 and c_out == spec.ch3x3:
+                    assert (got.BLOCK_M, got.BLOCK_N) == (128, 128)
+                    assert (rc.tiles_for(mma, True, m, c_out, 80, 108).BLOCK_N) == 64
+                assert rc.tiles_for(mma, False, m, c_out, 90, 132) is mma
+                assert rc.tiles_for(REDUCE_CONV_CONFIGS["mma-64"], True, m, c_out, 90, 132).BLOCK_M == 64
+    assert rc.tiles_for(mma, True, 256 * 49, 384, 75, 80) is mma  # no aligned tiles before sm_80
+
+
+def test_aligned_tiles_are_declared_in_order():
+    base = dict(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32)
+    big = ReduceConvConfig(**{**base, "BLOCK_M": 128})
+    assert ReduceConvConfig(**base, aligned=((80, big), (90, big))).aligned_tiles(89) == big
+    with pytest.raises(ValueError, match="ascending"):
+        ReduceConvConfig(**base, aligned=((90, big), (80, big)))
+    with pytest.raises(ValueError, match="ascending"):
+        ReduceConvConfig(**base, aligned=((90, big), (90, big)))
+    with pytest.raises(ValueError, match="of their own"):
+        ReduceConvConfig(**base, aligned=((90, ReduceConvConfig(**base, aligned=((90, big),))),))

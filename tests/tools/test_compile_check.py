@@ -30,6 +30,7 @@ from fused_inception.tools.compile_check import aot, compiling, report
 from fused_inception.tools.plan.schedules import COMPILED_POINTWISE, COMPILED_POINTWISE_AC3B22C, COMPILED_WITH
 from fused_inception.kernels import pointwise_pool as pointwise_mod
 from fused_inception.kernels import reduce_conv as reduce_conv_mod
+from fused_inception.spec import GOOGLENET_BLOCKS
 from fused_inception.kernels.configs import (
     DTYPES,
     INPUT_PRECISIONS,
@@ -62,18 +63,21 @@ SUBSET = [
     (80, "pointwise_pool", "np64", "float16", "ieee", None, True, "nhwc"),
     (80, "reduce_conv", "mma-p2", "bfloat16", "ieee", 3, True, "nchw"),
     (90, "reduce_conv", "mma-slots", "float16", "ieee", 5, True, "nhwc"),
+    (80, "reduce_conv", "mma-64", "bfloat16", "ieee", 3, True, "nhwc"),
 ]
 
 SHIPPED = {("pointwise_pool", n) for n in POINTWISE_CONFIGS} | {("reduce_conv", n) for n in REDUCE_CONV_CONFIGS}
 
 
-def _variant(kernel, config, dtype, precision, ksize, relu, layout, clamped=False, wide=False) -> aot.LaunchVariant:
+def _variant(kernel, config, dtype, precision, ksize, relu, layout, clamped=False, wide=False,
+             aligned_arch=None) -> aot.LaunchVariant:
     """The first launch variant with these fields (pointwise_pool: branch 1 unless ``clamped``,
-    which is the clamped pool variant, with wide tiles if ``wide``)."""
-    key = (kernel, config, dtype, precision, ksize, relu, layout, clamped, wide)
+    which is the clamped pool variant, with wide tiles if ``wide``; reduce_conv: the config's own
+    tiles unless ``aligned_arch``, which picks its aligned tiles of that arch)."""
+    key = (kernel, config, dtype, precision, ksize, relu, layout, clamped, wide, aligned_arch)
     for v in aot.launch_variants():
         if (v.kernel, v.config_name, v.dtype, v.input_precision, v.ksize, v.relu, v.layout, v.clamped,
-                v.wide_pool) == key:
+                v.wide_pool, v.arch) == key:
             return v
     raise LookupError(f"{key} is not a launch variant")
 
@@ -140,6 +144,59 @@ def test_aligned_pool_variant_compiles_without_spills_pipelined(arch, dtype, pre
     (row,) = compiling.check([arch], [v])
     assert report.row_failures(row) == []
     assert row["ldgsts"] > 0 and (row["hgmma"] > 0) == (arch >= 90) and (row["hmma"] > 0) == (arch < 90)
+
+
+# the aligned reduce_conv tiles (ReduceConvConfig.aligned, reduce_conv.tiles_for): the default's
+# 128 x 64 (sm_80) and 128 x 128 (sm_90) tiles, each compiled for its arch as the one aligned
+# specialization (reduce_conv.aligned_channels_last). Generic variants of those tiles spilled
+# 928-3896 B.
+ALIGNED_RC_SUBSET = [(80, "bfloat16", 5), (90, "bfloat16", 3), (90, "float16", 5)]
+
+
+@pytest.mark.parametrize(("arch", "dtype", "ksize"), ALIGNED_RC_SUBSET, ids=lambda c: str(c))
+def test_aligned_reduce_conv_tiles_compile_without_spills_pipelined(arch, dtype, ksize):
+    v = _variant("reduce_conv", "mma", dtype, "ieee", ksize, True, "nhwc", aligned_arch=arch)
+    assert v.aligned and v.config == REDUCE_CONV_CONFIGS["mma"].aligned_tiles(arch)
+    assert v.compiled_for(arch) and not v.compiled_for(170 - arch)  # 80 <-> 90
+    keys = aot._int_keys(v)
+    assert {n for n, k in keys.items() if k == "1"} == set(reduce_conv_mod.ALIGNED_UNIT_INTS)
+    assert {n for n, k in keys.items() if k == "i32"} == set(reduce_conv_mod.ALIGNED_FREE_INTS)
+    assert all(k == "i32:D" for n, k in keys.items()
+               if n not in set(reduce_conv_mod.ALIGNED_FREE_INTS) | set(reduce_conv_mod.ALIGNED_UNIT_INTS))
+    (row,) = compiling.check([arch], [v])
+    assert report.row_failures(row) == []
+    assert row["resident_warps"] >= v.config.programs_per_sm * v.config.num_warps
+    assert row["ldgsts"] > 0 and (row["hgmma"] > 0) == (arch >= 90) and (row["hmma"] > 0) == (arch < 90)
+    assert compiling.check([170 - arch], [v]) == []  # the other arch does not run these tiles
+
+
+def test_aligned_reduce_conv_variants_only_channels_last_tiles_per_arch():
+    """Every config with aligned tiles has, for each dtype and precision it launches, a channels_last
+    variant per (arch, tiles) entry, and no other variant is aligned."""
+    variants = aot.launch_variants(["reduce_conv"])
+    aligned = [v for v in variants if v.aligned]
+    assert aligned and all(v.layout == "nhwc" and v.arch is not None for v in aligned)
+    assert all(v.arch is None for v in variants if not v.aligned)
+    want = {(d, p, name, arch, tiles) for k, d, p, cfg in launchable_configs() if k == "reduce_conv"
+            for name in [next(n for n, c in REDUCE_CONV_CONFIGS.items() if c == cfg)] for arch, tiles in cfg.aligned}
+    assert {(v.dtype, v.input_precision, v.config_name, v.arch, v.config) for v in aligned if v.relu} == want
+
+
+def test_launched_aligned_variants_narrow_the_aligned_generic():
+    """Every launch GoogLeNet makes with aligned tiles is the aligned generic variant of its arch or
+    narrower, and at batch 256 every channels_last bf16 3 x 3 branch of the default takes them."""
+    generic = {(v.dtype, v.ksize, v.relu, v.arch): aot._int_keys(v)
+               for v in aot.launch_variants(["reduce_conv"]) if v.aligned}
+    launched = aot.googlenet_launch_variants(["reduce_conv"], batches=[1, 256], gpus=[None])
+    aligned = [v for v in launched if v.aligned]
+    assert {v.arch for v in aligned} == set(aot.RECORD_ARCHS)
+    for v in aligned:
+        g = generic[(v.dtype, v.ksize, v.relu, v.arch)]
+        for name, key in aot._int_keys(v).items():
+            assert key == g[name] or (g[name] == "i32" and key in ("1", "i32:D")), (v.label(), name, key)
+    for arch in aot.RECORD_ARCHS:
+        served = {n for v in aligned if v.arch == arch and v.dtype == "bfloat16" for n in v.launches}
+        assert {f"{m}/{b}/N256/b3" for m in ("paper", "torchvision") for b in GOOGLENET_BLOCKS} <= served
 
 
 def test_loop_instructions_counts_the_largest_loop_body():
@@ -280,6 +337,19 @@ def _launch_args(kernel: str, v: aot.LaunchVariant, monkeypatch) -> tuple[tuple,
             v.input_precision, v.config)
         # two launches per block (branch 1, then the pool projection): the variant's one
         rec.calls = [c for c in rec.calls if c[1]["IS_POOL"] == v.pool]
+    elif v.aligned:
+        # an aligned channels_last launch on the interpreter's INTERPRETER_SMS SMs, pretending to be
+        # the tiles' arch: 256 pixels (2 tiles of 128) and 256 output channels (2 or 4 column
+        # blocks), so the tiles still fill the SMs and split columns (n_split 2)
+        k = v.ksize
+        x = torch.randn(1, 32, 16, 16).to(dtype=dt, memory_format=mf)
+        out = torch.empty(1, 288, 16, 16, dtype=dt).to(memory_format=mf)
+        monkeypatch.setattr(reduce_conv_mod, "_reduce_conv_kernel", rec)
+        monkeypatch.setattr(reduce_conv_mod, "sm_arch", lambda device: v.arch)
+        monkeypatch.setattr(reduce_conv_mod, "sm_count", lambda device: None)
+        reduce_conv_mod.launch_reduce_conv(
+            x, torch.randn(32, 16, dtype=dt), torch.randn(16), torch.randn(k * k, 16, 256, dtype=dt),
+            torch.randn(256), k, out, 16, v.relu, v.input_precision, REDUCE_CONV_CONFIGS[v.config_name])
     else:
         # 100 pixels (2 tiles of 64, 4 of 32) and 200 output channels: split_columns configs split
         k = v.ksize
@@ -508,41 +578,58 @@ def test_reviewed_launch_specializes_as_expected(recorded):
 
 
 def test_launched_variants_cover_all_blocks(recorded, launched):
-    """Every launch is served by exactly one launched specialization, and for every kernel,
-    dtype/precision, memory format and batch, the 9 blocks x 2 variants are all there (reduce_conv:
-    both branches, k = 3 and, for the paper, 5)."""
+    """On each recorded arch, every launch is served by a launched specialization that arch runs and
+    that lists it, and for every kernel, dtype/precision, memory format and batch, the 9 blocks x 2
+    variants are all there (reduce_conv: both branches, k = 3 and, for the paper, 5). One launch
+    may be served by different specializations on different archs (aligned tiles on one, the
+    config's own on the other)."""
     from fused_inception.spec import GOOGLENET_BLOCKS, VARIANTS
 
-    # a launch name says model/block/batch/branch; dtype, precision and layout are the variant's
-    names = [(v.dtype, v.input_precision, v.layout, n) for v in launched for n in v.launches]
-    assert len(names) == len(set(names)) == len(recorded)
     assert len(set(launched)) == len(launched)
     assert all(v.launched and v.relu for v in launched)
+    index = {v: v for v in launched}  # a variant's identity leaves out its launches
     blocks = {(m, b) for m in VARIANTS for b in GOOGLENET_BLOCKS}
     assert len(blocks) == 18
-    for kernel, dtype_name, precision, cfg in default_configs():
-        for layout in aot.LAYOUTS:
-            for batch in aot.GOOGLENET_BATCHES:
-                mine = [(n.split("/"), v) for v in launched for n in v.launches
-                        if (v.kernel, v.dtype, v.input_precision, v.layout) == (kernel, dtype_name, precision, layout)]
-                mine = [(parts, v) for parts, v in mine if parts[2] == f"N{batch}"]
-                assert {(p[0], p[1]) for p, _ in mine} == blocks, (kernel, dtype_name, precision, layout, batch)
-                assert all(v.config == cfg for _, v in mine)
-                if kernel == "reduce_conv":
-                    assert {(p[0], p[1], p[3]) for p, _ in mine} == {(m, b, br) for m, b in blocks for br in ("b3", "b5")}
-                    k5 = {p[0]: v.ksize for p, v in mine if p[3] == "b5"}
-                    assert k5 == {"paper": 5, "torchvision": 3}
+    for arch in aot.RECORD_ARCHS:
+        recs = recorded if arch == aot.RECORD_ARCHS[-1] else aot.record_googlenet_launches(arch=arch)
+        assert len(recs) == len(recorded)
+        served = []
+        for rec in recs:
+            v = index[aot.launched_variant(rec)]
+            assert v.compiled_for(arch) and rec.name() in v.launches, (arch, rec.name())
+            served.append((rec.name(), v))
+        # a launch name says model/block/batch/branch; dtype, precision and layout are the variant's
+        names = [(v.dtype, v.input_precision, v.layout, n) for n, v in served]
+        assert len(names) == len(set(names)) == len(recorded), arch
+        _check_blocks_covered(served, blocks, arch)
     # batch 1 specializes differently from 256 (M and num_tiles), so both are needed
     by_batch = {b: {v for v in launched if any(n.split("/")[2] == f"N{b}" for n in v.launches)}
                 for b in aot.GOOGLENET_BATCHES}
     assert by_batch[1] != by_batch[256]
-    # a variant round-trips through the workers' JSON
-    assert all(aot.LaunchVariant.from_dict(json.loads(json.dumps(v.to_dict()))) == v for v in launched[:5])
+    # a variant round-trips through the workers' JSON, aligned tiles included
+    some = launched[:5] + [v for v in launched if v.aligned][:2]
+    assert all(aot.LaunchVariant.from_dict(json.loads(json.dumps(v.to_dict()))) == v for v in some)
 
 
-def _launched_pick(launched, kernel, dtype, launch, layout):
+def _check_blocks_covered(served, blocks, arch):
+    """``served``: (launch name, variant) of every launch recorded for ``arch``."""
+    for kernel, dtype_name, precision, cfg in default_configs():
+        for layout in aot.LAYOUTS:
+            for batch in aot.GOOGLENET_BATCHES:
+                mine = [(n.split("/"), v) for n, v in served
+                        if (v.kernel, v.dtype, v.input_precision, v.layout) == (kernel, dtype_name, precision, layout)]
+                mine = [(parts, v) for parts, v in mine if parts[2] == f"N{batch}"]
+                assert {(p[0], p[1]) for p, _ in mine} == blocks, (kernel, dtype_name, precision, layout, batch)
+                assert all(v.config == (cfg.aligned_tiles(arch) if v.aligned else cfg) for _, v in mine)
+                if kernel == "reduce_conv":
+                    assert {(p[0], p[1], p[3]) for p, _ in mine} == {(m, b, br) for m, b in blocks for br in ("b3", "b5")}
+                    k5 = {p[0]: v.ksize for p, v in mine if p[3] == "b5"}
+                    assert k5 == {"paper": 5, "torchvision": 3}
+
+
+def _launched_pick(launched, kernel, dtype, launch, layout, arch):
     for v in launched:
-        if (v.kernel, v.dtype, v.layout) == (kernel, dtype, layout) and launch in v.launches:
+        if (v.kernel, v.dtype, v.layout) == (kernel, dtype, layout) and launch in v.launches and v.compiled_for(arch):
             return v
     raise LookupError((kernel, dtype, launch, layout))
 
@@ -551,10 +638,10 @@ def _launched_pick(launched, kernel, dtype, launch, layout):
 def launched_rows(launched):
     """One launched specialization per kernel and arch, compiled."""
     picks = {
-        80: [_launched_pick(launched, "pointwise_pool", "float16", "paper/3a/N256/b1", "nhwc"),
-             _launched_pick(launched, "reduce_conv", "bfloat16", "paper/3a/N256/b3", "nhwc")],
-        90: [_launched_pick(launched, "pointwise_pool", "bfloat16", "torchvision/5b/N1/pool", "nchw"),
-             _launched_pick(launched, "reduce_conv", "float16", "paper/5b/N1/b5", "nhwc")],
+        80: [_launched_pick(launched, "pointwise_pool", "float16", "paper/3a/N256/b1", "nhwc", 80),
+             _launched_pick(launched, "reduce_conv", "bfloat16", "paper/3a/N256/b3", "nhwc", 80)],
+        90: [_launched_pick(launched, "pointwise_pool", "bfloat16", "torchvision/5b/N1/pool", "nchw", 90),
+             _launched_pick(launched, "reduce_conv", "float16", "paper/5b/N1/b5", "nhwc", 90)],
     }
     rows = []
     for arch, variants in picks.items():

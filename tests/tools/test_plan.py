@@ -17,7 +17,8 @@ from fused_inception.dtypes import DTYPE_NAMES
 from fused_inception.spec import VARIANTS
 from fused_inception.tools.plan.eager import eager_launches
 from fused_inception.tools.plan.fused import (fused_block_launches, fused_launches, modelled_dot_precision,
-                                              pointwise_pool_launches, reduce_conv_grid, reduce_conv_launch)
+                                              modelled_reduce_conv_tiles, pointwise_pool_launches, reduce_conv_grid,
+                                              reduce_conv_launch)
 from fused_inception.tools.plan.gpus import GPU, GPUS, H100_PCIE, H100_SXM, H200_SXM
 from fused_inception.tools.plan.launches import Launch
 from fused_inception.tools.plan.model import build_plan
@@ -436,12 +437,16 @@ def _simulate_reduce_conv(n, h, w, cin, r, c, k, cfg, e, n_split):
 @pytest.mark.parametrize("sms", [1, 132])
 def test_reduce_conv_launch_matches_simulated_loops(shape, config, sms):
     n, h, w, cin, r, c, k = shape
-    cfg = (TodayReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32)
-           if config == "d2e917c" else REDUCE_CONV_CONFIGS[config])
+    named = (TodayReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32)
+             if config == "d2e917c" else REDUCE_CONV_CONFIGS[config])
+    # the launch runs the sm_90 aligned tiles where they fill the SMs (mma: 128 x 128 on one SM)
+    cfg = modelled_reduce_conv_tiles(named, n * h * w, c, sms)
+    assert (cfg is not named) == (config == "mma" and -(-n * h * w // 128) * -(-c // 128) >= sms)
     tiles = -(-n * h * w // cfg.BLOCK_M)
     programs, n_split = reduce_conv_grid(tiles, c, cfg, sms)
     sim = _simulate_reduce_conv(n, h, w, cin, r, c, k, cfg, 2, n_split)
-    launch = reduce_conv_launch("x", "branch2", cin, r, c, k, n, h, w, "bfloat16", cfg, sms=sms)
+    launch = reduce_conv_launch("x", "branch2", cin, r, c, k, n, h, w, "bfloat16", named, sms=sms)
+    assert ("aligned" in launch.detail) == (cfg is not named)
     for key in ("exec_flops", "padded_flops", "l2_bytes", "halo_bytes", "cache_reread_bytes"):
         assert getattr(launch, key) == sim[key], (key, getattr(launch, key), sim[key])
     r_pad = -(-r // cfg.BLOCK_R) * cfg.BLOCK_R

@@ -73,9 +73,9 @@ def test_candidates_are_named_configs_with_the_default_first():
         # every table entry is a candidate somewhere (no dead config), and no two are equal
         used = {n for (k, _), names in CANDIDATES.items() if k == kernel for n in names}
         assert used == set(table)
-        assert len({tuple(config_fields(c).items()) for c in table.values()}) == len(table)
-        # no config uses 8 warps (docs/DESIGN.md §5)
-        assert all(c.num_warps <= 4 for c in table.values())
+        assert len(set(table.values())) == len(table)
+        # no config, nor a reduce_conv config's aligned tiles, uses 8 warps (docs/DESIGN.md §5)
+        assert all(t.num_warps <= 4 for c in table.values() for t in (c, *(t for _, t in getattr(c, "aligned", ()))))
     # the defaults, pinned: reordering CANDIDATES must not change what launches without a tuned file
     expected = {("pointwise_pool", "float32", "ieee"): "fma", ("pointwise_pool", "float32", "tf32"): "default",
                 ("pointwise_pool", "float16", "ieee"): "default", ("pointwise_pool", "bfloat16", "ieee"): "default",
@@ -431,3 +431,12 @@ def test_stream_timer_hides_host_time_behind_queued_gpu_work():
         torch.cuda._sleep(cycles)
 
     assert tune_rules.stream_timer(slow_host) == pytest.approx(2 * gpu_ms, rel=0.25)
+
+
+@pytest.mark.parametrize("name", ["mma", "mma-64"])
+def test_reduce_conv_choices_with_and_without_aligned_tiles_read_back(tuned_dir, name):
+    """A tuned file stores a config's fields as JSON; the default's aligned tiles (nested configs
+    per arch) must read back as the same fields, or every file naming it would be refused."""
+    _write(tuned_dir, [_choice("reduce_conv", "bfloat16", "ieee", name)])
+    assert pick_reduce_conv_config("bfloat16", "ieee", GPU) == REDUCE_CONV_CONFIGS[name]
+    assert bool(REDUCE_CONV_CONFIGS[name].aligned) == (name == "mma")

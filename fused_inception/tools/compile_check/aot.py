@@ -58,7 +58,8 @@ import torch
 from fused_inception import forward
 from fused_inception.dtypes import short_name
 from fused_inception.kernels import pointwise_pool, reduce_conv
-from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name, launchable_configs
+from fused_inception.kernels.configs import (PointwiseConfig, ReduceConvConfig, config_by_name, config_name,
+                                             launchable_configs)
 from fused_inception.kernels.tuned_configs import shipped_tables
 from fused_inception.params import InceptionParams
 from fused_inception.spec import GOOGLENET_BLOCKS, VARIANTS, googlenet_spec
@@ -150,6 +151,11 @@ class LaunchVariant:
     # specialization, pointwise_pool.aligned_channels_last), and with them BLOCK_NP_WIDE-wide tiles
     clamped: bool = False
     wide_pool: bool = False
+    # reduce_conv only: ``config`` is the named config's aligned tiles for SM ``arch`` and up
+    # (ReduceConvConfig.aligned), compiled as the aligned channels_last specialization
+    # (reduce_conv.aligned_channels_last) and only for the archs that take those tiles
+    aligned: bool = False
+    arch: int | None = None
     # launched specializations: (int argument, jit_int_key) for every runtime int argument, in
     # parameter order; None for a generic variant (only the layout's unit strides specialized)
     ints: tuple[tuple[str, str], ...] | None = None
@@ -163,6 +169,13 @@ class LaunchVariant:
     @property
     def launched(self) -> bool:
         return self.ints is not None
+
+    def compiled_for(self, arch: int) -> bool:
+        """Whether an ``arch`` GPU runs this variant: every variant but aligned tiles, which only
+        the archs that take them (ReduceConvConfig.aligned_tiles) run."""
+        if not self.aligned:
+            return True
+        return config_by_name(self.kernel, self.config_name).aligned_tiles(arch) == self.config
 
     def ints_label(self) -> str:
         """The launched specialization in short: ints that are constexpr 1 and ints that are not
@@ -185,6 +198,7 @@ class LaunchVariant:
         k = f" k={self.ksize}" if self.ksize is not None else ""
         k += {True: " pool", False: " branch1", None: ""}[self.pool]
         k += " wide" if self.wide_pool else " clamped" if self.clamped else ""
+        k += f" aligned sm_{self.arch}+" if self.aligned else ""
         spec = f" [{self.ints_label()}]" if self.launched else ""
         return (f"{self.kernel}/{self.config_name} {self.dtype} {self.input_precision}{k} "
                 f"relu={int(self.relu)} {self.layout}{spec}")
@@ -197,7 +211,11 @@ class LaunchVariant:
     @classmethod
     def from_dict(cls, d: dict) -> "LaunchVariant":
         d = dict(d)
-        d["config"] = KERNELS[d["kernel"]].config_cls(**d["config"])
+        fields = dict(d["config"])
+        if "aligned" in fields:  # reduce_conv: (arch, tiles) pairs, the tiles as dicts
+            fields["aligned"] = tuple((int(arch), ReduceConvConfig(**{**tiles, "aligned": ()}))
+                                      for arch, tiles in fields["aligned"])
+        d["config"] = KERNELS[d["kernel"]].config_cls(**fields)
         if d.get("ints") is not None:
             d["ints"] = tuple((str(n), str(k)) for n, k in d["ints"])
         d["launches"] = tuple(d.get("launches") or ())
@@ -217,30 +235,34 @@ def launch_variants(kernels: tuple[str, ...] | list[str] | None = None) -> list[
         ksizes = REDUCE_CONV_KSIZES if KERNELS[kernel].uses_ksize else (None,)
         for k in ksizes:
             for layout in LAYOUTS:
-                for pool, clamped, wide in _pool_modes(kernel, cfg, layout):
-                    out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, True, layout, pool,
-                                             clamped, wide))
+                for tiles, pool, clamped, wide, arch in _modes(kernel, cfg, layout):
+                    out.append(LaunchVariant(kernel, name, tiles, dtype_name, precision, k, True, layout, pool,
+                                             clamped, wide, arch is not None, arch))
             if (kernel, name, k) not in relu_off_done:
                 relu_off_done.add((kernel, name, k))
-                for pool, clamped, wide in _pool_modes(kernel, cfg, RELU_FALSE_LAYOUT):
-                    out.append(LaunchVariant(kernel, name, cfg, dtype_name, precision, k, False, RELU_FALSE_LAYOUT,
-                                             pool, clamped, wide))
+                for tiles, pool, clamped, wide, arch in _modes(kernel, cfg, RELU_FALSE_LAYOUT):
+                    out.append(LaunchVariant(kernel, name, tiles, dtype_name, precision, k, False, RELU_FALSE_LAYOUT,
+                                             pool, clamped, wide, arch is not None, arch))
     return out
 
 
-def _pool_modes(kernel: str, cfg: Any, layout: str) -> tuple[tuple[bool | None, bool, bool], ...]:
-    """The (IS_POOL, clamped, wide) of a kernel's launches in a layout: pointwise_pool launches
-    twice per block (branch 1, then the pool projection); a channels_last pool launch of a config
-    with clamp_taps may be the aligned specialization (taps clamped), and that one may take the
-    config's wide pool tiles
-    (pointwise_pool.wide_pool_tiles); ((None, False, False),) for reduce_conv."""
+def _modes(kernel: str, cfg: Any, layout: str) -> tuple[tuple[Any, bool | None, bool, bool, int | None], ...]:
+    """The (tiles, IS_POOL, clamped, wide, aligned arch) of a config's launches in a layout.
+    pointwise_pool launches twice per block (branch 1, then the pool projection); a channels_last
+    pool launch of a config with clamp_taps may be the aligned specialization (taps clamped), and
+    that one may take the config's wide pool tiles (pointwise_pool.wide_pool_tiles). reduce_conv
+    launches the config's own tiles, and a channels_last launch may be the aligned specialization
+    with the config's aligned tiles of an arch (reduce_conv.tiles_for). ``tiles`` is the config
+    the launch compiles with; ``aligned arch`` None except for aligned tiles."""
     if kernel != "pointwise_pool":
-        return ((None, False, False),)
-    modes: list[tuple[bool | None, bool, bool]] = [(False, False, False), (True, False, False)]
+        aligned = cfg.aligned if layout == "nhwc" else ()
+        return ((cfg, None, False, False, None), *((tiles, None, False, False, arch) for arch, tiles in aligned))
+    modes: list[tuple[Any, bool | None, bool, bool, int | None]] = [(cfg, False, False, False, None),
+                                                                    (cfg, True, False, False, None)]
     if layout == "nhwc" and cfg.clamp_taps:
-        modes.append((True, True, False))
+        modes.append((cfg, True, True, False, None))
         if cfg.BLOCK_NP_WIDE:
-            modes.append((True, True, True))
+            modes.append((cfg, True, True, True, None))
     return tuple(modes)
 
 
@@ -279,19 +301,19 @@ def _runtime_ints(v: LaunchVariant) -> list[str]:
 
 def _int_keys(v: LaunchVariant) -> dict[str, str]:
     """int argument -> jit_int_key for a launched variant; for a generic one, "1" for the layout's
-    unit strides and "i32" (no hint) for the rest, except a clamped pool variant's: the one
-    specialization aligned launches compile to (pointwise_pool.aligned_channels_last), "1" for
-    ALIGNED_UNIT_INTS (and n_col_tiles with wide tiles), "i32" for ALIGNED_FREE_INTS and "i32:D"
-    for the rest."""
+    unit strides and "i32" (no hint) for the rest, except a clamped pool variant's or aligned
+    reduce_conv tiles': the one specialization aligned launches compile to (kernels/alignment.py;
+    the kernel module's ALIGNED_UNIT_INTS "1", and n_col_tiles with wide pool tiles; its
+    ALIGNED_FREE_INTS "i32"; every other int "i32:D")."""
     names = _runtime_ints(v)
     if v.ints is None:
         for stride in LAYOUTS[v.layout]:
             if stride not in names:
                 raise ValueError(f"{v.spec.name}: no stride argument {stride!r}")
-        if v.clamped:
-            ones = pointwise_pool.ALIGNED_UNIT_INTS + (("n_col_tiles",) if v.wide_pool else ())
-            return {n: "1" if n in ones else "i32" if n in pointwise_pool.ALIGNED_FREE_INTS else "i32:D"
-                    for n in names}
+        if v.clamped or v.aligned:
+            mod = pointwise_pool if v.clamped else reduce_conv
+            ones = mod.ALIGNED_UNIT_INTS + (("n_col_tiles",) if v.wide_pool else ())
+            return {n: "1" if n in ones else "i32" if n in mod.ALIGNED_FREE_INTS else "i32:D" for n in names}
         return {n: "1" if n in LAYOUTS[v.layout] else "i32" for n in names}
     keys = dict(v.ints)
     if list(keys) != names:
@@ -376,6 +398,9 @@ GOOGLENET_BATCHES: tuple[int, ...] = (1, 256)
 # split, hence its n_split / num_items specializations): H100 and H200 have 132. A GPU with another
 # count may specialize those two ints differently; the generic variants cover any value.
 RECORD_SMS = 132
+# the SM architectures the launches are recorded for (reduce_conv.sm_arch): they pick a config's
+# aligned tiles (ReduceConvConfig.aligned); each is recorded with RECORD_SMS SMs
+RECORD_ARCHS: tuple[int, ...] = (80, 90)
 # memory format name (LAYOUTS) -> torch.memory_format attribute
 _MEMORY_FORMATS = {"nchw": "contiguous_format", "nhwc": "channels_last"}
 # launch order of fused_inception.forward._forward_triton: branch of each launch, per kernel
@@ -396,6 +421,7 @@ class RecordedLaunch:
     dtype: str
     input_precision: str
     branch: str  # "b1" (1x1), "pool" (pool projection), "b3", "b5"
+    arch: int  # the SM architecture recorded for (reduce_conv.sm_arch)
 
     def name(self) -> str:
         return f"{self.model}/{self.block}/N{self.batch}/{self.branch}"
@@ -444,22 +470,23 @@ def _meta_params(block_spec, dtype):
 
 def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_BATCHES,
                               models: tuple[str, ...] = VARIANTS,
-                              gpu: str | None = None) -> list[RecordedLaunch]:
+                              gpu: str | None = None, arch: int = RECORD_ARCHS[-1]) -> list[RecordedLaunch]:
     """Every kernel launch of GoogLeNet's nine blocks, recorded from the library's own forward.
 
     For each model variant, block, launchable (dtype, precision), memory format and batch,
     ``fused_inception.forward._forward_triton`` runs on meta tensors (its ``dot_precision`` pinned to
     the precision and its ``gpu_name`` to ``gpu``: None launches the default configs, a GPU name
-    that GPU's tuned ones; grids sized for RECORD_SMS SMs; output allocated as
+    that GPU's tuned ones; grids sized for RECORD_SMS SMs of SM architecture ``arch``; output allocated as
     ``inception_forward`` does, c0 = 0 as GoogLeNet calls it) with the kernels replaced by recorders: nothing is computed or allocated, and the
     arguments are exactly what the launchers pass.
     """
     precisions = list(dict.fromkeys((d, p) for _, d, p, _ in launchable_configs()))
     out: list[RecordedLaunch] = []
-    saved_precision, saved_gpu, saved_sms = forward.dot_precision, forward.gpu_name, reduce_conv.sm_count
+    saved = forward.dot_precision, forward.gpu_name, reduce_conv.sm_count, reduce_conv.sm_arch
     try:
         forward.gpu_name = lambda x: gpu
         reduce_conv.sm_count = lambda device: RECORD_SMS
+        reduce_conv.sm_arch = lambda device: arch
         with recording_launches() as calls:
             for model in models:
                 for block, (_, size) in GOOGLENET_BLOCKS.items():
@@ -480,9 +507,9 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
                                 for kernel, args, kwargs in calls:
                                     i = seen[kernel] = seen.get(kernel, -1) + 1
                                     out.append(RecordedLaunch(kernel, args, kwargs, model, block, int(n), layout,
-                                                              dtype_name, precision, _BRANCHES[kernel][i]))
+                                                              dtype_name, precision, _BRANCHES[kernel][i], arch))
     finally:
-        forward.dot_precision, forward.gpu_name, reduce_conv.sm_count = saved_precision, saved_gpu, saved_sms
+        forward.dot_precision, forward.gpu_name, reduce_conv.sm_count, reduce_conv.sm_arch = saved
     return out
 
 
@@ -499,11 +526,11 @@ def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
     options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
     bound = inspect.signature(spec.python_fn()).bind(*rec.args, **kwargs)
     got_constexprs: dict[str, Any] = {}
-    candidates = [LaunchVariant(rec.kernel, config_name(cfg), cfg, rec.dtype, rec.input_precision,
+    candidates = [LaunchVariant(rec.kernel, config_name(cfg), tiles, rec.dtype, rec.input_precision,
                                 kwargs.get("KSIZE") if spec.uses_ksize else None, bool(kwargs["APPLY_RELU"]),
-                                rec.layout, pool, clamped, wide)
-                  for cfg in cfgs for pool, clamped, wide in _pool_modes(rec.kernel, cfg, rec.layout)
-                  if pool is kwargs.get("IS_POOL")]
+                                rec.layout, pool, clamped, wide, arch is not None, arch)
+                  for cfg in cfgs for tiles, pool, clamped, wide, arch in _modes(rec.kernel, cfg, rec.layout)
+                  if pool is kwargs.get("IS_POOL") and (arch is None or cfg.aligned_tiles(rec.arch) == tiles)]
     for base in candidates:
         want_constexprs = spec.constexprs(base.config, base)
         got_constexprs = {n: bound.arguments[n] for n in want_constexprs}
@@ -533,9 +560,12 @@ def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
 
 def googlenet_launch_variants(kernels: tuple[str, ...] | list[str] | None = None,
                               batches: tuple[int, ...] | list[int] = GOOGLENET_BATCHES,
-                              gpus: tuple[str | None, ...] | list[str | None] | None = None) -> list[LaunchVariant]:
+                              gpus: tuple[str | None, ...] | list[str | None] | None = None,
+                              archs: tuple[int, ...] | list[int] = RECORD_ARCHS) -> list[LaunchVariant]:
     """The distinct specializations GoogLeNet's blocks launch (see record_googlenet_launches), each
-    with the sorted names of the launches that use it; ordered like launch_variants().
+    with the sorted names of the launches that use it; ordered like launch_variants(). Recorded
+    for each of ``archs``: a launch that takes aligned tiles gives a variant per arch
+    (``LaunchVariant.compiled_for``), the others one variant for all.
 
     ``gpus``: whose configs to record, None for the defaults; by default the defaults and every
     GPU with a tuned file checked in (kernels/tuned/), so a tuned choice is compiled exactly as
@@ -546,13 +576,14 @@ def googlenet_launch_variants(kernels: tuple[str, ...] | list[str] | None = None
         gpus = [None] + [t.gpu for t in shipped_tables()]
     merged: dict[LaunchVariant, list[str]] = {}
     for gpu in gpus:
-        for rec in record_googlenet_launches(batches, gpu=gpu):
-            if kernels is not None and rec.kernel not in kernels:
-                continue
-            v = launched_variant(rec)
-            merged.setdefault(v, []).extend(v.launches)
+        for arch in archs:
+            for rec in record_googlenet_launches(batches, gpu=gpu, arch=arch):
+                if kernels is not None and rec.kernel not in kernels:
+                    continue
+                v = launched_variant(rec)
+                merged.setdefault(v, []).extend(v.launches)
     order = {(k, d, p, config_name(c)): i for i, (k, d, p, c) in enumerate(launchable_configs())}
     layouts = list(LAYOUTS)
     variants = [replace(v, launches=tuple(dict.fromkeys(names))) for v, names in merged.items()]
     return sorted(variants, key=lambda v: (order[(v.kernel, v.dtype, v.input_precision, v.config_name)],
-                                           v.ksize or 0, layouts.index(v.layout), v.ints))
+                                           v.ksize or 0, layouts.index(v.layout), v.arch or 0, v.ints))

@@ -148,7 +148,8 @@ def loop_instructions(sass: str) -> int:
 
 def _empty_row(v: LaunchVariant, arch: int) -> dict:
     return {
-        "kernel": v.kernel, "config": v.config_name, "dtype": v.dtype,
+        # a config's aligned reduce_conv tiles are "<name> aligned": the table tells them apart
+        "kernel": v.kernel, "config": v.config_name + (" aligned" if v.aligned else ""), "dtype": v.dtype,
         "precision": v.input_precision, "ksize": v.ksize, "relu": v.relu, "layout": v.layout,
         "arch": arch, "num_warps": v.config.num_warps, "num_stages": v.config.num_stages,
         "registers": None, "stack": None, "spill_stores": None, "spill_loads": None,
@@ -291,13 +292,14 @@ def _check_in_subprocesses(tasks: list[tuple[LaunchVariant, int]], jobs: int) ->
 
 def check(archs: Iterable[int], variants: Sequence[LaunchVariant] | None = None,
           jobs: int | None = None) -> list[dict]:
-    """One row per (arch, variant), archs outer; every launchable variant by default.
+    """One row per (arch, variant) that the arch runs (LaunchVariant.compiled_for: aligned tiles
+    only for their archs), archs outer; every launchable variant by default.
 
     ``jobs`` compile processes (default: the CPU count); with jobs=1 and the kernels compilable
     here, everything runs in this process.
     """
     variants = launch_variants() if variants is None else list(variants)
-    tasks = [(v, int(a)) for a in archs for v in variants]
+    tasks = [(v, int(a)) for a in archs for v in variants if v.compiled_for(int(a))]
     if not tasks:
         return []
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))

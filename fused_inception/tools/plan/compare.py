@@ -64,17 +64,19 @@ def _block_cost(times: list[LaunchTime], fig: LatencyFigures) -> float:
 
 def compare(gpu: GPU, variant: str = "torchvision", batch: int = 256, size: int = 224, dtype: str = "bfloat16",
             tf32: bool = True, figures: LatencyFigures | None = None,
-            pointwise_cfg: object | None = None, pointwise_compiled: dict | None = None) -> Comparison:
+            pointwise_cfg: object | None = None, pointwise_compiled: dict | None = None,
+            reduce_conv_cfg: object | None = None) -> Comparison:
     """Model the eager network and both fused networks on ``gpu`` (default figures of that GPU;
-    ``pointwise_cfg``, ``pointwise_compiled``: the pipelined blocks' pointwise config and compiled
-    figures, default the config picked now and the code now)."""
+    ``pointwise_cfg``, ``pointwise_compiled``, ``reduce_conv_cfg``: the pipelined blocks' pointwise
+    config and compiled figures and their reduce -> k x k config, default the configs picked now
+    and the code now)."""
     fig = figures or figures_for(gpu)
     eager = eager_launches(variant, batch, size, dtype)
     eager_times = [eager_time(l, fig, dtype, tf32) for l in eager]
     shapes = block_shapes(variant, size)
     fused_blocks = {label: {name: [schedule_time(s, fig, dtype, tf32)
                                    for s in block_schedules(label, name, spec, batch, h, w, dtype, gpu.sms, tf32,
-                                                            pointwise_cfg, pointwise_compiled)]
+                                                            pointwise_cfg, pointwise_compiled, reduce_conv_cfg)]
                             for name, (spec, h, w) in shapes.items()}
                     for label in LABELS}
     launches = {"eager": eager_times}

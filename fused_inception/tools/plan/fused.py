@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name
 from fused_inception.kernels.pointwise_pool import pool_tile_width, wide_pool_tiles
-from fused_inception.kernels.reduce_conv import grid_for_sms
+from fused_inception.kernels.reduce_conv import grid_for_sms, tiles_for
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
 from fused_inception.spec import InceptionSpec
 from fused_inception.tools.plan.eager import EagerTracer, check_network_args, network_launches
@@ -40,6 +40,26 @@ def _run_pixels(m: int, block_m: int, off: int) -> int:
         total -= (t + 1) * block_m + off - m
         t -= 1
     return total
+
+
+# every GPU the model knows is a GH100 (sm_90): the reduce -> k x k launches take a config's sm_90 tiles
+MODELLED_ARCH = 90
+
+
+def modelled_reduce_conv_tiles(cfg: object, m: int, c: int, sms: int) -> object:
+    """The tiles a reduce -> k x k launch over ``m`` pixels and ``c`` output channels runs as a
+    FusedInception runs GoogLeNet's on an sm_90 GPU of ``sms`` SMs: its kernels get channels_last
+    and every channel count is a multiple of 16, so the launch is aligned and takes the config's
+    aligned tiles where those fill the SMs (kernels/reduce_conv.tiles_for). The kernel of commit
+    d2e917c (a config without ``aligned``) keeps its own."""
+    if not isinstance(cfg, ReduceConvConfig):
+        return cfg
+    return tiles_for(cfg, True, m, c, MODELLED_ARCH, sms)
+
+
+def reduce_conv_config_label(cfg: object, tiles: object) -> str:
+    """A config's shipped name, with "aligned" when the launch runs its aligned tiles."""
+    return config_name(cfg) + (" aligned" if tiles is not cfg else "")
 
 
 def modelled_pool_tiles(cfg: PointwiseConfig, pool_proj: int) -> tuple[int, bool]:
@@ -153,13 +173,15 @@ def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int
     scratch slot, then runs the k x k conv from it (kernels/reduce_conv.py). A work item is a tile
     and one of its ``n_split`` column splits (``reduce_conv_grid``); every item recomputes its
     tile's reduction. The conv's K step over reduced channels is ``BLOCK_RK`` (BLOCK_R for configs
-    without it, the kernel of commit d2e917c).
+    without it, the kernel of commit d2e917c). The tiles are ``cfg``'s aligned ones where the
+    launch takes them (``modelled_reduce_conv_tiles``).
     """
     precision = modelled_dot_precision(dtype, tf32)
-    cfg = cfg or pick_reduce_conv_config(dtype, precision)
+    named = cfg or pick_reduce_conv_config(dtype, precision)
+    m = batch * h * w
+    cfg = modelled_reduce_conv_tiles(named, m, c, sms)
     block_rk = getattr(cfg, "BLOCK_RK", cfg.BLOCK_R)
     e = dtype_bytes(dtype)
-    m = batch * h * w
     x = m * cin * e
     hbm = x + cin * r * e + r * BIAS_BYTES + k * k * r * c * e + c * BIAS_BYTES + m * c * e
     tiles = cdiv(m, cfg.BLOCK_M)
@@ -199,7 +221,7 @@ def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int
         hbm_bytes_high=hbm + halo + scratch, halo_bytes=halo, l2_bytes=l2, scratch_bytes=scratch,
         cache_reread_bytes=reread,
         detail=(f"{tiles} tiles of {cfg.BLOCK_M} px x {n_split} split, run {cfg.BLOCK_M + 2 * off} -> {halo_rows} "
-                f"halo rows, R_pad {r_pad}, {programs} programs ({config_name(cfg)}, {precision})"),
+                f"halo rows, R_pad {r_pad}, {programs} programs ({reduce_conv_config_label(named, cfg)}, {precision})"),
     )
 
 

@@ -21,7 +21,8 @@ What is fitted:
 The fused side is modelled with the configs and code that ran: the pointwise default of ac3b22c
 is the candidate ``np64`` now (``MEASURED_POINTWISE``), and its compiled loops are
 ``schedules.COMPILED_POINTWISE_AC3B22C`` (pool taps masked to -inf: 478 instructions per step
-against 215 now). The fitted figures applied to the configs and code now give the calibrated
+against 215 now); its reduce -> k x k default is the candidate ``mma-64`` now
+(``MEASURED_REDUCE_CONV``: 64 x 64 tiles in every launch, no aligned tiles). The fitted figures applied to the configs and code now give the calibrated
 prediction of the current kernels (``fused_now``): modelled, not measured.
 
 What is held out: the per-block residuals after the fit, the tuner's other pointwise rows
@@ -48,8 +49,9 @@ from fused_inception.tools.plan.shapes import block_shapes
 
 SOURCE = "benchmarks/results/nvidia-h200-20261130-2337.json (gpu_check.sh, commit ac3b22c)"
 VARIANT, BATCH, SIZE, DTYPE = "torchvision", 256, 224, "bfloat16"
-# the pointwise config the measurement ran (ac3b22c's default, by its name now)
+# the configs the measurement ran (ac3b22c's defaults, by their names now)
 MEASURED_POINTWISE = "np64"
+MEASURED_REDUCE_CONV = "mma-64"
 TUNED_SOURCE = "benchmarks/results/nvidia-h200-20261130-2337-tuned.json (tune, commit ac3b22c)"
 # measured median ms of a block's two pointwise launches per config (names as now: the file's
 # "default" is np64), do_bench with an idle GPU at every call (host time included); the tuner's
@@ -80,11 +82,13 @@ def eager_block_ms(fig: LatencyFigures) -> dict[str, float]:
 
 def fused_block_ms(fig: LatencyFigures) -> dict[str, float]:
     """Modelled ms of each block's "pipelined" launches (gap + time each), with the measured
-    pointwise config."""
+    configs and code."""
     cfg = config_by_name("pointwise_pool", MEASURED_POINTWISE)
+    rc_cfg = config_by_name("reduce_conv", MEASURED_REDUCE_CONV)
     return {name: 1e3 * sum(fig.gap_us * 1e-6 + schedule_time(s, fig, DTYPE).total
                             for s in block_schedules("pipelined", name, spec, BATCH, h, w, DTYPE, fig.gpu.sms,
-                                                     pointwise_cfg=cfg, pointwise_compiled=COMPILED_POINTWISE_AC3B22C))
+                                                     pointwise_cfg=cfg, pointwise_compiled=COMPILED_POINTWISE_AC3B22C,
+                                                     reduce_conv_cfg=rc_cfg))
             for name, (spec, h, w) in block_shapes(VARIANT, SIZE).items()}
 
 
@@ -176,9 +180,11 @@ def calibrate_measured(host_us: float) -> MeasuredCalibration:
             break
     else:
         raise ValueError("the issue_ipc and l2_tbps fits did not settle in 20 rounds")
-    ran, code = config_by_name("pointwise_pool", MEASURED_POINTWISE), COMPILED_POINTWISE_AC3B22C
-    before = compare(H200_SXM, VARIANT, BATCH, SIZE, DTYPE, figures=prior, pointwise_cfg=ran, pointwise_compiled=code)
-    after = compare(H200_SXM, VARIANT, BATCH, SIZE, DTYPE, figures=fitted, pointwise_cfg=ran, pointwise_compiled=code)
+    ran = dict(pointwise_cfg=config_by_name("pointwise_pool", MEASURED_POINTWISE),
+               pointwise_compiled=COMPILED_POINTWISE_AC3B22C,
+               reduce_conv_cfg=config_by_name("reduce_conv", MEASURED_REDUCE_CONV))
+    before = compare(H200_SXM, VARIANT, BATCH, SIZE, DTYPE, figures=prior, **ran)
+    after = compare(H200_SXM, VARIANT, BATCH, SIZE, DTYPE, figures=fitted, **ran)
     now = compare(H200_SXM, VARIANT, BATCH, SIZE, DTYPE, figures=fitted)
 
     def per_block(cmp, field: str) -> dict[str, float]:
@@ -220,9 +226,9 @@ def format_measured(cal: MeasuredCalibration) -> list[str]:
         f"(fitted); fused issue_ipc {cal.prior_issue_ipc:g} (prior) -> {cal.fitted_issue_ipc:.3f} (fitted), l2_tbps "
         f"{cal.prior_l2_tbps:.2f} (prior) -> {cal.fitted_l2_tbps:.2f} (fitted); calibration factors, not "
         "measurements of those quantities",
-        f"  fused modelled with the measured pointwise config ({MEASURED_POINTWISE!r}) and code (taps masked, "
-        "schedules.COMPILED_POINTWISE_AC3B22C); 'fitted, configs now' (MODELLED): the fitted model of the configs "
-        "and code now, and its ratio to the fitted model of the measured ones",
+        f"  fused modelled with the measured configs ({MEASURED_POINTWISE!r}, {MEASURED_REDUCE_CONV!r}) and code "
+        "(taps masked, schedules.COMPILED_POINTWISE_AC3B22C); 'fitted, configs now' (MODELLED): the fitted model of "
+        "the configs and code now, and its ratio to the fitted model of the measured ones",
         text_table(["scope", "eager-cl ms", "prior (model/meas)", "fitted (model/meas)", "fused-cl ms",
                     "prior (model/meas)", "fitted (model/meas)", "fitted, configs now (/fitted)"], rows, left=2),
         f"  pointwise launches of a block, ms (MEASURED: {TUNED_SOURCE}, do_bench with host time; the model: "
@@ -233,5 +239,6 @@ def format_measured(cal: MeasuredCalibration) -> list[str]:
     ]
 
 
-__all__ = ["EAGER_CL_MS", "FITTED_POINTWISE", "FUSED_CL_MS", "MEASURED_POINTWISE", "MeasuredCalibration",
+__all__ = ["EAGER_CL_MS", "FITTED_POINTWISE", "FUSED_CL_MS", "MEASURED_POINTWISE", "MEASURED_REDUCE_CONV",
+           "MeasuredCalibration",
            "POINTWISE_MS", "SOURCE", "TUNED_SOURCE", "calibrate_measured", "format_measured", "pointwise_ms"]

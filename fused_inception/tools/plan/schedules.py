@@ -11,7 +11,8 @@ Two schedules per kernel:
   A tile built in registers keep the pipeliner out (its num_stages 3 does nothing), and a pool
   tile's nine tap loads run one after another.
 * "pipelined": the redesign of issue 12, with the tile constants kernels/configs.py holds at run
-  time (so the model follows the configs as they change). ``reduce_conv``: per work item (a tile
+  time (so the model follows the configs as they change; for reduce_conv the sm_90 aligned tiles
+  where a channels_last launch takes them, ``fused.modelled_reduce_conv_tiles``). ``reduce_conv``: per work item (a tile
   and one of its column splits, ``plan.reduce_conv_grid``) the reduce runs BLOCK_HALO-row chunks x
   BLOCK_R reduced channels, each a K loop over input channels pipelined num_stages - 1 deep (the
   input is re-read once per BLOCK_R block); the k x k conv is one flattened loop over (tap,
@@ -42,8 +43,9 @@ from dataclasses import dataclass
 
 from fused_inception.kernels.configs import config_name, dot_class
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
-from fused_inception.tools.plan.fused import (modelled_dot_precision, modelled_pool_tiles, pointwise_pool_launches,
-                                              reduce_conv_grid, reduce_conv_launch)
+from fused_inception.tools.plan.fused import (modelled_dot_precision, modelled_pool_tiles, modelled_reduce_conv_tiles,
+                                              pointwise_pool_launches, reduce_conv_config_label, reduce_conv_grid,
+                                              reduce_conv_launch)
 from fused_inception.tools.plan.launches import dtype_bytes
 from fused_inception.tools.plan.shapes import cdiv
 from fused_inception.tools.plan.latency import Loop, Schedule, Work
@@ -192,12 +194,14 @@ def reduce_conv_today(block: str, branch: str, cin: int, r: int, c: int, k: int,
 def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: int, batch: int, h: int, w: int,
                           dtype: str, sms: int, tf32: bool = True, cfg: object | None = None) -> Schedule:
     """The reduce -> k x k launch as the redesign runs it (see the module docstring), with the
-    tile constants of ``cfg`` (default: the config kernels/configs.py picks now)."""
+    tile constants of ``cfg`` (default: the config kernels/configs.py picks now), or its aligned
+    tiles where the launch takes them (``fused.modelled_reduce_conv_tiles``)."""
     precision = modelled_dot_precision(dtype, tf32)
     cls = dot_class(dtype, precision)
-    cfg = cfg or pick_reduce_conv_config(dtype, precision)
+    named = cfg or pick_reduce_conv_config(dtype, precision)
+    cfg = modelled_reduce_conv_tiles(named, batch * h * w, c, sms)
     e = dtype_bytes(dtype)
-    launch = reduce_conv_launch(block, branch, cin, r, c, k, batch, h, w, dtype, cfg, sms, tf32=tf32)
+    launch = reduce_conv_launch(block, branch, cin, r, c, k, batch, h, w, dtype, named, sms, tf32=tf32)
     bm, bh, br, bn, bk = cfg.BLOCK_M, cfg.BLOCK_HALO, cfg.BLOCK_R, cfg.BLOCK_N, cfg.BLOCK_K
     brk = getattr(cfg, "BLOCK_RK", br)
     depth = max(1, cfg.num_stages - 1)
@@ -221,7 +225,7 @@ def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: 
     return Schedule("pipelined", launch.name, tuple(works), programs, resident, cfg.num_warps, launch.hbm_bytes,
                     detail=(f"{tiles} tiles x {n_split} split, {programs} programs x {cfg.num_warps} warps, "
                             f"{resident}/SM resident, {cfg.num_stages} stages; BLOCK_M/HALO/R/RK/N/K "
-                            f"{bm}/{bh}/{br}/{brk}/{bn}/{bk} ({config_name(cfg)})"))
+                            f"{bm}/{bh}/{br}/{brk}/{bn}/{bk} ({reduce_conv_config_label(named, cfg)})"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,11 +323,12 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
 
 def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
                     sms: int, tf32: bool = True, pointwise_cfg: object | None = None,
-                    pointwise_compiled: dict | None = None) -> list[Schedule]:
+                    pointwise_compiled: dict | None = None, reduce_conv_cfg: object | None = None) -> list[Schedule]:
     """The launches of one fused Inception block under schedule ``label``: "today" three (commit
     d2e917c: one pointwise/pool launch, two reduce -> k x k), "pipelined" four (branch 1, pool
     projection, two reduce -> k x k; ``pointwise_cfg``, ``pointwise_compiled``: the pointwise
-    config and compiled figures, default the config kernels/configs.py picks now and the code now)."""
+    config and compiled figures, ``reduce_conv_cfg`` the reduce -> k x k config, default the
+    configs kernels/configs.py picks now and the code now)."""
     if label not in LABELS:
         raise ValueError(f"unknown schedule {label!r}; expected one of {LABELS}")
     s = spec
@@ -335,9 +340,9 @@ def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: 
                                   sms, tf32)]
     return [*pointwise_pipelined(block, s, batch, h, w, dtype, tf32, pointwise_cfg, pointwise_compiled),
             reduce_conv_pipelined(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype,
-                                  sms, tf32),
+                                  sms, tf32, reduce_conv_cfg),
             reduce_conv_pipelined(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
-                                  sms, tf32)]
+                                  sms, tf32, reduce_conv_cfg)]
 
 
 __all__ = [
