@@ -66,9 +66,10 @@ class ReduceConvConfig:
     (every program slot; each split recomputes the tile's reduction). See reduce_conv.grid_for_sms.
 
     ``aligned``: larger tiles for aligned channels_last launches (kernels/alignment.py), per GPU
-    architecture: ((SM arch, config), ...) in ascending arch order, e.g. ((80, A), (90, B)): a GPU
-    of arch >= 90 takes B, one of 80-89 takes A, an older one neither. A launch takes them where
-    they still give every SM a work item (reduce_conv.tiles_for). Their own ``aligned`` is empty.
+    generation: ((SM arch, config), ...) in ascending order, one per generation, e.g. ((80, A),
+    (90, B)): sm_80-sm_89 GPUs take A, sm_90 ones B, any other generation (older, or Blackwell's
+    sm_100/sm_120, whose code compile-check does not see) neither. A launch takes them where they
+    still give every SM a work item (reduce_conv.tiles_for). Their own ``aligned`` is empty.
     """
 
     BLOCK_M: int
@@ -89,20 +90,20 @@ class ReduceConvConfig:
             raise ValueError(f"split_fill must be 'sms' or 'slots', got {self.split_fill!r}")
         if self.BLOCK_R % self.BLOCK_RK:
             raise ValueError(f"BLOCK_R ({self.BLOCK_R}) must be a multiple of BLOCK_RK ({self.BLOCK_RK})")
-        archs = [arch for arch, _ in self.aligned]
-        if archs != sorted(set(archs)):
-            raise ValueError(f"aligned tiles must be listed once per arch, in ascending order: {archs}")
+        generations = [arch // 10 for arch, _ in self.aligned]
+        if generations != sorted(set(generations)):
+            raise ValueError(f"aligned tiles must be listed once per SM generation, in ascending order: "
+                             f"{[arch for arch, _ in self.aligned]}")
         if any(tiles.aligned for _, tiles in self.aligned):
             raise ValueError("aligned tiles cannot have aligned tiles of their own")
 
     def aligned_tiles(self, arch: int) -> "ReduceConvConfig | None":
-        """The aligned tiles an SM ``arch`` (80 for sm_80 ...) GPU takes: the entry of the highest
-        arch not above it; None when there is none."""
-        found = None
-        for min_arch, tiles in self.aligned:
-            if min_arch <= arch:
-                found = tiles
-        return found
+        """The aligned tiles an SM ``arch`` (80 for sm_80, 86 for sm_86 ...) GPU takes: the entry of
+        its generation (arch // 10); None when there is none."""
+        for entry_arch, tiles in self.aligned:
+            if entry_arch // 10 == arch // 10:
+                return tiles
+        return None
 
     def halo_rows(self, k: int, width: int) -> int:
         """Rows of reduced tensor one tile computes: its pixel run, rounded up to BLOCK_HALO."""
@@ -165,16 +166,17 @@ REDUCE_CONV_CONFIGS: dict[str, ReduceConvConfig] = {
     # Aligned channels_last launches (all of GoogLeNet's) take larger tiles: per 64 output pixels
     # the k x k weights are read half as often (BLOCK_M 128) and, on sm_90, each tap's reduced
     # operand once per 128 output channels instead of per 64 (BLOCK_N 128); the halo recompute
-    # falls from 2x to 1.5x at W = 7-28. sm_90: 128 x 128, BLOCK_RK 16 (wgmma's K; 32 spilled 8 B),
-    # 2 stages (3 spilled), and BLOCK_R 128, the reduce's input read once per 128 reduced channels
-    # (fewer registers than BLOCK_R 64 there). sm_80: 128 x 64; 128 x 128 spilled 36-232 B there
-    # (mma.sync holds its operand fragments in registers). Both hold 2 programs x 4 warps per SM
-    # (programs_per_sm 2: a persistent grid must not launch more programs than stay resident).
-    # Triton 3.6 spills 4 B in one sm_90 launched specialization that 3.8 compiles clean
+    # falls from 2x to 1.5x for k = 3 at W = 7-28 (3x to 2x for k = 5 at W = 28). sm_90: 128 x 128,
+    # BLOCK_RK 16 (wgmma's K; 32 spilled 8-80 B), 2 stages (3 spilled), and BLOCK_R 128, the
+    # reduce's input read once per 128 reduced channels (fewer registers than BLOCK_R 64 there).
+    # sm_80: 128 x 64, 3 stages; 128 x 128 spilled 36-232 B there (mma.sync holds its operand
+    # fragments in registers). Both hold 2 programs x 4 warps per SM (programs_per_sm 2: a
+    # persistent grid must not launch more programs than stay resident). Triton 3.6 spills 4 B in
+    # the sm_90 launched specialization of 5a/5b's 3 x 3 branches that 3.8 compiles clean
     # (benchmarks/NOTES.md).
     "mma": replace(_MMA_64, aligned=(
         (80, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
-                              num_warps=4, num_stages=2, programs_per_sm=2)),
+                              num_warps=4, num_stages=3, programs_per_sm=2)),
         (90, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=128, BLOCK_N=128, BLOCK_K=32, BLOCK_RK=16,
                               num_warps=4, num_stages=2, programs_per_sm=2)))),
     # tuning candidate: the measured default, 64 x 64 tiles in every launch (a GPU's tune times the

@@ -307,13 +307,14 @@ def launch_reduce_conv(
         return 0
     r = w_reduce.shape[1]
     c_out = w_conv.shape[2]
-    # the runtime ints that do not depend on the tiles, by the kernel's names
-    ints = dict(M=m, H=h, W=w, C_IN=c_in, R=r, C_OUT=c_out,
-                **dict(zip(("sx_n", "sx_c", "sx_h", "sx_w"), x.stride())),
-                **dict(zip(("so_n", "so_c", "so_h", "so_w"), out.stride())), out_c0=out_c0)
-    aligned = aligned_channels_last(ints, (x, w_reduce, b_reduce, w_conv, b_conv, out))
-    sms = sm_count(x.device)
-    config = tiles_for(config, aligned, m, c_out, sm_arch(x.device), INTERPRETER_SMS if sms is None else sms)
+    if config.aligned:
+        # the runtime ints that do not depend on the tiles, by the kernel's names
+        ints = dict(M=m, H=h, W=w, C_IN=c_in, R=r, C_OUT=c_out,
+                    **dict(zip(("sx_n", "sx_c", "sx_h", "sx_w"), x.stride())),
+                    **dict(zip(("so_n", "so_c", "so_h", "so_w"), out.stride())), out_c0=out_c0)
+        if aligned_channels_last(ints, (x, w_reduce, b_reduce, w_conv, b_conv, out)):
+            sms = sm_count(x.device)
+            config = tiles_for(config, True, m, c_out, sm_arch(x.device), INTERPRETER_SMS if sms is None else sms)
     num_tiles = triton.cdiv(m, config.BLOCK_M)
     programs, n_split = reduce_conv_grid(num_tiles, c_out, config, x.device)
     r_pad = triton.cdiv(r, config.BLOCK_R) * config.BLOCK_R

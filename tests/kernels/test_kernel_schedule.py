@@ -252,9 +252,9 @@ def test_launches_that_are_not_aligned_keep_the_base_tiles(why, gen, monkeypatch
 
 def test_tiles_for_googlenet_launches():
     """On an H200 (132 SMs): GoogLeNet's aligned launches take the sm_90 tiles (128 x 128) exactly
-    where those give every SM a work item (every 3 x 3 branch at batch 256), else keep 64 x 64; an
-    sm_80 GPU (108 SMs) takes 128 x 64; unaligned launches and configs without aligned tiles keep
-    theirs."""
+    where those give every SM a work item (every ch3x3 branch at batch 256; not the 7 x 7 blocks'
+    "5x5" branches, 128 output channels), else keep 64 x 64; an sm_80 GPU (108 SMs) takes 128 x 64;
+    unaligned launches, configs without aligned tiles and GPUs of other generations keep theirs."""
     mma = REDUCE_CONV_CONFIGS["mma"]
     for block, (_, size) in GOOGLENET_BLOCKS.items():
         spec = googlenet_spec(block, "torchvision")
@@ -266,7 +266,9 @@ def test_tiles_for_googlenet_launches():
                 assert got == (mma.aligned_tiles(90) if items >= 132 else mma)
                 if batch == 256 and c_out == spec.ch3x3:
                     assert (got.BLOCK_M, got.BLOCK_N) == (128, 128)
-                    assert (rc.tiles_for(mma, True, m, c_out, 80, 108).BLOCK_N) == 64
+                    assert rc.tiles_for(mma, True, m, c_out, 80, 108) == mma.aligned_tiles(80)
+                    assert rc.tiles_for(mma, True, m, c_out, 86, 84) == mma.aligned_tiles(80)
+                    assert rc.tiles_for(mma, True, m, c_out, 100, 148) is mma  # not compile-checked
                 assert rc.tiles_for(mma, False, m, c_out, 90, 132) is mma
                 assert rc.tiles_for(REDUCE_CONV_CONFIGS["mma-64"], True, m, c_out, 90, 132).BLOCK_M == 64
     assert rc.tiles_for(mma, True, 256 * 49, 384, 75, 80) is mma  # no aligned tiles before sm_80
@@ -275,7 +277,11 @@ def test_tiles_for_googlenet_launches():
 def test_aligned_tiles_are_declared_in_order():
     base = dict(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32)
     big = ReduceConvConfig(**{**base, "BLOCK_M": 128})
-    assert ReduceConvConfig(**base, aligned=((80, big), (90, big))).aligned_tiles(89) == big
+    small = ReduceConvConfig(**{**base, "BLOCK_N": 32})
+    cfg = ReduceConvConfig(**base, aligned=((80, small), (90, big)))
+    assert [cfg.aligned_tiles(a) for a in (75, 80, 86, 89, 90, 100, 120)] == [None, small, small, small, big, None, None]
+    with pytest.raises(ValueError, match="once per SM generation"):
+        ReduceConvConfig(**base, aligned=((80, big), (86, big)))
     with pytest.raises(ValueError, match="ascending"):
         ReduceConvConfig(**base, aligned=((90, big), (80, big)))
     with pytest.raises(ValueError, match="ascending"):

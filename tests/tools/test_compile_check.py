@@ -389,6 +389,9 @@ def test_aot_specialization_matches_the_launcher(kernel, monkeypatch):
                 assert sig[name] == "constexpr" and constexprs[name] == 1, (v.label(), name)
             else:
                 assert sig[name] == "i32", (v.label(), name)
+            if isinstance(value, int) and (v.aligned or v.clamped) and aot._int_keys(v)[name] == "i32:D":
+                # the aligned specialization's divisibility hints hold for what the launcher passes
+                assert aot.jit_int_key(value) == "i32:D", (v.label(), name, value)
         assert set(constexprs) == {n for n, t in sig.items() if t == "constexpr"}
 
 

@@ -58,8 +58,7 @@ import torch
 from fused_inception import forward
 from fused_inception.dtypes import short_name
 from fused_inception.kernels import pointwise_pool, reduce_conv
-from fused_inception.kernels.configs import (PointwiseConfig, ReduceConvConfig, config_by_name, config_name,
-                                             launchable_configs)
+from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name, launchable_configs
 from fused_inception.kernels.tuned_configs import shipped_tables
 from fused_inception.params import InceptionParams
 from fused_inception.spec import GOOGLENET_BLOCKS, VARIANTS, googlenet_spec
@@ -151,10 +150,10 @@ class LaunchVariant:
     # specialization, pointwise_pool.aligned_channels_last), and with them BLOCK_NP_WIDE-wide tiles
     clamped: bool = False
     wide_pool: bool = False
-    # reduce_conv only: ``config`` is the named config's aligned tiles for SM ``arch`` and up
-    # (ReduceConvConfig.aligned), compiled as the aligned channels_last specialization
-    # (reduce_conv.aligned_channels_last) and only for the archs that take those tiles
-    aligned: bool = False
+    # reduce_conv only: not None when ``config`` is the named config's aligned tiles of the SM
+    # generation of ``arch`` (ReduceConvConfig.aligned: 80 for sm_80-sm_89, 90 for sm_90),
+    # compiled as the aligned channels_last specialization (reduce_conv.aligned_channels_last) and
+    # only for that generation
     arch: int | None = None
     # launched specializations: (int argument, jit_int_key) for every runtime int argument, in
     # parameter order; None for a generic variant (only the layout's unit strides specialized)
@@ -170,12 +169,15 @@ class LaunchVariant:
     def launched(self) -> bool:
         return self.ints is not None
 
+    @property
+    def aligned(self) -> bool:
+        """A config's aligned reduce_conv tiles (``arch`` says whose)."""
+        return self.arch is not None
+
     def compiled_for(self, arch: int) -> bool:
         """Whether an ``arch`` GPU runs this variant: every variant but aligned tiles, which only
-        the archs that take them (ReduceConvConfig.aligned_tiles) run."""
-        if not self.aligned:
-            return True
-        return config_by_name(self.kernel, self.config_name).aligned_tiles(arch) == self.config
+        their SM generation runs (ReduceConvConfig.aligned_tiles)."""
+        return self.arch is None or self.arch // 10 == arch // 10
 
     def ints_label(self) -> str:
         """The launched specialization in short: ints that are constexpr 1 and ints that are not
@@ -198,7 +200,7 @@ class LaunchVariant:
         k = f" k={self.ksize}" if self.ksize is not None else ""
         k += {True: " pool", False: " branch1", None: ""}[self.pool]
         k += " wide" if self.wide_pool else " clamped" if self.clamped else ""
-        k += f" aligned sm_{self.arch}+" if self.aligned else ""
+        k += f" aligned sm_{self.arch // 10}x" if self.aligned else ""
         spec = f" [{self.ints_label()}]" if self.launched else ""
         return (f"{self.kernel}/{self.config_name} {self.dtype} {self.input_precision}{k} "
                 f"relu={int(self.relu)} {self.layout}{spec}")
@@ -237,12 +239,12 @@ def launch_variants(kernels: tuple[str, ...] | list[str] | None = None) -> list[
             for layout in LAYOUTS:
                 for tiles, pool, clamped, wide, arch in _modes(kernel, cfg, layout):
                     out.append(LaunchVariant(kernel, name, tiles, dtype_name, precision, k, True, layout, pool,
-                                             clamped, wide, arch is not None, arch))
+                                             clamped, wide, arch))
             if (kernel, name, k) not in relu_off_done:
                 relu_off_done.add((kernel, name, k))
                 for tiles, pool, clamped, wide, arch in _modes(kernel, cfg, RELU_FALSE_LAYOUT):
                     out.append(LaunchVariant(kernel, name, tiles, dtype_name, precision, k, False, RELU_FALSE_LAYOUT,
-                                             pool, clamped, wide, arch is not None, arch))
+                                             pool, clamped, wide, arch))
     return out
 
 
@@ -528,7 +530,7 @@ def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
     got_constexprs: dict[str, Any] = {}
     candidates = [LaunchVariant(rec.kernel, config_name(cfg), tiles, rec.dtype, rec.input_precision,
                                 kwargs.get("KSIZE") if spec.uses_ksize else None, bool(kwargs["APPLY_RELU"]),
-                                rec.layout, pool, clamped, wide, arch is not None, arch)
+                                rec.layout, pool, clamped, wide, arch)
                   for cfg in cfgs for tiles, pool, clamped, wide, arch in _modes(rec.kernel, cfg, rec.layout)
                   if pool is kwargs.get("IS_POOL") and (arch is None or cfg.aligned_tiles(rec.arch) == tiles)]
     for base in candidates:
