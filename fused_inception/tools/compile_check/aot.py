@@ -29,15 +29,18 @@ Two sets of variants are compiled:
   these cover any channel count, image size and batch. They are usually, not always, the worst
   case for registers: some configs spill only in a launched specialization (benchmarks/NOTES.md).
   Pool launches with clamped taps (aligned channels_last, ``pointwise_pool.aligned_channels_last``;
-  maybe wide tiles) are compiled as that one specialization instead (``_int_keys``).
+  maybe wide tiles) and a reduce_conv config's aligned tiles (``reduce_conv.aligned_channels_last``,
+  ``ReduceConvConfig.aligned``) are compiled as that one specialization instead (``_int_keys``),
+  the aligned tiles only for their SM generation (``LaunchVariant.compiled_for``).
 * **launched** (:func:`googlenet_launch_variants`): the specializations GoogLeNet's nine blocks
   (paper and torchvision variants, NCHW and channels_last, batches :data:`GOOGLENET_BATCHES`, every
   launchable dtype/precision; the default configs and those of every checked-in tuned file)
   actually launch. Their runtime arguments are not re-derived here:
   ``fused_inception.forward._forward_triton`` and the ``launch_*`` helpers run on meta tensors with
-  the jitted kernels replaced by recorders (:func:`record_googlenet_launches`), and the recorded
-  values are specialized as the JIT does (:func:`jit_int_key`); identical specializations are
-  merged and remember which launches they serve (``LaunchVariant.launches``).
+  the jitted kernels replaced by recorders (:func:`record_googlenet_launches`, once per SM
+  architecture of :data:`RECORD_ARCHS`, which pick the aligned tiles), and the recorded values are
+  specialized as the JIT does (:func:`jit_int_key`); identical specializations are merged and
+  remember which launches they serve (``LaunchVariant.launches``).
 
 Pure: importing this module imports no kernel; :func:`compile_spec`, :func:`constexpr_values` (the
 launchers' own constexpr builders) and the GoogLeNet recording
