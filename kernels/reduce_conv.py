@@ -238,11 +238,10 @@ def tiles_for(config: ReduceConvConfig, aligned: bool, m: int, c_out: int, arch:
     return tiles
 
 
-def reduce_conv_grid(num_tiles: int, c_out: int, config: ReduceConvConfig, device: torch.device) -> tuple[int, int]:
-    """(programs, n_split) of a launch: ``grid_for_sms`` on the device's SMs with
-    ``config.programs_per_sm`` program slots each (INTERPRETER_SMS with one slot each in the
-    interpreter)."""
-    sms = sm_count(device)
+def reduce_conv_grid(num_tiles: int, c_out: int, config: ReduceConvConfig, sms: int | None) -> tuple[int, int]:
+    """(programs, n_split) of a launch: ``grid_for_sms`` on the device's ``sms`` SMs (sm_count)
+    with ``config.programs_per_sm`` program slots each; sms None (the interpreter):
+    INTERPRETER_SMS with one slot each."""
     if sms is None:
         return grid_for_sms(num_tiles, c_out, config, INTERPRETER_SMS, 1)
     return grid_for_sms(num_tiles, c_out, config, sms, config.programs_per_sm)
@@ -307,16 +306,16 @@ def launch_reduce_conv(
         return 0
     r = w_reduce.shape[1]
     c_out = w_conv.shape[2]
+    sms = sm_count(x.device)  # looked up once: a device query per launch is host time
     if config.aligned:
         # the runtime ints that do not depend on the tiles, by the kernel's names
         ints = dict(M=m, H=h, W=w, C_IN=c_in, R=r, C_OUT=c_out,
                     **dict(zip(("sx_n", "sx_c", "sx_h", "sx_w"), x.stride())),
                     **dict(zip(("so_n", "so_c", "so_h", "so_w"), out.stride())), out_c0=out_c0)
         if aligned_channels_last(ints, (x, w_reduce, b_reduce, w_conv, b_conv, out)):
-            sms = sm_count(x.device)
             config = tiles_for(config, True, m, c_out, sm_arch(x.device), INTERPRETER_SMS if sms is None else sms)
     num_tiles = triton.cdiv(m, config.BLOCK_M)
-    programs, n_split = reduce_conv_grid(num_tiles, c_out, config, x.device)
+    programs, n_split = reduce_conv_grid(num_tiles, c_out, config, sms)
     r_pad = triton.cdiv(r, config.BLOCK_R) * config.BLOCK_R
     halo_rows = config.halo_rows(ksize, w)
     scratch = torch.empty((programs, halo_rows, r_pad), dtype=x.dtype, device=x.device)

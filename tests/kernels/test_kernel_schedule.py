@@ -119,14 +119,13 @@ def test_cases_take_the_split_and_the_persistent_paths():
     split over several programs, more tiles than programs (a slot reused), and more (tile, column
     split) items than programs with an uneven split."""
     cfg = REDUCE_CONV_CONFIGS["mma"]
-    cpu = torch.device("cpu")
-    assert rc.reduce_conv_grid(1, 24, cfg, cpu) == (1, 1)  # one column block: nothing to split
-    assert rc.reduce_conv_grid(1, 130, cfg, cpu) == (3, 3)
-    assert rc.reduce_conv_grid(3, 48, cfg, cpu) == (3, 1)
-    assert rc.reduce_conv_grid(2, 24, ReduceConvConfig(32, 32, 16, 16, 16, 16), cpu) == (4, 2)
-    assert rc.reduce_conv_grid(11, 130, cfg, cpu) == (4, 1)  # 11 tiles on 4 programs
-    assert rc.reduce_conv_grid(5, 48, cfg, cpu) == (4, 1)  # 5 tiles on 4 programs: slot reuse
-    assert rc.reduce_conv_grid(3, 192, cfg, cpu) == (4, 2)  # 6 items on 4 programs, uneven split
+    assert rc.reduce_conv_grid(1, 24, cfg, None) == (1, 1)  # one column block: nothing to split
+    assert rc.reduce_conv_grid(1, 130, cfg, None) == (3, 3)
+    assert rc.reduce_conv_grid(3, 48, cfg, None) == (3, 1)
+    assert rc.reduce_conv_grid(2, 24, ReduceConvConfig(32, 32, 16, 16, 16, 16), None) == (4, 2)
+    assert rc.reduce_conv_grid(11, 130, cfg, None) == (4, 1)  # 11 tiles on 4 programs
+    assert rc.reduce_conv_grid(5, 48, cfg, None) == (4, 1)  # 5 tiles on 4 programs: slot reuse
+    assert rc.reduce_conv_grid(3, 192, cfg, None) == (4, 2)  # 6 items on 4 programs, uneven split
 
 
 def _fake_gpu(monkeypatch, sms: int) -> torch.device:
@@ -139,8 +138,8 @@ def test_slots_candidate_splits_to_fill_every_slot(monkeypatch):
     does not split (every SM has a tile); the ``mma-slots`` candidate splits 3 ways to fill the
     3 x 132 slots, the rule tune compares it with."""
     device = _fake_gpu(monkeypatch, 132)
-    assert rc.reduce_conv_grid(196, 384, REDUCE_CONV_CONFIGS["mma"], device) == (196, 1)
-    assert rc.reduce_conv_grid(196, 384, REDUCE_CONV_CONFIGS["mma-slots"], device) == (396, 3)
+    assert rc.reduce_conv_grid(196, 384, REDUCE_CONV_CONFIGS["mma"], rc.sm_count(device)) == (196, 1)
+    assert rc.reduce_conv_grid(196, 384, REDUCE_CONV_CONFIGS["mma-slots"], rc.sm_count(device)) == (396, 3)
 
 
 @pytest.mark.parametrize("sms", [108, 132])
@@ -159,7 +158,7 @@ def test_grid_gives_every_sm_work_for_every_googlenet_branch(monkeypatch, sms):
                 tiles = -(-batch * size * size // cfg.BLOCK_M)
                 for c_out in (spec.ch3x3, spec.ch5x5):
                     col_blocks = -(-c_out // cfg.BLOCK_N)
-                    programs, n_split = rc.reduce_conv_grid(tiles, c_out, cfg, device)
+                    programs, n_split = rc.reduce_conv_grid(tiles, c_out, cfg, rc.sm_count(device))
                     if not cfg.split_columns:
                         assert (programs, n_split) == (min(slots, tiles), 1)
                         continue

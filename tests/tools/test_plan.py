@@ -343,17 +343,18 @@ def test_pipelined_pointwise_schedules_two_launches():
 
 def test_reduce_conv_grid_matches_the_launcher(monkeypatch):
     """plan.reduce_conv_grid is the launcher's rule (kernels/reduce_conv.reduce_conv_grid) on a
-    GPU of 132 SMs, for every shipped config and GoogLeNet's tile counts."""
+    GPU of 132 SMs, for every shipped config, its aligned tiles and GoogLeNet's tile counts."""
     from types import SimpleNamespace
 
     from fused_inception.kernels import reduce_conv as kernel
 
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(multi_processor_count=132))
-    for cfg in REDUCE_CONV_CONFIGS.values():
-        for tiles in (1, 13, 196, 527, 784, 3136):
-            for c in (32, 128, 208, 384):
-                assert reduce_conv_grid(tiles, c, cfg, 132) == kernel.reduce_conv_grid(
-                    tiles, c, cfg, torch.device("cuda")), (cfg, tiles, c)
+    sms = kernel.sm_count(torch.device("cuda"))
+    for base in REDUCE_CONV_CONFIGS.values():
+        for cfg in (base, *(tiles for _, tiles in base.aligned)):
+            for tiles in (1, 13, 196, 527, 784, 3136):
+                for c in (32, 128, 208, 384):
+                    assert reduce_conv_grid(tiles, c, cfg, 132) == kernel.reduce_conv_grid(tiles, c, cfg, sms), (cfg, tiles, c)
 
 
 def test_fp32_precision_picks_config():
