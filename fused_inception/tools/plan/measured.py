@@ -22,8 +22,9 @@ The fused side is modelled with the configs and code that ran: the pointwise def
 is the candidate ``np64`` now (``MEASURED_POINTWISE``), and its compiled loops are
 ``schedules.COMPILED_POINTWISE_AC3B22C`` (pool taps masked to -inf: 478 instructions per step
 against 215 now); its reduce -> k x k default is the candidate ``mma-64`` now
-(``MEASURED_REDUCE_CONV``: 64 x 64 tiles in every launch, no aligned tiles). The fitted figures applied to the configs and code now give the calibrated
-prediction of the current kernels (``fused_now``): modelled, not measured.
+(``MEASURED_REDUCE_CONV``: 64 x 64 tiles in every launch, no aligned tiles). The fitted figures
+applied to the configs and code now give the calibrated prediction of the current kernels
+(``fused_now``): modelled, not measured.
 
 What is held out: the per-block residuals after the fit, the tuner's other pointwise rows
 (``n32``, ``s4``, ``n32s4``, and how the np32 - np64 growth splits over the blocks), and the whole
