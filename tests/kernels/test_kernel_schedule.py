@@ -278,7 +278,8 @@ def test_aligned_tiles_are_declared_in_order():
     big = ReduceConvConfig(**{**base, "BLOCK_M": 128})
     small = ReduceConvConfig(**{**base, "BLOCK_N": 32})
     cfg = ReduceConvConfig(**base, aligned=((80, small), (90, big)))
-    assert [cfg.aligned_tiles(a) for a in (75, 80, 86, 89, 90, 100, 120)] == [None, small, small, small, big, None, None]
+    archs = (75, 80, 86, 89, 90, 100, 120)
+    assert [cfg.aligned_tiles(a) for a in archs] == [None, small, small, small, big, None, None]
     with pytest.raises(ValueError, match="once per SM generation"):
         ReduceConvConfig(**base, aligned=((80, big), (86, big)))
     with pytest.raises(ValueError, match="ascending"):

@@ -354,7 +354,8 @@ def test_reduce_conv_grid_matches_the_launcher(monkeypatch):
         for cfg in (base, *(tiles for _, tiles in base.aligned)):
             for tiles in (1, 13, 196, 527, 784, 3136):
                 for c in (32, 128, 208, 384):
-                    assert reduce_conv_grid(tiles, c, cfg, 132) == kernel.reduce_conv_grid(tiles, c, cfg, sms), (cfg, tiles, c)
+                    want = kernel.reduce_conv_grid(tiles, c, cfg, sms)
+                    assert reduce_conv_grid(tiles, c, cfg, 132) == want, (cfg, tiles, c)
 
 
 def test_fp32_precision_picks_config():
