@@ -52,6 +52,12 @@ class PointwiseConfig:
             raise ValueError("wide pool tiles (BLOCK_NP_WIDE) are compiled for clamped taps only (clamp_taps)")
 
 
+def sm_generation(arch: int) -> int:
+    """The GPU generation of an SM architecture (8 for sm_80-sm_89, 9 for sm_90): what a
+    ReduceConvConfig's aligned tiles are chosen by."""
+    return arch // 10
+
+
 @dataclass(frozen=True)
 class ReduceConvConfig:
     """Tile sizes of the fused reduce -> k x k kernel.
@@ -90,7 +96,7 @@ class ReduceConvConfig:
             raise ValueError(f"split_fill must be 'sms' or 'slots', got {self.split_fill!r}")
         if self.BLOCK_R % self.BLOCK_RK:
             raise ValueError(f"BLOCK_R ({self.BLOCK_R}) must be a multiple of BLOCK_RK ({self.BLOCK_RK})")
-        generations = [arch // 10 for arch, _ in self.aligned]
+        generations = [sm_generation(arch) for arch, _ in self.aligned]
         if generations != sorted(set(generations)):
             raise ValueError(f"aligned tiles must be listed once per SM generation, in ascending order: "
                              f"{[arch for arch, _ in self.aligned]}")
@@ -99,9 +105,9 @@ class ReduceConvConfig:
 
     def aligned_tiles(self, arch: int) -> "ReduceConvConfig | None":
         """The aligned tiles an SM ``arch`` (80 for sm_80, 86 for sm_86 ...) GPU takes: the entry of
-        its generation (arch // 10); None when there is none."""
+        its generation (sm_generation); None when there is none."""
         for entry_arch, tiles in self.aligned:
-            if entry_arch // 10 == arch // 10:
+            if sm_generation(entry_arch) == sm_generation(arch):
                 return tiles
         return None
 

@@ -61,7 +61,8 @@ import torch
 from fused_inception import forward
 from fused_inception.dtypes import short_name
 from fused_inception.kernels import pointwise_pool, reduce_conv
-from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name, launchable_configs
+from fused_inception.kernels.configs import (PointwiseConfig, ReduceConvConfig, config_name, launchable_configs,
+                                             sm_generation)
 from fused_inception.kernels.tuned_configs import shipped_tables
 from fused_inception.params import InceptionParams
 from fused_inception.spec import GOOGLENET_BLOCKS, VARIANTS, googlenet_spec
@@ -180,7 +181,7 @@ class LaunchVariant:
     def compiled_for(self, arch: int) -> bool:
         """Whether an ``arch`` GPU runs this variant: every variant but aligned tiles, which only
         their SM generation runs (ReduceConvConfig.aligned_tiles)."""
-        return self.arch is None or self.arch // 10 == arch // 10
+        return self.arch is None or sm_generation(self.arch) == sm_generation(arch)
 
     def ints_label(self) -> str:
         """The launched specialization in short: ints that are constexpr 1 and ints that are not
@@ -203,7 +204,7 @@ class LaunchVariant:
         k = f" k={self.ksize}" if self.ksize is not None else ""
         k += {True: " pool", False: " branch1", None: ""}[self.pool]
         k += " wide" if self.wide_pool else " clamped" if self.clamped else ""
-        k += f" aligned sm_{self.arch // 10}x" if self.aligned else ""
+        k += f" aligned sm_{sm_generation(self.arch)}x" if self.aligned else ""
         spec = f" [{self.ints_label()}]" if self.launched else ""
         return (f"{self.kernel}/{self.config_name} {self.dtype} {self.input_precision}{k} "
                 f"relu={int(self.relu)} {self.layout}{spec}")
