@@ -68,8 +68,9 @@ class ReduceConvConfig:
     k x k conv produces BLOCK_N output channels at a time, K step BLOCK_RK reduced channels per tap
     (BLOCK_R must be a multiple of BLOCK_RK). ``programs_per_sm``: the persistent grid's programs
     per SM on a GPU; ``split_columns``: whether programs may share a tile's output channels when
-    tiles are few; ``split_fill``: what that split fills, "sms" (one work item per SM) or "slots"
-    (every program slot; each split recomputes the tile's reduction). See reduce_conv.grid_for_sms.
+    tiles are few; ``split_fill``: what that split fills, "sms" (at most one work item per SM:
+    the largest split that fits one wave) or "slots" (every program slot); each split recomputes
+    the tile's reduction. See reduce_conv.grid_for_sms.
 
     ``aligned``: larger tiles for aligned channels_last launches (kernels/alignment.py), per GPU
     generation: ((SM arch, config), ...) in ascending order, one per generation, e.g. ((80, A),

@@ -8,8 +8,8 @@ one contiguous run of that index: [p0 - OFF, p0 + BLOCK_M + OFF) with OFF = PAD*
 
 Work items are (tile, column split) pairs: ``n_split`` programs share a tile when tiles are too few
 to fill the GPU, each producing every ``n_split``-th block of BLOCK_N output channels (and each
-recomputing the tile's reduction). The grid is persistent: each program walks work items and owns
-one scratch slot. Per item:
+recomputing the tile's reduction; grid_for_sms). The grid is persistent: each program walks work
+items and owns one scratch slot. Per item:
 
 1. reduce: the 1x1 reduction (+ bias, act) over the tile's run of pixels goes into the program's
    scratch slot as rows [run position, reduced channel]. Chunks of BLOCK_HALO rows (64 in the tensor-core configs) x
@@ -254,18 +254,22 @@ def grid_for_sms(num_tiles: int, c_out: int, config: ReduceConvConfig, sms: int,
 
     The persistent grid has min(work items, slots) programs. When the tiles are fewer than the
     SMs, up to cdiv(c_out, BLOCK_N) programs share a tile (n_split), each taking every n_split-th
-    block of output channels: the smallest split that gives every SM a work item (n_split 1 for a
-    config without ``split_columns``; a config with ``split_fill="slots"``, a tuning candidate,
-    splits until every slot has one). The default fills the SMs, not every slot: each split
-    recomputes the tile's whole reduction, and once every SM has work, more programs per SM only
-    overlap latency, which the `plan` cost model prices below that recompute (modelled, not
-    measured: blocks 5a/5b at batch 256 on H200 take 1.72x/1.81x eager's time when split to fill
-    all 3 slots per SM, 1.15x/1.27x without; `tune` on a GPU times both, ``mma-slots``).
+    block of output channels: the largest split whose items still fit one wave, at most one item
+    per SM (n_split = sms // tiles), so none once the tiles alone fill half the SMs. A split makes
+    an item cheaper (its share of the k x k conv) but never cheaper than the tile's whole
+    reduction, which every split recomputes; where tiles x n_split exceeds the SMs, some SM runs
+    two items, which takes longer than one unsplit tile. So 5a/5b's 98 tiles of 128 pixels at
+    batch 256 run unsplit on 132 SMs (modelled by `plan`, not measured). A config without
+    ``split_columns`` never splits; one with ``split_fill="slots"``, a tuning candidate, splits
+    until every program slot has an item (`tune` on a GPU times it, ``mma-slots``).
     """
     n_split = 1
     if config.split_columns:
-        target = sms if config.split_fill == "sms" else sms * programs_per_sm
-        n_split = min(triton.cdiv(c_out, config.BLOCK_N), triton.cdiv(target, num_tiles))
+        col_blocks = triton.cdiv(c_out, config.BLOCK_N)
+        if config.split_fill == "sms":
+            n_split = max(1, min(col_blocks, sms // num_tiles))
+        else:
+            n_split = min(col_blocks, triton.cdiv(sms * programs_per_sm, num_tiles))
     return min(num_tiles * n_split, sms * programs_per_sm), n_split
 
 

@@ -49,8 +49,11 @@ CASES = [
     (2, 16, 9, 9, 24, 48, 7, False, True),  # 162 pixels: 3 tiles (BLOCK_M 64); ReLU off
     (2, 16, 12, 12, 24, 48, 3, True, True),  # 288 pixels: 5 tiles on 4 programs, so a program
                                              # reuses its scratch slot for a second tile
-    (1, 16, 12, 16, 24, 192, 3, True, False),  # 3 tiles x 2 uneven column splits (blocks {0, 2}
-                                               # and {1}): 6 items on 4 programs
+    (1, 16, 8, 16, 24, 192, 3, True, True),  # 2 tiles x 2 uneven column splits (blocks {0, 2}
+                                             # and {1}): 4 items on 4 programs
+    (1, 16, 12, 16, 24, 192, 3, True, False),  # 3 tiles: unsplit by the default (3 programs);
+                                               # mma-slots splits them as above, 6 items on 4
+                                               # programs
     (1, 33, 4, 5, 48, 16, 1, True, False),  # k = 1: no halo; odd C_in
 ]
 
@@ -116,8 +119,9 @@ def test_shipped_config_matches_float64(name, cls, case, gen):
 
 def test_cases_take_the_split_and_the_persistent_paths():
     """On the interpreter's INTERPRETER_SMS (one program slot each), CASES give (for BLOCK_M 64) a tile
-    split over several programs, more tiles than programs (a slot reused), and more (tile, column
-    split) items than programs with an uneven split."""
+    split over several programs, an uneven split, more tiles than programs (a slot reused), and
+    (with the mma-slots candidate's rule) more (tile, column split) items than programs with an
+    uneven split."""
     cfg = REDUCE_CONV_CONFIGS["mma"]
     assert rc.reduce_conv_grid(1, 24, cfg, None) == (1, 1)  # one column block: nothing to split
     assert rc.reduce_conv_grid(1, 130, cfg, None) == (3, 3)
@@ -125,7 +129,10 @@ def test_cases_take_the_split_and_the_persistent_paths():
     assert rc.reduce_conv_grid(2, 24, ReduceConvConfig(32, 32, 16, 16, 16, 16), None) == (4, 2)
     assert rc.reduce_conv_grid(11, 130, cfg, None) == (4, 1)  # 11 tiles on 4 programs
     assert rc.reduce_conv_grid(5, 48, cfg, None) == (4, 1)  # 5 tiles on 4 programs: slot reuse
-    assert rc.reduce_conv_grid(3, 192, cfg, None) == (4, 2)  # 6 items on 4 programs, uneven split
+    assert rc.reduce_conv_grid(2, 192, cfg, None) == (4, 2)  # 3 column blocks over 2 splits
+    assert rc.reduce_conv_grid(3, 192, cfg, None) == (3, 1)  # a split of 2 would not fit one wave
+    # 6 items on 4 programs, uneven split
+    assert rc.reduce_conv_grid(3, 192, REDUCE_CONV_CONFIGS["mma-slots"], None) == (4, 2)
 
 
 def _fake_gpu(monkeypatch, sms: int) -> torch.device:
@@ -145,9 +152,10 @@ def test_slots_candidate_splits_to_fill_every_slot(monkeypatch):
 @pytest.mark.parametrize("sms", [108, 132])
 def test_grid_gives_every_sm_work_for_every_googlenet_branch(monkeypatch, sms):
     """Every GoogLeNet reduce -> k x k branch at batch 1, 32 and 256 launches programs = the
-    smaller of the program slots and the work items, using the smallest column split that gives
-    every SM a work item (n_split programs per tile, at most one per output-channel block), and
-    none once the tiles alone do; configs without split_columns (fp32 FMA) one program per tile."""
+    smaller of the program slots and the work items. The default column split (n_split programs
+    per tile, at most one per output-channel block) is the largest whose items fit one wave, one
+    per SM, and none once the tiles fill half the SMs; a "slots" candidate's is the smallest that
+    gives every slot an item; configs without split_columns (fp32 FMA) one program per tile."""
     device = _fake_gpu(monkeypatch, sms)
     every = [c for base in REDUCE_CONV_CONFIGS.values() for c in (base, *(t for _, t in base.aligned))]
     for cfg in every:  # the configs and their aligned tiles
@@ -164,14 +172,18 @@ def test_grid_gives_every_sm_work_for_every_googlenet_branch(monkeypatch, sms):
                         continue
                     assert 1 <= n_split <= col_blocks
                     assert programs == min(slots, tiles * n_split)
-                    # the default split gives every SM a work item; a "slots" candidate, every slot
-                    target = sms if cfg.split_fill == "sms" else slots
+                    if cfg.split_fill == "sms":
+                        if tiles * 2 > sms:
+                            assert n_split == 1  # a split would put two items on some SM
+                        if n_split > 1:
+                            assert tiles * n_split <= sms  # one wave: no SM runs two items
+                        if n_split < col_blocks:
+                            assert tiles * (n_split + 1) > sms  # the largest split that fits it
+                        continue
                     if n_split < col_blocks:
-                        assert tiles * n_split >= target  # the split reaches its target
+                        assert tiles * n_split >= slots  # a "slots" split reaches every slot
                     if n_split > 1:
-                        assert tiles * (n_split - 1) < target  # the smallest split that does it
-                    if tiles >= target:
-                        assert n_split == 1  # the tiles alone reach it: no reduction recomputed
+                        assert tiles * (n_split - 1) < slots  # the smallest split that does it
 
 
 # Aligned channels_last launches (kernels/alignment.py: channel counts and the slice offset
