@@ -174,18 +174,17 @@ REDUCE_CONV_CONFIGS: dict[str, ReduceConvConfig] = {
     # the k x k weights are read half as often (BLOCK_M 128) and, on sm_90, each tap's reduced
     # operand once per 128 output channels instead of per 64 (BLOCK_N 128); the halo recompute
     # falls from 2x to 1.5x for k = 3 at W = 7-28 (3x to 2x for k = 5 at W = 28). sm_90: 128 x 128,
-    # BLOCK_RK 16 (wgmma's K; 32 spilled 8-80 B), 2 stages (3 spilled), and BLOCK_R 128, the
-    # reduce's input read once per 128 reduced channels (fewer registers than BLOCK_R 64 there).
-    # sm_80: 128 x 64, 3 stages; 128 x 128 spilled 36-232 B there (mma.sync holds its operand
-    # fragments in registers). Both hold 2 programs x 4 warps per SM (programs_per_sm 2: a
-    # persistent grid must not launch more programs than stay resident). Triton 3.6 spills 4 B in
-    # the sm_90 launched specialization of 5a/5b's 3 x 3 branches that 3.8 compiles clean
-    # (benchmarks/NOTES.md).
+    # BLOCK_RK 16 (wgmma's K; 32 spilled 8-80 B), BLOCK_R 128, the reduce's input read once per
+    # 128 reduced channels (fewer registers than BLOCK_R 64 there), and 3 stages with BLOCK_K 16
+    # (two steps in flight: 3 stages with BLOCK_K 32 spilled 32 B; 2 stages left one step in flight,
+    # and triton 3.6 spilled 4 B there). sm_80: 128 x 64, 3 stages; 128 x 128 spilled 36-232 B
+    # there (mma.sync holds its operand fragments in registers). Both hold 2 programs x 4 warps per
+    # SM (programs_per_sm 2: a persistent grid must not launch more programs than stay resident).
     "mma": replace(_MMA_64, aligned=(
         (80, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
                               num_warps=4, num_stages=3, programs_per_sm=2)),
-        (90, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=128, BLOCK_N=128, BLOCK_K=32, BLOCK_RK=16,
-                              num_warps=4, num_stages=2, programs_per_sm=2)))),
+        (90, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=128, BLOCK_N=128, BLOCK_K=16, BLOCK_RK=16,
+                              num_warps=4, num_stages=3, programs_per_sm=2)))),
     # tuning candidate: the measured default, 64 x 64 tiles in every launch (a GPU's tune times the
     # aligned tiles against it: only compiled code and the cost model chose them)
     "mma-64": _MMA_64,
