@@ -100,7 +100,8 @@ def kernel_index_extents(shape: tuple[int, int, int, int], params: InceptionPara
     pixels = n * h * w
     # every config's tiles and its aligned tiles (larger: longer runs, wider scratch rows)
     reduce_configs = [t for c in kernels.configs.REDUCE_CONV_CONFIGS.values() for t in (c, *(a for _, a in c.aligned))]
-    pointwise_tile = max(c.BLOCK_M for c in kernels.configs.POINTWISE_CONFIGS.values())
+    pointwise_tile = max(t.BLOCK_M for c in kernels.configs.POINTWISE_CONFIGS.values()
+                         for t in (c, *(a for _, a in c.aligned)))
     branches = ((params.k3, params.w_red3.shape[1]), (params.k5, params.w_red5.shape[1]))
     halo_rows = max(c.halo_rows(k, w) for c in reduce_configs for k, _ in branches)
     r_pad = max(-(-r // c.BLOCK_R) * c.BLOCK_R for c in reduce_configs for _, r in branches)

@@ -24,6 +24,46 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 
+def sm_generation(arch: int) -> int:
+    """The GPU generation of an SM architecture (8 for sm_80-sm_89, 9 for sm_90): what a config's
+    aligned tiles are chosen by."""
+    return arch // 10
+
+
+def _check_aligned(config) -> None:
+    """Raise unless ``config.aligned`` lists one entry per SM generation, in ascending order, and
+    its entries have no aligned tiles of their own."""
+    generations = [sm_generation(arch) for arch, _ in config.aligned]
+    if generations != sorted(set(generations)):
+        raise ValueError(f"aligned tiles must be listed once per SM generation, in ascending order: "
+                         f"{[arch for arch, _ in config.aligned]}")
+    if any(tiles.aligned for _, tiles in config.aligned):
+        raise ValueError("aligned tiles cannot have aligned tiles of their own")
+
+
+def _aligned_tiles(config, arch: int):
+    """The entry of ``config.aligned`` for an SM ``arch`` GPU (80 for sm_80, 86 for sm_86 ...):
+    that of its generation (sm_generation); None when there is none."""
+    for entry_arch, tiles in config.aligned:
+        if sm_generation(entry_arch) == sm_generation(arch):
+            return tiles
+    return None
+
+
+def tiles_for(config, aligned: bool, m: int, c_out: int, arch: int, sms: int):
+    """The tiles a launch over ``m`` pixels and ``c_out`` output channels runs on ``sms`` SMs of
+    architecture ``arch``: the config's aligned tiles for that arch (``config.aligned_tiles``) when
+    the launch is ``aligned`` (the kernel's aligned_channels_last) and those tiles still give every
+    SM a work item (pixel tiles x output-channel blocks >= sms: at batch 1 the larger tiles would
+    leave SMs idle that the smaller ones fill), else ``config`` itself. Both kernels' rule (a
+    reduce_conv launch, a pointwise_pool branch-1 launch; pool launches never take aligned tiles)
+    and what the `plan` cost model launches."""
+    tiles = config.aligned_tiles(arch) if aligned else None
+    if tiles is None or -(-m // tiles.BLOCK_M) * -(-c_out // tiles.BLOCK_N) < sms:
+        return config
+    return tiles
+
+
 @dataclass(frozen=True)
 class PointwiseConfig:
     """Tile sizes of the pointwise/pool kernel: branch-1 tiles of BLOCK_M pixels x BLOCK_N
@@ -33,7 +73,13 @@ class PointwiseConfig:
     them to -inf (half the loop's instructions). ``BLOCK_NP_WIDE`` (0: none; needs clamp_taps):
     the pool tile width of such a launch whose pool projection is wider than BLOCK_NP and fits
     one wide tile (pointwise_pool.wide_pool_tiles): each pool column tile loads and maxes the
-    nine taps again, so one wide tile pools once where BLOCK_NP tiles pool twice."""
+    nine taps again, so one wide tile pools once where BLOCK_NP tiles pool twice.
+
+    ``aligned``: larger branch-1 tiles for aligned channels_last branch-1 launches
+    (pointwise_pool.aligned_channels_last), per GPU generation, as ReduceConvConfig.aligned: ((SM
+    arch, config), ...) in ascending order, one per generation; a branch-1 launch takes the entry's
+    BLOCK_M, BLOCK_N, BLOCK_K, num_warps and num_stages where its tiles still give every SM a
+    program (tiles_for); pool launches never do. Their own ``aligned`` is empty."""
 
     BLOCK_M: int
     BLOCK_N: int
@@ -44,18 +90,18 @@ class PointwiseConfig:
     num_stages: int = 3
     BLOCK_NP_WIDE: int = 0
     clamp_taps: bool = True
+    aligned: tuple[tuple[int, "PointwiseConfig"], ...] = ()
 
     def __post_init__(self):
         if self.BLOCK_NP_WIDE and self.BLOCK_NP_WIDE <= self.BLOCK_NP:
             raise ValueError(f"BLOCK_NP_WIDE ({self.BLOCK_NP_WIDE}) must be 0 or wider than BLOCK_NP ({self.BLOCK_NP})")
         if self.BLOCK_NP_WIDE and not self.clamp_taps:
             raise ValueError("wide pool tiles (BLOCK_NP_WIDE) are compiled for clamped taps only (clamp_taps)")
+        _check_aligned(self)
 
-
-def sm_generation(arch: int) -> int:
-    """The GPU generation of an SM architecture (8 for sm_80-sm_89, 9 for sm_90): what a
-    ReduceConvConfig's aligned tiles are chosen by."""
-    return arch // 10
+    def aligned_tiles(self, arch: int) -> "PointwiseConfig | None":
+        """The aligned branch-1 tiles an SM ``arch`` GPU takes (None: none for its generation)."""
+        return _aligned_tiles(self, arch)
 
 
 @dataclass(frozen=True)
@@ -76,7 +122,7 @@ class ReduceConvConfig:
     generation: ((SM arch, config), ...) in ascending order, one per generation, e.g. ((80, A),
     (90, B)): sm_80-sm_89 GPUs take A, sm_90 ones B, any other generation (older, or Blackwell's
     sm_100/sm_120, whose code compile-check does not see) neither. A launch takes them where they
-    still give every SM a work item (reduce_conv.tiles_for). Their own ``aligned`` is empty.
+    still give every SM a work item (tiles_for). Their own ``aligned`` is empty.
     """
 
     BLOCK_M: int
@@ -97,20 +143,11 @@ class ReduceConvConfig:
             raise ValueError(f"split_fill must be 'sms' or 'slots', got {self.split_fill!r}")
         if self.BLOCK_R % self.BLOCK_RK:
             raise ValueError(f"BLOCK_R ({self.BLOCK_R}) must be a multiple of BLOCK_RK ({self.BLOCK_RK})")
-        generations = [sm_generation(arch) for arch, _ in self.aligned]
-        if generations != sorted(set(generations)):
-            raise ValueError(f"aligned tiles must be listed once per SM generation, in ascending order: "
-                             f"{[arch for arch, _ in self.aligned]}")
-        if any(tiles.aligned for _, tiles in self.aligned):
-            raise ValueError("aligned tiles cannot have aligned tiles of their own")
+        _check_aligned(self)
 
     def aligned_tiles(self, arch: int) -> "ReduceConvConfig | None":
-        """The aligned tiles an SM ``arch`` (80 for sm_80, 86 for sm_86 ...) GPU takes: the entry of
-        its generation (sm_generation); None when there is none."""
-        for entry_arch, tiles in self.aligned:
-            if sm_generation(entry_arch) == sm_generation(arch):
-                return tiles
-        return None
+        """The aligned tiles an SM ``arch`` GPU takes (None: none for its generation)."""
+        return _aligned_tiles(self, arch)
 
     def halo_rows(self, k: int, width: int) -> int:
         """Rows of reduced tensor one tile computes: its pixel run, rounded up to BLOCK_HALO."""
@@ -125,6 +162,8 @@ class ReduceConvConfig:
 # (kernels/tuned/) may pick one of them, nothing else. No entry uses 8 warps: flattened (kh, kw, c)
 # K loops in conv templates gave silent wrong results with num_warps >= 8 (pytorch issue 173068),
 # and the interpreter tests cannot see a GPU miscompile.
+_POINTWISE_DEFAULT = PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4,
+                                     num_stages=2, BLOCK_NP_WIDE=128)
 POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     # branch-1 tiles 64 x 64 (128 columns spilled in generic and NCHW variants), pool tiles
     # 64 columns wide (the nine tap tiles are copied from L2 once per pool column tile: half the
@@ -139,8 +178,16 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     # 0.611/0.296/0.246 ms (do_bench medians). 128-wide pool tiles compile spill-free there (bf16
     # sm_90: 128 registers, 4 programs per SM; sm_80: 168, 3 programs, against 5 for 64-wide
     # tiles, a possible A100 cost not measured); NCHW pool variants spilled 184-256 B at 128
-    "default": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=2,
-                               BLOCK_NP_WIDE=128),
+    # Aligned channels_last branch-1 launches on sm_90 run 128 x 128 tiles, 3 stages: a plain GEMM
+    # that reads its input once per 128 output channels instead of per 64 and each weight tile once
+    # per 128 pixels (bf16/fp16: 250 registers, 49 KB of shared memory, 2 programs per SM, 0
+    # spills, wgmma and async copies; sm_80 compiled them clean too, at 249 registers, but no model
+    # covers an A100, so it keeps 64 x 64). Modelled on the H200: benchmarks/NOTES.md, "Branch-1 tiles".
+    "default": replace(_POINTWISE_DEFAULT, aligned=((90, replace(_POINTWISE_DEFAULT, BLOCK_M=128, BLOCK_N=128,
+                                                                 num_stages=3)),)),
+    # the TF32 default: the default's tiles without the aligned branch-1 ones (fp32 operand tiles
+    # take twice the shared memory and registers, and the cost model was only fitted on bf16)
+    "tf32": _POINTWISE_DEFAULT,
     # fp32 IEEE dots are FMAs with operands in registers: 32-pixel tiles, a shorter K step, not
     # pipelined (BLOCK_M 64 spilled 4-8 B in launched pool variants on sm_80 at 1 or 2 stages,
     # 4-76 B in generic ones at 3)
@@ -150,8 +197,9 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     "s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
     "n32s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
     # the default as the first GPU run measured it (commit ac3b22c): no wide pool tiles, taps masked
-    # to -inf in every launch. A GPU's tune times it against the default: only compiled code, a
-    # model and a measured 64-vs-32 lead chose wide tiles and clamped taps
+    # to -inf in every launch, 64 x 64 branch-1 tiles everywhere. A GPU's tune times it against the
+    # default: only compiled code, a model and a measured 64-vs-32 lead chose wide tiles, clamped
+    # taps and 128 x 128 branch-1 tiles
     "np64": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=2,
                             clamp_taps=False),
     # pool tiles 32 wide: every MMA column used at pool_proj 32 (3a), twice the tap loads at >= 64
@@ -223,7 +271,7 @@ _TABLES = {"pointwise_pool": POINTWISE_CONFIGS, "reduce_conv": REDUCE_CONV_CONFI
 # (kernel, dot class) -> config names a tuner may choose from, the default first
 CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("pointwise_pool", "mma"): ("default", "np64", "n32", "s4", "n32s4", "np32"),
-    ("pointwise_pool", "tf32"): ("default", "n32"),
+    ("pointwise_pool", "tf32"): ("tf32", "n32"),
     ("pointwise_pool", "fma"): ("fma", "fma-n32"),
     ("reduce_conv", "mma"): ("mma", "mma-64", "mma-p2", "mma-slots"),
     # other tile sizes tried spilled in some generic or launched variant (benchmarks/NOTES.md)

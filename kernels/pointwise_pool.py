@@ -11,7 +11,9 @@ programs of one pixel tile run side by side and read its input from L2 once. Eac
 K loop, software-pipelined by triton (async copies, num_stages deep; wgmma on sm_90):
 
 * branch 1 (IS_POOL False): BLOCK_M x BLOCK_N tiles, a plain GEMM whose K loop (BLOCK_K input
-  channels a step) loads the input tile and the weight tile straight into the dot;
+  channels a step) loads the input tile and the weight tile straight into the dot; an aligned
+  launch (aligned_channels_last) may run the config's larger aligned tiles for the GPU
+  (configs.tiles_for; 128 x 128 on sm_90 in the default config);
 * pool (IS_POOL True): BLOCK_M x BLOCK_NP tiles (64 in the default config), K step BLOCK_KP: the
   nine 3x3 taps unrolled at compile time, their nine loads issued before the max (NaN
   propagating); the weight tile and, where the input is channels_last and 16-aligned, the nine
@@ -33,8 +35,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import alignment
-from .configs import PointwiseConfig
+from . import alignment, gpu
+from .configs import PointwiseConfig, tiles_for
 from .tf32 import round_tf32
 
 
@@ -200,11 +202,12 @@ def _pointwise_pool_kernel(
 
 
 # An aligned channels_last pool launch (aligned_channels_last) of a config with clamp_taps clamps
-# its taps and may run wide tiles. compile-check compiles it as one specialization per config and
-# dtype: these runtime ints take any int32 value (wide tiles: n_col_tiles is 1), the unit channel
-# strides are 1, and every other int is an int32 divisible by 16. Without those hints the clamped
-# offsets spilled 16 B (sm_90) and wide tiles 350-690 B, so an unaligned launch keeps the -inf
-# masks and BLOCK_NP.
+# its taps and may run wide tiles; an aligned branch-1 launch may run the config's aligned tiles.
+# compile-check compiles each as one specialization per config and dtype: these runtime ints take
+# any int32 value (wide tiles: n_col_tiles is 1), the unit channel strides are 1, and every other
+# int is an int32 divisible by 16. Without those hints the clamped offsets spilled 16 B (sm_90)
+# and wide tiles 350-690 B, so an unaligned launch keeps the -inf masks and BLOCK_NP, and its
+# branch 1 the config's own tiles.
 ALIGNED_FREE_INTS: tuple[str, ...] = ("M", "H", "W", "n_col_tiles")
 ALIGNED_UNIT_INTS: tuple[str, ...] = ("sx_c", "so_c")
 
@@ -275,7 +278,8 @@ def launch_pointwise_pool(
     With input_precision "tf32" the weight must hold TF32 values already (kernels/tf32.py,
     round_tf32_tensor, done by the forward); the kernel rounds its input and pooled tiles itself.
     Where ``x`` and ``out`` are channels_last with 16-aligned channel counts, offsets and
-    strides (aligned_channels_last) and the config clamps (clamp_taps), the pool launch clamps
+    strides (aligned_channels_last), branch 1 runs the config's aligned tiles for the GPU where
+    configs.tiles_for says so, and, where the config clamps (clamp_taps), the pool launch clamps
     its taps and runs wide tiles where wide_pool_tiles says so.
     """
     n, c_in, h, w = x.shape
@@ -297,10 +301,15 @@ def launch_pointwise_pool(
         launches += 1
         clamped = pool and aligned and config.clamp_taps
         wide = clamped and wide_pool_tiles(config, cp, aligned)
-        programs, n_col_tiles = pointwise_grid(m, width, pool, config, wide)
+        tiles = config
+        if not pool and aligned and config.aligned:
+            sms = gpu.sm_count(x.device)
+            tiles = tiles_for(config, True, m, width, gpu.sm_arch(x.device),
+                              gpu.INTERPRETER_SMS if sms is None else sms)
+        programs, n_col_tiles = pointwise_grid(m, width, pool, tiles, wide)
         _pointwise_pool_kernel[(programs,)](
             x, weight, bias, out, *ints.values(), n_col_tiles,
-            **launch_constexprs(config, pool, relu, input_precision, clamped, wide),
-            num_warps=config.num_warps, num_stages=config.num_stages,
+            **launch_constexprs(tiles, pool, relu, input_precision, clamped, wide),
+            num_warps=tiles.num_warps, num_stages=tiles.num_stages,
         )
     return launches

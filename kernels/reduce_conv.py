@@ -38,7 +38,7 @@ Tiles: a config's tiles serve any launch; its ``aligned`` tiles (per SM architec
 aligned channels_last launches (kernels/alignment.py; all of GoogLeNet's on channels_last input),
 where the divisibility hints leave the registers for larger tiles: 128 x 128 on sm_90, 128 x 64 on
 sm_80 for fp16/bf16 (configs.py). Larger tiles read the k x k weights and the reduced operand fewer
-times per output pixel and recompute a smaller share of halo (tiles_for picks them).
+times per output pixel and recompute a smaller share of halo (configs.tiles_for picks them).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import alignment
-from .configs import ReduceConvConfig
+from . import alignment, gpu
+from .configs import ReduceConvConfig, tiles_for
 from .tf32 import round_tf32
 
 
@@ -187,13 +187,6 @@ def _reduce_conv_kernel(
         tl.debug_barrier()
 
 
-# SMs the interpreter pretends to have, one program slot each: programs run one after another
-# there, so the count only sizes the scratch, but a small one makes tests of a tile or two take
-# the split path and tests of a few tiles reuse a slot
-INTERPRETER_SMS = 4
-# the SM architecture the interpreter pretends to be when it picks a config's aligned tiles
-INTERPRETER_ARCH = 90
-
 # The aligned channels_last specialization of this kernel (kernels/alignment.py), which a config's
 # aligned tiles run: these runtime ints take any int32 value, the channel strides are 1 and every
 # other int is divisible by 16 (R_PAD and halo_rows always are: multiples of BLOCK_R and
@@ -208,42 +201,12 @@ def aligned_channels_last(ints: dict[str, int], tensors: tuple[torch.Tensor, ...
     return alignment.aligned_channels_last(ints, tensors, ALIGNED_FREE_INTS, ALIGNED_UNIT_INTS)
 
 
-def sm_count(device: torch.device) -> int | None:
-    """The device's SM count; None off CUDA (the interpreter). compile-check's launch recorder
-    (tools/compile_check/aot.py) replaces it to size grids for a GPU it does not have."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return None
-
-
-def sm_arch(device: torch.device) -> int:
-    """The device's SM architecture (80 for sm_80, 90 for sm_90); INTERPRETER_ARCH off CUDA.
-    compile-check's launch recorder (tools/compile_check/aot.py) replaces it to record the launches
-    of each architecture it compiles for."""
-    if device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(device)
-        return 10 * major + minor
-    return INTERPRETER_ARCH
-
-
-def tiles_for(config: ReduceConvConfig, aligned: bool, m: int, c_out: int, arch: int, sms: int) -> ReduceConvConfig:
-    """The config a launch over ``m`` pixels and ``c_out`` output channels runs on ``sms`` SMs of
-    architecture ``arch``: the config's aligned tiles for that arch (ReduceConvConfig.aligned) when
-    the launch is ``aligned`` (aligned_channels_last) and those tiles still give every SM a work
-    item (tiles x output-channel blocks >= sms: at batch 1 the larger tiles would leave SMs idle
-    that the smaller ones fill), else ``config`` itself. Also what the `plan` cost model launches."""
-    tiles = config.aligned_tiles(arch) if aligned else None
-    if tiles is None or triton.cdiv(m, tiles.BLOCK_M) * triton.cdiv(c_out, tiles.BLOCK_N) < sms:
-        return config
-    return tiles
-
-
 def reduce_conv_grid(num_tiles: int, c_out: int, config: ReduceConvConfig, sms: int | None) -> tuple[int, int]:
-    """(programs, n_split) of a launch: ``grid_for_sms`` on the device's ``sms`` SMs (sm_count)
+    """(programs, n_split) of a launch: ``grid_for_sms`` on the device's ``sms`` SMs (gpu.sm_count)
     with ``config.programs_per_sm`` program slots each; sms None (the interpreter):
-    INTERPRETER_SMS with one slot each."""
+    gpu.INTERPRETER_SMS with one slot each."""
     if sms is None:
-        return grid_for_sms(num_tiles, c_out, config, INTERPRETER_SMS, 1)
+        return grid_for_sms(num_tiles, c_out, config, gpu.INTERPRETER_SMS, 1)
     return grid_for_sms(num_tiles, c_out, config, sms, config.programs_per_sm)
 
 
@@ -302,7 +265,7 @@ def launch_reduce_conv(
     x and both weights must hold TF32 values already (kernels/tf32.py, round_tf32_tensor: the
     forward rounds them once per block); the kernel rounds the reduced activations itself.
     Where x and out are channels_last with 16-aligned channel counts, offsets and strides
-    (aligned_channels_last), the launch runs the config's aligned tiles for the GPU (tiles_for).
+    (aligned_channels_last), the launch runs the config's aligned tiles for the GPU (configs.tiles_for).
     """
     n, c_in, h, w = x.shape
     m = n * h * w
@@ -310,14 +273,15 @@ def launch_reduce_conv(
         return 0
     r = w_reduce.shape[1]
     c_out = w_conv.shape[2]
-    sms = sm_count(x.device)  # looked up once: a device query per launch is host time
+    sms = gpu.sm_count(x.device)  # looked up once: a device query per launch is host time
     if config.aligned:
         # the runtime ints that do not depend on the tiles, by the kernel's names
         ints = dict(M=m, H=h, W=w, C_IN=c_in, R=r, C_OUT=c_out,
                     **dict(zip(("sx_n", "sx_c", "sx_h", "sx_w"), x.stride())),
                     **dict(zip(("so_n", "so_c", "so_h", "so_w"), out.stride())), out_c0=out_c0)
         if aligned_channels_last(ints, (x, w_reduce, b_reduce, w_conv, b_conv, out)):
-            config = tiles_for(config, True, m, c_out, sm_arch(x.device), INTERPRETER_SMS if sms is None else sms)
+            config = tiles_for(config, True, m, c_out, gpu.sm_arch(x.device),
+                               gpu.INTERPRETER_SMS if sms is None else sms)
     num_tiles = triton.cdiv(m, config.BLOCK_M)
     programs, n_split = reduce_conv_grid(num_tiles, c_out, config, sms)
     r_pad = triton.cdiv(r, config.BLOCK_R) * config.BLOCK_R

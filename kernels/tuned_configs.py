@@ -110,7 +110,7 @@ def gpu_slug(name: str) -> str:
 
 def config_fields(config) -> dict:
     """A config's fields as a plain dict (what a tuned file stores next to the name), in JSON's
-    types (a reduce_conv config's aligned tiles: lists, as the file reads back)."""
+    types (a config's aligned tiles: lists, as the file reads back)."""
     return json.loads(json.dumps(asdict(config)))
 
 

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 from block_helpers import DEVICE, random_input, tf32_round
 from fused_inception import forward
+from fused_inception.kernels import gpu as kernel_gpu
 from fused_inception.kernels import reduce_conv as rc
-from fused_inception.kernels.configs import CANDIDATES, REDUCE_CONV_CONFIGS, ReduceConvConfig
+from fused_inception.kernels.configs import CANDIDATES, REDUCE_CONV_CONFIGS, ReduceConvConfig, tiles_for
 from fused_inception.tolerances import assert_close, assert_same_nonfinite, compare, poisoned
 from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
 
@@ -145,8 +146,8 @@ def test_slots_candidate_splits_to_fill_every_slot(monkeypatch):
     does not split (every SM has a tile); the ``mma-slots`` candidate splits 3 ways to fill the
     3 x 132 slots, the rule tune compares it with."""
     device = _fake_gpu(monkeypatch, 132)
-    assert rc.reduce_conv_grid(196, 384, REDUCE_CONV_CONFIGS["mma"], rc.sm_count(device)) == (196, 1)
-    assert rc.reduce_conv_grid(196, 384, REDUCE_CONV_CONFIGS["mma-slots"], rc.sm_count(device)) == (396, 3)
+    assert rc.reduce_conv_grid(196, 384, REDUCE_CONV_CONFIGS["mma"], kernel_gpu.sm_count(device)) == (196, 1)
+    assert rc.reduce_conv_grid(196, 384, REDUCE_CONV_CONFIGS["mma-slots"], kernel_gpu.sm_count(device)) == (396, 3)
 
 
 @pytest.mark.parametrize("sms", [108, 132])
@@ -166,7 +167,7 @@ def test_grid_gives_every_sm_work_for_every_googlenet_branch(monkeypatch, sms):
                 tiles = -(-batch * size * size // cfg.BLOCK_M)
                 for c_out in (spec.ch3x3, spec.ch5x5):
                     col_blocks = -(-c_out // cfg.BLOCK_N)
-                    programs, n_split = rc.reduce_conv_grid(tiles, c_out, cfg, rc.sm_count(device))
+                    programs, n_split = rc.reduce_conv_grid(tiles, c_out, cfg, kernel_gpu.sm_count(device))
                     if not cfg.split_columns:
                         assert (programs, n_split) == (min(slots, tiles), 1)
                         continue
@@ -212,8 +213,8 @@ def _spy_tiles(monkeypatch, arch: int) -> list:
         seen.append((config.BLOCK_M, config.BLOCK_N))
         return real(config, *args)
 
-    monkeypatch.setattr(rc, "sm_arch", lambda device: arch)
-    monkeypatch.setattr(rc, "sm_count", lambda device: None)
+    monkeypatch.setattr(kernel_gpu, "sm_arch", lambda device: arch)
+    monkeypatch.setattr(kernel_gpu, "sm_count", lambda device: None)
     monkeypatch.setattr(rc, "launch_constexprs", spy)
     return seen
 
@@ -272,17 +273,17 @@ def test_tiles_for_googlenet_launches():
         for batch in (1, 32, 256):
             m = batch * size * size
             for c_out in (spec.ch3x3, spec.ch5x5):
-                got = rc.tiles_for(mma, True, m, c_out, 90, 132)
+                got = tiles_for(mma, True, m, c_out, 90, 132)
                 items = -(-m // 128) * -(-c_out // 128)
                 assert got == (mma.aligned_tiles(90) if items >= 132 else mma)
                 if batch == 256 and c_out == spec.ch3x3:
                     assert (got.BLOCK_M, got.BLOCK_N) == (128, 128)
-                    assert rc.tiles_for(mma, True, m, c_out, 80, 108) == mma.aligned_tiles(80)
-                    assert rc.tiles_for(mma, True, m, c_out, 86, 84) == mma.aligned_tiles(80)
-                    assert rc.tiles_for(mma, True, m, c_out, 100, 148) is mma  # not compile-checked
-                assert rc.tiles_for(mma, False, m, c_out, 90, 132) is mma
-                assert rc.tiles_for(REDUCE_CONV_CONFIGS["mma-64"], True, m, c_out, 90, 132).BLOCK_M == 64
-    assert rc.tiles_for(mma, True, 256 * 49, 384, 75, 80) is mma  # no aligned tiles before sm_80
+                    assert tiles_for(mma, True, m, c_out, 80, 108) == mma.aligned_tiles(80)
+                    assert tiles_for(mma, True, m, c_out, 86, 84) == mma.aligned_tiles(80)
+                    assert tiles_for(mma, True, m, c_out, 100, 148) is mma  # not compile-checked
+                assert tiles_for(mma, False, m, c_out, 90, 132) is mma
+                assert tiles_for(REDUCE_CONV_CONFIGS["mma-64"], True, m, c_out, 90, 132).BLOCK_M == 64
+    assert tiles_for(mma, True, 256 * 49, 384, 75, 80) is mma  # no aligned tiles before sm_80
 
 
 def test_aligned_tiles_are_declared_in_order():

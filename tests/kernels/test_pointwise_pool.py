@@ -16,9 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import fused_inception.kernels.gpu as kernel_gpu
 import fused_inception.kernels.pointwise_pool as pointwise_mod
 from block_helpers import DEVICE
-from fused_inception.kernels.configs import POINTWISE_CONFIGS, PointwiseConfig, candidate_names, config_by_name
+from fused_inception.kernels.configs import (POINTWISE_CONFIGS, PointwiseConfig, candidate_names, config_by_name,
+                                             tiles_for)
 from fused_inception.tolerances import assert_close, poisoned, tolerance_key
 
 SENTINEL = 12345.0
@@ -243,3 +245,110 @@ def test_wide_tiles_only_from_configs_that_have_them():
     with pytest.raises(ValueError, match="clamped"):
         pointwise_mod.launch_constexprs(POINTWISE_CONFIGS["default"], True, True, "ieee", wide=True)
     assert pointwise_mod.pointwise_grid(64, 128, True, POINTWISE_CONFIGS["default"], wide=True) == (1, 1)
+
+
+def _record_branch1_tiles(monkeypatch, arch: int) -> list[tuple[int, int, int]]:
+    """Pretend to be an ``arch`` GPU with INTERPRETER_SMS SMs (on a real GPU too, so that these
+    small cases can take the aligned tiles) and record every branch-1 launch's (BLOCK_M, BLOCK_N,
+    num_stages) from now on."""
+    seen = []
+    build = pointwise_mod.launch_constexprs
+
+    def spy(config, pool, *args):
+        if not pool:
+            seen.append((config.BLOCK_M, config.BLOCK_N, config.num_stages))
+        return build(config, pool, *args)
+
+    monkeypatch.setattr(kernel_gpu, "sm_arch", lambda device: arch)
+    monkeypatch.setattr(kernel_gpu, "sm_count", lambda device: None)
+    monkeypatch.setattr(pointwise_mod, "launch_constexprs", spy)
+    return seen
+
+
+@pytest.mark.parametrize(("relu", "negative"), [(True, False), (False, True)], ids=["relu-randn", "signed-negative"])
+def test_aligned_branch1_tiles_parity(relu, negative, gen, monkeypatch):
+    """The default's aligned branch-1 tiles (128 x 128 on sm_90) as an aligned channels_last launch
+    takes them: 144 branch-1 columns (a full and a partial column tile), 80 input channels (two
+    K steps of 32 and a partial one), 3 x 95 = 285 pixels (two 128-pixel tiles crossing image
+    boundaries and a partial one), NaN-poisoned output between sentinel channels."""
+    cfg = POINTWISE_CONFIGS["default"]
+    tiles = cfg.aligned_tiles(90)
+    seen = _record_branch1_tiles(monkeypatch, 90)
+    run_case(cfg, torch.float16, "ieee", (3, 80, 5, 19), 144, 32, channels_last=True, relu=relu, gen=gen,
+             negative=negative, around=(16, 0, 16))
+    assert seen == [(tiles.BLOCK_M, tiles.BLOCK_N, tiles.num_stages)]
+    assert (tiles.BLOCK_M, tiles.BLOCK_N) == (128, 128)
+
+
+def test_aligned_branch1_tiles_show_nan_and_inf_where_the_reference_does(gen, monkeypatch):
+    """NaN and +-Inf input pixels, one at the first pixel of the second 128-pixel tile: branch 1
+    is NaN/Inf exactly where the float64 reference is, through the aligned tiles."""
+    cfg = POINTWISE_CONFIGS["default"]
+    seen = _record_branch1_tiles(monkeypatch, 90)
+    x = torch.randn(2, 32, 10, 16, generator=gen).to(torch.float16)
+    x[0, 3, 8, 0] = float("nan")  # pixel 128
+    x[1, 7, 0, 5] = float("inf")
+    x[1, 9, 9, 15] = -float("inf")
+    w = (torch.randn(32, 144 + 16, generator=gen) / 6).to(torch.float16)
+    b = torch.randn(160, generator=gen)
+    out = poisoned((2, 160, 10, 16), torch.float16, DEVICE, torch.channels_last)
+    pointwise_mod.launch_pointwise_pool(x.to(DEVICE).contiguous(memory_format=torch.channels_last), w.to(DEVICE),
+                                        b.to(DEVICE), 144, out, 0, 144, False, "ieee", cfg)
+    out = out.cpu()[:, :144]
+    ref = reference(x.double(), w.double(), b.double(), 144, False)[:, :144]
+    assert seen == [(128, 128, cfg.aligned_tiles(90).num_stages)]
+    assert torch.equal(out.isnan(), ref.isnan())
+    assert torch.equal(out.isinf(), ref.isinf()) and torch.equal(out[ref.isinf()], ref[ref.isinf()].to(out.dtype))
+    finite = ref.isfinite()
+    assert_close(out[finite].reshape(1, -1), ref[finite].reshape(1, -1), "float16", "finite outputs")
+
+
+@pytest.mark.parametrize("why", ["offset", "nchw", "channels", "few-programs", "sm_80"])
+def test_branch1_launches_that_are_not_aligned_keep_the_base_tiles(why, gen, monkeypatch):
+    """The aligned branch-1 tiles need the aligned specialization, enough programs for the SMs and
+    an sm_90 GPU: a slice offset of 3, NCHW, 72 input channels, 1 image (95 pixels: one pixel tile
+    x 2 column tiles on 4 SMs) or an sm_80 GPU (compiled clean, not modelled) run 64 x 64."""
+    cfg = POINTWISE_CONFIGS["default"]
+    seen = _record_branch1_tiles(monkeypatch, 80 if why == "sm_80" else 90)
+    shape, around, channels_last = [3, 80, 5, 19], (16, 0, 16), True
+    if why == "offset":
+        around = (3, 2, 1)
+    elif why == "nchw":
+        channels_last = False
+    elif why == "channels":
+        shape[1] = 72
+    elif why == "few-programs":
+        shape[0] = 1
+    run_case(cfg, torch.float16, "ieee", tuple(shape), 144, 32, channels_last, relu=True, gen=gen, around=around)
+    assert seen == [(cfg.BLOCK_M, cfg.BLOCK_N, cfg.num_stages)]
+
+
+def test_branch1_tiles_for_googlenet_launches():
+    """On an H200 (132 SMs, sm_90): GoogLeNet's aligned branch-1 launches take 128 x 128 where
+    those tiles give every SM a program: every block at batch 256, 3a and 3b (196 programs) at
+    batch 32, none at batch 1; sm_80 GPUs, unaligned launches and configs without aligned tiles
+    keep theirs."""
+    from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
+
+    cfg = POINTWISE_CONFIGS["default"]
+    takes = {256: set(GOOGLENET_BLOCKS), 32: {"3a", "3b"}, 1: set()}
+    for block, (_, size) in GOOGLENET_BLOCKS.items():
+        c1 = googlenet_spec(block, "torchvision").ch1x1
+        for batch, blocks in takes.items():
+            m = batch * size * size
+            got = tiles_for(cfg, True, m, c1, 90, 132)
+            assert got is (cfg.aligned_tiles(90) if block in blocks else cfg), (block, batch)
+            assert tiles_for(cfg, True, m, c1, 80, 108) is cfg
+            assert tiles_for(cfg, False, m, c1, 90, 132) is cfg
+            for name in ("np64", "tf32"):
+                assert tiles_for(POINTWISE_CONFIGS[name], True, m, c1, 90, 132) is POINTWISE_CONFIGS[name]
+
+
+def test_pointwise_aligned_tiles_are_declared_in_order():
+    big = PointwiseConfig(128, 128, 32, num_stages=3)
+    with pytest.raises(ValueError, match="once per SM generation"):
+        PointwiseConfig(64, 64, 32, aligned=((90, big), (90, big)))
+    with pytest.raises(ValueError, match="own"):
+        PointwiseConfig(64, 64, 32, aligned=((90, PointwiseConfig(128, 128, 32, aligned=((90, big),))),))
+    cfg = PointwiseConfig(64, 64, 32, aligned=((90, big),))
+    assert [cfg.aligned_tiles(a) for a in (80, 86, 90, 100)] == [None, None, big, None]

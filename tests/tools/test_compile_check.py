@@ -28,6 +28,7 @@ import triton
 from fused_inception.tools.compile_check import command as cc
 from fused_inception.tools.compile_check import aot, compiling, report
 from fused_inception.tools.plan.schedules import COMPILED_POINTWISE, COMPILED_POINTWISE_AC3B22C, COMPILED_WITH
+from fused_inception.kernels import gpu as kernel_gpu
 from fused_inception.kernels import pointwise_pool as pointwise_mod
 from fused_inception.kernels import reduce_conv as reduce_conv_mod
 from fused_inception.spec import GOOGLENET_BLOCKS
@@ -43,7 +44,7 @@ from fused_inception.kernels.configs import (
 
 # (arch, kernel, config, dtype, precision, ksize, relu, layout)
 SUBSET = [
-    (80, "pointwise_pool", "default", "float32", "tf32", None, True, "nhwc"),
+    (80, "pointwise_pool", "tf32", "float32", "tf32", None, True, "nhwc"),
     (90, "pointwise_pool", "fma", "float32", "ieee", None, False, "nhwc"),
     (80, "pointwise_pool", "default", "float16", "ieee", None, True, "nchw"),
     (90, "pointwise_pool", "default", "bfloat16", "ieee", None, True, "nhwc"),
@@ -132,8 +133,9 @@ ALIGNED_SUBSET = [(80, "float32", "tf32", True), (90, "bfloat16", "ieee", True),
 
 @pytest.mark.parametrize(("arch", "dtype", "precision", "wide"), ALIGNED_SUBSET, ids=lambda c: str(c))
 def test_aligned_pool_variant_compiles_without_spills_pipelined(arch, dtype, precision, wide):
-    v = _variant("pointwise_pool", "default", dtype, precision, None, True, "nhwc", clamped=True, wide=wide)
-    cfg = POINTWISE_CONFIGS["default"]
+    name = "tf32" if precision == "tf32" else "default"  # the default of the dtype and precision
+    v = _variant("pointwise_pool", name, dtype, precision, None, True, "nhwc", clamped=True, wide=wide)
+    cfg = POINTWISE_CONFIGS[name]
     values = aot.constexpr_values(v)
     assert v.pool and values["CLAMP_TAPS"] and values["BLOCK_NP"] == (cfg.BLOCK_NP_WIDE if wide else cfg.BLOCK_NP)
     keys = aot._int_keys(v)
@@ -146,7 +148,7 @@ def test_aligned_pool_variant_compiles_without_spills_pipelined(arch, dtype, pre
     assert row["ldgsts"] > 0 and (row["hgmma"] > 0) == (arch >= 90) and (row["hmma"] > 0) == (arch < 90)
 
 
-# the aligned reduce_conv tiles (ReduceConvConfig.aligned, reduce_conv.tiles_for): the default's
+# the aligned reduce_conv tiles (ReduceConvConfig.aligned, configs.tiles_for): the default's
 # 128 x 64 (sm_80) and 128 x 128 (sm_90) tiles, each compiled for its arch as the one aligned
 # specialization (reduce_conv.aligned_channels_last). Generic variants of those tiles spilled
 # 928-3896 B.
@@ -182,6 +184,53 @@ def test_aligned_reduce_conv_variants_only_channels_last_tiles_per_arch():
     assert {(v.dtype, v.input_precision, v.config_name, v.arch, v.config) for v in aligned if v.relu} == want
 
 
+def test_aligned_branch1_tiles_compile_without_spills_pipelined():
+    """The default pointwise config's sm_90 branch-1 tiles (128 x 128), bf16, compiled as the one
+    aligned specialization they run in: no spill, async copies, wgmma only; sm_80 does not run them."""
+    v = _variant("pointwise_pool", "default", "bfloat16", "ieee", None, True, "nhwc", aligned_arch=90)
+    assert v.pool is False and v.config == POINTWISE_CONFIGS["default"].aligned_tiles(90)
+    assert v.compiled_for(90) and not v.compiled_for(80)
+    keys = aot._int_keys(v)
+    assert {n for n, k in keys.items() if k == "1"} == set(pointwise_mod.ALIGNED_UNIT_INTS)
+    assert {n for n, k in keys.items() if k == "i32"} == set(pointwise_mod.ALIGNED_FREE_INTS)
+    (row,) = compiling.check([90], [v])
+    assert report.row_failures(row) == []
+    assert row["ldgsts"] > 0 and row["hgmma"] > 0 and row["hmma"] == 0
+    assert compiling.check([80], [v]) == []
+
+
+def test_aligned_pointwise_variants_only_channels_last_branch1_per_arch():
+    """Every pointwise config with aligned tiles has, for each dtype and precision it launches, a
+    channels_last branch-1 variant per (arch, tiles) entry; no pool variant and no other variant
+    is aligned."""
+    variants = aot.launch_variants(["pointwise_pool"])
+    aligned = [v for v in variants if v.aligned]
+    assert aligned and all(v.layout == "nhwc" and v.pool is False and not v.clamped for v in aligned)
+    want = {(d, p, name, arch, tiles) for k, d, p, cfg in launchable_configs() if k == "pointwise_pool"
+            for name in [next(n for n, c in POINTWISE_CONFIGS.items() if c == cfg)] for arch, tiles in cfg.aligned}
+    assert {(v.dtype, v.input_precision, v.config_name, v.arch, v.config) for v in aligned if v.relu} == want
+    assert {(d, p) for d, p, *_ in want} == {("float16", "ieee"), ("bfloat16", "ieee")}  # not TF32
+
+
+def test_launched_aligned_branch1_variants_narrow_the_aligned_generic():
+    """Every branch-1 launch GoogLeNet makes with aligned tiles is the aligned generic variant or
+    narrower, only sm_90 records them, and at batch 256 every block's fp16/bf16 channels_last
+    branch 1 takes them."""
+    generic = {(v.dtype, v.relu, v.arch): aot._int_keys(v)
+               for v in aot.launch_variants(["pointwise_pool"]) if v.aligned}
+    launched = aot.googlenet_launch_variants(["pointwise_pool"], batches=[1, 256], gpus=[None])
+    aligned = [v for v in launched if v.aligned]
+    assert {v.arch for v in aligned} == {90}
+    for v in aligned:
+        g = generic[(v.dtype, v.relu, v.arch)]
+        for name, key in aot._int_keys(v).items():
+            assert key == g[name] or (g[name] == "i32" and key in ("1", "i32:D")), (v.label(), name, key)
+    for dtype in ("float16", "bfloat16"):
+        served = {n for v in aligned if v.dtype == dtype for n in v.launches}
+        assert {f"{m}/{b}/N256/b1" for m in ("paper", "torchvision") for b in GOOGLENET_BLOCKS} <= served
+        assert not any("/N1/" in n for n in served)
+
+
 def test_launched_aligned_variants_narrow_the_aligned_generic():
     """Every launch GoogLeNet makes with aligned tiles is the aligned generic variant of its arch or
     narrower, and at batch 256 every channels_last bf16 3 x 3 branch of the default takes them."""
@@ -214,12 +263,13 @@ def test_loop_instructions_counts_the_largest_loop_body():
     assert compiling.loop_instructions("") == 0
 
 
-def _default_launches(names: dict[str, int]) -> dict[int, aot.LaunchVariant]:
+def _default_launches(names: dict[str, int], arch: int | None = None) -> dict[int, aot.LaunchVariant]:
     """The default config's bf16 channels_last batch-256 specializations serving these launches,
-    by the number given with each name."""
+    by the number given with each name: with its own tiles (``arch`` None), or the aligned tiles
+    of ``arch``."""
     picked = {}
     for v in aot.googlenet_launch_variants(["pointwise_pool"], batches=[256]):
-        if (v.dtype, v.layout, v.config_name) == ("bfloat16", "nhwc", "default"):
+        if (v.dtype, v.layout, v.config_name, v.arch) == ("bfloat16", "nhwc", "default", arch):
             picked.update({names[n]: v for n in v.launches if n in names})
     assert sorted(picked) == sorted(names.values())
     return picked
@@ -233,13 +283,16 @@ def _figures(row: dict) -> tuple[int, int, int]:
 def test_plan_compiled_figures_are_what_compile_check_reports():
     """The latency model's registers, shared memory and loop instructions of the pointwise kernel
     (plan/schedules.py) are compile-check's for the launches they name: the default config's
-    (COMPILED_POINTWISE) for 3b's branch 1 and pool and 4e's wide pool; the measured code's
+    (COMPILED_POINTWISE) for 3b's branch 1 (its own tiles and its sm_90 aligned ones) and pool and
+    4e's wide pool; the measured code's
     (COMPILED_POINTWISE_AC3B22C, and COMPILED_POINTWISE's np64) for 3b's two launches with each
     config the H200's tuner timed, taps masked."""
     picked = _default_launches({"torchvision/3b/N256/b1": 0, "torchvision/3b/N256/pool": 64,
                                 "torchvision/4e/N256/pool": 128})
     variants = [picked[w] for w in (0, 64, 128)]
     keys = [("default", 2, w) for w in (0, 64, 128)]
+    variants.append(_default_launches({"torchvision/3b/N256/b1": 0}, arch=90)[0])
+    keys.append(("default aligned", 2, 0))
     for key in COMPILED_POINTWISE_AC3B22C:
         name, _, width = key
         cfg = POINTWISE_CONFIGS[name]
@@ -249,7 +302,7 @@ def test_plan_compiled_figures_are_what_compile_check_reports():
         variants.append(dataclasses.replace(v, config_name=name, config=cfg, clamped=False, wide_pool=False, ints=ints))
         keys.append(key)
     for key, row in zip(keys, compiling.check([90], variants)):
-        table = COMPILED_POINTWISE if key[0] == "default" else COMPILED_POINTWISE_AC3B22C
+        table = COMPILED_POINTWISE if key[0].startswith("default") else COMPILED_POINTWISE_AC3B22C
         assert _figures(row) == table[key], key
     assert all(COMPILED_POINTWISE[k] == COMPILED_POINTWISE_AC3B22C[k] for k in COMPILED_POINTWISE if k[0] == "np64")
 
@@ -327,6 +380,19 @@ def _launch_args(kernel: str, v: aot.LaunchVariant, monkeypatch) -> tuple[tuple,
             x, torch.randn(32, 80 + cp, dtype=dt), torch.randn(80 + cp), 80, out, 16, 112, v.relu,
             v.input_precision, v.config)
         rec.calls = [c for c in rec.calls if c[1]["IS_POOL"]]
+    elif kernel == "pointwise_pool" and v.aligned:
+        # an aligned channels_last branch-1 launch on the interpreter's INTERPRETER_SMS SMs,
+        # pretending to be the tiles' arch: 720 pixels and 160 branch-1 columns (6 x 2 tiles of
+        # 128, enough to fill the SMs)
+        x = torch.randn(2, 32, 20, 18).to(dtype=dt, memory_format=mf)
+        out = torch.empty(2, 160 + 48 + 16, 20, 18, dtype=dt).to(memory_format=mf)
+        monkeypatch.setattr(pointwise_mod, "_pointwise_pool_kernel", rec)
+        monkeypatch.setattr(kernel_gpu, "sm_arch", lambda device: v.arch)
+        monkeypatch.setattr(kernel_gpu, "sm_count", lambda device: None)
+        pointwise_mod.launch_pointwise_pool(
+            x, torch.randn(32, 160 + 48, dtype=dt), torch.randn(160 + 48), 160, out, 16, 176, v.relu,
+            v.input_precision, POINTWISE_CONFIGS[v.config_name])
+        rec.calls = [c for c in rec.calls if not c[1]["IS_POOL"]]
     elif kernel == "pointwise_pool":
         # 80 + 80 columns: at least 2 column tiles of either kind in every config (24 input
         # channels: never the aligned specialization)
@@ -345,8 +411,8 @@ def _launch_args(kernel: str, v: aot.LaunchVariant, monkeypatch) -> tuple[tuple,
         x = torch.randn(1, 32, 16, 16).to(dtype=dt, memory_format=mf)
         out = torch.empty(1, 288, 16, 16, dtype=dt).to(memory_format=mf)
         monkeypatch.setattr(reduce_conv_mod, "_reduce_conv_kernel", rec)
-        monkeypatch.setattr(reduce_conv_mod, "sm_arch", lambda device: v.arch)
-        monkeypatch.setattr(reduce_conv_mod, "sm_count", lambda device: None)
+        monkeypatch.setattr(kernel_gpu, "sm_arch", lambda device: v.arch)
+        monkeypatch.setattr(kernel_gpu, "sm_count", lambda device: None)
         reduce_conv_mod.launch_reduce_conv(
             x, torch.randn(32, 16, dtype=dt), torch.randn(16), torch.randn(k * k, 16, 256, dtype=dt),
             torch.randn(256), k, out, 16, v.relu, v.input_precision, REDUCE_CONV_CONFIGS[v.config_name])
@@ -609,8 +675,10 @@ def test_launched_variants_cover_all_blocks(recorded, launched):
     by_batch = {b: {v for v in launched if any(n.split("/")[2] == f"N{b}" for n in v.launches)}
                 for b in aot.GOOGLENET_BATCHES}
     assert by_batch[1] != by_batch[256]
-    # a variant round-trips through the workers' JSON, aligned tiles included
-    some = launched[:5] + [v for v in launched if v.aligned][:2]
+    # a variant round-trips through the workers' JSON, each kernel's aligned tiles (and a config
+    # holding them) included
+    some = launched[:5] + [next(v for v in launched if v.aligned and v.kernel == k) for k in aot.KERNELS]
+    some += [next(v for v in launched if v.kernel == k and v.config.aligned) for k in aot.KERNELS]
     assert all(aot.LaunchVariant.from_dict(json.loads(json.dumps(v.to_dict()))) == v for v in some)
 
 

@@ -17,7 +17,7 @@ from fused_inception.dtypes import DTYPE_NAMES
 from fused_inception.spec import VARIANTS
 from fused_inception.tools.plan.eager import eager_launches
 from fused_inception.tools.plan.fused import (fused_block_launches, fused_launches, modelled_dot_precision,
-                                              modelled_reduce_conv_tiles, pointwise_pool_launches, reduce_conv_grid,
+                                              modelled_tiles, pointwise_pool_launches, reduce_conv_grid,
                                               reduce_conv_launch)
 from fused_inception.tools.plan.gpus import GPU, GPUS, H100_PCIE, H100_SXM, H200_SXM
 from fused_inception.tools.plan.launches import Launch
@@ -296,11 +296,12 @@ def test_pointwise_pool_tiles_by_hand():
 
 def test_pipelined_pointwise_schedules_two_launches():
     """The redesigned pointwise/pool kernel is two schedules with the shipped tile constants:
-    branch 1 64 x 64 tiles, K step 32; pool 64 x 64 tiles, K step 16, nine tap copies per step from
-    L2 through L1 (cp.async.ca: the taps' pixel run from L2, the other tap loads from L1); both
+    branch 1 the sm_90 aligned tiles at batch 256 (128 x 128, K step 32, 3 stages: 2 deep) and
+    64 x 64 at batch 1 (2 stages); pool 64 x 64 tiles, K step 16, nine tap copies per step from
+    L2 through L1 (cp.async.ca: the taps' pixel run from L2, the other tap loads from L1),
     pipelined num_stages - 1 = 1 deep; residency from the compiled registers and shared memory
-    (bf16 channels_last, sm_90: 64 regs and 17 KB -> 8 programs, 100 regs and 25.6 KB -> 4, the
-    128-wide pool tiles' 128 regs and 29 KB -> 4)."""
+    (bf16 channels_last, sm_90: 64 regs and 17 KB -> 8 programs, 250 regs and 49 KB -> 2, 100
+    regs and 25.6 KB -> 4, the 128-wide pool tiles' 128 regs and 29 KB -> 4)."""
     assert resident_compiled(4, 64, 17408) == 8  # 32 warps: 2048 registers per warp
     assert resident_compiled(4, 72, 17408) == 7  # 28 warps: 2304 registers per warp
     assert resident_compiled(4, 100, 25600) == 4  # 16 warps: 3328 registers per warp (19 warps fit)
@@ -310,24 +311,33 @@ def test_pipelined_pointwise_schedules_two_launches():
     assert (cfg.BLOCK_M, cfg.BLOCK_N, cfg.BLOCK_K, cfg.BLOCK_NP, cfg.BLOCK_KP, cfg.num_stages,
             cfg.BLOCK_NP_WIDE) == (64, 64, 32, 64, 16, 2, 128)
     # 3a's pool_proj 32 is one (half-used) 64-wide pool tile; 5b's 128 one 128-wide tile (the
-    # launch is channels_last with 16-aligned channels), where "np64" takes two 64-wide ones
-    for name, tiles, cols, cin, resident in (("3a", 3136, (1, 1), 192, 4), ("5b", 196, (6, 1), 832, 4)):
+    # launch is channels_last with 16-aligned channels), where "np64" takes two 64-wide ones.
+    # Branch 1 runs the sm_90 aligned tiles, 128 x 128 with 3 stages: 3a's 64 columns one tile,
+    # 5b's 384 three; 250 registers, 2 programs per SM
+    b1_tiles = cfg.aligned_tiles(90)
+    assert (b1_tiles.BLOCK_M, b1_tiles.BLOCK_N, b1_tiles.BLOCK_K, b1_tiles.num_stages) == (128, 128, 32, 3)
+    for name, tiles, cols, b1_cols, cin, resident in (("3a", 3136, 1, 1, 192, 4), ("5b", 196, 1, 3, 832, 4)):
         spec, h, w = block_shapes("torchvision")[name]
         b1, pool = pointwise_pipelined(name, spec, 256, h, w, "bfloat16")
         launches = pointwise_pool_launches(name, spec, 256, h, w, "bfloat16")
         assert [b1.launch, pool.launch] == [l.name for l in launches]
-        assert (b1.programs, pool.programs) == (tiles * cols[0], tiles * cols[1])
-        assert (b1.resident, pool.resident) == (8, resident)
+        assert (b1.programs, pool.programs) == (tiles // 2 * b1_cols, tiles * cols)
+        assert (b1.resident, pool.resident) == (2, resident)
+        assert "default aligned" in b1.detail and "aligned" not in pool.detail
         (gemm,), (taps,) = b1.works[0].loops, pool.works[0].loops
-        assert (gemm.trips, gemm.depth, gemm.mma, gemm.flops) == (cin // 32, 1, "wgmma", 2 * 64 * 32 * 64)
-        block_np = spec.pool_proj if cols[1] == 1 and spec.pool_proj > 64 else 64
+        assert (gemm.trips, gemm.depth, gemm.mma, gemm.flops) == (cin // 32, 2, "wgmma", 2 * 128 * 32 * 128)
+        block_np = spec.pool_proj if cols == 1 and spec.pool_proj > 64 else 64
         assert (taps.trips, taps.depth, taps.mma, taps.flops) == (cin // 16, 1, "wgmma", 2 * 64 * 16 * block_np)
         # per step: the x tile and the weight tile; the pool's run of 64 + 2 (W + 1) pixels from
         # L2, the other 9 x 64 tap pixel loads from L1
         run = 64 + 2 * (w + 1)
-        assert gemm.load_bytes == 64 * 32 * 2 + 32 * spec.ch1x1 * 2 // cols[0]
-        assert taps.load_bytes == run * 16 * 2 + 16 * spec.pool_proj * 2 // cols[1]
+        assert gemm.load_bytes == 128 * 32 * 2 + 32 * spec.ch1x1 * 2 // b1_cols
+        assert taps.load_bytes == run * 16 * 2 + 16 * spec.pool_proj * 2 // cols
         assert taps.l1_bytes == (9 * 64 - run) * 16 * 2 and gemm.l1_bytes == 0
+    # at batch 1 the 128 x 128 tiles would leave SMs idle: branch 1 keeps 64 x 64
+    spec, h, w = block_shapes("torchvision")["3a"]
+    b1, _ = pointwise_pipelined("3a", spec, 1, h, w, "bfloat16")
+    assert (b1.programs, b1.resident) == (13, 8) and "aligned" not in b1.detail
     spec, h, w = block_shapes("torchvision")["5b"]
     _, narrow = pointwise_pipelined("5b", spec, 256, h, w, "bfloat16", cfg=POINTWISE_CONFIGS["np64"])
     _, wide = pointwise_pipelined("5b", spec, 256, h, w, "bfloat16")
@@ -346,10 +356,11 @@ def test_reduce_conv_grid_matches_the_launcher(monkeypatch):
     GPU of 132 SMs, for every shipped config, its aligned tiles and GoogLeNet's tile counts."""
     from types import SimpleNamespace
 
+    from fused_inception.kernels import gpu
     from fused_inception.kernels import reduce_conv as kernel
 
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(multi_processor_count=132))
-    sms = kernel.sm_count(torch.device("cuda"))
+    sms = gpu.sm_count(torch.device("cuda"))
     for base in REDUCE_CONV_CONFIGS.values():
         for cfg in (base, *(tiles for _, tiles in base.aligned)):
             for tiles in (1, 13, 196, 527, 784, 3136):
@@ -442,7 +453,7 @@ def test_reduce_conv_launch_matches_simulated_loops(shape, config, sms):
     named = (TodayReduceConvConfig(BLOCK_M=64, BLOCK_HALO=32, BLOCK_R=32, BLOCK_N=32, BLOCK_K=32)
              if config == "d2e917c" else REDUCE_CONV_CONFIGS[config])
     # the launch runs the sm_90 aligned tiles where they fill the SMs (mma: 128 x 128 on one SM)
-    cfg = modelled_reduce_conv_tiles(named, n * h * w, c, sms)
+    cfg = modelled_tiles(named, n * h * w, c, sms)
     assert (cfg is not named) == (config == "mma" and -(-n * h * w // 128) * -(-c // 128) >= sms)
     tiles = -(-n * h * w // cfg.BLOCK_M)
     programs, n_split = reduce_conv_grid(tiles, c, cfg, sms)

@@ -29,8 +29,9 @@ Two sets of variants are compiled:
   these cover any channel count, image size and batch. They are usually, not always, the worst
   case for registers: some configs spill only in a launched specialization (benchmarks/NOTES.md).
   Pool launches with clamped taps (aligned channels_last, ``pointwise_pool.aligned_channels_last``;
-  maybe wide tiles) and a reduce_conv config's aligned tiles (``reduce_conv.aligned_channels_last``,
-  ``ReduceConvConfig.aligned``) are compiled as that one specialization instead (``_int_keys``),
+  maybe wide tiles) and a config's aligned tiles (each kernel's ``aligned_channels_last``;
+  ``ReduceConvConfig.aligned``, and ``PointwiseConfig.aligned`` for branch 1) are compiled as that
+  one specialization instead (``_int_keys``),
   the aligned tiles only for their SM generation (``LaunchVariant.compiled_for``).
 * **launched** (:func:`googlenet_launch_variants`): the specializations GoogLeNet's nine blocks
   (paper and torchvision variants, NCHW and channels_last, batches :data:`GOOGLENET_BATCHES`, every
@@ -60,6 +61,7 @@ import torch
 
 from fused_inception import forward
 from fused_inception.dtypes import short_name
+from fused_inception.kernels import gpu as kernel_gpu
 from fused_inception.kernels import pointwise_pool, reduce_conv
 from fused_inception.kernels.configs import (PointwiseConfig, ReduceConvConfig, config_name, launchable_configs,
                                              sm_generation)
@@ -154,10 +156,10 @@ class LaunchVariant:
     # specialization, pointwise_pool.aligned_channels_last), and with them BLOCK_NP_WIDE-wide tiles
     clamped: bool = False
     wide_pool: bool = False
-    # reduce_conv only: not None when ``config`` is the named config's aligned tiles of the SM
-    # generation of ``arch`` (ReduceConvConfig.aligned: 80 for sm_80-sm_89, 90 for sm_90),
-    # compiled as the aligned channels_last specialization (reduce_conv.aligned_channels_last) and
-    # only for that generation
+    # not None when ``config`` is the named config's aligned tiles of the SM generation of
+    # ``arch`` (ReduceConvConfig.aligned, or PointwiseConfig.aligned for branch 1: 80 for
+    # sm_80-sm_89, 90 for sm_90), compiled as the kernel's aligned channels_last specialization
+    # (its aligned_channels_last) and only for that generation
     arch: int | None = None
     # launched specializations: (int argument, jit_int_key) for every runtime int argument, in
     # parameter order; None for a generic variant (only the layout's unit strides specialized)
@@ -175,12 +177,12 @@ class LaunchVariant:
 
     @property
     def aligned(self) -> bool:
-        """A config's aligned reduce_conv tiles (``arch`` says whose)."""
+        """A config's aligned tiles (``arch`` says whose)."""
         return self.arch is not None
 
     def compiled_for(self, arch: int) -> bool:
         """Whether an ``arch`` GPU runs this variant: every variant but aligned tiles, which only
-        their SM generation runs (ReduceConvConfig.aligned_tiles)."""
+        their SM generation runs (the config's aligned_tiles)."""
         return self.arch is None or sm_generation(self.arch) == sm_generation(arch)
 
     def ints_label(self) -> str:
@@ -218,10 +220,11 @@ class LaunchVariant:
     def from_dict(cls, d: dict) -> "LaunchVariant":
         d = dict(d)
         fields = dict(d["config"])
-        if "aligned" in fields:  # reduce_conv: (arch, tiles) pairs, the tiles as dicts
-            fields["aligned"] = tuple((int(arch), ReduceConvConfig(**{**tiles, "aligned": ()}))
+        config_cls = KERNELS[d["kernel"]].config_cls
+        if "aligned" in fields:  # (arch, tiles) pairs, the tiles as dicts
+            fields["aligned"] = tuple((int(arch), config_cls(**{**tiles, "aligned": ()}))
                                       for arch, tiles in fields["aligned"])
-        d["config"] = KERNELS[d["kernel"]].config_cls(**fields)
+        d["config"] = config_cls(**fields)
         if d.get("ints") is not None:
             d["ints"] = tuple((str(n), str(k)) for n, k in d["ints"])
         d["launches"] = tuple(d.get("launches") or ())
@@ -255,16 +258,20 @@ def launch_variants(kernels: tuple[str, ...] | list[str] | None = None) -> list[
 def _modes(kernel: str, cfg: Any, layout: str) -> tuple[tuple[Any, bool | None, bool, bool, int | None], ...]:
     """The (tiles, IS_POOL, clamped, wide, aligned arch) of a config's launches in a layout.
     pointwise_pool launches twice per block (branch 1, then the pool projection); a channels_last
-    pool launch of a config with clamp_taps may be the aligned specialization (taps clamped), and
-    that one may take the config's wide pool tiles (pointwise_pool.wide_pool_tiles). reduce_conv
-    launches the config's own tiles, and a channels_last launch may be the aligned specialization
-    with the config's aligned tiles of an arch (reduce_conv.tiles_for). ``tiles`` is the config
-    the launch compiles with; ``aligned arch`` None except for aligned tiles."""
+    branch-1 launch may be the aligned specialization with the config's aligned tiles of an arch
+    (configs.tiles_for); a channels_last pool launch of a config with clamp_taps may be the
+    aligned specialization (taps clamped), and that one may take the config's wide pool tiles
+    (pointwise_pool.wide_pool_tiles). reduce_conv launches the config's own tiles, and a
+    channels_last launch may be the aligned specialization with the config's aligned tiles of an
+    arch (configs.tiles_for). ``tiles`` is the config the launch compiles with; ``aligned arch``
+    None except for aligned tiles."""
     if kernel != "pointwise_pool":
         aligned = cfg.aligned if layout == "nhwc" else ()
         return ((cfg, None, False, False, None), *((tiles, None, False, False, arch) for arch, tiles in aligned))
-    modes: list[tuple[Any, bool | None, bool, bool, int | None]] = [(cfg, False, False, False, None),
-                                                                    (cfg, True, False, False, None)]
+    modes: list[tuple[Any, bool | None, bool, bool, int | None]] = [(cfg, False, False, False, None)]
+    if layout == "nhwc":
+        modes.extend((tiles, False, False, False, arch) for arch, tiles in cfg.aligned)
+    modes.append((cfg, True, False, False, None))
     if layout == "nhwc" and cfg.clamp_taps:
         modes.append((cfg, True, True, False, None))
         if cfg.BLOCK_NP_WIDE:
@@ -308,7 +315,7 @@ def _runtime_ints(v: LaunchVariant) -> list[str]:
 def _int_keys(v: LaunchVariant) -> dict[str, str]:
     """int argument -> jit_int_key for a launched variant; for a generic one, "1" for the layout's
     unit strides and "i32" (no hint) for the rest, except a clamped pool variant's or aligned
-    reduce_conv tiles': the one specialization aligned launches compile to (kernels/alignment.py;
+    tiles': the one specialization aligned launches compile to (kernels/alignment.py;
     the kernel module's ALIGNED_UNIT_INTS "1", and n_col_tiles with wide pool tiles; its
     ALIGNED_FREE_INTS "i32"; every other int "i32:D")."""
     names = _runtime_ints(v)
@@ -317,7 +324,7 @@ def _int_keys(v: LaunchVariant) -> dict[str, str]:
             if stride not in names:
                 raise ValueError(f"{v.spec.name}: no stride argument {stride!r}")
         if v.clamped or v.aligned:
-            mod = pointwise_pool if v.clamped else reduce_conv
+            mod = pointwise_pool if v.kernel == "pointwise_pool" else reduce_conv
             ones = mod.ALIGNED_UNIT_INTS + (("n_col_tiles",) if v.wide_pool else ())
             return {n: "1" if n in ones else "i32" if n in mod.ALIGNED_FREE_INTS else "i32:D" for n in names}
         return {n: "1" if n in LAYOUTS[v.layout] else "i32" for n in names}
@@ -404,8 +411,8 @@ GOOGLENET_BATCHES: tuple[int, ...] = (1, 256)
 # split, hence its n_split / num_items specializations): H100 and H200 have 132. A GPU with another
 # count may specialize those two ints differently; the generic variants cover any value.
 RECORD_SMS = 132
-# the SM architectures the launches are recorded for (reduce_conv.sm_arch): they pick a config's
-# aligned tiles (ReduceConvConfig.aligned); each is recorded with RECORD_SMS SMs
+# the SM architectures the launches are recorded for (kernels/gpu.py, sm_arch): they pick a config's
+# aligned tiles (ReduceConvConfig.aligned, PointwiseConfig.aligned); each is recorded with RECORD_SMS SMs
 RECORD_ARCHS: tuple[int, ...] = (80, 90)
 # memory format name (LAYOUTS) -> torch.memory_format attribute
 _MEMORY_FORMATS = {"nchw": "contiguous_format", "nhwc": "channels_last"}
@@ -427,7 +434,7 @@ class RecordedLaunch:
     dtype: str
     input_precision: str
     branch: str  # "b1" (1x1), "pool" (pool projection), "b3", "b5"
-    arch: int  # the SM architecture recorded for (reduce_conv.sm_arch)
+    arch: int  # the SM architecture recorded for (kernels/gpu.py, sm_arch)
 
     def name(self) -> str:
         return f"{self.model}/{self.block}/N{self.batch}/{self.branch}"
@@ -488,11 +495,11 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
     """
     precisions = list(dict.fromkeys((d, p) for _, d, p, _ in launchable_configs()))
     out: list[RecordedLaunch] = []
-    saved = forward.dot_precision, forward.gpu_name, reduce_conv.sm_count, reduce_conv.sm_arch
+    saved = forward.dot_precision, forward.gpu_name, kernel_gpu.sm_count, kernel_gpu.sm_arch
     try:
         forward.gpu_name = lambda x: gpu
-        reduce_conv.sm_count = lambda device: RECORD_SMS
-        reduce_conv.sm_arch = lambda device: arch
+        kernel_gpu.sm_count = lambda device: RECORD_SMS
+        kernel_gpu.sm_arch = lambda device: arch
         with recording_launches() as calls:
             for model in models:
                 for block, (_, size) in GOOGLENET_BLOCKS.items():
@@ -515,7 +522,7 @@ def record_googlenet_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_B
                                     out.append(RecordedLaunch(kernel, args, kwargs, model, block, int(n), layout,
                                                               dtype_name, precision, _BRANCHES[kernel][i], arch))
     finally:
-        forward.dot_precision, forward.gpu_name, reduce_conv.sm_count, reduce_conv.sm_arch = saved
+        forward.dot_precision, forward.gpu_name, kernel_gpu.sm_count, kernel_gpu.sm_arch = saved
     return out
 
 

@@ -148,7 +148,7 @@ def loop_instructions(sass: str) -> int:
 
 def _empty_row(v: LaunchVariant, arch: int) -> dict:
     return {
-        # a config's aligned reduce_conv tiles are "<name> aligned": the table tells them apart
+        # a config's aligned tiles are "<name> aligned": the table tells them apart
         "kernel": v.kernel, "config": v.config_name + (" aligned" if v.aligned else ""), "dtype": v.dtype,
         "precision": v.input_precision, "ksize": v.ksize, "relu": v.relu, "layout": v.layout,
         "arch": arch, "num_warps": v.config.num_warps, "num_stages": v.config.num_stages,

@@ -8,9 +8,9 @@ reduce -> k x k kernel for the 3x3 and the "5x5" branch.
 
 from __future__ import annotations
 
-from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name
+from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name, tiles_for
 from fused_inception.kernels.pointwise_pool import pool_tile_width, wide_pool_tiles
-from fused_inception.kernels.reduce_conv import grid_for_sms, tiles_for
+from fused_inception.kernels.reduce_conv import grid_for_sms
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
 from fused_inception.spec import InceptionSpec
 from fused_inception.tools.plan.eager import EagerTracer, check_network_args, network_launches
@@ -42,22 +42,22 @@ def _run_pixels(m: int, block_m: int, off: int) -> int:
     return total
 
 
-# every GPU the model knows is a GH100 (sm_90): the reduce -> k x k launches take a config's sm_90 tiles
+# every GPU the model knows is a GH100 (sm_90): both kernels' aligned launches take a config's sm_90 tiles
 MODELLED_ARCH = 90
 
 
-def modelled_reduce_conv_tiles(cfg: object, m: int, c: int, sms: int) -> object:
-    """The tiles a reduce -> k x k launch over ``m`` pixels and ``c`` output channels runs as a
-    FusedInception runs GoogLeNet's on an sm_90 GPU of ``sms`` SMs: its kernels get channels_last
-    and every channel count is a multiple of 16, so the launch is aligned and takes the config's
-    aligned tiles where those fill the SMs (kernels/reduce_conv.tiles_for). The kernel of commit
-    d2e917c (a config without ``aligned``) keeps its own."""
-    if not isinstance(cfg, ReduceConvConfig):
+def modelled_tiles(cfg: object, m: int, c: int, sms: int) -> object:
+    """The tiles a reduce -> k x k or branch-1 launch over ``m`` pixels and ``c`` output channels
+    runs as a FusedInception runs GoogLeNet's on an sm_90 GPU of ``sms`` SMs: its kernels get
+    channels_last and every channel count is a multiple of 16, so the launch is aligned and takes
+    the config's aligned tiles where those fill the SMs (kernels/configs.tiles_for). A config
+    without aligned tiles (among them the kernels of commit d2e917c) keeps its own."""
+    if not getattr(cfg, "aligned", ()):
         return cfg
     return tiles_for(cfg, True, m, c, MODELLED_ARCH, sms)
 
 
-def reduce_conv_config_label(cfg: object, tiles: object) -> str:
+def config_label(cfg: object, tiles: object) -> str:
     """A config's shipped name, with "aligned" when the launch runs its aligned tiles."""
     return config_name(cfg) + (" aligned" if tiles is not cfg else "")
 
@@ -98,11 +98,12 @@ def _pointwise_part(spec: InceptionSpec, batch: int, h: int, w: int, e: int, cfg
 
 def pointwise_pool_launches(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
                             cfg: PointwiseConfig | None = None, l2_capacity: float = 50e6, *,
-                            tf32: bool = True) -> list[Launch]:
+                            tf32: bool = True, sms: int = 132) -> list[Launch]:
     """Launches 1 and 2: branch 1 and max-pool -> pool projection, each an implicit GEMM writing
     its channel slice (kernels/pointwise_pool.py: one kernel launched twice, IS_POOL).
 
-    Branch-1 column tiles are BLOCK_N wide with K step BLOCK_K, pool tiles BLOCK_NP wide (or
+    Branch-1 tiles are BLOCK_M x BLOCK_N with K step BLOCK_K (the config's aligned tiles where a
+    launch on ``sms`` SMs takes them, ``modelled_tiles``), pool tiles BLOCK_NP wide (or
     BLOCK_NP_WIDE, as a channels_last launch takes them: a FusedInception hands the kernels
     channels_last) with K step BLOCK_KP; both grids run a pixel tile's column tiles side by side, so each launch reads x
     from HBM once. A config without BLOCK_NP is commit d2e917c's kernel: ONE launch for both
@@ -132,20 +133,21 @@ def pointwise_pool_launches(block: str, spec: InceptionSpec, batch: int, h: int,
             padded_flops=b1["padded"] + bp["padded"], hbm_bytes_high=high, cache_reread_bytes=reread,
             detail=(f"{b1['tiles'][0]} pixel tiles x {b1['tiles'][1]}+{bp['tiles'][1]} column tiles, one launch, "
                     f"BLOCK_M/N/K {cfg.BLOCK_M}/{cfg.BLOCK_N}/{cfg.BLOCK_K} (d2e917c, {precision})"))]
-    name = config_name(cfg)
     block_np, clamped = modelled_pool_tiles(cfg, cp)
+    b1_tiles = modelled_tiles(cfg, batch * h * w, c1, sms)
     launches = []
-    for pool, c, bn, bk, label in ((False, c1, cfg.BLOCK_N, cfg.BLOCK_K, f"branch1 1x1 {cin}>{c1}"),
-                                   (True, cp, block_np, cfg.BLOCK_KP, f"pool maxpool3x3+1x1 {cin}>{cp}")):
-        part = _pointwise_part(spec, batch, h, w, e, cfg, pool, bn, bk, clamped and pool)
+    for pool, tiles, c, bn, bk, label in (
+            (False, b1_tiles, c1, b1_tiles.BLOCK_N, b1_tiles.BLOCK_K, f"branch1 1x1 {cin}>{c1}"),
+            (True, cfg, cp, block_np, cfg.BLOCK_KP, f"pool maxpool3x3+1x1 {cin}>{cp}")):
+        part = _pointwise_part(spec, batch, h, w, e, tiles, pool, bn, bk, clamped and pool)
         hbm = x + part["hbm"]
         reread = (part["x_loads"] - x) + (part["w_loads"] - cin * c * e)
         m_tiles, n_tiles = part["tiles"]
         launches.append(Launch(
             "fused", block, f"pointwise_pool {label}", "pointwise_pool", part["useful"], hbm, math="conv",
             exec_flops=part["exec_"], padded_flops=part["padded"], cache_reread_bytes=reread,
-            detail=(f"{m_tiles} pixel tiles x {n_tiles} column tiles, BLOCK_M/N/K {cfg.BLOCK_M}/{bn}/{bk} "
-                    f"({name}, {precision})")))
+            detail=(f"{m_tiles} pixel tiles x {n_tiles} column tiles, BLOCK_M/N/K {tiles.BLOCK_M}/{bn}/{bk} "
+                    f"({config_label(cfg, tiles)}, {precision})")))
     return launches
 
 
@@ -174,12 +176,12 @@ def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int
     and one of its ``n_split`` column splits (``reduce_conv_grid``); every item recomputes its
     tile's reduction. The conv's K step over reduced channels is ``BLOCK_RK`` (BLOCK_R for configs
     without it, the kernel of commit d2e917c). The tiles are ``cfg``'s aligned ones where the
-    launch takes them (``modelled_reduce_conv_tiles``).
+    launch takes them (``modelled_tiles``).
     """
     precision = modelled_dot_precision(dtype, tf32)
     named = cfg or pick_reduce_conv_config(dtype, precision)
     m = batch * h * w
-    cfg = modelled_reduce_conv_tiles(named, m, c, sms)
+    cfg = modelled_tiles(named, m, c, sms)
     block_rk = getattr(cfg, "BLOCK_RK", cfg.BLOCK_R)
     e = dtype_bytes(dtype)
     x = m * cin * e
@@ -221,7 +223,7 @@ def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int
         hbm_bytes_high=hbm + halo + scratch, halo_bytes=halo, l2_bytes=l2, scratch_bytes=scratch,
         cache_reread_bytes=reread,
         detail=(f"{tiles} tiles of {cfg.BLOCK_M} px x {n_split} split, run {cfg.BLOCK_M + 2 * off} -> {halo_rows} "
-                f"halo rows, R_pad {r_pad}, {programs} programs ({reduce_conv_config_label(named, cfg)}, {precision})"),
+                f"halo rows, R_pad {r_pad}, {programs} programs ({config_label(named, cfg)}, {precision})"),
     )
 
 
@@ -235,7 +237,7 @@ def fused_block_launches(block: str, spec: InceptionSpec, batch: int, h: int, w:
     cfg = pick_reduce_conv_config(dtype, precision)
     s = spec
     return [
-        *pointwise_pool_launches(block, s, batch, h, w, dtype, pw_cfg, l2_capacity, tf32=tf32),
+        *pointwise_pool_launches(block, s, batch, h, w, dtype, pw_cfg, l2_capacity, tf32=tf32, sms=sms),
         reduce_conv_launch(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype, cfg, sms,
                            tf32=tf32),
         reduce_conv_launch(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype, cfg, sms,

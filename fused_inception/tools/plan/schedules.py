@@ -12,7 +12,7 @@ Two schedules per kernel:
   tile's nine tap loads run one after another.
 * "pipelined": the redesign of issue 12, with the tile constants kernels/configs.py holds at run
   time (so the model follows the configs as they change; for reduce_conv the sm_90 aligned tiles
-  where a channels_last launch takes them, ``fused.modelled_reduce_conv_tiles``). ``reduce_conv``: per work item (a tile
+  where a channels_last launch takes them, ``fused.modelled_tiles``). ``reduce_conv``: per work item (a tile
   and one of its column splits, ``plan.reduce_conv_grid``) the reduce runs BLOCK_HALO-row chunks x
   BLOCK_R reduced channels, each a K loop over input channels pipelined num_stages - 1 deep (the
   input is re-read once per BLOCK_R block); the k x k conv is one flattened loop over (tap,
@@ -20,7 +20,9 @@ Two schedules per kernel:
   config's programs per SM, or fewer where the estimated registers or shared memory do not fit.
   ``pointwise_pool``: two launches of one kernel (kernels/pointwise_pool.py, IS_POOL), each a
   1-D grid of (pixel tile, column tile) programs, column tiles fastest. Branch 1: BLOCK_M x
-  BLOCK_N tiles, a plain GEMM whose K loop (BLOCK_K a step) is pipelined num_stages - 1 deep.
+  BLOCK_N tiles (the config's sm_90 aligned tiles where a launch takes them,
+  ``fused.modelled_tiles``), a plain GEMM whose K loop (BLOCK_K a step) is pipelined
+  num_stages - 1 deep.
   Pool projection: BLOCK_M x BLOCK_NP tiles (BLOCK_NP_WIDE where an aligned launch takes them,
   ``fused.modelled_pool_tiles``), K step BLOCK_KP, the nine 3x3 taps unrolled and
   all loaded before the max; modelled as the channels_last launches compile (compile-check, sm_90):
@@ -41,10 +43,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fused_inception.kernels.configs import config_name, dot_class
+from fused_inception.kernels.configs import dot_class
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
-from fused_inception.tools.plan.fused import (modelled_dot_precision, modelled_pool_tiles, modelled_reduce_conv_tiles,
-                                              pointwise_pool_launches, reduce_conv_config_label, reduce_conv_grid,
+from fused_inception.tools.plan.fused import (config_label, modelled_dot_precision, modelled_pool_tiles,
+                                              modelled_tiles, pointwise_pool_launches, reduce_conv_grid,
                                               reduce_conv_launch)
 from fused_inception.tools.plan.launches import dtype_bytes
 from fused_inception.tools.plan.shapes import cdiv
@@ -96,17 +98,18 @@ TODAY_POINTWISE = {
 TODAY_PROGRAMS_PER_SM = 2  # reduce_conv's persistent grid at d2e917c
 
 # (registers per thread, shared memory bytes per program, SASS instructions per warp and K step of
-# the loop) of the redesigned pointwise/pool kernel as compiled, per (config name, element bytes,
-# pool tile width, 0 for branch 1): compile-check's registers, shared memory and
-# loop_instructions for the bf16 channels_last launches of torchvision's 3b (branch 1, pool) and
-# 4e (128-wide pool) at batch 256 on sm_90, triton COMPILED_WITH (tests/tools/test_compile_check.py
+# the loop) of the redesigned pointwise/pool kernel as compiled, per (config label: the name, with
+# " aligned" for its aligned branch-1 tiles; element bytes; pool tile width, 0 for branch 1):
+# compile-check's registers, shared memory and loop_instructions for the bf16 channels_last
+# launches of torchvision's 3b (branch 1 with either tiles, pool) and 4e (128-wide pool) at batch
+# 256 on sm_90, triton COMPILED_WITH (tests/tools/test_compile_check.py
 # compiles them again and compares; benchmarks/NOTES.md, "The pool launch"). "np64" is the
 # default as commit ac3b22c compiled it (taps masked, no wide tiles). Other configs and dtypes fall
 # back to ``resident_programs``' estimate and no issue bound.
 COMPILED_WITH = "3.8.0"
-COMPILED_POINTWISE = {("default", 2, 0): (64, 17408, 89), ("default", 2, 64): (100, 25600, 215),
-                      ("default", 2, 128): (128, 29696, 217), ("np64", 2, 0): (64, 17408, 89),
-                      ("np64", 2, 64): (98, 25600, 478)}
+COMPILED_POINTWISE = {("default", 2, 0): (64, 17408, 89), ("default aligned", 2, 0): (250, 50176, 107),
+                      ("default", 2, 64): (100, 25600, 215), ("default", 2, 128): (128, 29696, 217),
+                      ("np64", 2, 0): (64, 17408, 89), ("np64", 2, 64): (98, 25600, 478)}
 # The same figures for the code the H200 measured (commit ac3b22c: pool taps masked to -inf, no wide
 # tiles; its default is "np64" now), for the configs its tuner timed: each config compiled as 3b's
 # launches would be with it (the default's specialization, n_col_tiles as the config's tiles give
@@ -195,11 +198,11 @@ def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: 
                           dtype: str, sms: int, tf32: bool = True, cfg: object | None = None) -> Schedule:
     """The reduce -> k x k launch as the redesign runs it (see the module docstring), with the
     tile constants of ``cfg`` (default: the config kernels/configs.py picks now), or its aligned
-    tiles where the launch takes them (``fused.modelled_reduce_conv_tiles``)."""
+    tiles where the launch takes them (``fused.modelled_tiles``)."""
     precision = modelled_dot_precision(dtype, tf32)
     cls = dot_class(dtype, precision)
     named = cfg or pick_reduce_conv_config(dtype, precision)
-    cfg = modelled_reduce_conv_tiles(named, batch * h * w, c, sms)
+    cfg = modelled_tiles(named, batch * h * w, c, sms)
     e = dtype_bytes(dtype)
     launch = reduce_conv_launch(block, branch, cin, r, c, k, batch, h, w, dtype, named, sms, tf32=tf32)
     bm, bh, br, bn, bk = cfg.BLOCK_M, cfg.BLOCK_HALO, cfg.BLOCK_R, cfg.BLOCK_N, cfg.BLOCK_K
@@ -225,7 +228,7 @@ def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: 
     return Schedule("pipelined", launch.name, tuple(works), programs, resident, cfg.num_warps, launch.hbm_bytes,
                     detail=(f"{tiles} tiles x {n_split} split, {programs} programs x {cfg.num_warps} warps, "
                             f"{resident}/SM resident, {cfg.num_stages} stages; BLOCK_M/HALO/R/RK/N/K "
-                            f"{bm}/{bh}/{br}/{brk}/{bn}/{bk} ({reduce_conv_config_label(named, cfg)})"))
+                            f"{bm}/{bh}/{br}/{brk}/{bn}/{bk} ({config_label(named, cfg)})"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,10 +279,11 @@ def pointwise_today(block: str, spec: InceptionSpec, batch: int, h: int, w: int,
 
 def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: int, dtype: str,
                         tf32: bool = True, cfg: object | None = None,
-                        compiled: dict | None = None) -> list[Schedule]:
+                        compiled: dict | None = None, sms: int = 132) -> list[Schedule]:
     """The pointwise/pool launches as the redesign runs them (see the module docstring): two
     schedules, branch 1 then the pool projection, with the tile constants of ``cfg`` (default: the
-    config kernels/configs.py picks now) and the compiled figures of ``compiled`` (default
+    config kernels/configs.py picks now; branch 1 its aligned tiles where a launch on ``sms`` SMs
+    takes them) and the compiled figures of ``compiled`` (default
     COMPILED_POINTWISE, the code now). A config without BLOCK_NP is commit d2e917c's kernel: one
     schedule, today's, with its tiles."""
     compiled_figures = COMPILED_POINTWISE if compiled is None else compiled
@@ -289,14 +293,17 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
     if not hasattr(cfg, "BLOCK_NP"):
         return [_pointwise_unpipelined("pipelined", block, spec, batch, h, w, dtype, cfg, tf32)]
     e = dtype_bytes(dtype)
-    branch1, pool = pointwise_pool_launches(block, spec, batch, h, w, dtype, cfg, tf32=tf32)
-    bm, stages, warps = cfg.BLOCK_M, cfg.num_stages, cfg.num_warps
-    depth = max(1, stages - 1)
-    cin, m_tiles = spec.in_channels, cdiv(batch * h * w, bm)
+    branch1, pool = pointwise_pool_launches(block, spec, batch, h, w, dtype, cfg, tf32=tf32, sms=sms)
+    cin = spec.in_channels
     out = []
     block_np, _ = modelled_pool_tiles(cfg, spec.pool_proj)
-    for launch, is_pool, c, bn, bk in ((branch1, False, spec.ch1x1, cfg.BLOCK_N, cfg.BLOCK_K),
-                                       (pool, True, spec.pool_proj, block_np, cfg.BLOCK_KP)):
+    b1_tiles = modelled_tiles(cfg, batch * h * w, spec.ch1x1, sms)
+    for launch, is_pool, tiles, c, bn, bk in (
+            (branch1, False, b1_tiles, spec.ch1x1, b1_tiles.BLOCK_N, b1_tiles.BLOCK_K),
+            (pool, True, cfg, spec.pool_proj, block_np, cfg.BLOCK_KP)):
+        bm, stages, warps = tiles.BLOCK_M, tiles.num_stages, tiles.num_warps
+        depth = max(1, stages - 1)
+        m_tiles = cdiv(batch * h * w, bm)
         trips, n_tiles = cdiv(cin, bk), cdiv(c, bn)
         w_step = _per_step(cin * c * e, trips * n_tiles)
         if is_pool:
@@ -306,7 +313,7 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
             a_smem = 9 * bm * bk * e
         else:
             x_step, l1_step, a_smem = _per_step(bm * cin * e, trips), 0, bm * bk * e
-        figures = compiled_figures.get((config_name(cfg), e, bn if is_pool else 0))
+        figures = compiled_figures.get((config_label(cfg, tiles), e, bn if is_pool else 0))
         loop = Loop("pool" if is_pool else "gemm", 1, trips, depth, _mma(cls, bm), 2 * bm * bk * bn, x_step + w_step,
                     l1_bytes=l1_step, instructions=figures[2] if figures else 0)
         if figures:
@@ -317,7 +324,7 @@ def pointwise_pipelined(block: str, spec: InceptionSpec, batch: int, h: int, w: 
         out.append(Schedule("pipelined", launch.name, (Work("pool" if is_pool else "branch1", units, (loop,)),),
                             units, resident, warps, launch.hbm_bytes,
                             detail=(f"{units} programs x {warps} warps, {resident}/SM ({source}), {stages} stages, "
-                                    f"BLOCK_M/N/K {bm}/{bn}/{bk} ({config_name(cfg)})")))
+                                    f"BLOCK_M/N/K {bm}/{bn}/{bk} ({config_label(cfg, tiles)})")))
     return out
 
 
@@ -338,7 +345,7 @@ def block_schedules(label: str, block: str, spec: InceptionSpec, batch: int, h: 
                                   sms, tf32),
                 reduce_conv_today(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
                                   sms, tf32)]
-    return [*pointwise_pipelined(block, s, batch, h, w, dtype, tf32, pointwise_cfg, pointwise_compiled),
+    return [*pointwise_pipelined(block, s, batch, h, w, dtype, tf32, pointwise_cfg, pointwise_compiled, sms),
             reduce_conv_pipelined(block, "branch2", s.in_channels, s.ch3x3red, s.ch3x3, s.k3, batch, h, w, dtype,
                                   sms, tf32, reduce_conv_cfg),
             reduce_conv_pipelined(block, "branch3", s.in_channels, s.ch5x5red, s.ch5x5, s.k5, batch, h, w, dtype,
