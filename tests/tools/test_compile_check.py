@@ -73,8 +73,9 @@ SHIPPED = {("pointwise_pool", n) for n in POINTWISE_CONFIGS} | {("reduce_conv", 
 def _variant(kernel, config, dtype, precision, ksize, relu, layout, clamped=False, wide=False,
              aligned_arch=None) -> aot.LaunchVariant:
     """The first launch variant with these fields (pointwise_pool: branch 1 unless ``clamped``,
-    which is the clamped pool variant, with wide tiles if ``wide``; reduce_conv: the config's own
-    tiles unless ``aligned_arch``, which picks its aligned tiles of that arch)."""
+    which is the clamped pool variant, with wide tiles if ``wide``; either kernel: the config's own
+    tiles unless ``aligned_arch``, which picks its aligned tiles of that arch, branch 1's for
+    pointwise_pool)."""
     key = (kernel, config, dtype, precision, ksize, relu, layout, clamped, wide, aligned_arch)
     for v in aot.launch_variants():
         if (v.kernel, v.config_name, v.dtype, v.input_precision, v.ksize, v.relu, v.layout, v.clamped,
@@ -186,7 +187,9 @@ def test_aligned_reduce_conv_variants_only_channels_last_tiles_per_arch():
 
 def test_aligned_branch1_tiles_compile_without_spills_pipelined():
     """The default pointwise config's sm_90 branch-1 tiles (128 x 128), bf16, compiled as the one
-    aligned specialization they run in: no spill, async copies, wgmma only; sm_80 does not run them."""
+    aligned specialization they run in: no spill, async copies, wgmma only, and 2 programs x 4 warps
+    resident per SM, the residency the cost model charges them (plan's pointwise schedules);
+    sm_80 does not run them."""
     v = _variant("pointwise_pool", "default", "bfloat16", "ieee", None, True, "nhwc", aligned_arch=90)
     assert v.pool is False and v.config == POINTWISE_CONFIGS["default"].aligned_tiles(90)
     assert v.compiled_for(90) and not v.compiled_for(80)
@@ -196,6 +199,7 @@ def test_aligned_branch1_tiles_compile_without_spills_pipelined():
     (row,) = compiling.check([90], [v])
     assert report.row_failures(row) == []
     assert row["ldgsts"] > 0 and row["hgmma"] > 0 and row["hmma"] == 0
+    assert row["resident_warps"] >= 8
     assert compiling.check([80], [v]) == []
 
 

@@ -338,6 +338,18 @@ def test_pipelined_pointwise_schedules_two_launches():
     spec, h, w = block_shapes("torchvision")["3a"]
     b1, _ = pointwise_pipelined("3a", spec, 1, h, w, "bfloat16")
     assert (b1.programs, b1.resident) == (13, 8) and "aligned" not in b1.detail
+
+
+@pytest.mark.parametrize("tf32", [True, False])
+def test_fp32_pointwise_launches_never_take_aligned_tiles(tf32):
+    """The fp32 pointwise configs ("tf32", "fma") list no aligned branch-1 tiles, so no float32
+    launch of any block is modelled with them, at any batch, though GoogLeNet's are aligned."""
+    for batch in (1, 256):
+        for name, (spec, h, w) in block_shapes("torchvision").items():
+            b1, pool = pointwise_pipelined(name, spec, batch, h, w, "float32", tf32=tf32)
+            assert "aligned" not in b1.detail and "aligned" not in pool.detail, (name, batch)
+            launches = fused_block_launches(name, spec, batch, h, w, "float32", tf32=tf32)
+            assert all("aligned" not in l.detail for l in launches if l.kind == "pointwise_pool"), (name, batch)
     spec, h, w = block_shapes("torchvision")["5b"]
     _, narrow = pointwise_pipelined("5b", spec, 256, h, w, "bfloat16", cfg=POINTWISE_CONFIGS["np64"])
     _, wide = pointwise_pipelined("5b", spec, 256, h, w, "bfloat16")

@@ -74,8 +74,8 @@ def test_candidates_are_named_configs_with_the_default_first():
         used = {n for (k, _), names in CANDIDATES.items() if k == kernel for n in names}
         assert used == set(table)
         assert len(set(table.values())) == len(table)
-        # no config, nor a reduce_conv config's aligned tiles, uses 8 warps (docs/DESIGN.md §5)
-        assert all(t.num_warps <= 4 for c in table.values() for t in (c, *(t for _, t in getattr(c, "aligned", ()))))
+        # no config, nor any config's aligned tiles, uses 8 warps (docs/DESIGN.md §5)
+        assert all(t.num_warps <= 4 for c in table.values() for t in (c, *(t for _, t in c.aligned)))
     # the defaults, pinned: reordering CANDIDATES must not change what launches without a tuned file
     expected = {("pointwise_pool", "float32", "ieee"): "fma", ("pointwise_pool", "float32", "tf32"): "tf32",
                 ("pointwise_pool", "float16", "ieee"): "default", ("pointwise_pool", "bfloat16", "ieee"): "default",
@@ -433,10 +433,15 @@ def test_stream_timer_hides_host_time_behind_queued_gpu_work():
     assert tune_rules.stream_timer(slow_host) == pytest.approx(2 * gpu_ms, rel=0.25)
 
 
-@pytest.mark.parametrize("name", ["mma", "mma-64"])
-def test_reduce_conv_choices_with_and_without_aligned_tiles_read_back(tuned_dir, name):
-    """A tuned file stores a config's fields as JSON; the default's aligned tiles (nested configs
+@pytest.mark.parametrize("kernel, name, has_aligned", [("reduce_conv", "mma", True),
+                                                       ("reduce_conv", "mma-64", False),
+                                                       ("pointwise_pool", "default", True),
+                                                       ("pointwise_pool", "np64", False)])
+def test_choices_with_and_without_aligned_tiles_read_back(tuned_dir, kernel, name, has_aligned):
+    """A tuned file stores a config's fields as JSON; a default's aligned tiles (nested configs
     per arch) must read back as the same fields, or every file naming it would be refused."""
-    _write(tuned_dir, [_choice("reduce_conv", "bfloat16", "ieee", name)])
-    assert pick_reduce_conv_config("bfloat16", "ieee", GPU) == REDUCE_CONV_CONFIGS[name]
-    assert bool(REDUCE_CONV_CONFIGS[name].aligned) == (name == "mma")
+    _write(tuned_dir, [_choice(kernel, "bfloat16", "ieee", name)])
+    table = POINTWISE_CONFIGS if kernel == "pointwise_pool" else REDUCE_CONV_CONFIGS
+    pick = pick_pointwise_config if kernel == "pointwise_pool" else pick_reduce_conv_config
+    assert pick("bfloat16", "ieee", GPU) == table[name]
+    assert bool(table[name].aligned) == has_aligned
