@@ -30,7 +30,7 @@ def sm_generation(arch: int) -> int:
     return arch // 10
 
 
-def _check_aligned(config) -> None:
+def _check_aligned(config: PointwiseConfig | ReduceConvConfig) -> None:
     """Raise unless ``config.aligned`` lists one entry per SM generation, in ascending order, and
     its entries have no aligned tiles of their own."""
     generations = [sm_generation(arch) for arch, _ in config.aligned]
@@ -41,7 +41,8 @@ def _check_aligned(config) -> None:
         raise ValueError("aligned tiles cannot have aligned tiles of their own")
 
 
-def _aligned_tiles(config, arch: int):
+def _aligned_tiles(config: PointwiseConfig | ReduceConvConfig,
+                   arch: int) -> PointwiseConfig | ReduceConvConfig | None:
     """The entry of ``config.aligned`` for an SM ``arch`` GPU (80 for sm_80, 86 for sm_86 ...):
     that of its generation (sm_generation); None when there is none."""
     for entry_arch, tiles in config.aligned:
@@ -50,18 +51,23 @@ def _aligned_tiles(config, arch: int):
     return None
 
 
-def tiles_for(config, aligned: bool, m: int, c_out: int, arch: int, sms: int):
-    """The tiles a launch over ``m`` pixels and ``c_out`` output channels runs on ``sms`` SMs of
-    architecture ``arch``: the config's aligned tiles for that arch (``config.aligned_tiles``) when
-    the launch is ``aligned`` (the kernel's aligned_channels_last) and those tiles still give every
-    SM a work item (pixel tiles x output-channel blocks >= sms: at batch 1 the larger tiles would
-    leave SMs idle that the smaller ones fill), else ``config`` itself. Both kernels' rule (a
-    reduce_conv launch, a pointwise_pool branch-1 launch; pool launches never take aligned tiles)
-    and what the `plan` cost model launches."""
-    tiles = config.aligned_tiles(arch) if aligned else None
+def tiles_for(config: PointwiseConfig | ReduceConvConfig, m: int, c_out: int, arch: int,
+              sms: int) -> PointwiseConfig | ReduceConvConfig:
+    """The tiles an aligned launch (the kernel's aligned_channels_last) over ``m`` pixels and
+    ``c_out`` output channels runs on ``sms`` SMs of architecture ``arch``: the config's aligned
+    tiles for that arch (``config.aligned_tiles``) where those tiles still give every SM a work
+    item (pixel tiles x output-channel blocks >= sms: at batch 1 the larger tiles would leave SMs
+    idle that the smaller ones fill), else ``config`` itself. Unaligned launches run ``config``.
+    Both kernels' rule (a reduce_conv launch, a pointwise_pool branch-1 launch; pool launches never
+    take aligned tiles) and what the `plan` cost model launches."""
+    tiles = config.aligned_tiles(arch)
     if tiles is None or -(-m // tiles.BLOCK_M) * -(-c_out // tiles.BLOCK_N) < sms:
         return config
     return tiles
+
+
+# the PointwiseConfig fields only pool launches read: aligned branch-1 tiles keep the config's own
+_POOL_FIELDS = ("BLOCK_NP", "BLOCK_KP", "BLOCK_NP_WIDE", "clamp_taps")
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,9 @@ class PointwiseConfig:
     (pointwise_pool.aligned_channels_last), per GPU generation, as ReduceConvConfig.aligned: ((SM
     arch, config), ...) in ascending order, one per generation; a branch-1 launch takes the entry's
     BLOCK_M, BLOCK_N, BLOCK_K, num_warps and num_stages where its tiles still give every SM a
-    program (tiles_for); pool launches never do. Their own ``aligned`` is empty."""
+    program (tiles_for); pool launches never do. Their own ``aligned`` is empty, and so that an
+    entry says what runs, its pool fields (BLOCK_NP, BLOCK_KP, BLOCK_NP_WIDE, clamp_taps) must be
+    the config's own."""
 
     BLOCK_M: int
     BLOCK_N: int
@@ -98,6 +106,10 @@ class PointwiseConfig:
         if self.BLOCK_NP_WIDE and not self.clamp_taps:
             raise ValueError("wide pool tiles (BLOCK_NP_WIDE) are compiled for clamped taps only (clamp_taps)")
         _check_aligned(self)
+        for arch, tiles in self.aligned:
+            if any(getattr(tiles, f) != getattr(self, f) for f in _POOL_FIELDS):
+                raise ValueError(f"the aligned branch-1 tiles of sm_{arch} change pool fields, which only "
+                                 f"branch 1 takes from them: {_POOL_FIELDS} must be the config's own")
 
     def aligned_tiles(self, arch: int) -> "PointwiseConfig | None":
         """The aligned branch-1 tiles an SM ``arch`` GPU takes (None: none for its generation)."""

@@ -29,3 +29,9 @@ def sm_arch(device: torch.device) -> int:
         major, minor = torch.cuda.get_device_capability(device)
         return 10 * major + minor
     return INTERPRETER_ARCH
+
+
+def sms_for_tiles(sms: int | None) -> int:
+    """The SM count configs.tiles_for picks a launch's tiles for, from ``sm_count``'s answer: the
+    device's, or INTERPRETER_SMS where it gave None (the interpreter)."""
+    return INTERPRETER_SMS if sms is None else sms

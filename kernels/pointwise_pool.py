@@ -303,9 +303,7 @@ def launch_pointwise_pool(
         wide = clamped and wide_pool_tiles(config, cp, aligned)
         tiles = config
         if not pool and aligned and config.aligned:
-            sms = gpu.sm_count(x.device)
-            tiles = tiles_for(config, True, m, width, gpu.sm_arch(x.device),
-                              gpu.INTERPRETER_SMS if sms is None else sms)
+            tiles = tiles_for(config, m, width, gpu.sm_arch(x.device), gpu.sms_for_tiles(gpu.sm_count(x.device)))
         programs, n_col_tiles = pointwise_grid(m, width, pool, tiles, wide)
         _pointwise_pool_kernel[(programs,)](
             x, weight, bias, out, *ints.values(), n_col_tiles,

@@ -280,8 +280,7 @@ def launch_reduce_conv(
                     **dict(zip(("sx_n", "sx_c", "sx_h", "sx_w"), x.stride())),
                     **dict(zip(("so_n", "so_c", "so_h", "so_w"), out.stride())), out_c0=out_c0)
         if aligned_channels_last(ints, (x, w_reduce, b_reduce, w_conv, b_conv, out)):
-            config = tiles_for(config, True, m, c_out, gpu.sm_arch(x.device),
-                               gpu.INTERPRETER_SMS if sms is None else sms)
+            config = tiles_for(config, m, c_out, gpu.sm_arch(x.device), gpu.sms_for_tiles(sms))
     num_tiles = triton.cdiv(m, config.BLOCK_M)
     programs, n_split = reduce_conv_grid(num_tiles, c_out, config, sms)
     r_pad = triton.cdiv(r, config.BLOCK_R) * config.BLOCK_R

@@ -151,12 +151,13 @@ def test_slots_candidate_splits_to_fill_every_slot(monkeypatch):
 
 
 @pytest.mark.parametrize("sms", [108, 132])
-def test_grid_gives_every_sm_work_for_every_googlenet_branch(monkeypatch, sms):
+def test_grid_and_column_split_for_every_googlenet_branch(monkeypatch, sms):
     """Every GoogLeNet reduce -> k x k branch at batch 1, 32 and 256 launches programs = the
     smaller of the program slots and the work items. The default column split (n_split programs
     per tile, at most one per output-channel block) is the largest whose items fit one wave, one
-    per SM, and none once the tiles fill half the SMs; a "slots" candidate's is the smallest that
-    gives every slot an item; configs without split_columns (fp32 FMA) one program per tile."""
+    per SM, and none once the tiles fill half the SMs (so SMs may idle: 5a/5b's 98 tiles of 128
+    pixels at batch 256 run unsplit on 132 SMs); a "slots" candidate's is the smallest that gives
+    every slot an item; configs without split_columns (fp32 FMA) one program per tile."""
     device = _fake_gpu(monkeypatch, sms)
     every = [c for base in REDUCE_CONV_CONFIGS.values() for c in (base, *(t for _, t in base.aligned))]
     for cfg in every:  # the configs and their aligned tiles
@@ -196,8 +197,8 @@ ALIGNED_CASES = [
     (4, 16, 14, 14, 32, 160, 5, False, True),  # 7 tiles on 4 programs (a slot reused); 5 x 5 halo
                                                # of 3 reduce chunks; a partial column block
     (1, 48, 20, 24, 24, 32, 1, True, True),  # k = 1; R = 24, not a multiple of 16 (R is free)
-    (2, 64, 12, 20, 144, 96, 3, True, True),  # two K steps; R = 144: 2 (sm_90) or 3 (sm_80)
-                                              # reduced-channel blocks, the last partial
+    (2, 64, 12, 20, 144, 96, 3, True, True),  # 4 (sm_90) or 2 (sm_80) K steps; R = 144: 2 (sm_90)
+                                              # or 3 (sm_80) reduced-channel blocks, the last partial
     (1, 16, 16, 16, 32, 256, 3, True, True),  # 2 tiles x 2 column splits
 ]
 ALIGNED_AROUND = (16, 16)
@@ -266,24 +267,24 @@ def test_tiles_for_googlenet_launches():
     """On an H200 (132 SMs): GoogLeNet's aligned launches take the sm_90 tiles (128 x 128) exactly
     where those give every SM a work item (every ch3x3 branch at batch 256; not the 7 x 7 blocks'
     "5x5" branches, 128 output channels), else keep 64 x 64; an sm_80 GPU (108 SMs) takes 128 x 64;
-    unaligned launches, configs without aligned tiles and GPUs of other generations keep theirs."""
+    configs without aligned tiles and GPUs of other generations keep theirs (unaligned launches
+    never ask: test_launches_that_are_not_aligned_keep_the_base_tiles)."""
     mma = REDUCE_CONV_CONFIGS["mma"]
     for block, (_, size) in GOOGLENET_BLOCKS.items():
         spec = googlenet_spec(block, "torchvision")
         for batch in (1, 32, 256):
             m = batch * size * size
             for c_out in (spec.ch3x3, spec.ch5x5):
-                got = tiles_for(mma, True, m, c_out, 90, 132)
+                got = tiles_for(mma, m, c_out, 90, 132)
                 items = -(-m // 128) * -(-c_out // 128)
                 assert got == (mma.aligned_tiles(90) if items >= 132 else mma)
                 if batch == 256 and c_out == spec.ch3x3:
                     assert (got.BLOCK_M, got.BLOCK_N) == (128, 128)
-                    assert tiles_for(mma, True, m, c_out, 80, 108) == mma.aligned_tiles(80)
-                    assert tiles_for(mma, True, m, c_out, 86, 84) == mma.aligned_tiles(80)
-                    assert tiles_for(mma, True, m, c_out, 100, 148) is mma  # not compile-checked
-                assert tiles_for(mma, False, m, c_out, 90, 132) is mma
-                assert tiles_for(REDUCE_CONV_CONFIGS["mma-64"], True, m, c_out, 90, 132).BLOCK_M == 64
-    assert tiles_for(mma, True, 256 * 49, 384, 75, 80) is mma  # no aligned tiles before sm_80
+                    assert tiles_for(mma, m, c_out, 80, 108) == mma.aligned_tiles(80)
+                    assert tiles_for(mma, m, c_out, 86, 84) == mma.aligned_tiles(80)
+                    assert tiles_for(mma, m, c_out, 100, 148) is mma  # not compile-checked
+                assert tiles_for(REDUCE_CONV_CONFIGS["mma-64"], m, c_out, 90, 132).BLOCK_M == 64
+    assert tiles_for(mma, 256 * 49, 384, 75, 80) is mma  # no aligned tiles before sm_80
 
 
 def test_aligned_tiles_are_declared_in_order():

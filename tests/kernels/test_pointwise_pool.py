@@ -12,6 +12,8 @@ stands in for the half types; fp32 runs in both dot precisions.
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -323,11 +325,23 @@ def test_branch1_launches_that_are_not_aligned_keep_the_base_tiles(why, gen, mon
     assert seen == [(cfg.BLOCK_M, cfg.BLOCK_N, cfg.num_stages)]
 
 
+def test_aligned_branch1_tiles_keep_the_pool_fields():
+    """An aligned branch-1 entry's pool fields are never read (pool launches run the config's
+    own), so an entry that changes them is refused rather than shipped as a misleading config."""
+    base = POINTWISE_CONFIGS["default"]
+    tiles = replace(base.aligned_tiles(90), BLOCK_M=128)
+    assert PointwiseConfig(**{**asdict(base), "aligned": ((90, tiles),)}).aligned_tiles(90) == tiles
+    for field, value in (("BLOCK_NP", 32), ("BLOCK_KP", 32), ("BLOCK_NP_WIDE", 0), ("clamp_taps", False)):
+        changed = replace(tiles, **{field: value, **({"BLOCK_NP_WIDE": 0} if field == "clamp_taps" else {})})
+        with pytest.raises(ValueError, match="pool fields"):
+            PointwiseConfig(**{**asdict(base), "aligned": ((90, changed),)})
+
+
 def test_branch1_tiles_for_googlenet_launches():
     """On an H200 (132 SMs, sm_90): GoogLeNet's aligned branch-1 launches take 128 x 128 where
     those tiles give every SM a program: every block at batch 256, 3a and 3b (196 programs) at
-    batch 32, none at batch 1; sm_80 GPUs, unaligned launches and configs without aligned tiles
-    keep theirs."""
+    batch 32, none at batch 1; sm_80 GPUs and configs without aligned tiles keep theirs (unaligned
+    launches never ask: test_branch1_launches_that_are_not_aligned_keep_the_base_tiles)."""
     from fused_inception.spec import GOOGLENET_BLOCKS, googlenet_spec
 
     cfg = POINTWISE_CONFIGS["default"]
@@ -336,12 +350,11 @@ def test_branch1_tiles_for_googlenet_launches():
         c1 = googlenet_spec(block, "torchvision").ch1x1
         for batch, blocks in takes.items():
             m = batch * size * size
-            got = tiles_for(cfg, True, m, c1, 90, 132)
+            got = tiles_for(cfg, m, c1, 90, 132)
             assert got is (cfg.aligned_tiles(90) if block in blocks else cfg), (block, batch)
-            assert tiles_for(cfg, True, m, c1, 80, 108) is cfg
-            assert tiles_for(cfg, False, m, c1, 90, 132) is cfg
+            assert tiles_for(cfg, m, c1, 80, 108) is cfg
             for name in ("np64", "tf32"):
-                assert tiles_for(POINTWISE_CONFIGS[name], True, m, c1, 90, 132) is POINTWISE_CONFIGS[name]
+                assert tiles_for(POINTWISE_CONFIGS[name], m, c1, 90, 132) is POINTWISE_CONFIGS[name]
 
 
 def test_pointwise_aligned_tiles_are_declared_in_order():

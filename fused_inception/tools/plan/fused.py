@@ -54,7 +54,7 @@ def modelled_tiles(cfg: object, m: int, c: int, sms: int) -> object:
     without aligned tiles (among them the kernels of commit d2e917c) keeps its own."""
     if not getattr(cfg, "aligned", ()):
         return cfg
-    return tiles_for(cfg, True, m, c, MODELLED_ARCH, sms)
+    return tiles_for(cfg, m, c, MODELLED_ARCH, sms)
 
 
 def config_label(cfg: object, tiles: object) -> str:
