@@ -66,7 +66,8 @@ def tiles_for(config: PointwiseConfig | ReduceConvConfig, m: int, c_out: int, ar
     return tiles
 
 
-# the PointwiseConfig fields only pool launches read: aligned branch-1 tiles keep the config's own
+# the PointwiseConfig fields only pool code uses (a branch-1 launch passes them as constexprs, which
+# its code ignores): aligned branch-1 tiles keep the config's own
 _POOL_FIELDS = ("BLOCK_NP", "BLOCK_KP", "BLOCK_NP_WIDE", "clamp_taps")
 
 
@@ -86,8 +87,8 @@ class PointwiseConfig:
     arch, config), ...) in ascending order, one per generation; a branch-1 launch takes the entry's
     BLOCK_M, BLOCK_N, BLOCK_K, num_warps and num_stages where its tiles still give every SM a
     program (tiles_for); pool launches never do. Their own ``aligned`` is empty, and so that an
-    entry says what runs, its pool fields (BLOCK_NP, BLOCK_KP, BLOCK_NP_WIDE, clamp_taps) must be
-    the config's own."""
+    entry says what runs, its pool fields (BLOCK_NP, BLOCK_KP, BLOCK_NP_WIDE, clamp_taps, which
+    branch-1 code does not use) must be the config's own."""
 
     BLOCK_M: int
     BLOCK_N: int
@@ -107,9 +108,10 @@ class PointwiseConfig:
             raise ValueError("wide pool tiles (BLOCK_NP_WIDE) are compiled for clamped taps only (clamp_taps)")
         _check_aligned(self)
         for arch, tiles in self.aligned:
-            if any(getattr(tiles, f) != getattr(self, f) for f in _POOL_FIELDS):
-                raise ValueError(f"the aligned branch-1 tiles of sm_{arch} change pool fields, which only "
-                                 f"branch 1 takes from them: {_POOL_FIELDS} must be the config's own")
+            changed = [f for f in _POOL_FIELDS if getattr(tiles, f) != getattr(self, f)]
+            if changed:
+                raise ValueError(f"the aligned branch-1 tiles of sm_{arch} change pool fields {changed}: pool "
+                                 f"launches run the config's own, so an aligned entry must keep them")
 
     def aligned_tiles(self, arch: int) -> "PointwiseConfig | None":
         """The aligned branch-1 tiles an SM ``arch`` GPU takes (None: none for its generation)."""

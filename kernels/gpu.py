@@ -32,6 +32,6 @@ def sm_arch(device: torch.device) -> int:
 
 
 def sms_for_tiles(sms: int | None) -> int:
-    """The SM count configs.tiles_for picks a launch's tiles for, from ``sm_count``'s answer: the
-    device's, or INTERPRETER_SMS where it gave None (the interpreter)."""
+    """The SM count a launch's tiles (configs.tiles_for) and reduce_conv's grid are sized for, from
+    ``sm_count``'s answer: the device's, or INTERPRETER_SMS where it gave None (the interpreter)."""
     return INTERPRETER_SMS if sms is None else sms

@@ -205,9 +205,7 @@ def reduce_conv_grid(num_tiles: int, c_out: int, config: ReduceConvConfig, sms: 
     """(programs, n_split) of a launch: ``grid_for_sms`` on the device's ``sms`` SMs (gpu.sm_count)
     with ``config.programs_per_sm`` program slots each; sms None (the interpreter):
     gpu.INTERPRETER_SMS with one slot each."""
-    if sms is None:
-        return grid_for_sms(num_tiles, c_out, config, gpu.INTERPRETER_SMS, 1)
-    return grid_for_sms(num_tiles, c_out, config, sms, config.programs_per_sm)
+    return grid_for_sms(num_tiles, c_out, config, gpu.sms_for_tiles(sms), 1 if sms is None else config.programs_per_sm)
 
 
 def grid_for_sms(num_tiles: int, c_out: int, config: ReduceConvConfig, sms: int,

@@ -26,14 +26,15 @@ def _skip_discarded_overflow_checks() -> None:
     redone in int64 and compared with the int32 range, and the result goes to ``device_assert``,
     which returns without checking unless ``options.debug`` is on; the interpreter never turns
     debug on (triton 3.6 and 3.8). So the checks change nothing, and they cost about 40% of a
-    reduce_conv launch in the interpreter (cProfile). This switches them off only while debug is
-    off; the kernels' results and every assert they make are unchanged."""
+    reduce_conv launch in the interpreter (cProfile). This switches them off if debug is off at
+    start-up (the interpreter never turns it on later); the kernels' results and every assert they
+    make are unchanged. A triton without this (private) builder keeps its checks."""
     import dataclasses
 
     from triton.runtime import interpreter
 
-    builder = interpreter.interpreter_builder
-    if not builder.options.debug:
+    builder = getattr(interpreter, "interpreter_builder", None)
+    if builder is not None and not builder.options.debug:
         builder.options = dataclasses.replace(builder.options, sanitize_overflow=False)
 
 

@@ -12,7 +12,7 @@ stands in for the half types; fp32 runs in both dot precisions.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import pytest
 import torch
@@ -326,15 +326,16 @@ def test_branch1_launches_that_are_not_aligned_keep_the_base_tiles(why, gen, mon
 
 
 def test_aligned_branch1_tiles_keep_the_pool_fields():
-    """An aligned branch-1 entry's pool fields are never read (pool launches run the config's
-    own), so an entry that changes them is refused rather than shipped as a misleading config."""
-    base = POINTWISE_CONFIGS["default"]
-    tiles = replace(base.aligned_tiles(90), BLOCK_M=128)
-    assert PointwiseConfig(**{**asdict(base), "aligned": ((90, tiles),)}).aligned_tiles(90) == tiles
-    for field, value in (("BLOCK_NP", 32), ("BLOCK_KP", 32), ("BLOCK_NP_WIDE", 0), ("clamp_taps", False)):
-        changed = replace(tiles, **{field: value, **({"BLOCK_NP_WIDE": 0} if field == "clamp_taps" else {})})
-        with pytest.raises(ValueError, match="pool fields"):
-            PointwiseConfig(**{**asdict(base), "aligned": ((90, changed),)})
+    """Pool launches run the config's own pool fields and branch-1 code does not use them, so an
+    aligned branch-1 entry that changes one (each on its own) is refused rather than shipped as a
+    config that says something other than what runs."""
+    # BLOCK_NP_WIDE 0, so that clamp_taps can change alone (wide pool tiles need clamped taps)
+    base = PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_stages=2)
+    tiles = replace(base, BLOCK_M=128, BLOCK_N=128, num_stages=3)
+    assert replace(base, aligned=((90, tiles),)).aligned_tiles(90) == tiles
+    for field, value in (("BLOCK_NP", 32), ("BLOCK_KP", 32), ("BLOCK_NP_WIDE", 128), ("clamp_taps", False)):
+        with pytest.raises(ValueError, match=rf"pool fields \['{field}'\]"):
+            replace(base, aligned=((90, replace(tiles, **{field: value})),))
 
 
 def test_branch1_tiles_for_googlenet_launches():

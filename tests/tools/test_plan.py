@@ -338,6 +338,17 @@ def test_pipelined_pointwise_schedules_two_launches():
     spec, h, w = block_shapes("torchvision")["3a"]
     b1, _ = pointwise_pipelined("3a", spec, 1, h, w, "bfloat16")
     assert (b1.programs, b1.resident) == (13, 8) and "aligned" not in b1.detail
+    spec, h, w = block_shapes("torchvision")["5b"]
+    _, narrow = pointwise_pipelined("5b", spec, 256, h, w, "bfloat16", cfg=POINTWISE_CONFIGS["np64"])
+    _, wide = pointwise_pipelined("5b", spec, 256, h, w, "bfloat16")
+    assert (narrow.programs, narrow.resident) == (2 * wide.programs, 4)
+    # one wide tile loads the taps once, two narrow ones twice
+    assert sum(l.total_l1_bytes() for l in narrow.works[0].loops) * narrow.programs == pytest.approx(
+        2 * sum(l.total_l1_bytes() for l in wide.works[0].loops) * wide.programs)
+    # d2e917c's config: one launch, today's schedule
+    spec, h, w = block_shapes("torchvision")["3a"]
+    (old,) = pointwise_pipelined("3a", spec, 256, h, w, "bfloat16", cfg=TodayPointwiseConfig(64, 64, 32))
+    assert "serial pool taps" in old.detail and len(old.works) == 2
 
 
 @pytest.mark.parametrize("tf32", [True, False])
@@ -350,17 +361,6 @@ def test_fp32_pointwise_launches_never_take_aligned_tiles(tf32):
             assert "aligned" not in b1.detail and "aligned" not in pool.detail, (name, batch)
             launches = fused_block_launches(name, spec, batch, h, w, "float32", tf32=tf32)
             assert all("aligned" not in l.detail for l in launches if l.kind == "pointwise_pool"), (name, batch)
-    spec, h, w = block_shapes("torchvision")["5b"]
-    _, narrow = pointwise_pipelined("5b", spec, 256, h, w, "bfloat16", cfg=POINTWISE_CONFIGS["np64"])
-    _, wide = pointwise_pipelined("5b", spec, 256, h, w, "bfloat16")
-    assert (narrow.programs, narrow.resident) == (2 * wide.programs, 4)
-    # one wide tile loads the taps once, two narrow ones twice
-    assert sum(l.total_l1_bytes() for l in narrow.works[0].loops) * narrow.programs == pytest.approx(
-        2 * sum(l.total_l1_bytes() for l in wide.works[0].loops) * wide.programs)
-    # d2e917c's config: one launch, today's schedule
-    spec, h, w = block_shapes("torchvision")["3a"]
-    (old,) = pointwise_pipelined("3a", spec, 256, h, w, "bfloat16", cfg=TodayPointwiseConfig(64, 64, 32))
-    assert "serial pool taps" in old.detail and len(old.works) == 2
 
 
 def test_reduce_conv_grid_matches_the_launcher(monkeypatch):
