@@ -19,11 +19,11 @@
 #             first run measured compile at 7.64 ms against fused channels_last's 10.27, with half
 #             the fused time outside the blocks, which compile also optimizes)
 #   tune      the kernels' tuning candidates on this GPU, on 3b, 4d and 5b (bf16 rows: the
-#             pointwise default, with clamped pool taps, 128-wide pool tiles and, on sm_90,
-#             128 x 128 branch-1 tiles, against np64; the reduce -> k x k default, with 128-pixel
-#             aligned tiles, against mma-64; np64 and mma-64 are the code the first run measured.
-#             The pointwise pair differs in all three changes at once: docs/DESIGN.md 5.6.
-#             TF32 rows: the tf32 configs and their candidates), then the tactics
+#             pointwise default against b64, its 128 x 128 sm_90 branch-1 tiles alone, and b64
+#             against np64, clamped pool taps and 5b's 128-wide pool tiles; the reduce -> k x k
+#             default, with 128-pixel aligned tiles, against mma-64; np64 and mma-64 are the code
+#             the first run measured: docs/DESIGN.md 5.6. TF32 rows: the TF32 defaults and
+#             their candidates), then the tactics
 #             (Triton kernels, aten, modules) of the nine blocks in bf16 inference at the batch
 #             above, unless kernels/tuned/ has this GPU's file with config choices (one whose
 #             config rows never finished, as the first H200 run's, is tuned again;

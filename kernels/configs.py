@@ -199,9 +199,11 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     # covers an A100, so it keeps 64 x 64). Modelled on the H200: benchmarks/NOTES.md, "Branch-1 tiles".
     "default": replace(_POINTWISE_DEFAULT, aligned=((90, replace(_POINTWISE_DEFAULT, BLOCK_M=128, BLOCK_N=128,
                                                                  num_stages=3)),)),
-    # the TF32 default: the default's tiles without the aligned branch-1 ones (fp32 operand tiles
-    # take twice the shared memory and registers, and the cost model was only fitted on bf16)
-    "tf32": _POINTWISE_DEFAULT,
+    # the default without its aligned branch-1 tiles (64 x 64 branch-1 tiles in every launch): the
+    # TF32 default (fp32 operand tiles take twice the shared memory and registers, and the cost
+    # model was only fitted on bf16), and a fp16/bf16 tuning candidate, so that a GPU's tune times
+    # the sm_90 branch-1 tiles alone (default against b64)
+    "b64": _POINTWISE_DEFAULT,
     # fp32 IEEE dots are FMAs with operands in registers: 32-pixel tiles, a shorter K step, not
     # pipelined (BLOCK_M 64 spilled 4-8 B in launched pool variants on sm_80 at 1 or 2 stages,
     # 4-76 B in generic ones at 3)
@@ -284,8 +286,8 @@ _TABLES = {"pointwise_pool": POINTWISE_CONFIGS, "reduce_conv": REDUCE_CONV_CONFI
 
 # (kernel, dot class) -> config names a tuner may choose from, the default first
 CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("pointwise_pool", "mma"): ("default", "np64", "n32", "s4", "n32s4", "np32"),
-    ("pointwise_pool", "tf32"): ("tf32", "n32"),
+    ("pointwise_pool", "mma"): ("default", "b64", "np64", "n32", "s4", "n32s4", "np32"),
+    ("pointwise_pool", "tf32"): ("b64", "n32"),
     ("pointwise_pool", "fma"): ("fma", "fma-n32"),
     ("reduce_conv", "mma"): ("mma", "mma-64", "mma-p2", "mma-slots"),
     # other tile sizes tried spilled in some generic or launched variant (benchmarks/NOTES.md)

@@ -354,7 +354,7 @@ def test_branch1_tiles_for_googlenet_launches():
             got = tiles_for(cfg, m, c1, 90, 132)
             assert got is (cfg.aligned_tiles(90) if block in blocks else cfg), (block, batch)
             assert tiles_for(cfg, m, c1, 80, 108) is cfg
-            for name in ("np64", "tf32"):
+            for name in ("np64", "b64"):
                 assert tiles_for(POINTWISE_CONFIGS[name], m, c1, 90, 132) is POINTWISE_CONFIGS[name]
 
 

@@ -44,7 +44,7 @@ from fused_inception.kernels.configs import (
 
 # (arch, kernel, config, dtype, precision, ksize, relu, layout)
 SUBSET = [
-    (80, "pointwise_pool", "tf32", "float32", "tf32", None, True, "nhwc"),
+    (80, "pointwise_pool", "b64", "float32", "tf32", None, True, "nhwc"),
     (90, "pointwise_pool", "fma", "float32", "ieee", None, False, "nhwc"),
     (80, "pointwise_pool", "default", "float16", "ieee", None, True, "nchw"),
     (90, "pointwise_pool", "default", "bfloat16", "ieee", None, True, "nhwc"),
@@ -134,7 +134,7 @@ ALIGNED_SUBSET = [(80, "float32", "tf32", True), (90, "bfloat16", "ieee", True),
 
 @pytest.mark.parametrize(("arch", "dtype", "precision", "wide"), ALIGNED_SUBSET, ids=lambda c: str(c))
 def test_aligned_pool_variant_compiles_without_spills_pipelined(arch, dtype, precision, wide):
-    name = "tf32" if precision == "tf32" else "default"  # the default of the dtype and precision
+    name = "b64" if precision == "tf32" else "default"  # the default of the dtype and precision
     v = _variant("pointwise_pool", name, dtype, precision, None, True, "nhwc", clamped=True, wide=wide)
     cfg = POINTWISE_CONFIGS[name]
     values = aot.constexpr_values(v)

@@ -353,7 +353,7 @@ def test_pipelined_pointwise_schedules_two_launches():
 
 @pytest.mark.parametrize("tf32", [True, False])
 def test_fp32_pointwise_launches_never_take_aligned_tiles(tf32):
-    """The fp32 pointwise configs ("tf32", "fma") list no aligned branch-1 tiles, so no float32
+    """The fp32 pointwise configs ("b64", "fma") list no aligned branch-1 tiles, so no float32
     launch of any block is modelled with them, at any batch, though GoogLeNet's are aligned."""
     for batch in (1, 256):
         for name, (spec, h, w) in block_shapes("torchvision").items():
