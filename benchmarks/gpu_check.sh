@@ -25,8 +25,9 @@
 #             the first run measured: docs/DESIGN.md 5.6. TF32 rows: the TF32 defaults and
 #             their candidates), then the tactics
 #             (Triton kernels, aten, modules) of the nine blocks in bf16 inference at the batch
-#             above, unless kernels/tuned/ has this GPU's file with config choices (one whose
-#             config rows never finished, as the first H200 run's, is tuned again;
+#             above, unless kernels/tuned/ has this GPU's file with config choices (one without,
+#             as the checked-in H200 file, which gpu_tactics.sh wrote with no config budget, is
+#             tuned again;
 #             GPU_CHECK_RETUNE=1 tunes anyway);
 #             not used by the steps above (they measure the shipped configs and the untuned
 #             tactic): check <stem>-tuned.json in as kernels/tuned/<gpu-slug>.json
@@ -252,7 +253,8 @@ step_compile() {
 step_tune() {
   mkdir -p "$WORK/tuned"
   # a fresh directory: only this run's file, named after torch's device name
-  # the config rows stop in time to leave the tactic rows their 20 s (TUNE_ARGS) and 15 s to spare
+  # the config rows stop in time to leave the tactic rows their 20 s (TUNE_ARGS) and 1 s to spare
+  # (stop_at 35 is clamped to a third of the step's 65 s limit: 21 s)
   limited "$PY" -m fused_inception tune "${TUNE_ARGS[@]}" --budget-s "$(stop_at 35)" --out-dir "$WORK/tuned"
   local rc=$? f
   for f in "$WORK"/tuned/*.json; do [ -s "$f" ] && cp "$f" "$STEM-tuned.json" && cp "$f" "$WORK/tuned.json"; done

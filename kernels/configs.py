@@ -214,8 +214,9 @@ POINTWISE_CONFIGS: dict[str, PointwiseConfig] = {
     "n32s4": PointwiseConfig(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, BLOCK_NP=32, BLOCK_KP=16, num_warps=4, num_stages=4),
     # the default as the first GPU run measured it (commit ac3b22c): no wide pool tiles, taps masked
     # to -inf in every launch, 64 x 64 branch-1 tiles everywhere. A GPU's tune times it against the
-    # default: only compiled code, a model and a measured 64-vs-32 lead chose wide tiles, clamped
-    # taps and 128 x 128 branch-1 tiles
+    # default and b64 (b64 against np64: clamped taps, and wide pool tiles where pool_proj > 64):
+    # only compiled code, a model and a measured 64-vs-32 lead chose wide tiles, clamped taps and
+    # 128 x 128 branch-1 tiles
     "np64": PointwiseConfig(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, BLOCK_NP=64, BLOCK_KP=16, num_warps=4, num_stages=2,
                             clamp_taps=False),
     # pool tiles 32 wide: every MMA column used at pool_proj 32 (3a), twice the tap loads at >= 64
