@@ -27,7 +27,9 @@ import triton
 
 from fused_inception.tools.compile_check import command as cc
 from fused_inception.tools.compile_check import aot, compiling, report
-from fused_inception.tools.plan.schedules import COMPILED_POINTWISE, COMPILED_POINTWISE_AC3B22C, COMPILED_WITH
+from fused_inception.tools.plan.schedules import (COMPILED_POINTWISE, COMPILED_POINTWISE_AC3B22C, COMPILED_WITH,
+                                                   pointwise_pipelined)
+from fused_inception.tools.plan.shapes import block_shapes
 from fused_inception.kernels import gpu as kernel_gpu
 from fused_inception.kernels import pointwise_pool as pointwise_mod
 from fused_inception.kernels import reduce_conv as reduce_conv_mod
@@ -200,9 +202,6 @@ def test_aligned_branch1_tiles_compile_without_spills_pipelined():
     assert report.row_failures(row) == []
     assert row["ldgsts"] > 0 and row["hgmma"] > 0 and row["hmma"] == 0
     # the residency plan charges these tiles (3b at batch 256 takes them), in warps
-    from fused_inception.tools.plan.schedules import pointwise_pipelined
-    from fused_inception.tools.plan.shapes import block_shapes
-
     spec, h, w = block_shapes("torchvision")["3b"]
     b1, _ = pointwise_pipelined("3b", spec, 256, h, w, "bfloat16")
     assert "aligned" in b1.detail and row["resident_warps"] >= b1.resident * v.config.num_warps

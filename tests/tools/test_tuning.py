@@ -441,7 +441,6 @@ def test_choices_with_and_without_aligned_tiles_read_back(tuned_dir, kernel, nam
     """A tuned file stores a config's fields as JSON; a default's aligned tiles (nested configs
     per arch) must read back as the same fields, or every file naming it would be refused."""
     _write(tuned_dir, [_choice(kernel, "bfloat16", "ieee", name)])
-    table = POINTWISE_CONFIGS if kernel == "pointwise_pool" else REDUCE_CONV_CONFIGS
     pick = pick_pointwise_config if kernel == "pointwise_pool" else pick_reduce_conv_config
-    assert pick("bfloat16", "ieee", GPU) == table[name]
-    assert bool(table[name].aligned) == has_aligned
+    assert pick("bfloat16", "ieee", GPU) == config_by_name(kernel, name)
+    assert bool(config_by_name(kernel, name).aligned) == has_aligned
