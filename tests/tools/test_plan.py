@@ -626,10 +626,13 @@ def test_measured_figures_are_the_committed_h200_run():
 
     report = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results"
                          / "nvidia-h200-20261130-2337.json").read_text())
-    seen = {}
+    seen, compiled = {}, []
     for case in report["cases"]:
         if case["mode"] == "infer" and case["dtype"] == "bf16" and case["batch"] == M.BATCH:
             seen[case["scope"]] = (case["results"]["eager-cl"]["median_ms"], case["results"]["fused-cl"]["median_ms"])
+            if "compile" in case["results"]:
+                compiled.append((case["scope"], case["results"]["compile"]["median_ms"]))
+    assert compiled == [("net", pytest.approx(M.COMPILE_NET_MS, abs=5e-4))]
     assert set(seen) == set(M.EAGER_CL_MS) == set(M.FUSED_CL_MS)
     for scope, (eager, fused) in seen.items():
         assert M.EAGER_CL_MS[scope] == pytest.approx(eager, abs=5e-4), scope
@@ -679,6 +682,27 @@ def test_measured_calibration_fits_the_block_sums_and_holds_out_the_rest(capsys)
     assert section.count("held out") >= 9  # n32, s4, n32s4 on three blocks each
     with pytest.raises(ValueError, match="outside the modelled"):  # no efficiency in the range gives 1000 s
         M._fit("cudnn_efficiency", 0.5, 1.0, 1e6, M.eager_block_ms, K.figures_for(H200_SXM))
+
+
+def test_network_anchored_on_the_measured_rest(capsys):
+    """The anchored network is the fitted model's nine blocks now plus the measured fused network's
+    time outside its blocks, and plan prints it against the measured eager-cl and compile times."""
+    cal = M.calibrate_measured(15.2)
+    blocks = [b for b in M.FUSED_CL_MS if b != "net"]
+    rest = M.FUSED_CL_MS["net"] - sum(M.FUSED_CL_MS[b] for b in blocks)
+    assert M.outside_blocks_ms(M.FUSED_CL_MS) == pytest.approx(rest) and 5.0 < rest < 5.2
+    # the same launches in both measured networks: their rests agree to within 4%
+    assert M.outside_blocks_ms(M.EAGER_CL_MS) == pytest.approx(rest, rel=0.04)
+    anchored = sum(cal.fused_now[b] for b in blocks) + rest
+    assert cal.anchored_network_ms() == pytest.approx(anchored)
+    # the fitted model's own network holds a smaller rest (held out): anchoring lengthens it
+    assert cal.anchored_network_ms() > cal.fused_now["net"]
+    assert plan_command.run(_default_args()) == 0
+    out = capsys.readouterr().out
+    ratio = anchored / M.EAGER_CL_MS["net"]
+    line = f"{anchored:.3f} ms, {ratio:.3f}x eager-cl's measured {M.EAGER_CL_MS['net']:.3f} ms"
+    assert line in out
+    assert f"network target <= 0.6x: {'met' if ratio <= 0.6 else 'not met'}" in out
 
 
 # ---------------------------------------------------------------------------------------------
