@@ -135,7 +135,7 @@ def test_dry_run_merged_every_finished_step(dry_run):
     assert parity["rows"][0]["passed"] and "## Parity" in markdown
     assert steps["parity"]["outcome"] == "1 of 1 rows: 1 passed, 0 failed, 0 skipped"
     # every bench step that left measurements (cut or not) has them in the merged report
-    scopes = {"headline": {"net"}, "blocks": {"3a", "5b"}, "train": {"net"}, "compile": {"net"}}
+    scopes = {"headline": {"net", "stem"}, "blocks": {"3a", "5b"}, "train": {"net"}, "compile": {"net", "stem"}}
     modes = {"headline": {"infer"}, "blocks": {"infer"}, "train": {"finetune", "train"}, "compile": {"infer"}}
     timed = {(c["scope"], c["mode"], m) for c in report["cases"] for m, r in c["results"].items()
              if "median_ms" in r}

@@ -22,7 +22,11 @@ from fused_inception.patching import fuse
 from fused_inception.spec import BLOCK_NAMES
 from fused_inception.tools.tactic_report import ran_tactics
 
-SCOPES = (*BLOCK_NAMES, "net")
+# the stem: what the network runs before inception3a (conv1, maxpool1, [lrn1], conv2, conv3, [lrn2],
+# maxpool2), none of which the library fuses; timed alone so that a GPU run says what the network
+# spends there, and what of it a fused reduce -> k x k could take (conv2 -> conv3)
+STEM = "stem"
+SCOPES = (STEM, *BLOCK_NAMES, "net")
 MODES = ("infer", "train", "finetune")
 
 
@@ -201,6 +205,24 @@ def prepare_call(setup: CaseSetup, name: str, compile_mode: str,
     if method.fused:  # what the warm-up (or captured) call ran: every later call of the case runs the same
         info["tactics"] = ran_tactics(module, setup.case.scope)
     return fn, info
+
+
+def scope_module(model: nn.Module, scope: str) -> nn.Module:
+    """The module a scope times, sharing ``model``'s parameters: the network (``net``), its stem
+    (``STEM``: an ``nn.Sequential`` of the network's stem modules in the order its forward runs
+    them; GoogLeNet's ``transform_input`` is not part of it) or one Inception block."""
+    if scope == "net":
+        return model
+    if scope == STEM:
+        parts = (model.conv1, model.maxpool1, model.lrn1, model.conv2, model.conv3, model.lrn2, model.maxpool2)
+        return nn.Sequential(*(p for p in parts if p is not None))
+    return model.get_submodule(f"inception{scope}")
+
+
+def scope_input_shape(scope: str, size: int, block_shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
+    """(C, H, W) of a scope's input at a ``size`` x ``size`` image (``block_shapes``: from
+    ``block_input_shapes``)."""
+    return (3, size, size) if scope in ("net", STEM) else block_shapes[scope]
 
 
 def block_input_shapes(model: nn.Module, size: int) -> dict[str, tuple[int, ...]]:

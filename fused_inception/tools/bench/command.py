@@ -7,7 +7,8 @@ What is timed (one *case* = scope x mode x dtype x batch; every method of a case
 weights and the same preallocated inputs):
 
 * scope: one Inception block alone (its input shape is the one it sees in the network at
-  ``--size``), or the whole network (``net``);
+  ``--size``), the stem alone (``stem``: conv1 to maxpool2, which the library does not fuse, so
+  its fused methods run it as eager does), or the whole network (``net``);
 * mode: ``infer`` (eval, no grad); ``train`` (train mode: forward + backward + SGD step; the whole
   network with its aux heads and ``GoogLeNetLoss``, a block with a fixed upstream gradient);
   ``finetune`` (the same step with BatchNorm frozen, i.e. eval mode). Each block runs the tactic
@@ -166,7 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated of fp32, fp16, bf16 (default: {gg['dtypes']} on a GPU, "
                              f"{g['dtypes']} on the CPU)")
     parser.add_argument("--scopes", default=None,
-                        help="comma-separated of 3a..5b, net, 'blocks', 'all' (default: all)")
+                        help="comma-separated of stem, 3a..5b, net, 'blocks', 'all' (default: all)")
     parser.add_argument("--modes", default=None,
                         help=f"comma-separated of {', '.join(MODES)} (default: infer,train)")
     parser.add_argument("--methods", default=None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fused_inception.spec import BLOCK_NAMES
-from fused_inception.tools.bench.cases import METHODS
+from fused_inception.tools.bench.cases import METHODS, STEM
 from fused_inception.tools.bench.report import methods_in, sorted_cases
 
 
@@ -22,7 +22,7 @@ def plot(report: dict, path: str) -> None:
                            "(or the bench extra: pip install 'fused-inception[bench]')") from err
     cases = sorted_cases(report)
     combos = list(dict.fromkeys((c["mode"], c["dtype"]) for c in cases))
-    scopes = [s for s in ("net", *BLOCK_NAMES) if any(c["scope"] == s for c in cases)]
+    scopes = [s for s in ("net", STEM, *BLOCK_NAMES) if any(c["scope"] == s for c in cases)]
     fig, axes = plt.subplots(len(scopes), len(combos), figsize=(4.2 * len(combos), 2.8 * len(scopes)),
                              squeeze=False)
     for i, scope in enumerate(scopes):

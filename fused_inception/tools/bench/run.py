@@ -16,7 +16,8 @@ import torch
 
 from fused_inception.models.randomize import random_googlenet
 from fused_inception.selection import force_tactic
-from fused_inception.tools.bench.cases import METHODS, SCOPES, Case, CaseSetup, block_input_shapes, warm_cache
+from fused_inception.tools.bench.cases import (METHODS, SCOPES, STEM, Case, CaseSetup, block_input_shapes,
+                                              scope_input_shape, scope_module, warm_cache)
 from fused_inception.tools.bench.timing import error_result, measure, measure_interleaved, warn_check
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_json
@@ -77,6 +78,9 @@ def interpreter_off() -> Iterator[bool]:
             os.environ["TRITON_INTERPRET"] = old
 
 
+STEM_NOT_FUSED = "the library fuses nothing in the stem (no Inception block): the fused network runs it as eager does"
+
+
 def _order(settings: dict) -> list[Case]:
     # net first, then blocks: a run cut short by --max-seconds keeps the headline numbers
     scopes = sorted(settings["scopes"], key=lambda s: (s != "net", SCOPES.index(s)))
@@ -135,8 +139,8 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
     budget = settings.get("max_seconds")
     try:
         for case in cases:
-            in_shape = (3, settings["size"], settings["size"]) if case.scope == "net" else shapes[case.scope]
-            module = base if case.scope == "net" else base.get_submodule(f"inception{case.scope}")
+            in_shape = scope_input_shape(case.scope, settings["size"], shapes)
+            module = scope_module(base, case.scope)
             setup = CaseSetup(case, module, in_shape, device, settings["rotate_mb"], gen, num_classes)
             entry = {"scope": case.scope, "mode": case.mode, "dtype": case.dtype, "batch": case.batch,
                      "input_shape": [case.batch, *in_shape], "n_inputs": len(setup.inputs[False]),
@@ -146,6 +150,10 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
             reference_out = None
             # eager first: its output is the reference of the inference check
             ordered = sorted(settings["methods"], key=lambda m: m != "eager")
+            if case.scope == STEM:  # fuse() finds no Inception block there: nothing fused to time
+                for name in (m for m in ordered if METHODS[m].fused):
+                    entry["results"][name] = {"skipped": STEM_NOT_FUSED}
+                ordered = [m for m in ordered if not METHODS[m].fused]
             # the CPU times a case's methods together, in rounds (timing.measure_interleaved)
             interleaved = None
             if not cuda and (budget is None or time.perf_counter() - t_start <= budget):

@@ -1,0 +1,66 @@
+"""bench's scopes: the module each one times, and a tiny run of the stem (the part of the network
+before inception3a, which the library does not fuse)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from fused_inception.models import googlenet
+from fused_inception.spec import BLOCK_NAMES
+from fused_inception.tools.bench import command as bench
+from fused_inception.tools.bench import run as bench_run
+from fused_inception.tools.bench.cases import SCOPES, STEM, block_input_shapes, scope_input_shape, scope_module
+
+
+@pytest.mark.parametrize("variant", ["torchvision", "paper"])
+def test_stem_scope_is_what_the_network_feeds_inception3a(variant):
+    torch.manual_seed(0)
+    model = googlenet(variant=variant, init_weights=True).eval()
+    with torch.no_grad():  # nonzero BN statistics, so that a skipped BN would show
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    seen = []
+    handle = model.inception3a.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0]))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        model(x)
+        stem = scope_module(model, STEM)
+        out = stem(x)
+    handle.remove()
+    assert torch.equal(out, seen[0])
+    # the stem shares the network's modules (a bench case times the network's own weights)
+    assert stem[0] is model.conv1 and any(m is model.conv3 for m in stem)
+    assert (variant == "paper") == any(isinstance(m, torch.nn.LocalResponseNorm) for m in stem)
+    shapes = block_input_shapes(model, 64)
+    assert scope_input_shape(STEM, 64, shapes) == (3, 64, 64) == scope_input_shape("net", 64, shapes)
+    assert scope_input_shape("3a", 64, shapes) == shapes["3a"] == tuple(out.shape[1:])
+    assert scope_module(model, "4d") is model.inception4d and scope_module(model, "net") is model
+    assert SCOPES == (STEM, *BLOCK_NAMES, "net")
+
+
+def test_bench_times_the_stem(tmp_path):
+    """The stem scope times its eager methods; its fused methods are skipped, saying why (fuse()
+    finds no Inception block there: the fused network runs the stem as eager does)."""
+    out = tmp_path / "stem.json"
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--size", "64", "--batch", "1", "--dtypes", "fp32", "--methods",
+                              "eager,eager-cl,fused,fused-cl", "--warmup", "0", "--repeat", "1", "--rep-ms", "0",
+                              "--no-tf32", "--no-progress", "--scopes", "stem", "--modes", "infer",
+                              "--json", str(out)])
+    assert bench.run(args) == 0
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["scope"] == STEM and case["input_shape"] == [1, 3, 64, 64]
+    res = case["results"]
+    assert set(res) == {"eager", "eager-cl", "fused", "fused-cl"}
+    for name in ("eager", "eager-cl"):
+        assert "error" not in res[name] and res[name]["median_ms"] > 0, name
+    assert res["eager-cl"]["check"] == "ok"
+    for name in ("fused", "fused-cl"):
+        assert res[name] == {"skipped": bench_run.STEM_NOT_FUSED}
