@@ -639,6 +639,25 @@ def test_measured_figures_are_the_committed_h200_run():
         assert M.FUSED_CL_MS[scope] == pytest.approx(fused, abs=5e-4), scope
 
 
+def test_tactic_rows_are_the_committed_tuned_file(capsys):
+    """measured.py's second measurement is the Triton tactic's medians in the tuned file it cites,
+    and plan prints the fitted model against it, block by block."""
+    from pathlib import Path
+
+    tuned = json.loads((Path(__file__).resolve().parents[2] / "kernels" / "tuned" / "nvidia-h200.json").read_text())
+    rows = tuned["tuned"]["tactics"]["rows"]
+    assert {r["block"]: (r["batch"], r["key"].split("|")[2]) for r in rows} == {
+        b: (M.BATCH, M.DTYPE) for b in M.TACTIC_TRITON_MS}
+    for r in rows:
+        assert M.TACTIC_TRITON_MS[r["block"]] == pytest.approx(r["median_ms"]["triton"], abs=5e-4), r["block"]
+    cal = M.calibrate_measured(15.2)
+    assert plan_command.run(_default_args()) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "a second measurement of the same kernels" in x)
+    for b, ms in M.TACTIC_TRITON_MS.items():
+        assert f"{b} {cal.fused_fitted[b] / ms:.2f}" in line.split("; the first run's")[0]
+        assert f"{b} {M.FUSED_CL_MS[b] / ms:.2f}" in line.split("; the first run's")[1]
+
+
 def test_measured_pointwise_rows_are_the_committed_tuner_rows():
     """measured.py's pointwise figures are the tuner's per-block medians of the file it cites
     (its "default" is np64 now, the other candidates keep their names)."""

@@ -27,8 +27,10 @@ applied to the configs and code now give the calibrated prediction of the curren
 (``fused_now``): modelled, not measured.
 
 What is held out: the per-block residuals after the fit, the tuner's other pointwise rows
-(``n32``, ``s4``, ``n32s4``, and how the np32 - np64 growth splits over the blocks), and the whole
-network (stem, pools and head included), which no fit saw. Each fitted constant absorbs everything its side mis-models
+(``n32``, ``s4``, ``n32s4``, and how the np32 - np64 growth splits over the blocks), a second
+measurement of the same kernels per block (the second run's tactic rows, ``TACTIC_TRITON_MS``), and
+the whole network (stem, pools and head included), which no fit saw; ``anchored_network_ms``
+replaces the model's stem, pools and head by what the measured network spent outside its blocks. Each fitted constant absorbs everything its side mis-models
 (launch gaps, cuDNN's algorithm choices, pool taps, tails), so it is a calibration factor, not a
 measurement of that quantity. One run on one GPU at one batch: it says how far off the priors
 are, not that the fitted values hold at other batches or on other GPUs. ``plan``'s tables keep
@@ -72,6 +74,15 @@ FUSED_CL_MS: dict[str, float] = {"3a": 0.649, "3b": 0.999, "4a": 0.404, "4b": 0.
                                  "4d": 0.525, "4e": 0.625, "5a": 0.456, "5b": 0.416, "net": 10.269}
 # the same run's torch.compile (mode default) of the whole network, channels_last, median ms
 COMPILE_NET_MS = 7.643
+
+# a second measurement of the same kernels (kernels/ unchanged between ac3b22c and 75fa376): the
+# tuner's tactic rows of the second H200 run (gpu_tactics.sh), the Triton tactic per block, bf16,
+# batch 256, channels_last; back-to-back calls on one input (rules.stream_timer), so a block whose
+# input fits the 50 MB L2 (5a, 5b: 21 MB) runs warm, unlike the rotated inputs above. Held out of
+# every fit (tests/tools/test_plan.py checks them against the file)
+TACTIC_SOURCE = "kernels/tuned/nvidia-h200.json (gpu_tactics.sh's tactic rows, commit 75fa376)"
+TACTIC_TRITON_MS: dict[str, float] = {"3a": 0.644, "3b": 0.985, "4a": 0.378, "4b": 0.458, "4c": 0.443,
+                                      "4d": 0.521, "4e": 0.620, "5a": 0.369, "5b": 0.358}
 
 
 def outside_blocks_ms(times: dict[str, float]) -> float:
@@ -176,6 +187,7 @@ class MeasuredCalibration:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d.update(source=SOURCE, eager_measured=dict(EAGER_CL_MS), fused_measured=dict(FUSED_CL_MS),
                  compile_net_measured=COMPILE_NET_MS, anchored_network_ms=self.anchored_network_ms(),
+                 tactic_source=TACTIC_SOURCE, tactic_triton_measured=dict(TACTIC_TRITON_MS),
                  tuned_source=TUNED_SOURCE, pointwise_measured=POINTWISE_MS)
         return d
 
@@ -271,6 +283,11 @@ def format_measured(cal: MeasuredCalibration) -> list[str]:
         text_table(["scope", "eager-cl ms", "prior (model/meas)", "fitted (model/meas)", "fused-cl ms",
                     "prior (model/meas)", "fitted (model/meas)", "fitted, configs now (/fitted)"], rows, left=2),
         *_anchored_lines(cal),
+        f"  held out, a second measurement of the same kernels (MEASURED: {TACTIC_SOURCE}; back-to-back calls on "
+        "one input, warm L2 where the input fits): fitted model / it per block: "
+        + ", ".join(f"{b} {cal.fused_fitted[b] / TACTIC_TRITON_MS[b]:.2f}" for b in BLOCK_NAMES)
+        + "; the first run's fused-cl / it: "
+        + ", ".join(f"{b} {FUSED_CL_MS[b] / TACTIC_TRITON_MS[b]:.2f}" for b in BLOCK_NAMES),
         f"  pointwise launches of a block, ms (MEASURED: {TUNED_SOURCE}, do_bench with host time; the model: "
         f"fitted figures, gaps included); issue_ipc is fitted to the sum of the {FITTED_POINTWISE[1]} - "
         f"{FITTED_POINTWISE[0]} growth",
@@ -279,7 +296,7 @@ def format_measured(cal: MeasuredCalibration) -> list[str]:
     ]
 
 
-__all__ = ["COMPILE_NET_MS", "EAGER_CL_MS", "FITTED_POINTWISE", "FUSED_CL_MS", "MEASURED_POINTWISE", "MEASURED_REDUCE_CONV",
-           "MeasuredCalibration",
-           "POINTWISE_MS", "SOURCE", "TUNED_SOURCE", "calibrate_measured", "format_measured", "outside_blocks_ms",
+__all__ = ["COMPILE_NET_MS", "EAGER_CL_MS", "FITTED_POINTWISE", "FUSED_CL_MS", "MEASURED_POINTWISE",
+           "MEASURED_REDUCE_CONV", "MeasuredCalibration", "POINTWISE_MS", "SOURCE", "TACTIC_SOURCE",
+           "TACTIC_TRITON_MS", "TUNED_SOURCE", "calibrate_measured", "format_measured", "outside_blocks_ms",
            "pointwise_ms"]
