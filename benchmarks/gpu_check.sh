@@ -280,13 +280,13 @@ NOTE="exit code 1: a row failed"
 run_step parity "fused blocks and network vs float64: ${PARITY_ARGS[*]}" "${CAP[parity]}" "${MIN[parity]}" "$STEM-parity.json" "0 1" step_parity
 PARITY_RC=$(tail -n 1 "$STEPS" | cut -f 6)
 NOTE="exit code 1: a method failed or mismatched"
-run_step headline "network and stem inference $DTYPE b$BATCH: eager, eager-cl, fused, fused-cl" "${CAP[headline]}" "${MIN[headline]}" bench-headline.json "0 1" step_headline
+run_step headline "network and stem inference $DTYPE b$BATCH: eager, eager-cl, fused, fused-cl (stem: eager, eager-cl)" "${CAP[headline]}" "${MIN[headline]}" bench-headline.json "0 1" step_headline
 NOTE="exit code 1: a method failed or mismatched"
 run_step blocks "blocks ($BLOCKS) inference $DTYPE b$BATCH: eager, eager-cl, fused, fused-cl" "${CAP[blocks]}" "${MIN[blocks]}" bench-blocks.json "0 1" step_blocks
 NOTE="exit code 1: a method failed"
 run_step train "network fine-tuning and training steps $DTYPE b$BATCH" "${CAP[train]}" "${MIN[train]}" bench-train.json "0 1" step_train
 NOTE="exit code 1: compile failed (the error is in the report)"
-run_step compile "torch.compile network and stem inference $DTYPE b$BATCH: compile, fused-compile" "${CAP[compile]}" "${MIN[compile]}" bench-compile.json "0 1" step_compile
+run_step compile "torch.compile network and stem inference $DTYPE b$BATCH: compile, fused-compile (stem: compile)" "${CAP[compile]}" "${MIN[compile]}" bench-compile.json "0 1" step_compile
 if [ "$DRY" = 1 ]; then
   record tune "tune kernel configs and tactics" skipped - - - - "needs a GPU: not run in a dry run"
 elif [ -f "$REPO/kernels/tuned/$SLUG.json" ] && [ "${GPU_CHECK_RETUNE:-0}" != "1" ] \

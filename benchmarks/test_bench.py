@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from fused_inception.spec import BLOCK_NAMES
-from fused_inception.tools.bench.cases import Case, CaseSetup, prepare_call
+from fused_inception.tools.bench.cases import Case, CaseSetup, prepare_call, scope_input_shape, scope_module
 from fused_inception.tools.bench.run import CPU_LABEL
 from fused_inception.tools.bench.timing import check_bound
 
@@ -52,8 +52,8 @@ def _params():
 def test_inference(benchmark, base_model, scope, dtype, batch, method):
     model, size, shapes = base_model
     case = Case(scope, "infer", dtype, batch)
-    in_shape = (3, size, size) if scope == "net" else shapes[scope]
-    module = model if scope == "net" else model.get_submodule(f"inception{scope}")
+    in_shape = scope_input_shape(scope, size, shapes)
+    module = scope_module(model, scope)
     setup = CaseSetup(case, module, in_shape, DEVICE, 192.0 if CUDA else 0.0, torch.Generator().manual_seed(1),
                       model.fc.out_features)
     fn, info = prepare_call(setup, method, "default")

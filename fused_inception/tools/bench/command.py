@@ -8,7 +8,8 @@ weights and the same preallocated inputs):
 
 * scope: one Inception block alone (its input shape is the one it sees in the network at
   ``--size``), the stem alone (``stem``: conv1 to maxpool2, which the library does not fuse, so
-  its fused methods run it as eager does), or the whole network (``net``);
+  only its baseline methods are timed, and the report's notes say why), or the whole network
+  (``net``);
 * mode: ``infer`` (eval, no grad); ``train`` (train mode: forward + backward + SGD step; the whole
   network with its aux heads and ``GoogLeNetLoss``, a block with a fixed upstream gradient);
   ``finetune`` (the same step with BatchNorm frozen, i.e. eval mode). Each block runs the tactic

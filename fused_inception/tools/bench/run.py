@@ -78,11 +78,20 @@ def interpreter_off() -> Iterator[bool]:
             os.environ["TRITON_INTERPRET"] = old
 
 
-STEM_NOT_FUSED = "the library fuses nothing in the stem (no Inception block): the fused network runs it as eager does"
+STEM_NOT_FUSED = ("stem: its fused methods are not timed: the library fuses nothing there (no Inception block), so "
+                  "the fused network runs the stem unfused, as the eager network does")
+
+
+def case_methods(scope: str, methods: list[str]) -> list[str]:
+    """The methods a case of ``scope`` times, eager first (its output is the reference of the
+    inference check); the stem's fused methods are not timed (fuse() finds no Inception block
+    there: ``STEM_NOT_FUSED``)."""
+    ordered = sorted(methods, key=lambda m: m != "eager")
+    return [m for m in ordered if not METHODS[m].fused] if scope == STEM else ordered
 
 
 def _order(settings: dict) -> list[Case]:
-    # net first, then blocks: a run cut short by --max-seconds keeps the headline numbers
+    # net first, then the stem and the blocks: a run cut short by --max-seconds keeps the headline numbers
     scopes = sorted(settings["scopes"], key=lambda s: (s != "net", SCOPES.index(s)))
     return [Case(s, m, d, b) for m in settings["modes"] for d in settings["dtypes"] for b in settings["batches"]
             for s in scopes]
@@ -133,7 +142,7 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
         "block_input_shapes": {k: list(v) for k, v in shapes.items()},
         "cases": [],
     }
-    progress = _Progress(len(cases) * len(settings["methods"]), progress_enabled)
+    progress = _Progress(sum(len(case_methods(c.scope, settings["methods"])) for c in cases), progress_enabled)
     say = log or progress.write
     t_start = time.perf_counter()
     budget = settings.get("max_seconds")
@@ -148,12 +157,9 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
                      "warm_cache": warm_cache(setup.rotated_bytes, l2_bytes), "results": {}}
             report["cases"].append(entry)  # filled method by method, rewritten after each
             reference_out = None
-            # eager first: its output is the reference of the inference check
-            ordered = sorted(settings["methods"], key=lambda m: m != "eager")
-            if case.scope == STEM:  # fuse() finds no Inception block there: nothing fused to time
-                for name in (m for m in ordered if METHODS[m].fused):
-                    entry["results"][name] = {"skipped": STEM_NOT_FUSED}
-                ordered = [m for m in ordered if not METHODS[m].fused]
+            ordered = case_methods(case.scope, settings["methods"])
+            if len(ordered) < len(settings["methods"]) and STEM_NOT_FUSED not in report["notes"]:
+                report["notes"].append(STEM_NOT_FUSED)
             # the CPU times a case's methods together, in rounds (timing.measure_interleaved)
             interleaved = None
             if not cuda and (budget is None or time.perf_counter() - t_start <= budget):

@@ -30,8 +30,9 @@ What is held out: the per-block residuals after the fit, the tuner's other point
 (``n32``, ``s4``, ``n32s4``, and how the np32 - np64 growth splits over the blocks), a second
 measurement of the same kernels per block (the second run's tactic rows, ``TACTIC_TRITON_MS``), and
 the whole network (stem, pools and head included), which no fit saw; ``anchored_network_ms``
-replaces the model's stem, pools and head by what the measured network spent outside its blocks. Each fitted constant absorbs everything its side mis-models
-(launch gaps, cuDNN's algorithm choices, pool taps, tails), so it is a calibration factor, not a
+replaces the model's stem, pools and head by what the measured network spent outside its blocks.
+Each fitted constant absorbs everything its side mis-models (launch gaps, cuDNN's algorithm
+choices, pool taps, tails), so it is a calibration factor, not a
 measurement of that quantity. One run on one GPU at one batch: it says how far off the priors
 are, not that the fitted values hold at other batches or on other GPUs. ``plan``'s tables keep
 the priors; this section is printed beside them.
@@ -72,7 +73,8 @@ EAGER_CL_MS: dict[str, float] = {"3a": 1.079, "3b": 1.559, "4a": 0.648, "4b": 0.
                                  "4d": 0.729, "4e": 0.837, "5a": 0.498, "5b": 0.461, "net": 12.457}
 FUSED_CL_MS: dict[str, float] = {"3a": 0.649, "3b": 0.999, "4a": 0.404, "4b": 0.461, "4c": 0.623,
                                  "4d": 0.525, "4e": 0.625, "5a": 0.456, "5b": 0.416, "net": 10.269}
-# the same run's torch.compile (mode default) of the whole network, channels_last, median ms
+# the same run's torch.compile (mode default) of the whole network, median ms; NCHW input (bench's
+# "compile" method; inductor picks its own conv layouts)
 COMPILE_NET_MS = 7.643
 
 # a second measurement of the same kernels (kernels/ unchanged between ac3b22c and 75fa376): the
@@ -80,9 +82,15 @@ COMPILE_NET_MS = 7.643
 # batch 256, channels_last; back-to-back calls on one input (rules.stream_timer), so a block whose
 # input fits the 50 MB L2 (5a, 5b: 21 MB) runs warm, unlike the rotated inputs above. Held out of
 # every fit (tests/tools/test_plan.py checks them against the file)
-TACTIC_SOURCE = "kernels/tuned/nvidia-h200.json (gpu_tactics.sh's tactic rows, commit 75fa376)"
+TACTIC_SOURCE = ("kernels/tuned/nvidia-h200.json (gpu_tactics.sh's tactic rows, commit 75fa376; the file records "
+                 "ac3b22c-dirty)")
 TACTIC_TRITON_MS: dict[str, float] = {"3a": 0.644, "3b": 0.985, "4a": 0.378, "4b": 0.458, "4c": 0.443,
                                       "4d": 0.521, "4e": 0.620, "5a": 0.369, "5b": 0.358}
+
+
+def blocks_ms(times: dict[str, float]) -> float:
+    """The sum of the nine blocks' times in ``times`` (block name -> ms)."""
+    return sum(times[b] for b in BLOCK_NAMES)
 
 
 def outside_blocks_ms(times: dict[str, float]) -> float:
@@ -90,7 +98,7 @@ def outside_blocks_ms(times: dict[str, float]) -> float:
     For a measured network that is the stem, the inter-stage pools and the head (the launches the
     eager and the fused network share), plus whatever the blocks cost in the network beyond their
     times alone."""
-    return times["net"] - sum(times[b] for b in BLOCK_NAMES)
+    return times["net"] - blocks_ms(times)
 
 
 def eager_block_ms(fig: LatencyFigures) -> dict[str, float]:
@@ -174,7 +182,7 @@ class MeasuredCalibration:
         spent outside its blocks (``outside_blocks_ms(FUSED_CL_MS)``). The fitted model's own
         network (``fused_now["net"]``) models that rest too, and the measurement is held out from
         it: this is the estimate that does not lean on that part of the model."""
-        return sum(self.fused_now[b] for b in BLOCK_NAMES) + outside_blocks_ms(FUSED_CL_MS)
+        return blocks_ms(self.fused_now) + outside_blocks_ms(FUSED_CL_MS)
 
     def rows(self) -> list[tuple[str, float, float, float, float, float, float, float]]:
         """(scope, eager measured, prior, fitted, fused measured, prior, fitted, fitted with the
@@ -197,14 +205,14 @@ def calibrate_measured(host_us: float) -> MeasuredCalibration:
     pointwise growth and the fused block sum (H200 SXM figures, ``host_us`` for the network
     timelines), and model every block and the network with priors and fits."""
     prior = replace(figures_for(H200_SXM), host_us=host_us)
-    eff = _fit("cudnn_efficiency", 0.01, 1.0, sum(EAGER_CL_MS[b] for b in BLOCK_NAMES), eager_block_ms, prior)
+    eff = _fit("cudnn_efficiency", 0.01, 1.0, blocks_ms(EAGER_CL_MS), eager_block_ms, prior)
     growth = sum(POINTWISE_MS[FITTED_POINTWISE[1]][b] - POINTWISE_MS[FITTED_POINTWISE[0]][b]
                  for b in POINTWISE_MS[FITTED_POINTWISE[0]])
     fitted = replace(prior, cudnn_efficiency=eff)
     for _ in range(20):
         # at most 1 warp instruction per scheduler and clock: a fit above it would be unphysical
         ipc = _fit("issue_ipc", 0.05, 1.0, growth, _pointwise_growth, fitted)
-        l2 = _fit("l2_tbps", 0.1, 100.0, sum(FUSED_CL_MS[b] for b in BLOCK_NAMES), fused_block_ms,
+        l2 = _fit("l2_tbps", 0.1, 100.0, blocks_ms(FUSED_CL_MS), fused_block_ms,
                   replace(fitted, issue_ipc=ipc))
         done = abs(ipc - fitted.issue_ipc) < 1e-6 * ipc and abs(l2 - fitted.l2_tbps) < 1e-6 * l2
         fitted = replace(fitted, issue_ipc=ipc, l2_tbps=l2)
@@ -235,19 +243,17 @@ def calibrate_measured(host_us: float) -> MeasuredCalibration:
 def _anchored_lines(cal: MeasuredCalibration) -> list[str]:
     """The network anchored on the measurement (``anchored_network_ms``), against eager-cl and
     torch.compile as measured, and the issue-12 network target."""
-    blocks_now = sum(cal.fused_now[b] for b in BLOCK_NAMES)
-    rest, eager_rest = outside_blocks_ms(FUSED_CL_MS), outside_blocks_ms(EAGER_CL_MS)
-    anchored, eager = cal.anchored_network_ms(), EAGER_CL_MS["net"]
+    blocks_now, anchored, eager = blocks_ms(cal.fused_now), cal.anchored_network_ms(), EAGER_CL_MS["net"]
     ratio = anchored / eager
     return [
         f"  network anchored on the measurement (MODELLED blocks + MEASURED rest): outside its nine blocks the "
-        f"measured fused network spent {FUSED_CL_MS['net']:.3f} - {sum(FUSED_CL_MS[b] for b in BLOCK_NAMES):.3f} = "
-        f"{rest:.3f} ms (eager-cl {eager_rest:.3f}; the fitted model gives {outside_blocks_ms(cal.eager_fitted):.3f} "
-        f"for that part, held out), the same launches in both networks",
+        f"measured fused network spent {FUSED_CL_MS['net']:.3f} - {blocks_ms(FUSED_CL_MS):.3f} = "
+        f"{outside_blocks_ms(FUSED_CL_MS):.3f} ms (eager-cl {outside_blocks_ms(EAGER_CL_MS):.3f}; the fitted model "
+        f"gives {outside_blocks_ms(cal.fused_now):.3f} for that part, held out), the same launches in both networks",
         f"  with the nine blocks as the fitted model of the configs now gives them ({blocks_now:.3f} ms, "
-        f"{blocks_now / sum(EAGER_CL_MS[b] for b in BLOCK_NAMES):.2f}x eager-cl's blocks): {anchored:.3f} ms, "
+        f"{blocks_now / blocks_ms(EAGER_CL_MS):.2f}x eager-cl's blocks): {anchored:.3f} ms, "
         f"{ratio:.3f}x eager-cl's measured {eager:.3f} ms and {anchored / COMPILE_NET_MS:.2f}x torch.compile's "
-        f"{COMPILE_NET_MS:.3f}; network target <= 0.6x: {'met' if ratio <= 0.6 else 'not met'}",
+        f"{COMPILE_NET_MS:.3f} (NCHW input); network target <= 0.6x: {'met' if ratio <= 0.6 else 'not met'}",
     ]
 
 
@@ -298,5 +304,6 @@ def format_measured(cal: MeasuredCalibration) -> list[str]:
 
 __all__ = ["COMPILE_NET_MS", "EAGER_CL_MS", "FITTED_POINTWISE", "FUSED_CL_MS", "MEASURED_POINTWISE",
            "MEASURED_REDUCE_CONV", "MeasuredCalibration", "POINTWISE_MS", "SOURCE", "TACTIC_SOURCE",
-           "TACTIC_TRITON_MS", "TUNED_SOURCE", "calibrate_measured", "format_measured", "outside_blocks_ms",
+           "TACTIC_TRITON_MS", "TUNED_SOURCE", "blocks_ms", "calibrate_measured", "format_measured",
+           "outside_blocks_ms",
            "pointwise_ms"]
