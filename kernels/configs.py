@@ -130,7 +130,10 @@ class ReduceConvConfig:
     per SM on a GPU; ``split_columns``: whether programs may share a tile's output channels when
     tiles are few; ``split_fill``: what that split fills, "sms" (at most one work item per SM:
     the largest split that fits one wave) or "slots" (every program slot); each split recomputes
-    the tile's reduction. See reduce_conv.grid_for_sms.
+    the tile's reduction. See reduce_conv.grid_for_sms. ``l1_scratch`` (pipelined configs only):
+    the k x k loop copies its scratch rows 8 bytes at a time, so they allocate in L1 and the nine
+    taps' overlapping rows (and the other column blocks' passes) can hit there, where 16-byte
+    copies bypass L1 and every pass reads L2 (kernels/l1_runs.py).
 
     ``aligned``: larger tiles for aligned channels_last launches (kernels/alignment.py), per GPU
     generation: ((SM arch, config), ...) in ascending order, one per generation, e.g. ((80, A),
@@ -150,11 +153,14 @@ class ReduceConvConfig:
     programs_per_sm: int = 4
     split_columns: bool = True
     split_fill: str = "sms"
+    l1_scratch: bool = False
     aligned: tuple[tuple[int, "ReduceConvConfig"], ...] = ()
 
     def __post_init__(self):
         if self.split_fill not in ("sms", "slots"):
             raise ValueError(f"split_fill must be 'sms' or 'slots', got {self.split_fill!r}")
+        if self.l1_scratch and self.num_stages < 2:
+            raise ValueError("l1_scratch shapes the pipelined k x k loop's async copies: it needs num_stages >= 2")
         if self.BLOCK_R % self.BLOCK_RK:
             raise ValueError(f"BLOCK_R ({self.BLOCK_R}) must be a multiple of BLOCK_RK ({self.BLOCK_RK})")
         _check_aligned(self)
@@ -253,6 +259,17 @@ REDUCE_CONV_CONFIGS: dict[str, ReduceConvConfig] = {
     # tuning candidate: the measured default, 64 x 64 tiles in every launch (a GPU's tune times the
     # aligned tiles against it: only compiled code and the cost model chose them)
     "mma-64": _MMA_64,
+    # tuning candidate: the k x k loop's scratch copies allocating in L1 (l1_scratch), so a tile's
+    # nine taps and its column blocks can re-read the scratch rows from L1 rather than L2; sm_90
+    # aligned tiles 128 x 64 (128 x 128 spilled 48-52 B with the 8-byte copies), sm_80 aligned
+    # tiles mma's, with 16-byte copies (8-byte ones spilled 48-64 B there). Modelled on the H200
+    # with those re-reads hitting L1 (benchmarks/NOTES.md, "Scratch copies through L1"); whether
+    # they do, only a GPU's tune (mma against mma-l1) tells
+    "mma-l1": replace(_MMA_64, l1_scratch=True, aligned=(
+        (80, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
+                              num_warps=4, num_stages=3, programs_per_sm=2)),
+        (90, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=128, BLOCK_N=64, BLOCK_K=16, BLOCK_RK=16,
+                              num_warps=4, num_stages=3, programs_per_sm=2, l1_scratch=True)))),
     # fp32 operands take twice the registers: 32 output channels, 2 stages, and no column split
     # (a runtime n_split spilled 8 B in batch-1 launches on sm_80)
     "tf32": ReduceConvConfig(BLOCK_M=64, BLOCK_HALO=64, BLOCK_R=32, BLOCK_N=32, BLOCK_K=16, BLOCK_RK=32,
@@ -290,7 +307,7 @@ CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("pointwise_pool", "mma"): ("default", "b64", "np64", "n32", "s4", "n32s4", "np32"),
     ("pointwise_pool", "tf32"): ("b64", "n32"),
     ("pointwise_pool", "fma"): ("fma", "fma-n32"),
-    ("reduce_conv", "mma"): ("mma", "mma-64", "mma-p2", "mma-slots"),
+    ("reduce_conv", "mma"): ("mma", "mma-64", "mma-l1", "mma-p2", "mma-slots"),
     # other tile sizes tried spilled in some generic or launched variant (benchmarks/NOTES.md)
     ("reduce_conv", "tf32"): ("tf32",),
     ("reduce_conv", "fma"): ("fma",),

@@ -37,6 +37,7 @@ import triton.language as tl
 
 from . import alignment, gpu
 from .configs import PointwiseConfig, tiles_for
+from .l1_runs import l1_runs
 from .tf32 import round_tf32
 
 
@@ -44,16 +45,6 @@ from .tf32 import round_tf32
 def _max(a, b):
     # NaN propagates as in torch's max_pool2d; bf16 maximum returns fp32, hence the cast back
     return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL).to(a.dtype)
-
-
-@triton.jit
-def _l1_tap_channels(k0, BLOCK_KP: tl.constexpr, ELEM_BITS: tl.constexpr):
-    """k0 + arange(BLOCK_KP), written so that triton's alignment analysis sees runs of 8 bytes:
-    the tap copies become 8-byte cp.async.ca, which allocate in L1 (a 16-byte copy is
-    cp.async.cg, which bypasses it), so the nine taps' overlapping lines hit in L1."""
-    RUN: tl.constexpr = 64 // ELEM_BITS
-    k = tl.arange(0, BLOCK_KP)
-    return k0 + (k // RUN) * RUN + k % RUN
 
 
 @triton.jit
@@ -186,7 +177,8 @@ def _pointwise_pool_kernel(
             offs_k = k0 + tl.arange(0, BLOCK_KP)
             k_mask = offs_k < C_IN
             mk = m_mask[:, None] & k_mask[None, :]
-            offs_t = _l1_tap_channels(k0, BLOCK_KP, x_ptr.dtype.element_ty.primitive_bitwidth)
+            # 8-byte tap copies, allocating in L1: the nine taps' overlapping lines hit there
+            offs_t = l1_runs(k0, BLOCK_KP, x_ptr.dtype.element_ty.primitive_bitwidth)
             centre = x_ptr + x_pix[:, None] + offs_t.to(tl.int64)[None, :] * sx_c
             if CLAMP_TAPS:
                 a = _pooled_clamped(centre, mk, up, dn, lf, rt)

@@ -49,13 +49,17 @@ import triton.language as tl
 
 from . import alignment, gpu
 from .configs import ReduceConvConfig, tiles_for
+from .l1_runs import l1_runs
 from .tf32 import round_tf32
 
 
 @triton.jit
 def _conv_step(acc, slot, wk_ptr, tap, r0, lanes, h_idx, w_idx, m_mask, offs_n, n_mask, H, W, R, R_PAD, C_OUT,
-               KSIZE: tl.constexpr, BLOCK_RK: tl.constexpr, INPUT_PRECISION: tl.constexpr):
-    """acc += tap ``tap``'s reduced channels [r0, r0 + BLOCK_RK) x its k x k weights."""
+               KSIZE: tl.constexpr, BLOCK_RK: tl.constexpr, L1_SCRATCH: tl.constexpr,
+               INPUT_PRECISION: tl.constexpr):
+    """acc += tap ``tap``'s reduced channels [r0, r0 + BLOCK_RK) x its k x k weights. L1_SCRATCH:
+    the scratch copies are 8 bytes wide (l1_runs), so they allocate in L1, where the other taps'
+    overlapping rows then hit; else 16-byte copies, which bypass L1."""
     PAD: tl.constexpr = KSIZE // 2
     kh = tap // KSIZE
     kw = tap % KSIZE
@@ -65,7 +69,11 @@ def _conv_step(acc, slot, wk_ptr, tap, r0, lanes, h_idx, w_idx, m_mask, offs_n, 
     offs_r = r0 + tl.arange(0, BLOCK_RK)
     rows = lanes + kh * W + kw
     # TF32 dots: the scratch holds rounded values (the reduce writes them so), the weights come rounded
-    a = tl.load(slot + rows[:, None] * R_PAD + offs_r[None, :], mask=tap_ok[:, None], other=0.0)
+    if L1_SCRATCH:
+        offs_a = l1_runs(r0, BLOCK_RK, slot.dtype.element_ty.primitive_bitwidth)
+    else:
+        offs_a = offs_r
+    a = tl.load(slot + rows[:, None] * R_PAD + offs_a[None, :], mask=tap_ok[:, None], other=0.0)
     b = tl.load(wk_ptr + (tap * R + offs_r[:, None]) * C_OUT + offs_n[None, :],
                 mask=(offs_r[:, None] < R) & n_mask[None, :], other=0.0)
     return tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
@@ -95,6 +103,7 @@ def _reduce_conv_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     FLAT_K: tl.constexpr,  # one flattened (tap, reduced block) loop, for the pipeliner
+    L1_SCRATCH: tl.constexpr,  # FLAT_K only: the loop's scratch copies allocate in L1 (_conv_step)
     APPLY_RELU: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
@@ -163,7 +172,8 @@ def _reduce_conv_kernel(
             if FLAT_K:  # one loop over (tap, reduced-channel block) for the pipeliner
                 for it in range(0, KSIZE * KSIZE * n_rk):
                     acc = _conv_step(acc, slot, wk_ptr, it // n_rk, (it % n_rk) * BLOCK_RK, lanes, h_idx, w_idx,
-                                     m_mask, offs_n, n_mask, H, W, R, R_PAD, C_OUT, KSIZE, BLOCK_RK, INPUT_PRECISION)
+                                     m_mask, offs_n, n_mask, H, W, R, R_PAD, C_OUT, KSIZE, BLOCK_RK, L1_SCRATCH,
+                                     INPUT_PRECISION)
             else:  # num_stages 1: nested loops, the tap's mask and rows computed once per tap
                 for tap in range(0, KSIZE * KSIZE):
                     kh = tap // KSIZE
@@ -238,7 +248,8 @@ def launch_constexprs(config: ReduceConvConfig, ksize: int, relu: bool, input_pr
     """The kernel's constexpr arguments for a launch (also what compile-check compiles)."""
     return dict(KSIZE=ksize, BLOCK_M=config.BLOCK_M, BLOCK_HALO=config.BLOCK_HALO, BLOCK_R=config.BLOCK_R,
                 BLOCK_RK=config.BLOCK_RK, BLOCK_N=config.BLOCK_N, BLOCK_K=config.BLOCK_K,
-                FLAT_K=config.num_stages > 1, APPLY_RELU=relu, INPUT_PRECISION=input_precision)
+                FLAT_K=config.num_stages > 1, L1_SCRATCH=config.l1_scratch, APPLY_RELU=relu,
+                INPUT_PRECISION=input_precision)
 
 
 def launch_reduce_conv(

@@ -206,13 +206,14 @@ ALIGNED_AROUND = (16, 16)
 
 def _spy_tiles(monkeypatch, arch: int) -> list:
     """Pretend to be an ``arch`` GPU with INTERPRETER_SMS SMs (on a real GPU too, so that these
-    small cases take the aligned tiles) and record each launch's (BLOCK_M, BLOCK_N)."""
+    small cases take the aligned tiles) and record each launch's (BLOCK_M, BLOCK_N, L1_SCRATCH)."""
     seen: list = []
     real = rc.launch_constexprs
 
     def spy(config, *args):
-        seen.append((config.BLOCK_M, config.BLOCK_N))
-        return real(config, *args)
+        constexprs = real(config, *args)
+        seen.append((config.BLOCK_M, config.BLOCK_N, constexprs["L1_SCRATCH"]))
+        return constexprs
 
     monkeypatch.setattr(kernel_gpu, "sm_arch", lambda device: arch)
     monkeypatch.setattr(kernel_gpu, "sm_count", lambda device: None)
@@ -220,28 +221,48 @@ def _spy_tiles(monkeypatch, arch: int) -> list:
     return seen
 
 
-@pytest.mark.parametrize("arch", [80, 90])
+def _aligned_tile_sets() -> list[tuple[str, int]]:
+    """(config name, arch) of every distinct aligned tile set of the shipped configs, first seen."""
+    seen, out = [], []
+    for name, cfg in REDUCE_CONV_CONFIGS.items():
+        for arch, tiles in cfg.aligned:
+            if tiles not in seen:
+                seen.append(tiles)
+                out.append((name, arch))
+    return out
+
+
+ALIGNED_TILES = _aligned_tile_sets()
+
+
+def test_aligned_tile_sets():
+    """mma's two, and mma-l1's sm_90 tiles (its sm_80 ones are mma's)."""
+    assert ALIGNED_TILES == [("mma", 80), ("mma", 90), ("mma-l1", 90)]
+    assert REDUCE_CONV_CONFIGS["mma-l1"].aligned_tiles(80) == REDUCE_CONV_CONFIGS["mma"].aligned_tiles(80)
+
+
+@pytest.mark.parametrize("name, arch", ALIGNED_TILES, ids=lambda v: str(v))
 @pytest.mark.parametrize("case", ALIGNED_CASES, ids=lambda c: f"n{c[0]}c{c[1]}_{c[2]}x{c[3]}_r{c[4]}_o{c[5]}_k{c[6]}")
-def test_aligned_tiles_match_float64(arch, case, gen, monkeypatch):
+def test_aligned_tiles_match_float64(name, arch, case, gen, monkeypatch):
     seen = _spy_tiles(monkeypatch, arch)
-    cfg = REDUCE_CONV_CONFIGS["mma"]
+    cfg = REDUCE_CONV_CONFIGS[name]
     tiles = cfg.aligned_tiles(arch)
-    _launch_and_check(cfg, "mma", case, gen, around=ALIGNED_AROUND, what=f"reduce_conv/mma sm_{arch} {case}")
-    assert seen == [(tiles.BLOCK_M, tiles.BLOCK_N)]
+    _launch_and_check(cfg, "mma", case, gen, around=ALIGNED_AROUND, what=f"reduce_conv/{name} sm_{arch} {case}")
+    assert seen == [(tiles.BLOCK_M, tiles.BLOCK_N, tiles.l1_scratch)]
 
 
-@pytest.mark.parametrize("arch", [80, 90])
-def test_aligned_tiles_show_nan_and_inf_where_the_reference_does(arch, gen, monkeypatch):
+@pytest.mark.parametrize("name, arch", ALIGNED_TILES, ids=lambda v: str(v))
+def test_aligned_tiles_show_nan_and_inf_where_the_reference_does(name, arch, gen, monkeypatch):
     """NaN and +-Inf at a tile boundary (pixel 128: the first of the second 128-pixel tile, so it
     sits in the first tile's halo), a corner and the last pixel, through the aligned tiles."""
     seen = _spy_tiles(monkeypatch, arch)
     case = ALIGNED_CASES[1]
     bad = [(0, 0, 9, 2, math.nan), (1, 3, 0, 0, math.inf), (3, 5, 13, 13, -math.inf)]
     for relu in (True, False):
-        _launch_and_check(REDUCE_CONV_CONFIGS["mma"], "mma", (*case[:7], relu, True), gen, around=ALIGNED_AROUND,
-                          bad=bad, what=f"reduce_conv/mma sm_{arch} NaN/Inf relu={relu}")
-    tiles = REDUCE_CONV_CONFIGS["mma"].aligned_tiles(arch)
-    assert seen == [(tiles.BLOCK_M, tiles.BLOCK_N)] * 2
+        _launch_and_check(REDUCE_CONV_CONFIGS[name], "mma", (*case[:7], relu, True), gen, around=ALIGNED_AROUND,
+                          bad=bad, what=f"reduce_conv/{name} sm_{arch} NaN/Inf relu={relu}")
+    tiles = REDUCE_CONV_CONFIGS[name].aligned_tiles(arch)
+    assert seen == [(tiles.BLOCK_M, tiles.BLOCK_N, tiles.l1_scratch)] * 2
 
 
 @pytest.mark.parametrize("why", ["offset", "nchw", "channels", "few-items", "old-gpu"])
@@ -260,7 +281,7 @@ def test_launches_that_are_not_aligned_keep_the_base_tiles(why, gen, monkeypatch
         case[0] = 1  # 256 pixels: 2 tiles of 128, one column block, on 4 SMs
     _launch_and_check(REDUCE_CONV_CONFIGS["mma"], "mma", tuple(case), gen, around=around, what=f"mma {why}")
     cfg = REDUCE_CONV_CONFIGS["mma"]
-    assert seen == [(cfg.BLOCK_M, cfg.BLOCK_N)]
+    assert seen == [(cfg.BLOCK_M, cfg.BLOCK_N, False)]
 
 
 def test_tiles_for_googlenet_launches():

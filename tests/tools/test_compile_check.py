@@ -67,6 +67,7 @@ SUBSET = [
     (80, "reduce_conv", "mma-p2", "bfloat16", "ieee", 3, True, "nchw"),
     (90, "reduce_conv", "mma-slots", "float16", "ieee", 5, True, "nhwc"),
     (80, "reduce_conv", "mma-64", "bfloat16", "ieee", 3, True, "nhwc"),
+    (90, "reduce_conv", "mma-l1", "float16", "ieee", 3, True, "nhwc"),
 ]
 
 SHIPPED = {("pointwise_pool", n) for n in POINTWISE_CONFIGS} | {("reduce_conv", n) for n in REDUCE_CONV_CONFIGS}
@@ -152,16 +153,17 @@ def test_aligned_pool_variant_compiles_without_spills_pipelined(arch, dtype, pre
 
 
 # the aligned reduce_conv tiles (ReduceConvConfig.aligned, configs.tiles_for): the default's
-# 128 x 64 (sm_80) and 128 x 128 (sm_90) tiles, each compiled for its arch as the one aligned
-# specialization (reduce_conv.aligned_channels_last). Generic variants of those tiles spilled
-# 928-3896 B.
-ALIGNED_RC_SUBSET = [(80, "bfloat16", 5), (90, "bfloat16", 3), (90, "float16", 5)]
+# 128 x 64 (sm_80) and 128 x 128 (sm_90) tiles, and mma-l1's sm_90 128 x 64 with 8-byte scratch
+# copies (l1_scratch), each compiled for its arch as the one aligned specialization
+# (reduce_conv.aligned_channels_last). Generic variants of those tiles spilled 928-3896 B.
+ALIGNED_RC_SUBSET = [("mma", 80, "bfloat16", 5), ("mma", 90, "bfloat16", 3), ("mma", 90, "float16", 5),
+                     ("mma-l1", 90, "bfloat16", 3)]
 
 
-@pytest.mark.parametrize(("arch", "dtype", "ksize"), ALIGNED_RC_SUBSET, ids=lambda c: str(c))
-def test_aligned_reduce_conv_tiles_compile_without_spills_pipelined(arch, dtype, ksize):
-    v = _variant("reduce_conv", "mma", dtype, "ieee", ksize, True, "nhwc", aligned_arch=arch)
-    assert v.aligned and v.config == REDUCE_CONV_CONFIGS["mma"].aligned_tiles(arch)
+@pytest.mark.parametrize(("config", "arch", "dtype", "ksize"), ALIGNED_RC_SUBSET, ids=lambda c: str(c))
+def test_aligned_reduce_conv_tiles_compile_without_spills_pipelined(config, arch, dtype, ksize):
+    v = _variant("reduce_conv", config, dtype, "ieee", ksize, True, "nhwc", aligned_arch=arch)
+    assert v.aligned and v.config == REDUCE_CONV_CONFIGS[config].aligned_tiles(arch)
     assert v.compiled_for(arch) and not v.compiled_for(170 - arch)  # 80 <-> 90
     keys = aot._int_keys(v)
     assert {n for n, k in keys.items() if k == "1"} == set(reduce_conv_mod.ALIGNED_UNIT_INTS)
@@ -243,13 +245,13 @@ def test_launched_aligned_branch1_variants_narrow_the_aligned_generic():
 def test_launched_aligned_variants_narrow_the_aligned_generic():
     """Every launch GoogLeNet makes with aligned tiles is the aligned generic variant of its arch or
     narrower, and at batch 256 every channels_last bf16 3 x 3 branch of the default takes them."""
-    generic = {(v.dtype, v.ksize, v.relu, v.arch): aot._int_keys(v)
+    generic = {(v.config_name, v.dtype, v.ksize, v.relu, v.arch): aot._int_keys(v)
                for v in aot.launch_variants(["reduce_conv"]) if v.aligned}
     launched = aot.googlenet_launch_variants(["reduce_conv"], batches=[1, 256], gpus=[None])
     aligned = [v for v in launched if v.aligned]
     assert {v.arch for v in aligned} == set(aot.RECORD_ARCHS)
     for v in aligned:
-        g = generic[(v.dtype, v.ksize, v.relu, v.arch)]
+        g = generic[(v.config_name, v.dtype, v.ksize, v.relu, v.arch)]
         for name, key in aot._int_keys(v).items():
             assert key == g[name] or (g[name] == "i32" and key in ("1", "i32:D")), (v.label(), name, key)
     for arch in aot.RECORD_ARCHS:

@@ -779,6 +779,32 @@ def test_bounds_by_hand():
     assert t.latency == pytest.approx(4 * 6 * fig.round_trip_s)
 
 
+def test_l1_scratch_rereads_hit_l1_where_they_fit():
+    """With l1_scratch (mma-l1) the k x k loop reads an item's scratch footprint from L2 once and
+    the other scratch reads from L1; where the resident programs' footprints do not fit the SM's
+    L1 and shared memory, every read comes from L2, as with 16-byte copies."""
+    l1 = REDUCE_CONV_CONFIGS["mma-l1"]
+    no_l1 = dataclasses.replace(l1, l1_scratch=False, aligned=tuple(
+        (arch, dataclasses.replace(t, l1_scratch=False)) for arch, t in l1.aligned))
+
+    def kxk(cfg, r, w):
+        (work,) = reduce_conv_pipelined("x", "branch2", 256, r, 192, 3, 256, w, w, "bfloat16", 132, True, cfg).works
+        return work.loops[1]
+
+    # 3b's 3x3 branch: the sm_90 tiles 128 x 64, 3 column blocks; footprint 192 halo rows x R 128
+    on, off = kxk(l1, 128, 28), kxk(no_l1, 128, 28)
+    weights = 9 * 128 * 192 * 2
+    assert off.instances == on.instances == 3 and off.l1_bytes == 0
+    assert off.total_bytes() == pytest.approx(3 * 9 * 8 * 128 * 16 * 2 + weights, rel=1e-3)
+    assert on.total_bytes() == pytest.approx(192 * 128 * 2 + weights, rel=1e-3)
+    assert on.l1_bytes + on.load_bytes == off.load_bytes
+    # R 512 at W 56: a 256-row x 512-channel footprint (256 KB) per program cannot stay in L1
+    big_on, big_off = kxk(l1, 512, 56), kxk(no_l1, 512, 56)
+    assert big_on == big_off and big_on.l1_bytes == 0
+    with pytest.raises(ValueError, match="num_stages >= 2"):
+        dataclasses.replace(REDUCE_CONV_CONFIGS["fma"], l1_scratch=True)
+
+
 def test_more_pipelining_never_slower():
     fig = figures_for(H200_SXM)
     spec, h, w = block_shapes("torchvision")["3a"]

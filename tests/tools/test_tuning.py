@@ -435,6 +435,7 @@ def test_stream_timer_hides_host_time_behind_queued_gpu_work():
 
 @pytest.mark.parametrize("kernel, name, has_aligned", [("reduce_conv", "mma", True),
                                                        ("reduce_conv", "mma-64", False),
+                                                       ("reduce_conv", "mma-l1", True),
                                                        ("pointwise_pool", "default", True),
                                                        ("pointwise_pool", "np64", False)])
 def test_choices_with_and_without_aligned_tiles_read_back(tuned_dir, kernel, name, has_aligned):

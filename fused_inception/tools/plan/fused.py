@@ -207,7 +207,9 @@ def reduce_conv_launch(block: str, branch: str, cin: int, r: int, c: int, k: int
     covered = _run_pixels(m, cfg.BLOCK_M, off)
     halo = (covered - m) * cin * e
     # scratch: written once per item (all halo_rows x R_pad); per output-channel block, each
-    # (tap, BLOCK_RK block) iteration reads BLOCK_M x BLOCK_RK (masked lanes included)
+    # (tap, BLOCK_RK block) iteration reads BLOCK_M x BLOCK_RK (masked lanes included), all from
+    # L2 here: an upper bound for l1_scratch configs, whose re-reads the latency schedule
+    # (schedules.reduce_conv_pipelined) serves from L1 where they fit
     l2 = (items * halo_rows * r_pad + tiles * cdiv(c, cfg.BLOCK_N) * k * k * n_rk * cfg.BLOCK_M * block_rk) * e
     scratch = programs * halo_rows * r_pad * e
     # x is reloaded for each BLOCK_R block of reduced channels, in every item. Weights: the

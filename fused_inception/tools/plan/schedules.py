@@ -125,6 +125,8 @@ COMPILED_POINTWISE_AC3B22C = {("np64", 2, 0): (64, 17408, 89), ("np64", 2, 64): 
 # Hopper SM limits for the residency estimate
 _REGS_PER_SM = 65536
 _SMEM_PER_SM = 228 * 1024
+# L1 and shared memory share 256 KB per SM: what the resident programs' shared memory leaves is L1
+_L1_AND_SMEM_PER_SM = 256 * 1024
 _WARPS_PER_SM = 64
 _BASE_REGS = 64  # per thread besides the fp32 accumulator: addresses, operand fragments, loop state
 
@@ -217,18 +219,29 @@ def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: 
     trips, r_blocks, n_rk, n_blocks = cdiv(cin, bk), r_pad // br, cdiv(r, brk), cdiv(c, bn)
     reduce = Loop("reduce", (cfg.halo_rows(k, w) // bh) * r_blocks, trips, depth, _mma(cls, bh), 2 * bh * bk * br,
                   _per_step(bh * cin * e, trips) + _per_step(cin * r * e, trips * r_blocks), store_bytes=bh * br * e)
+    # the k x k loop's scratch rows: BLOCK_M x BLOCK_RK per step, from L2 (16-byte copies bypass
+    # L1); with l1_scratch (8-byte copies that allocate in L1), from L2 once per item (the rows
+    # its taps read, halo_rows x the visited channels) and from L1 for every other tap and column
+    # block, where the resident programs' footprints fit the L1 their shared memory leaves
+    footprint = cfg.halo_rows(k, w) * n_rk * brk * e
+    l1_hits = (getattr(cfg, "l1_scratch", False)
+               and resident * (footprint + smem) <= _L1_AND_SMEM_PER_SM)
     # split j of a tile takes the output-channel blocks j, j + n_split, ...: some splits one more
     per_split, extra = divmod(n_blocks, n_split)
     works = []
     for blocks, splits in ((per_split + 1, extra), (per_split, n_split - extra)):
         if splits:
+            steps = blocks * k * k * n_rk
+            scratch_l2 = _per_step(footprint, steps) if l1_hits and blocks else bm * brk * e
             conv = Loop("kxk", blocks, k * k * n_rk, depth, _mma(cls, bm), 2 * bm * brk * bn,
-                        bm * brk * e + _per_step(r * c * e, n_rk * n_blocks))
+                        scratch_l2 + _per_step(r * c * e, n_rk * n_blocks),
+                        l1_bytes=max(0, bm * brk * e - scratch_l2))
             works.append(Work(f"item, {blocks} column blocks", tiles * splits, (reduce, conv) if blocks else (reduce,)))
     return Schedule("pipelined", launch.name, tuple(works), programs, resident, cfg.num_warps, launch.hbm_bytes,
                     detail=(f"{tiles} tiles x {n_split} split, {programs} programs x {cfg.num_warps} warps, "
                             f"{resident}/SM resident, {cfg.num_stages} stages; BLOCK_M/HALO/R/RK/N/K "
-                            f"{bm}/{bh}/{br}/{brk}/{bn}/{bk} ({config_label(named, cfg)})"))
+                            f"{bm}/{bh}/{br}/{brk}/{bn}/{bk} ({config_label(named, cfg)})"
+                            + ("; scratch re-reads from L1" if l1_hits else "")))
 
 
 # --------------------------------------------------------------------------------------------
