@@ -22,10 +22,10 @@
 #   tune      the kernels' tuning candidates on this GPU, on 3b, 4d and 5b (bf16 rows: the
 #             pointwise default against b64, its 128 x 128 sm_90 branch-1 tiles alone, and b64
 #             against np64, clamped pool taps and 5b's 128-wide pool tiles; the reduce -> k x k
-#             default, with 128-pixel aligned tiles, against mma-64, and against mma-l1, its scratch
-#             copies through L1; np64 and mma-64 are the code
-#             the first run measured: docs/DESIGN.md 5.6. TF32 rows: the TF32 defaults and
-#             their candidates), then the tactics
+#             default, with 128-pixel aligned tiles, against mma-64, and against mma-l1, its
+#             sm_90 scratch copies through L1; np64 and mma-64 are the code the first run
+#             measured: docs/DESIGN.md 5.6. TF32 rows: the TF32 defaults and their
+#             candidates), then the tactics
 #             (Triton kernels, aten, modules) of the nine blocks in bf16 inference at the batch
 #             above, unless kernels/tuned/ has this GPU's file with config choices (one without,
 #             as the checked-in H200 file, which gpu_tactics.sh wrote with no config budget, is

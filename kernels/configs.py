@@ -259,13 +259,14 @@ REDUCE_CONV_CONFIGS: dict[str, ReduceConvConfig] = {
     # tuning candidate: the measured default, 64 x 64 tiles in every launch (a GPU's tune times the
     # aligned tiles against it: only compiled code and the cost model chose them)
     "mma-64": _MMA_64,
-    # tuning candidate: the k x k loop's scratch copies allocating in L1 (l1_scratch), so a tile's
-    # nine taps and its column blocks can re-read the scratch rows from L1 rather than L2; sm_90
-    # aligned tiles 128 x 64 (128 x 128 spilled 48-52 B with the 8-byte copies), sm_80 aligned
-    # tiles mma's, with 16-byte copies (8-byte ones spilled 48-64 B there). Modelled on the H200
-    # with those re-reads hitting L1 (benchmarks/NOTES.md, "Scratch copies through L1"); whether
-    # they do, only a GPU's tune (mma against mma-l1) tells
-    "mma-l1": replace(_MMA_64, l1_scratch=True, aligned=(
+    # tuning candidate: on sm_90, aligned tiles whose k x k loop copies its scratch rows into L1
+    # (l1_scratch), so a tile's nine taps and its column blocks can re-read them from L1 rather
+    # than L2: 128 x 64 (128 x 128 spilled 48-52 B with the 8-byte copies). Everything else is
+    # mma's: 8-byte copies spilled 48-64 B in sm_80's aligned tiles and 4-56 B in some of
+    # GoogLeNet's batch-1 sm_80 launches of the 64 x 64 tiles (triton 3.6 and 3.8). Modelled on the H200 with those
+    # re-reads hitting L1 (benchmarks/NOTES.md, "Scratch copies through L1"); whether they do,
+    # only a GPU's tune (mma against mma-l1) tells
+    "mma-l1": replace(_MMA_64, aligned=(
         (80, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
                               num_warps=4, num_stages=3, programs_per_sm=2)),
         (90, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=128, BLOCK_N=64, BLOCK_K=16, BLOCK_RK=16,

@@ -19,6 +19,7 @@ import triton.language as tl
 def l1_runs(k0, BLOCK: tl.constexpr, ELEM_BITS: tl.constexpr):
     """k0 + arange(BLOCK), in runs of 8 bytes of ``ELEM_BITS``-bit elements for triton's
     alignment analysis (the module docstring)."""
+    tl.static_assert(ELEM_BITS <= 64, "an 8-byte run holds at least one element")
     RUN: tl.constexpr = 64 // ELEM_BITS
     k = tl.arange(0, BLOCK)
     return k0 + (k // RUN) * RUN + k % RUN

@@ -59,7 +59,8 @@ def _conv_step(acc, slot, wk_ptr, tap, r0, lanes, h_idx, w_idx, m_mask, offs_n, 
                INPUT_PRECISION: tl.constexpr):
     """acc += tap ``tap``'s reduced channels [r0, r0 + BLOCK_RK) x its k x k weights. L1_SCRATCH:
     the scratch copies are 8 bytes wide (l1_runs), so they allocate in L1, where the other taps'
-    overlapping rows then hit; else 16-byte copies, which bypass L1."""
+    overlapping rows then hit; else as wide as the alignment analysis allows (16 bytes, which
+    bypass L1, in the aligned specialization; generic variants issue plain loads)."""
     PAD: tl.constexpr = KSIZE // 2
     kh = tap // KSIZE
     kw = tap % KSIZE
@@ -68,11 +69,11 @@ def _conv_step(acc, slot, wk_ptr, tap, r0, lanes, h_idx, w_idx, m_mask, offs_n, 
     tap_ok = m_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
     offs_r = r0 + tl.arange(0, BLOCK_RK)
     rows = lanes + kh * W + kw
-    # TF32 dots: the scratch holds rounded values (the reduce writes them so), the weights come rounded
     if L1_SCRATCH:
         offs_a = l1_runs(r0, BLOCK_RK, slot.dtype.element_ty.primitive_bitwidth)
     else:
         offs_a = offs_r
+    # TF32 dots: the scratch holds rounded values (the reduce writes them so), the weights come rounded
     a = tl.load(slot + rows[:, None] * R_PAD + offs_a[None, :], mask=tap_ok[:, None], other=0.0)
     b = tl.load(wk_ptr + (tap * R + offs_r[:, None]) * C_OUT + offs_n[None, :],
                 mask=(offs_r[:, None] < R) & n_mask[None, :], other=0.0)

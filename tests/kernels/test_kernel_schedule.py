@@ -12,6 +12,7 @@ interpreter's bf16 dot is not bf16's.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -306,6 +307,14 @@ def test_tiles_for_googlenet_launches():
                     assert tiles_for(mma, m, c_out, 100, 148) is mma  # not compile-checked
                 assert tiles_for(REDUCE_CONV_CONFIGS["mma-64"], m, c_out, 90, 132).BLOCK_M == 64
     assert tiles_for(mma, 256 * 49, 384, 75, 80) is mma  # no aligned tiles before sm_80
+
+
+def test_l1_scratch_needs_the_pipelined_loop():
+    """l1_scratch shapes the flattened k x k loop's async copies (FLAT_K): a num_stages 1 config
+    runs the nested loops, with plain loads, and refuses it."""
+    with pytest.raises(ValueError, match="num_stages >= 2"):
+        replace(REDUCE_CONV_CONFIGS["fma"], l1_scratch=True)
+    assert rc.launch_constexprs(REDUCE_CONV_CONFIGS["mma-l1"].aligned_tiles(90), 3, True, "ieee")["L1_SCRATCH"]
 
 
 def test_aligned_tiles_are_declared_in_order():

@@ -780,29 +780,34 @@ def test_bounds_by_hand():
 
 
 def test_l1_scratch_rereads_hit_l1_where_they_fit():
-    """With l1_scratch (mma-l1) the k x k loop reads an item's scratch footprint from L2 once and
-    the other scratch reads from L1; where the resident programs' footprints do not fit the SM's
-    L1 and shared memory, every read comes from L2, as with 16-byte copies."""
+    """With l1_scratch (mma-l1's sm_90 aligned tiles) the k x k loop reads an item's scratch
+    footprint (the rows its taps read x the channels its steps visit) from L2 once and the other
+    scratch reads from L1; where the resident programs' footprints (whole 128-byte lines per row)
+    and shared memory do not fit the SM's 256 KB, every read comes from L2, as with 16-byte copies."""
     l1 = REDUCE_CONV_CONFIGS["mma-l1"]
-    no_l1 = dataclasses.replace(l1, l1_scratch=False, aligned=tuple(
-        (arch, dataclasses.replace(t, l1_scratch=False)) for arch, t in l1.aligned))
+    tiles = l1.aligned_tiles(90)
+    assert tiles.l1_scratch and not l1.l1_scratch and not l1.aligned_tiles(80).l1_scratch
+    no_l1 = dataclasses.replace(l1, aligned=((80, l1.aligned_tiles(80)),
+                                             (90, dataclasses.replace(tiles, l1_scratch=False))))
 
     def kxk(cfg, r, w):
         (work,) = reduce_conv_pipelined("x", "branch2", 256, r, 192, 3, 256, w, w, "bfloat16", 132, True, cfg).works
         return work.loops[1]
 
-    # 3b's 3x3 branch: the sm_90 tiles 128 x 64, 3 column blocks; footprint 192 halo rows x R 128
+    weights = lambda r: 9 * r * 192 * 2  # noqa: E731
+    # 3b's 3x3 branch (R 128 at W 28): 128 x 64 tiles, 3 column blocks of 9 taps x 8 steps; the
+    # taps read rows [0, 128 + 2 * 29) of 128 channels; 2 programs x (47.6 KB + 18 KB) fit
     on, off = kxk(l1, 128, 28), kxk(no_l1, 128, 28)
-    weights = 9 * 128 * 192 * 2
-    assert off.instances == on.instances == 3 and off.l1_bytes == 0
-    assert off.total_bytes() == pytest.approx(3 * 9 * 8 * 128 * 16 * 2 + weights, rel=1e-3)
-    assert on.total_bytes() == pytest.approx(192 * 128 * 2 + weights, rel=1e-3)
+    assert off.instances == on.instances == 3 and off.l1_bytes == 0 < on.l1_bytes
+    assert off.total_bytes() == pytest.approx(3 * 9 * 8 * 128 * 16 * 2 + weights(128), rel=1e-3)
+    assert on.total_bytes() == pytest.approx(186 * 128 * 2 + weights(128), rel=1e-3)
     assert on.l1_bytes + on.load_bytes == off.load_bytes
-    # R 512 at W 56: a 256-row x 512-channel footprint (256 KB) per program cannot stay in L1
-    big_on, big_off = kxk(l1, 512, 56), kxk(no_l1, 512, 56)
-    assert big_on == big_off and big_on.l1_bytes == 0
-    with pytest.raises(ValueError, match="num_stages >= 2"):
-        dataclasses.replace(REDUCE_CONV_CONFIGS["fma"], l1_scratch=True)
+    # R 96 (3a's, 4a's): 6 of R_pad 128's channels visited, from rows of 256 B
+    assert kxk(l1, 96, 14).total_bytes() == pytest.approx(158 * 96 * 2 + weights(96), rel=1e-3)
+    # R 256 at W 56: 242 rows x 512 B = 121 KB per program fits two to an SM only without the
+    # 18 KB of shared memory each, so every read comes from L2; R 512 does not fit at all
+    for r in (256, 512):
+        assert kxk(l1, r, 56) == kxk(no_l1, r, 56) and kxk(l1, r, 56).l1_bytes == 0
 
 
 def test_more_pipelining_never_slower():

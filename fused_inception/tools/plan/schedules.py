@@ -127,6 +127,7 @@ _REGS_PER_SM = 65536
 _SMEM_PER_SM = 228 * 1024
 # L1 and shared memory share 256 KB per SM: what the resident programs' shared memory leaves is L1
 _L1_AND_SMEM_PER_SM = 256 * 1024
+_L1_LINE = 128  # bytes
 _WARPS_PER_SM = 64
 _BASE_REGS = 64  # per thread besides the fp32 accumulator: addresses, operand fragments, loop state
 
@@ -221,18 +222,22 @@ def reduce_conv_pipelined(block: str, branch: str, cin: int, r: int, c: int, k: 
                   _per_step(bh * cin * e, trips) + _per_step(cin * r * e, trips * r_blocks), store_bytes=bh * br * e)
     # the k x k loop's scratch rows: BLOCK_M x BLOCK_RK per step, from L2 (16-byte copies bypass
     # L1); with l1_scratch (8-byte copies that allocate in L1), from L2 once per item (the rows
-    # its taps read, halo_rows x the visited channels) and from L1 for every other tap and column
-    # block, where the resident programs' footprints fit the L1 their shared memory leaves
-    footprint = cfg.halo_rows(k, w) * n_rk * brk * e
+    # its taps read, BLOCK_M + 2 * (PAD * W + PAD), x the channels its steps visit) and from L1
+    # for every other tap and column block, where the resident programs' footprints (in whole
+    # 128-byte lines per row) and shared memory fit the SM's L1 and shared memory together
+    pad = k // 2
+    tap_rows = bm + 2 * (pad * w + pad)
+    footprint = tap_rows * n_rk * brk * e
+    footprint_lines = tap_rows * cdiv(n_rk * brk * e, _L1_LINE) * _L1_LINE
     l1_hits = (getattr(cfg, "l1_scratch", False)
-               and resident * (footprint + smem) <= _L1_AND_SMEM_PER_SM)
+               and resident * (footprint_lines + smem) <= _L1_AND_SMEM_PER_SM)
     # split j of a tile takes the output-channel blocks j, j + n_split, ...: some splits one more
     per_split, extra = divmod(n_blocks, n_split)
     works = []
     for blocks, splits in ((per_split + 1, extra), (per_split, n_split - extra)):
         if splits:
             steps = blocks * k * k * n_rk
-            scratch_l2 = _per_step(footprint, steps) if l1_hits and blocks else bm * brk * e
+            scratch_l2 = _per_step(footprint, steps) if l1_hits else bm * brk * e
             conv = Loop("kxk", blocks, k * k * n_rk, depth, _mma(cls, bm), 2 * bm * brk * bn,
                         scratch_l2 + _per_step(r * c * e, n_rk * n_blocks),
                         l1_bytes=max(0, bm * brk * e - scratch_l2))
