@@ -263,9 +263,9 @@ REDUCE_CONV_CONFIGS: dict[str, ReduceConvConfig] = {
     # (l1_scratch), so a tile's nine taps and its column blocks can re-read them from L1 rather
     # than L2: 128 x 64 (128 x 128 spilled 48-52 B with the 8-byte copies). Everything else is
     # mma's: 8-byte copies spilled 48-64 B in sm_80's aligned tiles and 4-56 B in some of
-    # GoogLeNet's batch-1 sm_80 launches of the 64 x 64 tiles (triton 3.6 and 3.8). Modelled on the H200 with those
-    # re-reads hitting L1 (benchmarks/NOTES.md, "Scratch copies through L1"); whether they do,
-    # only a GPU's tune (mma against mma-l1) tells
+    # GoogLeNet's batch-1 sm_80 launches of the 64 x 64 tiles (triton 3.6 and 3.8). Modelled on
+    # the H200 with those re-reads hitting L1 (benchmarks/NOTES.md, "Scratch copies through
+    # L1"); whether they do, only a GPU's tune (mma against mma-l1) tells
     "mma-l1": replace(_MMA_64, aligned=(
         (80, ReduceConvConfig(BLOCK_M=128, BLOCK_HALO=64, BLOCK_R=64, BLOCK_N=64, BLOCK_K=32, BLOCK_RK=32,
                               num_warps=4, num_stages=3, programs_per_sm=2)),
