@@ -163,17 +163,19 @@ class GoogLeNet(nn.Module):
         ]
         return torch.cat(channels, 1)
 
+    def stem_modules(self) -> tuple[nn.Module, ...]:
+        """The stem, in the order ``forward`` runs it on the (transformed) input: conv1, maxpool1,
+        [lrn1], conv2, conv3, [lrn2], maxpool2 (the LRNs in the paper variant only); its output
+        ``(N, 192, H/8, W/8)`` feeds inception3a."""
+        parts = (self.conv1, self.maxpool1, self.lrn1, self.conv2, self.conv3, self.lrn2, self.maxpool2)
+        return tuple(m for m in parts if m is not None)
+
     def forward(self, x: torch.Tensor) -> Union[GoogLeNetOutputs, torch.Tensor]:
         """``(N, 3, H, W)`` -> logits ``(N, num_classes)``, or ``GoogLeNetOutputs`` in training."""
         if self.transform_input:
             x = self._transform_input(x)
-        x = self.maxpool1(self.conv1(x))
-        if self.lrn1 is not None:
-            x = self.lrn1(x)
-        x = self.conv3(self.conv2(x))
-        if self.lrn2 is not None:
-            x = self.lrn2(x)
-        x = self.maxpool2(x)
+        for module in self.stem_modules():
+            x = module(x)
 
         x = self.maxpool3(self.inception3b(self.inception3a(x)))
         x = self.inception4a(x)

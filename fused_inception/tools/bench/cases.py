@@ -209,13 +209,12 @@ def prepare_call(setup: CaseSetup, name: str, compile_mode: str,
 
 def scope_module(model: nn.Module, scope: str) -> nn.Module:
     """The module a scope times, sharing ``model``'s parameters: the network (``net``), its stem
-    (``STEM``: an ``nn.Sequential`` of the network's stem modules in the order its forward runs
-    them; GoogLeNet's ``transform_input`` is not part of it) or one Inception block."""
+    (``STEM``: an ``nn.Sequential`` of ``model.stem_modules()``; GoogLeNet's ``transform_input`` is
+    not part of it) or one Inception block."""
     if scope == "net":
         return model
     if scope == STEM:
-        parts = (model.conv1, model.maxpool1, model.lrn1, model.conv2, model.conv3, model.lrn2, model.maxpool2)
-        return nn.Sequential(*(p for p in parts if p is not None))
+        return nn.Sequential(*model.stem_modules())
     return model.get_submodule(f"inception{scope}")
 
 
