@@ -24,12 +24,13 @@ aten = torch.ops.aten
 
 
 def conv_grads(grad: Tensor, inp: Tensor, weight: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """(grad_input, (grad_weight, grad_bias float32)) of conv2d(inp, weight, bias), stride 1, same padding."""
+    """(grad_input, (grad_weight, grad_bias)) of conv2d(inp, weight, bias), stride 1, same padding;
+    grad_bias in the biases' dtype (float32, float64 for float64: params.InceptionParams)."""
     pad = weight.shape[-1] // 2
     gi, gw, gb = aten.convolution_backward(
         grad, inp, weight, [weight.shape[0]], [1, 1], [pad, pad], [1, 1], False, [0, 0], 1, [True, True, True],
     )
-    return gi, (gw, gb.float())
+    return gi, (gw, gb.to(torch.promote_types(gb.dtype, torch.float32)))
 
 
 def relu_mask(out: Tensor, relu: bool) -> Tensor | None:
@@ -50,7 +51,7 @@ def inception_backward(
 
     grad_out: [N, C_total, H, W]; out_mask: relu_mask(out) of the same shape (None without ReLU);
     x: [N, C_in, H, W]; params: the weights the forward ran with. Returns (grad_x, {unit: (grad_weight [C_out, C_in,
-    k, k], grad_bias [C_out] float32)}) for the six units of fused_inception.folding.UNIT_NAMES.
+    k, k], grad_bias [C_out] in the biases' dtype)}) for the six units of fused_inception.folding.UNIT_NAMES.
     """
     relu = params.relu
     # contiguous: permuted views of the kernel layout send convolution_backward to slow paths

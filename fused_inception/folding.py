@@ -22,7 +22,8 @@ ConvUnit = tuple[nn.Conv2d, "nn.Module | None"]  # the module: nn.BatchNorm2d or
 
 def fold_conv_unit(conv: nn.Conv2d, bn: nn.Module | None,
                    compute_dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight [C_out, C_in, k, k], bias [C_out]) in float32 of conv followed by eval-mode ``bn``.
+    """(weight [C_out, C_in, k, k], bias [C_out]) of conv followed by eval-mode ``bn``, in float32
+    (float64 for float64 weights, so that a float64 model computes in float64).
 
     Differentiable with respect to the modules' parameters; use torch.no_grad() for a cache.
     ``compute_dtype``: the precision of the fold arithmetic.
@@ -31,13 +32,22 @@ def fold_conv_unit(conv: nn.Conv2d, bn: nn.Module | None,
     # forward reads it once
     weight, bias = conv.weight, conv.bias
     if bn is None:
-        bias = bias.float() if bias is not None else torch.zeros(
-            conv.out_channels, dtype=torch.float32, device=weight.device)
-        return weight.float(), bias
+        out_dtype = torch.promote_types(weight.dtype, torch.float32)
+        bias = bias.to(out_dtype) if bias is not None else torch.zeros(
+            conv.out_channels, dtype=out_dtype, device=weight.device)
+        return weight.to(out_dtype), bias
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
     return fold_batch_norm(weight, bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps,
                            compute_dtype)
+
+
+def in_call_fold_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision of a fold made again in every call (autograd, the compiler or a
+    parametrization needs it inside the graph), for compute ``dtype``: float32 for the kernels'
+    dtypes, which keeps a per-step fold cheap; float64 for float64, which a float32 fold would
+    round to float32 (a float64 model is the float64 reference gradients are checked against)."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def check_units(units: Mapping[str, ConvUnit]) -> None:

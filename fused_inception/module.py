@@ -77,7 +77,7 @@ from .aten_forward import AtenWeights, aten_inception_forward, aten_weights, ate
 from .block_io import check_input_shape, kernel_compute_layout, output_memory_format
 from .bn_train import inception_block_bn_train, running_average_factor
 from .custom_op import inception_block, op_arguments
-from .folding import UNIT_NAMES, params_from_units
+from .folding import UNIT_NAMES, in_call_fold_dtype, params_from_units
 from .hooks import FusedFallbackWarning, describe_hooks, has_hooks
 from .matching import InceptionMatch, match_inception
 from .params import CAT_ORDER, InceptionParams
@@ -239,8 +239,8 @@ class FusedInception(nn.Module):
     def _folded_params(self, units: dict, dtype: torch.dtype, device: torch.device,
                        modules: list[nn.Module]) -> InceptionParams:
         if self._fold_in_call(modules):
-            # folded again every call, inside the graph: float32 keeps that cheap
-            return params_from_units(units, self.match.relu, dtype, self.match.cat_order, fold_dtype=torch.float32)
+            return params_from_units(units, self.match.relu, dtype, self.match.cat_order,
+                                     fold_dtype=in_call_fold_dtype(dtype))
         return self._cached(units, dtype, device, modules)[2]
 
     def aten_weights(self, dtype: torch.dtype, device: torch.device) -> AtenWeights:
@@ -252,7 +252,7 @@ class FusedInception(nn.Module):
                       modules: list[nn.Module]) -> AtenWeights:
         if self._fold_in_call(modules):
             return aten_weights_from_units(units, self.match.relu, dtype, self.match.cat_order,
-                                           fold_dtype=torch.float32)
+                                           fold_dtype=in_call_fold_dtype(dtype))
         cache = self._cached(units, dtype, device, modules)
         if cache[3] is None:
             with torch.inference_mode(False), torch.no_grad():

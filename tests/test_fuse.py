@@ -15,7 +15,8 @@ from fused_inception.models import GoogLeNetLoss, googlenet, randomize_
 from fused_inception.module import record_paths
 from fused_inception.selection import force_tactic
 from fused_inception.tactics import TRITON
-from fused_inception.tolerances import assert_close, assert_close_to_baseline, compare
+from fused_inception.tolerances import assert_close, assert_close_to_baseline
+from network_helpers import FLOAT64_REL, assert_float64_gradients, assert_gradients_present, assert_within
 
 
 def _network(variant: str, gen: torch.Generator) -> torch.nn.Module:
@@ -57,41 +58,12 @@ def test_fused_network_eval_logits(variant, gen):
     assert_close_to_baseline(out, ref, baseline, "float32", f"{variant} eval logits")
 
 
-# A training step's gradients are discontinuous wherever a ReLU pre-activation or a max-pool
-# near-tie sits within rounding of zero, and a whole network on random draws has such units: about
-# 2 draws in 10, a second fp32 run of the *unfused* network that only rounds differently (oneDNN
-# convolutions off) already fails "BASELINE_FACTOR x the unfused error" (one case: a ReLU whose
-# float64 pre-activation is -2.25e-6 at a scale of 6.5 flips and routes a gradient elsewhere). No
-# rounding-based tolerance covers a flip, so the step is checked in two parts, on any draw:
-# * float64: the fused network against the plain one, both float64, where no unit sits within
-#   rounding: the whole plumbing (both fused ops, their backward, dispatch per BN mode, running
-#   statistics) must agree to float64 rounding, FLOAT64_REL. Exception: a fused block's own
-#   parameter gradients, which the inception_block op's path rounds to float32 once (the weights
-#   folding.fold_conv_unit returns, the bias gradients of backward.conv_grads), so are within one
-#   float32 rounding, 2**-24 relative. The Triton kernels do not take float64: this part runs the
-#   op's PyTorch path.
-# * float32 (the paper network's blocks run the Triton kernels): the loss, the logits and the
-#   running statistics, which are continuous in the inputs and do not jump when a ReLU flips,
-#   against the unfused network's own fp32 error.
-# The fp32 gradients are checked at block level (above, and tests/test_properties.py).
-# FLOAT64_REL: 6e-15 at most on the draws measured; the margin is for float64 rounding amplified
-# through depth and BN over few samples, and it stays far below the 6e-8 of a stray float32 rounding.
-FLOAT64_REL = 1e-10
-FP32_ROUNDING = 2.0**-24
-
-
-def _within(out: torch.Tensor, ref: torch.Tensor, tolerance: float, what: str) -> None:
-    """Relative error of ``out`` against the float64 ``ref`` within ``tolerance``."""
-    rel = compare(out, ref, "float32").rel_error  # the key only names a tolerance, unused here
-    assert rel <= tolerance, f"{what}: rel {rel:.3e} (tol {tolerance:.1e})"
-
-
 @pytest.mark.parametrize("variant", ["paper", "torchvision"])
 def test_fused_network_training_step(variant, gen, monkeypatch, fused_paths, triton_tactic):
     """One training step with aux heads and GoogLeNetLoss: every gradient, the loss, the logits
     and the BN buffers of the fused network in float64 against the plain network in float64; the
     loss, logits and BN buffers of the fused fp32 network against float64, held to the unfused fp32
-    network's own error (parity.BASELINE_FACTOR). See the comment above for why."""
+    network's own error (parity.BASELINE_FACTOR). Why in two parts: tests/network_helpers.py."""
     model = _network(variant, gen).train()
     ref = copy.deepcopy(model).double()
     fused64, fused = fi.fuse(ref), fi.fuse(model)
@@ -115,19 +87,14 @@ def test_fused_network_training_step(variant, gen, monkeypatch, fused_paths, tri
         m.setenv("TRITON_INTERPRET", "0")
         loss64, out64 = step(fused64, x)
     assert calls == [(expected_path, torch.float64)] * 9
-    _within(loss64, ref_loss, FLOAT64_REL, "float64 loss")
+    assert_within(loss64, ref_loss, FLOAT64_REL, "float64 loss")
     for i, (a, b) in enumerate(zip(out64, ref_out)):
-        _within(a, b, FLOAT64_REL, f"float64 logits {i}")
-    ref_params, ref_buffers = dict(ref.named_parameters()), dict(ref.named_buffers())
-    fused_blocks = [name for name, m in fused64.named_modules() if isinstance(m, fi.FusedInception)]
-    for name, p in fused64.named_parameters():
-        assert p.grad is not None, name
-        in_block = any(name.startswith(block + ".") for block in fused_blocks)
-        _within(p.grad, ref_params[name].grad, FLOAT64_REL + (FP32_ROUNDING if in_block else 0.0),
-                f"float64 grad {name}")
+        assert_within(a, b, FLOAT64_REL, f"float64 logits {i}")
+    assert_float64_gradients(fused64, ref)
+    ref_buffers = dict(ref.named_buffers())
     for name, b in fused64.named_buffers():
         if b.is_floating_point():
-            _within(b, ref_buffers[name], FLOAT64_REL, f"float64 buffer {name}")
+            assert_within(b, ref_buffers[name], FLOAT64_REL, f"float64 buffer {name}")
         else:
             assert torch.equal(b, ref_buffers[name]), name
 
@@ -137,8 +104,7 @@ def test_fused_network_training_step(variant, gen, monkeypatch, fused_paths, tri
     assert_close_to_baseline(loss, ref_loss, unfused_loss, "float32", "loss")
     for i, (a, b, c) in enumerate(zip(out, ref_out, unfused_out)):
         assert_close_to_baseline(a, b, c, "float32", f"logits {i}")
-    for name, p in fused.named_parameters():  # ran in fp32; values checked in float64 above
-        assert p.grad is not None and bool(torch.isfinite(p.grad).all()), name
+    assert_gradients_present(fused)  # ran in fp32; values checked in float64 above
     unfused_buffers = dict(model.named_buffers())
     for name, b in fused.named_buffers():
         if b.is_floating_point():

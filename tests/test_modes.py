@@ -20,6 +20,7 @@ from fused_inception.module import PATHS
 from fused_inception.selection import force_tactic
 from fused_inception.tactics import TRITON
 from fused_inception.tolerances import assert_close_to_baseline
+from network_helpers import FLOAT64_REL, assert_float64_gradients, assert_gradients_present, assert_within
 
 SHAPE = (3, 8, 4, 5)
 
@@ -161,41 +162,44 @@ def test_block_train_flag_alone_does_not_decide(gen):
 
 def test_frozen_bn_fine_tuning_of_a_whole_googlenet(gen, monkeypatch, fused_paths):
     """The usual fine-tuning recipe on a torchvision-variant GoogLeNet: model.train(), then every
-    BN .eval(). Logits (with aux heads), every parameter gradient and every buffer, against
-    float64, held to the unfused fp32 network's own error (parity.BASELINE_FACTOR); buffers
-    unchanged; the nine blocks take the fused op.
+    BN .eval(). The fused network in float64 against the plain one in float64: logits (with aux
+    heads) and every parameter gradient (network_helpers.FLOAT64_REL). The fused network in
+    float32: logits against float64, held to the unfused fp32 network's own error
+    (parity.BASELINE_FACTOR), every gradient present and finite (why not their values:
+    tests/network_helpers.py). Buffers unchanged in both; the nine blocks take the fused op.
 
     What this adds to the block-level tests above (which run the kernels in these modes) is the
-    network: modes, dispatch, buffers and gradients through nine blocks and the aux heads. On the
-    CPU the fused op computes on its PyTorch path here (the interpreter would take about 4 minutes
-    on 2 cores for nine blocks); on CUDA it runs the kernels."""
+    network: modes, dispatch, buffers and gradients through nine blocks and the aux heads. The
+    tensors are on the CPU, where the fused op computes on its PyTorch path (with the interpreter
+    it would take about 4 minutes on 2 cores for nine blocks)."""
     model = randomize_(googlenet(variant="torchvision", aux_logits=True, num_classes=10, init_weights=False),
                        gen).train()
     for bn in _bns(model).values():
         bn.eval()
-    if not torch.cuda.is_available():
-        monkeypatch.setenv("TRITON_INTERPRET", "0")
-    fused = fi.fuse(model)
-    assert sum(isinstance(m, fi.FusedInception) for m in fused.modules()) == 9
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
     ref = copy.deepcopy(model).double()
+    fused64, fused = fi.fuse(ref), fi.fuse(model)
+    assert sum(isinstance(m, fi.FusedInception) for m in fused.modules()) == 9
     before = {name: b.clone() for name, b in fused.named_buffers()}
+    before64 = {name: b.clone() for name, b in fused64.named_buffers()}
     x = random_input((1, 3, 64, 64), gen)
     weights = [torch.randn(10, generator=gen, dtype=torch.float64) for _ in range(3)]
     outputs = {}
     # the fused op on every device (the CPU's default tactic for this mode is the modules, and a
     # GPU's tuned file may pick another): this test is about the op through a whole network
     with force_tactic(TRITON):
-        for name, net, inp in (("ref", ref, x), ("unfused", model, x.float()), ("fused", fused, x.float())):
-            torch.manual_seed(1)  # the same dropout masks in the three networks
+        for name, net, inp in (("ref", ref, x), ("fused64", fused64, x), ("unfused", model, x.float()),
+                               ("fused", fused, x.float())):
+            torch.manual_seed(1)  # the same dropout masks in the four networks
             logits = net(inp)
             outputs[name] = logits
             sum((out.double() * w).sum() for out, w in zip(logits, weights)).backward()
-    assert fused_paths == [("fused", torch.float32)] * 9
+    assert fused_paths == [("fused", torch.float64)] * 9 + [("fused", torch.float32)] * 9
     for i, what in enumerate(("logits", "aux2", "aux1")):
+        assert_within(outputs["fused64"][i], outputs["ref"][i], FLOAT64_REL, f"float64 {what}")
         assert_close_to_baseline(outputs["fused"][i], outputs["ref"][i], outputs["unfused"][i], "float32", what)
-    ref_params, unfused_params = dict(ref.named_parameters()), dict(model.named_parameters())
-    for name, p in fused.named_parameters():
-        assert p.grad is not None, name
-        assert_close_to_baseline(p.grad, ref_params[name].grad, unfused_params[name].grad, "float32", f"grad {name}")
-    for name, b in fused.named_buffers():
-        assert torch.equal(b, before[name]), name
+    assert_float64_gradients(fused64, ref)
+    assert_gradients_present(fused)
+    for net, buffers in ((fused64, before64), (fused, before)):
+        for name, b in net.named_buffers():
+            assert torch.equal(b, buffers[name]), name
