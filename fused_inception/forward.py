@@ -197,10 +197,7 @@ def inception_forward(
         n, _, h, w = x.shape
         out = torch.empty((n, params.out_channels, h, w), dtype=x.dtype, device=x.device,
                           memory_format=output_memory_format(x))
-    if not x.is_cuda:
-        with _INTERPRETER_LOCK:
-            _forward_triton(x, params, out, out_channel_offset)
-    else:
+    with interpreter_turn(x):
         _forward_triton(x, params, out, out_channel_offset)
     return out
 
@@ -213,10 +210,11 @@ class LaunchCount:
 
     pointwise_pool: int = 0
     reduce_conv: int = 0
+    bn_relu_pool: int = 0  # the fused stem's epilogue (stem.py)
 
     @property
     def total(self) -> int:
-        return self.pointwise_pool + self.reduce_conv
+        return self.pointwise_pool + self.reduce_conv + self.bn_relu_pool
 
 
 # the LaunchCounts being filled in each thread (innermost last)
@@ -240,7 +238,14 @@ def count_launches() -> Iterator[LaunchCount]:
         yield count
 
 
-def _note_launches(kernel: str, launches: int) -> None:
+def interpreter_turn(x: Tensor):
+    """A context for launching kernels on ``x``: on the CPU (Triton's interpreter, which keeps the
+    running kernel's state in globals) threads take turns; on CUDA nothing is held."""
+    return _INTERPRETER_LOCK if not x.is_cuda else contextlib.nullcontext()
+
+
+def note_launches(kernel: str, launches: int) -> None:
+    """Add ``launches`` of ``kernel`` (a LaunchCount field) to every active count_launches."""
     for count in _counting.items():
         setattr(count, kernel, getattr(count, kernel) + launches)
 
@@ -276,7 +281,7 @@ def launch_pointwise_branches(x: Tensor, params: InceptionParams, out: Tensor, c
     w, b = _dense(params, "w_point", "b_point")
     if precision == "tf32":  # the kernel rounds its input tiles itself (kernels/tf32.py)
         w = round_tf32_tensor(w)
-    _note_launches("pointwise_pool", kernels.launch_pointwise_pool(
+    note_launches("pointwise_pool", kernels.launch_pointwise_pool(
         x, w, b, params.ch1x1, out, off1, offp, params.relu, precision, config))
 
 
@@ -294,7 +299,7 @@ def launch_reduce_branches(x: Tensor, params: InceptionParams, out: Tensor, c0: 
         w_red, b_red, w_conv, b_conv = _dense(params, *fields)
         if precision == "tf32":
             w_red, w_conv = round_tf32_tensor(w_red), round_tf32_tensor(w_conv)
-        _note_launches("reduce_conv", kernels.launch_reduce_conv(
+        note_launches("reduce_conv", kernels.launch_reduce_conv(
             x, w_red, b_red, w_conv, b_conv, k, out, off, params.relu, precision, config))
 
 

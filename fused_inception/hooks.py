@@ -24,7 +24,7 @@ _GLOBAL_KINDS = (("_global_forward_pre_hooks", "global forward pre-hook"),
 
 
 class FusedFallbackWarning(UserWarning):
-    """A fused block ran its original modules for a call (hooks present); the result is exact,
+    """A fused block or stem unit ran its original modules for a call (hooks present); the result is exact,
     only not fused."""
 
 

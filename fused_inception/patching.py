@@ -28,8 +28,15 @@ The report also says which tactic each swapped block will run per device class, 
 (``selection.tactic_lines``: the CPU's committed default per mode; on a GPU the winners its tuned
 file records for the block's shape, else the untuned rule), in ``FuseReport.tactics``.
 
-State dicts keep their keys: ``FusedInception`` registers the block's children under their own
-names. ``unfuse`` puts the original block objects (with the current weights) back.
+GoogLeNet stems: after the blocks, each GoogLeNet in the model (torchvision's, or this package's
+torchvision variant) has its three stem conv units swapped for ``stem.FusedStemUnit``, the conv
+and one launch of BN, ReLU and the max-pool after it, and the slots of the two fused max-pools
+(``maxpool1``, ``maxpool2``) hold an ``nn.Identity``. A unit or pool with hooks at fuse time is
+left as it is and listed under *skipped*. ``FuseReport.stem`` lists the swaps.
+
+State dicts keep their keys: ``FusedInception`` and ``FusedStemUnit`` register the original
+module's children under their own names (a max-pool has no state). ``unfuse`` puts the original
+block, unit and pool objects (with the current weights) back.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from .hooks import describe_hooks
 from .matching import InceptionMatch, NotInception, channel_cats, match_traced, trace_block
 from .module import FusedInception
 from .selection import block_shape, current_gpu_table, tactic_lines
+from .stem import STEM_SLOTS, FusedStemUnit, fusable_unit, stem_hooks
 
 logger = logging.getLogger("fused_inception")
 
@@ -71,14 +79,19 @@ class FuseReport:
     tactics: list[str] = field(default_factory=list)
     """which tactic the swapped blocks run per device class, and why (selection.tactic_lines);
     empty when nothing was swapped"""
+    stem: list[tuple[str, str | None]] = field(default_factory=list)
+    """(qualified name of a GoogLeNet stem conv unit swapped for a FusedStemUnit; the max-pool
+    slot fused with it, replaced by nn.Identity, or None)"""
 
     def __str__(self) -> str:
-        lines = [f"fuse: {len(self.swapped)} Inception block(s) swapped, {len(self.skipped)} candidate(s) skipped"]
+        stem = f", {len(self.stem)} stem unit(s) fused" if self.stem else ""
+        lines = [f"fuse: {len(self.swapped)} Inception block(s) swapped, {len(self.skipped)} candidate(s) skipped{stem}"]
         lines += [f"  swapped {_display(name)} ({cls}) -> FusedInception" for name, cls in self.swapped]
         lines += [f"  skipped {_display(name)}: {reason}" for name, reason in self.skipped]
         lines += [f"  hooks on {_display(name)} ({'; '.join(hooks)}): it runs its original modules while they "
                   "are present" for name, hooks in self.hooked]
         lines += [f"  {line}" for line in self.tactics]
+        lines += [f"  stem unit {name}{f' + {pool}' if pool else ''} -> FusedStemUnit" for name, pool in self.stem]
         return "\n".join(lines)
 
 
@@ -156,6 +169,75 @@ def _swap(name: str, module: nn.Module, match: InceptionMatch, report: FuseRepor
     return fused
 
 
+def _is_googlenet(module: nn.Module) -> bool:
+    """Whether ``module`` is a GoogLeNet whose forward runs STEM_SLOTS in that order with nothing
+    between them: torchvision's, or this package's torchvision variant (the paper variant has LRN
+    in its stem and no BN)."""
+    cls = type(module)
+    if cls.__name__ != "GoogLeNet":
+        return False
+    if cls.__module__ == "torchvision.models.googlenet":
+        return True
+    return (cls.__module__ == "fused_inception.models.googlenet" and getattr(module, "lrn1", 0) is None
+            and getattr(module, "lrn2", 0) is None)
+
+
+def _stem_swap(net: nn.Module, slot: str, pool_slot: str | None) -> FusedStemUnit | str:
+    """The FusedStemUnit for ``net``'s unit in ``slot`` (and the pool in ``pool_slot``), or why not."""
+    unit = getattr(net, slot, None)
+    pool = getattr(net, pool_slot, None) if pool_slot else None
+    if isinstance(unit, FusedStemUnit):
+        return unit  # fused already
+    if not fusable_unit(unit):
+        return "not a BasicConv2d with ReLU and an affine BatchNorm2d with running statistics"
+    if pool_slot and type(pool) is not nn.MaxPool2d:
+        return f"{pool_slot} is not an nn.MaxPool2d"
+    hooks = stem_hooks(unit, pool)
+    if hooks:
+        return f"hooks the epilogue launch would skip ({'; '.join(hooks)})"
+    try:
+        return FusedStemUnit(unit, pool, pool_slot)
+    except ValueError as error:
+        return str(error)
+
+
+def _fuse_stems(model: nn.Module, report: FuseReport) -> None:
+    """Swap the stem conv units of every GoogLeNet in ``model`` for FusedStemUnits, each fused
+    pool's slot for an nn.Identity (stem.py); noted in ``report.stem``, refusals in
+    ``report.skipped``."""
+    for name, net in list(model.named_modules()):
+        if not _is_googlenet(net):
+            continue
+        for slot, pool_slot in STEM_SLOTS:
+            qualified = f"{name}.{slot}" if name else slot
+            fused = _stem_swap(net, slot, pool_slot)
+            if fused is getattr(net, slot):
+                continue
+            if isinstance(fused, str):
+                report.skipped.append((qualified, f"stem unit not fused: {fused}"))
+                logger.info("fuse: stem unit %s not fused: %s", qualified, fused)
+                continue
+            setattr(net, slot, fused)
+            if pool_slot:
+                setattr(net, pool_slot, nn.Identity())
+            report.stem.append((qualified, pool_slot))
+            logger.info("fuse: stem unit %s%s -> FusedStemUnit", qualified, f" + {pool_slot}" if pool_slot else "")
+
+
+def _unfuse_stems(model: nn.Module) -> int:
+    """Put every FusedStemUnit's original unit back in its slot, and its pool in the pool's slot;
+    returns how many."""
+    count = 0
+    for parent in list(model.modules()):
+        for slot, child in list(parent._modules.items()):
+            if isinstance(child, FusedStemUnit):
+                setattr(parent, slot, child.to_module())
+                if child.pool_slot:
+                    setattr(parent, child.pool_slot, child.pool)
+                count += 1
+    return count
+
+
 def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Module, FuseReport]:
     """``fuse`` that also returns a :class:`FuseReport` of what was swapped and skipped.
 
@@ -166,9 +248,10 @@ def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Mod
 
     Returns:
         ``(fused model, report)``: the fused model is ``model`` (or its copy) with each matched
-        block replaced by a ``FusedInception``, or the ``FusedInception`` itself when ``model`` is
-        an Inception block; the report lists swapped blocks, skipped near-misses with the reason
-        each did not match, swapped blocks with hooks, and the tactic lines.
+        block replaced by a ``FusedInception`` (and GoogLeNet stems fused), or the
+        ``FusedInception`` itself when ``model`` is an Inception block; the report lists swapped
+        blocks, skipped near-misses with the reason each did not match, swapped blocks with hooks,
+        the tactic lines and the fused stem units.
 
     Raises:
         Nothing of its own: a submodule that does not match stays as it is (and is reported when
@@ -194,18 +277,20 @@ def fuse_with_report(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Mod
         return fused
 
     model = _walk_replace(model, visit)
+    _fuse_stems(model, report)
     if shapes:
         gpu, table = current_gpu_table()
         report.tactics = tactic_lines(shapes, gpu, table)
         for line in report.tactics:
             logger.info("fuse: %s", line)
-    logger.info("fuse: %d Inception block(s) swapped, %d candidate(s) skipped",
-                len(report.swapped), len(report.skipped))
+    logger.info("fuse: %d Inception block(s) swapped, %d candidate(s) skipped%s", len(report.swapped),
+                len(report.skipped), f", {len(report.stem)} stem unit(s) fused" if report.stem else "")
     return model, report
 
 
 def fuse(model: nn.Module, *, inplace: bool = False) -> nn.Module:
-    """Replace every Inception-shaped submodule of ``model`` with a ``FusedInception``.
+    """Replace every Inception-shaped submodule of ``model`` with a ``FusedInception``, and the
+    stem conv units of every GoogLeNet in it with ``FusedStemUnit``s (the module docstring).
 
     Blocks are found by dataflow (``matching.match_inception``), whatever their class or
     attribute names. Parameter and buffer names (state_dict keys) are unchanged. Swaps and skips
@@ -229,7 +314,7 @@ def fuse(model: nn.Module, *, inplace: bool = False) -> nn.Module:
 
 def unfuse(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """Replace every ``FusedInception`` in ``model`` with its plain block (``to_module()``), which
-    holds the current weights and modes.
+    holds the current weights and modes, and every ``FusedStemUnit`` with its unit and its pool.
 
     Args:
         model: a module that may hold ``FusedInception`` blocks (or be one).
@@ -256,5 +341,6 @@ def unfuse(model: nn.Module, *, inplace: bool = False) -> nn.Module:
         return None
 
     model = _walk_replace(model, visit)
-    logger.info("unfuse: %d FusedInception block(s) restored", count)
+    stems = _unfuse_stems(model)
+    logger.info("unfuse: %d FusedInception block(s) and %d stem unit(s) restored", count, stems)
     return model

@@ -353,6 +353,7 @@ def test_fuse_torchvision_googlenet(tv_googlenet, caplog):
     assert fused is not tv_googlenet
     assert report.swapped == [(name, "Inception") for name in GOOGLENET_BLOCK_NAMES]
     assert report.skipped == []
+    assert report.stem == [("conv1", "maxpool1"), ("conv2", None), ("conv3", "maxpool2")]  # fused_inception/stem.py
     for name in GOOGLENET_BLOCK_NAMES:
         assert isinstance(getattr(fused, name), FusedInception)
     # the original is untouched
