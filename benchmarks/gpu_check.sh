@@ -10,15 +10,17 @@
 #   parity    GPU parity of the fused blocks and the whole network against float64: bf16, then
 #             TF32, then fp32 IEEE; torchvision and paper variants (rows written one by one)
 #   headline  whole-network inference, bf16, batch 256: eager NCHW, eager channels_last, fused,
-#             fused channels_last; then the stem alone (conv1 to maxpool2, which the library does
-#             not fuse: the first run put 5.1 ms of the network's 10.27 outside the blocks)
+#             fused channels_last; then the stem alone (conv1 to maxpool2: the first run put 5.1 ms
+#             of the network's 10.27 outside the blocks; fused: its conv units' BN, ReLU and pools
+#             in one launch each, fused_inception/stem.py)
 #   blocks    the nine Inception blocks alone, same dtype, batch and methods
 #   train     whole-network BN-frozen fine-tuning step (where the fused kernels run forward and
 #             backward) and training step (BN in training mode), bf16, batch 256
 #   compile   torch.compile (mode GPU_CHECK_COMPILE_MODE, default "default") of the whole network,
 #             inference, bf16, batch 256: the eager network, then the fused one (fused-compile: the
 #             first run measured compile at 7.64 ms against fused channels_last's 10.27, with half
-#             the fused time outside the blocks, which compile also optimizes); then the stem alone
+#             the fused time outside the blocks, which compile also optimizes); then the stem alone,
+#             compiled (not fused-compile: a fused stem unit runs its modules under torch.compile)
 #   tune      the kernels' tuning candidates on this GPU, on 3b, 4d and 5b (bf16 rows: the
 #             pointwise default against b64, its 128 x 128 sm_90 branch-1 tiles alone, and b64
 #             against np64, clamped pool taps and 5b's 128-wide pool tiles; the reduce -> k x k
@@ -231,7 +233,7 @@ step_parity() {
 }
 
 step_headline() {
-  # the network first; then its stem alone (what the network spends before inception3a, unfused)
+  # the network first; then its stem alone (what the network spends before inception3a, eager and fused)
   limited "$PY" "${BENCH[@]}" --scopes net,stem --modes infer --batch "$BATCH" --dtypes "$DTYPE" \
     --methods eager,eager-cl,fused,fused-cl --max-seconds "$(stop_at 15)" --json "$WORK/bench-headline.json"
 }
@@ -281,7 +283,7 @@ NOTE="exit code 1: a row failed"
 run_step parity "fused blocks and network vs float64: ${PARITY_ARGS[*]}" "${CAP[parity]}" "${MIN[parity]}" "$STEM-parity.json" "0 1" step_parity
 PARITY_RC=$(tail -n 1 "$STEPS" | cut -f 6)
 NOTE="exit code 1: a method failed or mismatched"
-run_step headline "network and stem inference $DTYPE b$BATCH: eager, eager-cl, fused, fused-cl (stem: eager, eager-cl)" "${CAP[headline]}" "${MIN[headline]}" bench-headline.json "0 1" step_headline
+run_step headline "network and stem inference $DTYPE b$BATCH: eager, eager-cl, fused, fused-cl" "${CAP[headline]}" "${MIN[headline]}" bench-headline.json "0 1" step_headline
 NOTE="exit code 1: a method failed or mismatched"
 run_step blocks "blocks ($BLOCKS) inference $DTYPE b$BATCH: eager, eager-cl, fused, fused-cl" "${CAP[blocks]}" "${MIN[blocks]}" bench-blocks.json "0 1" step_blocks
 NOTE="exit code 1: a method failed"

@@ -158,7 +158,8 @@ def test_dry_run_merged_every_finished_step(dry_run):
         assert {s for s, _, _ in mine} <= scopes[name] and {m for _, m, _ in mine} <= modes[name]
         if name == "headline" and step["status"] == "ran":  # the stem alone, after the network
             (stem,) = [c for c in own["cases"] if c["scope"] == "stem"]
-            assert set(stem["results"]) == {"eager", "eager-cl"} and ("stem", "infer", "eager-cl") in mine
+            assert set(stem["results"]) == {"eager", "eager-cl", "fused", "fused-cl"}
+            assert ("stem", "infer", "fused-cl") in mine and stem["results"]["fused-cl"]["fused_stem_units"] == 3
         finished += bool(mine)
     # the budget leaves time for the first bench step at least
     assert steps["headline"]["status"] != "skipped" and finished >= 1, steps

@@ -20,11 +20,12 @@ from fused_inception.models import GoogLeNetLoss
 from fused_inception.module import FusedInception
 from fused_inception.patching import fuse
 from fused_inception.spec import BLOCK_NAMES
+from fused_inception.stem import FusedStemUnit
 from fused_inception.tools.tactic_report import ran_tactics
 
 # the stem: what the network runs before inception3a (conv1, maxpool1, [lrn1], conv2, conv3, [lrn2],
-# maxpool2), none of which the library fuses; timed alone so that a GPU run says what the network
-# spends there, and what of it a fused reduce -> k x k could take (conv2 -> conv3)
+# maxpool2); timed alone so that a GPU run says what the network spends there, and what fusing its
+# units' BN, ReLU and pools (fused_inception.stem, torchvision variant) saves
 STEM = "stem"
 SCOPES = (STEM, *BLOCK_NAMES, "net")
 MODES = ("infer", "train", "finetune")
@@ -68,8 +69,10 @@ class CaseSetup:
     """The shared pieces of one case: the base module, inputs in both layouts, targets/gradients."""
 
     def __init__(self, case: Case, base: nn.Module, in_shape: tuple[int, ...], device: str, rotate_mb: float,
-                 gen: torch.Generator, num_classes: int) -> None:
-        self.case, self.base, self.device = case, base, device
+                 gen: torch.Generator, num_classes: int, fused_base: nn.Module | None = None) -> None:
+        # fused_base: what the fused methods copy instead of fuse(base), where fuse() cannot see
+        # the fusion from the scope alone (the stem: fused_stem_module)
+        self.case, self.base, self.device, self.fused_base = case, base, device, fused_base
         dtype = SHORT_NAMES[case.dtype]
         shape = (case.batch, *in_shape)
         nbytes = math.prod(shape) * torch.finfo(dtype).bits // 8
@@ -98,9 +101,12 @@ def warm_cache(rotated_bytes: int, l2_bytes: int | None) -> bool | None:
 
 def _build_module(setup: CaseSetup, method: Method) -> nn.Module:
     dtype = SHORT_NAMES[setup.case.dtype]
-    module = copy.deepcopy(setup.base)
-    if method.fused:
-        module = fuse(module, inplace=True)
+    if method.fused and setup.fused_base is not None:
+        module = copy.deepcopy(setup.fused_base)
+    else:
+        module = copy.deepcopy(setup.base)
+        if method.fused:
+            module = fuse(module, inplace=True)
     fmt = torch.channels_last if method.channels_last else torch.preserve_format
     module = module.to(device=setup.device, dtype=dtype, memory_format=fmt)
     module.train(setup.case.mode == "train")
@@ -183,8 +189,9 @@ def prepare_call(setup: CaseSetup, name: str, compile_mode: str,
     info: dict = {}
     if method.fused:
         info["fused_blocks"] = sum(isinstance(m, FusedInception) for m in module.modules())
-        if info["fused_blocks"] == 0:
-            raise RuntimeError("fuse() swapped no Inception block")
+        info["fused_stem_units"] = sum(isinstance(m, FusedStemUnit) for m in module.modules())
+        if info["fused_blocks"] + info["fused_stem_units"] == 0:
+            raise RuntimeError("fuse() swapped no Inception block and no stem unit")
     step = _make_step(setup, method, module, compile_mode, reset_dynamo)
     xs = setup.inputs[method.channels_last]
     targets = setup.targets
@@ -216,6 +223,18 @@ def scope_module(model: nn.Module, scope: str) -> nn.Module:
     if scope == STEM:
         return nn.Sequential(*model.stem_modules())
     return model.get_submodule(f"inception{scope}")
+
+
+def fused_stem_module(model: nn.Module) -> nn.Module:
+    """The stem as the fused network runs it: ``scope_module(fuse(model), STEM)`` (fuse() fuses a
+    GoogLeNet's stem units, which it cannot recognise in the stem's modules alone)."""
+    return scope_module(fuse(model), STEM)
+
+
+def stem_is_fused(stem: nn.Module) -> bool:
+    """Whether a stem module (``fused_stem_module``) holds a FusedStemUnit (the paper variant's
+    stem has none)."""
+    return any(isinstance(m, FusedStemUnit) for m in stem.modules())
 
 
 def scope_input_shape(scope: str, size: int, block_shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:

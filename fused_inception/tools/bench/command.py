@@ -7,9 +7,10 @@ What is timed (one *case* = scope x mode x dtype x batch; every method of a case
 weights and the same preallocated inputs):
 
 * scope: one Inception block alone (its input shape is the one it sees in the network at
-  ``--size``), the stem alone (``stem``: conv1 to maxpool2, which the library does not fuse, so
-  only its baseline methods are timed, and the report's notes say why), or the whole network
-  (``net``);
+  ``--size``), the stem alone (``stem``: conv1 to maxpool2; its fused methods time the stem as
+  ``fuse()`` leaves it in the whole network, fused units in the torchvision variant; the paper
+  variant's stem and fused methods under torch.compile are not timed, and the report's notes say
+  why), or the whole network (``net``);
 * mode: ``infer`` (eval, no grad); ``train`` (train mode: forward + backward + SGD step; the whole
   network with its aux heads and ``GoogLeNetLoss``, a block with a fixed upstream gradient);
   ``finetune`` (the same step with BatchNorm frozen, i.e. eval mode). Each block runs the tactic

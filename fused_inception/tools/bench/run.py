@@ -17,7 +17,8 @@ import torch
 from fused_inception.models.randomize import random_googlenet
 from fused_inception.selection import force_tactic
 from fused_inception.tools.bench.cases import (METHODS, SCOPES, STEM, Case, CaseSetup, block_input_shapes,
-                                              scope_input_shape, scope_module, warm_cache)
+                                              fused_stem_module, scope_input_shape, scope_module, stem_is_fused,
+                                              warm_cache)
 from fused_inception.tools.bench.timing import error_result, measure, measure_interleaved, warn_check
 from fused_inception.tools.environment import environment
 from fused_inception.tools.files import write_json
@@ -78,16 +79,38 @@ def interpreter_off() -> Iterator[bool]:
             os.environ["TRITON_INTERPRET"] = old
 
 
-STEM_NOT_FUSED = ("stem: its fused methods are not timed: the library fuses nothing there (no Inception block), so "
-                  "the fused network runs the stem unfused, as the eager network does")
+STEM_NOT_FUSED = ("stem: its fused methods are not timed: fuse() fuses a GoogLeNet's stem units in the torchvision "
+                  "variant only (the paper variant's stem has LRN and no BN), so this network's fused stem is "
+                  "the eager one")
+STEM_NOT_COMPILED_FUSED = ("stem: fused methods under torch.compile are not timed: a fused stem unit runs its original "
+                           "modules under torch.compile, so they would time compile again")
+STEM_TRAINING_MODULES = ("stem: in the train and finetune modes its fused methods time the units' original modules "
+                         "(a call autograd records runs them: fused_inception/stem.py)")
 
 
-def case_methods(scope: str, methods: list[str]) -> list[str]:
+def case_methods(scope: str, methods: list[str], stem_fused: bool) -> list[str]:
     """The methods a case of ``scope`` times, eager first (its output is the reference of the
-    inference check); the stem's fused methods are not timed (fuse() finds no Inception block
-    there: ``STEM_NOT_FUSED``)."""
+    inference check). The stem (``stem_fused``: whether fuse() fuses this variant's stem) times no
+    fused method where it is not fused (``STEM_NOT_FUSED``) and none under torch.compile
+    (``STEM_NOT_COMPILED_FUSED``)."""
     ordered = sorted(methods, key=lambda m: m != "eager")
-    return [m for m in ordered if not METHODS[m].fused] if scope == STEM else ordered
+    if scope != STEM:
+        return ordered
+    return [m for m in ordered if not METHODS[m].fused or (stem_fused and METHODS[m].wrap != "compile")]
+
+
+def _stem_notes(methods: list[str], modes: list[str], stem_fused: bool) -> list[str]:
+    """The notes that say why a stem case left out some of ``methods`` (case_methods), or what
+    its fused methods time in the training ``modes``."""
+    fused = [m for m in methods if METHODS[m].fused]
+    if not fused:
+        return []
+    if not stem_fused:
+        return [STEM_NOT_FUSED]
+    notes = [STEM_NOT_COMPILED_FUSED] if any(METHODS[m].wrap == "compile" for m in fused) else []
+    if any(mode != "infer" for mode in modes) and any(METHODS[m].wrap != "compile" for m in fused):
+        notes.append(STEM_TRAINING_MODULES)
+    return notes
 
 
 def _order(settings: dict) -> list[Case]:
@@ -142,7 +165,10 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
         "block_input_shapes": {k: list(v) for k, v in shapes.items()},
         "cases": [],
     }
-    progress = _Progress(sum(len(case_methods(c.scope, settings["methods"])) for c in cases), progress_enabled)
+    fused_stem = fused_stem_module(base)
+    stem_fused = stem_is_fused(fused_stem)
+    progress = _Progress(sum(len(case_methods(c.scope, settings["methods"], stem_fused)) for c in cases),
+                         progress_enabled)
     say = log or progress.write
     t_start = time.perf_counter()
     budget = settings.get("max_seconds")
@@ -150,16 +176,18 @@ def _run_cases(settings: dict, progress_enabled: bool, json_path: str | None,
         for case in cases:
             in_shape = scope_input_shape(case.scope, settings["size"], shapes)
             module = scope_module(base, case.scope)
-            setup = CaseSetup(case, module, in_shape, device, settings["rotate_mb"], gen, num_classes)
+            setup = CaseSetup(case, module, in_shape, device, settings["rotate_mb"], gen, num_classes,
+                              fused_base=fused_stem if case.scope == STEM else None)
             entry = {"scope": case.scope, "mode": case.mode, "dtype": case.dtype, "batch": case.batch,
                      "input_shape": [case.batch, *in_shape], "n_inputs": len(setup.inputs[False]),
                      "rotated_mb": round(setup.rotated_bytes / 2**20, 2),
                      "warm_cache": warm_cache(setup.rotated_bytes, l2_bytes), "results": {}}
             report["cases"].append(entry)  # filled method by method, rewritten after each
             reference_out = None
-            ordered = case_methods(case.scope, settings["methods"])
-            if len(ordered) < len(settings["methods"]) and STEM_NOT_FUSED not in report["notes"]:
-                report["notes"].append(STEM_NOT_FUSED)
+            ordered = case_methods(case.scope, settings["methods"], stem_fused)
+            if case.scope == STEM:
+                notes = _stem_notes(settings["methods"], settings["modes"], stem_fused)
+                report["notes"] += [n for n in notes if n not in report["notes"]]
             # the CPU times a case's methods together, in rounds (timing.measure_interleaved)
             interleaved = None
             if not cuda and (budget is None or time.perf_counter() - t_start <= budget):
