@@ -16,9 +16,9 @@ from torch import nn
 from fused_inception.dtypes import DTYPE_NAMES
 from fused_inception.spec import VARIANTS
 from fused_inception.tools.plan.eager import eager_launches
-from fused_inception.tools.plan.fused import (fused_block_launches, fused_launches, modelled_dot_precision,
-                                              modelled_tiles, pointwise_pool_launches, reduce_conv_grid,
-                                              reduce_conv_launch)
+from fused_inception.tools.plan.fused import (fused_block_launches, fused_launches, fused_stem_launches,
+                                              modelled_dot_precision, modelled_tiles, pointwise_pool_launches,
+                                              reduce_conv_grid, reduce_conv_launch, stem_fusion)
 from fused_inception.tools.plan.gpus import GPU, GPUS, H100_PCIE, H100_SXM, H200_SXM
 from fused_inception.tools.plan.launches import Launch
 from fused_inception.tools.plan.model import build_plan
@@ -118,7 +118,8 @@ def test_fused_launches_four_per_block():
             assert [l.kind for l in fused[name]] == ["pointwise_pool", "pointwise_pool", "reduce_conv", "reduce_conv"]
             assert [l.name.split()[1] for l in fused[name]] == ["branch1", "pool", "branch2", "branch3"]
         eager = _by_block(eager_launches(variant))
-        for group in ("stem", "pool3", "pool4", "head"):  # the fused library swaps only the blocks
+        # the fused library swaps the blocks and the torchvision stem (test_fused_stem_* below)
+        for group in ("pool3", "pool4", "head") + (("stem",) if variant == "paper" else ()):
             assert fused[group] == [Launch(**{**l.to_dict(), "network": "fused"}) for l in eager[group]]
 
 
@@ -151,7 +152,7 @@ def test_eager_launches_per_block():
 def test_fused_bytes_below_eager_every_block(variant, dtype):
     plan = build_plan(variant, 256, 224, dtype)
     for b in plan.blocks:
-        if b.block in INCEPTION:
+        if b.block in INCEPTION or (b.block, variant) == ("stem", "torchvision"):
             assert b.fused_hbm_bytes < b.eager_hbm_bytes, b
             assert b.fused_hbm_bytes_high < b.eager_hbm_bytes, b
         else:
@@ -480,6 +481,93 @@ def test_reduce_conv_launch_matches_simulated_loops(shape, config, sms):
 
 
 # ---------------------------------------------------------------------------------------------
+# The fused stem (torchvision): conv + one BN/ReLU/max-pool epilogue per conv unit
+
+# the eager stem launches the fused stem drops (names up to the first space)
+STEM_REPLACED = ("conv1.bn", "conv1.relu_", "maxpool1", "conv2.bn", "conv2.relu_", "conv3.bn", "conv3.relu_",
+                 "maxpool2")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_stem_swaps_bn_relu_and_pools_for_epilogues_in_torchvision_only(variant):
+    eager = _by_block(eager_launches(variant))["stem"]
+    fused = _by_block(fused_launches(variant))["stem"]
+    replaced, epilogues = stem_fusion(variant)
+    as_fused = [Launch(**{**l.to_dict(), "network": "fused"}) for l in eager]
+    if variant == "paper":  # LRN and no BN: nothing for the epilogue, the eager stem
+        assert fused == as_fused and replaced == epilogues == []
+        assert all(l.kind != "stem_epilogue" for l in fused_launches(variant))
+        return
+    assert [l.kind for l in fused] == ["conv", "stem_epilogue"] * 3
+    assert fused[::2] == [l for l in as_fused if l.kind == "conv"]  # the convs are eager's launches
+    assert [l.name.split()[0] for l in replaced] == list(STEM_REPLACED)
+    assert epilogues == fused[1::2] and fused_stem_launches(variant) == fused
+
+
+@pytest.mark.parametrize("batch, size, dtype", [(256, 224, "bfloat16"), (3, 96, "float32")])
+def test_fused_stem_epilogue_bytes_by_hand(batch, size, dtype):
+    """Each epilogue reads its conv's output once and the BN's 4 x C parameters and writes its
+    (pooled) output; its pool taps inside the input are loaded through L1/L2. Shapes and taps come
+    from torch here, independently of the plan."""
+    e = torch.empty((), dtype=getattr(torch, dtype)).element_size()
+
+    def conv(h, k, stride=1, pad=0):
+        return F.conv2d(torch.zeros(1, 1, h, h), torch.zeros(1, 1, k, k), stride=stride, padding=pad).shape[-1]
+
+    def pooled(h):
+        return F.max_pool2d(torch.zeros(1, 1, h, h), 3, 2, ceil_mode=True).shape[-1]
+
+    def taps(h):  # window taps inside the input, summed over the windows
+        return int(F.avg_pool2d(torch.ones(1, 1, h, h), 3, 2, ceil_mode=True, divisor_override=1).sum())
+
+    h1 = conv(size, 7, 2, 3)
+    h2 = pooled(h1)
+    # (unit, channels, conv output H = W, the pool after it or "")
+    units = [("conv1", 64, h1, "maxpool1"), ("conv2", 64, h2, ""), ("conv3", 192, h2, "maxpool2")]
+    epilogues = [l for l in fused_launches("torchvision", batch, size, dtype) if l.kind == "stem_epilogue"]
+    eager = {l.name.split()[0]: l.hbm_bytes for l in eager_launches("torchvision", batch, size, dtype)
+             if l.block == "stem"}
+    for (name, c, h, pool), launch in zip(units, epilogues, strict=True):
+        x = batch * c * h * h * e
+        out = batch * c * pooled(h) ** 2 * e if pool else x
+        assert launch.name.startswith(f"{name}.") and launch.flops == 0, launch.name
+        assert launch.hbm_bytes == launch.hbm_bytes_high == x + out + 4 * c * e, launch.name
+        assert launch.cache_reread_bytes == (batch * c * taps(h) * e - x if pool else 0), launch.name
+        # against eager: BN and ReLU each read and write x, the pool reads it: 4 x (pooled) or 2 x fewer
+        dropped = eager[f"{name}.bn"] + eager[f"{name}.relu_"] + (eager[pool] if pool else 0)
+        assert dropped - launch.hbm_bytes == (4 if pool else 2) * x, launch.name
+
+
+# programs of bn_relu_pool resident per SM, from the compiled registers (compile-check --kernel
+# bn_relu_pool, triton 3.8, the fewest over sm_80/sm_90 and dtypes, 4 warps per program): pooled
+# launches 20 warps channels_last, 8 NCHW
+STEM_RESIDENT = {"channels_last": 5, "nchw": 2}
+
+
+@pytest.mark.parametrize("gpu", [H100_SXM, H200_SXM, H100_PCIE])
+@pytest.mark.parametrize("layout,round_trips", [("channels_last", "per tap"), ("nchw", "per tile")])
+def test_stem_epilogue_tiles_do_not_bind(gpu, layout, round_trips):
+    """The epilogues are charged by their HBM bytes (eager_time), their tiles ignored: with the
+    kernel's grid (one program per BLOCK_P x BLOCK_C tile) and its compiled residency, the latency
+    chain stays under the HBM time: channels_last even with every tap a round trip of its own;
+    NCHW (2 programs per SM) only with the taps' loads in flight together, one round trip per tile,
+    as the kernel issues them (with nine serial round trips conv1's would be about 1.5x its HBM
+    time on an H200: a GPU run would show it)."""
+    from fused_inception.kernels.bn_relu_pool import NUM_WARPS, bn_relu_pool_grid
+
+    fig = figures_for(gpu)
+    # (channels, output H = W, taps) of conv1, conv2, conv3's epilogues at batch 256
+    units = [(64, 56, 9), (64, 56, 1), (192, 28, 9)]
+    for (c, ho, taps), launch in zip(units, stem_fusion()[1], strict=True):
+        programs, _ = bn_relu_pool_grid(256 * ho * ho, c)
+        chain = Loop("taps", 1, 1, 1, "fma", 0, 0, serial=taps if round_trips == "per tap" else 1)
+        s = Schedule("pipelined", launch.name, (Work("tile", programs, (chain,)),), programs, STEM_RESIDENT[layout],
+                     NUM_WARPS, launch.hbm_bytes)
+        t = eager_time(launch, fig, "bfloat16")
+        assert t.bound == "hbm" and schedule_time(s, fig, "bfloat16").latency < t.hbm, launch.name
+
+
+# ---------------------------------------------------------------------------------------------
 # Shapes and counts against the reference model
 
 
@@ -593,8 +681,8 @@ def test_json_round_trip(tmp_path, capsys):
 def test_run_defaults_prints_totals(capsys):
     assert plan_command.run(_default_args()) == 0
     out = capsys.readouterr().out
-    # 15 eager launches outside the blocks + 9 blocks x 4 fused launches
-    assert "total" in out and "eager 195 launches" in out and "fused 51 launches" in out
+    # outside the blocks the stem's 3 convs and 3 epilogues, 2 pools, 2 head launches; 9 blocks x 4
+    assert "total" in out and "eager 195 launches" in out and "fused 46 launches" in out
     assert "H100 SXM" in out and "H200 SXM" in out and "img/s" in out
     assert "datasheet" in out and "Assumptions" in out
 
@@ -714,14 +802,49 @@ def test_network_anchored_on_the_measured_rest(capsys):
     assert M.outside_blocks_ms(M.EAGER_CL_MS) == pytest.approx(rest, rel=0.04)
     anchored = sum(cal.fused_now[b] for b in blocks) + rest
     assert cal.anchored_network_ms() == pytest.approx(anchored)
-    # the fitted model's own network holds a smaller rest (held out): anchoring lengthens it
-    assert cal.anchored_network_ms() > cal.fused_now["net"]
+    # the fitted model's own network (the stem fused, as anchored_fused_stem_network_ms) holds a
+    # smaller rest (held out): anchoring lengthens it
+    assert cal.anchored_fused_stem_network_ms() > cal.fused_now["net"]
     assert plan_command.run(_default_args()) == 0
     out = capsys.readouterr().out
     ratio = anchored / M.EAGER_CL_MS["net"]
     line = f"{anchored:.3f} ms, {ratio:.3f}x eager-cl's measured {M.EAGER_CL_MS['net']:.3f} ms"
     assert line in out
     assert f"network target <= 0.6x: {'met' if ratio <= 0.6 else 'not met'}" in out
+
+
+def test_anchored_network_takes_off_the_modelled_stem_saving(capsys):
+    """The measured rest ran the eager stem: anchored with the fused stem, the network loses what the
+    fitted model says the fusion saves, the eager BN, ReLU and max-pool launches it drops less its
+    three epilogues (gap + time each, as a block's launches)."""
+    cal = M.calibrate_measured(15.2)
+    fitted = replace(figures_for(H200_SXM), host_us=15.2, cudnn_efficiency=cal.fitted_cudnn_efficiency,
+                     l2_tbps=cal.fitted_l2_tbps, issue_ipc=cal.fitted_issue_ipc)
+
+    def ms(launch):
+        return 1e3 * (fitted.gap_us * 1e-6 + eager_time(launch, fitted, "bfloat16").total)
+
+    replaced = [l for l in eager_launches("torchvision") if l.block == "stem" and l.name.split()[0] in STEM_REPLACED]
+    epilogues = [l for l in fused_launches("torchvision") if l.kind == "stem_epilogue"]
+    assert (len(replaced), len(epilogues)) == (8, 3)
+    assert cal.stem_replaced == pytest.approx({l.name: ms(l) for l in replaced})
+    assert cal.stem_epilogues == pytest.approx({l.name: ms(l) for l in epilogues})
+    saving = sum(ms(l) for l in replaced) - sum(ms(l) for l in epilogues)
+    assert saving > 0 and cal.stem_saving_ms() == pytest.approx(saving)
+    assert cal.anchored_fused_stem_network_ms() == pytest.approx(cal.anchored_network_ms() - saving)
+    assert cal.to_dict()["stem_saving_ms"] == pytest.approx(saving)
+    # the fitted model's own network with the configs now is shorter by the saving with the stem
+    # fused (GPU-bound at batch 256: the timeline is the launches' sum)
+    eager_stem = compare(H200_SXM, figures=fitted, fused_stem=False).network["pipelined"]
+    assert 1e3 * eager_stem - cal.fused_now["net"] == pytest.approx(saving, rel=1e-6)
+    assert plan_command.run(_default_args()) == 0
+    out = capsys.readouterr().out
+    anchored = cal.anchored_fused_stem_network_ms()
+    line = next(x for x in out.splitlines() if "anchored with the fused stem" in x)
+    assert "MODELLED" in line and "MEASURED" in line
+    assert (f"{anchored:.3f} ms, {anchored / M.EAGER_CL_MS['net']:.3f}x eager-cl's measured "
+            f"{M.EAGER_CL_MS['net']:.3f} ms and {anchored / M.COMPILE_NET_MS:.2f}x torch.compile's") in line
+    assert f"saving {saving:.3f} ms" in out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -900,10 +1023,12 @@ def test_compare_block_and_network_times():
     c = compare(H200_SXM)
     fig = c.figures
     # the fused networks swap each block's 20 eager launches for its fused ones: 3 today (one
-    # pointwise/pool launch), 4 pipelined (branch 1 and the pool projection launched apart)
+    # pointwise/pool launch), 4 pipelined (branch 1 and the pool projection launched apart); the
+    # pipelined network also the stem's 8 BN, ReLU and max-pool launches for 3 epilogues
     assert len(c.launches["eager"]) == 195
     assert len(c.launches["today"]) == 195 - 9 * 20 + 9 * 3
-    assert len(c.launches["pipelined"]) == 195 - 9 * 20 + 9 * 4
+    assert len(c.launches["pipelined"]) == 195 - 9 * 20 + 9 * 4 - 8 + 3
+    assert len(compare(H200_SXM, fused_stem=False).launches["pipelined"]) == 195 - 9 * 20 + 9 * 4
     for b in c.blocks:
         spec, h, w = block_shapes("torchvision")[b.block]
         for label, got in (("today", b.today), ("pipelined", b.pipelined)):

@@ -13,12 +13,36 @@ not modelled (they would only add to eager).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fused_inception.dtypes import DTYPE_NAMES
 from fused_inception.spec import BLOCK_NAMES, VARIANTS, InceptionSpec, googlenet_spec
 from fused_inception.tools.plan.launches import Launch, dtype_bytes
 from fused_inception.tools.plan.shapes import conv_out, pool_out
 
 NUM_CLASSES = 1000
+# what an inference BatchNorm reads besides its input: weight, bias, running mean and variance, [C] each
+BN_PARAMS_PER_CHANNEL = 4
+
+
+@dataclass(frozen=True)
+class StemUnit:
+    """One conv unit of GoogLeNet's stem (docs/DESIGN.md §4): a k x k conv ``cin`` -> ``cout``
+    channels and, where ``pool`` names one, the max-pool that follows it (``STEM_POOL``)."""
+
+    name: str
+    cin: int
+    cout: int
+    k: int
+    stride: int = 1
+    pad: int = 0
+    pool: str = ""  # the max-pool after the unit ("": none)
+
+
+STEM_UNITS = (StemUnit("conv1", 3, 64, 7, stride=2, pad=3, pool="maxpool1"),
+              StemUnit("conv2", 64, 64, 1),
+              StemUnit("conv3", 64, 192, 3, pad=1, pool="maxpool2"))
+STEM_POOL = (3, 2)  # (kernel, stride) of maxpool1 and maxpool2: no padding, ceil_mode
 
 
 class EagerTracer:
@@ -39,24 +63,29 @@ class EagerTracer:
     def add(self, block: str, name: str, kind: str, flops: int, hbm: int, math_kind: str = "none", detail: str = "") -> None:
         self.launches.append(Launch(self.network, block, name, kind, int(flops), int(hbm), math=math_kind, detail=detail))
 
-    def conv_unit(self, block: str, name: str, cin: int, cout: int, k: int, h: int, w: int,
-                  stride: int = 1, pad: int = 0) -> tuple[int, int]:
-        """conv [+ bias add] + BN + ReLU (torchvision) or conv + bias + ReLU (paper); returns (H', W')."""
+    def conv_launch(self, block: str, name: str, cin: int, cout: int, k: int, h: int, w: int,
+                    stride: int = 1, pad: int = 0) -> tuple[int, int]:
+        """The conv launch of a conv unit (cuDNN; the paper variant's bias in its epilogue when
+        ``bias_add_separate`` is off); returns (H', W')."""
         ho, wo = conv_out(h, k, stride, pad), conv_out(w, k, stride, pad)
         x, y = self.act(cin, h, w), self.act(cout, ho, wo)
         wbytes = cout * cin * k * k * self.e
         macs = self.n * ho * wo * cout * cin * k * k
         shape = f"{k}x{k}/{stride} {cin}>{cout} {h}x{w}>{ho}x{wo}"
-        if self.paper and not self.bias_add_separate:
-            # counted as a conv with the bias in its epilogue
-            self.add(block, f"{name}.conv {shape}", "conv", 2 * macs, x + wbytes + cout * self.e + y, "conv", shape)
-        else:
-            self.add(block, f"{name}.conv {shape}", "conv", 2 * macs, x + wbytes + y, "conv", shape)
+        bias = cout * self.e if self.paper and not self.bias_add_separate else 0
+        self.add(block, f"{name}.conv {shape}", "conv", 2 * macs, x + wbytes + bias + y, "conv", shape)
+        return ho, wo
+
+    def conv_unit(self, block: str, name: str, cin: int, cout: int, k: int, h: int, w: int,
+                  stride: int = 1, pad: int = 0) -> tuple[int, int]:
+        """conv [+ bias add] + BN + ReLU (torchvision) or conv + bias + ReLU (paper); returns (H', W')."""
+        ho, wo = self.conv_launch(block, name, cin, cout, k, h, w, stride, pad)
+        y = self.act(cout, ho, wo)
         if self.paper:
             if self.bias_add_separate:
                 self.add(block, f"{name}.bias add_", "bias_add", 0, 2 * y + cout * self.e)
         else:
-            self.add(block, f"{name}.bn", "bn", 0, 2 * y + 4 * cout * self.e)
+            self.add(block, f"{name}.bn", "bn", 0, 2 * y + BN_PARAMS_PER_CHANNEL * cout * self.e)
         self.add(block, f"{name}.relu_", "relu", 0, 2 * y)
         return ho, wo
 
@@ -84,6 +113,27 @@ class EagerTracer:
         for step, hbm in steps:
             self.add(block, f"{name}.{step}", "lrn", 0, hbm, detail=f"C={c} {h}x{w}")
 
+    def stem_unit(self, unit: StemUnit, h: int, w: int) -> tuple[int, int]:
+        """A stem conv unit's eager launches (``conv_unit``); returns (H', W')."""
+        return self.conv_unit("stem", unit.name, unit.cin, unit.cout, unit.k, h, w, unit.stride, unit.pad)
+
+    def stem_pool(self, unit: StemUnit, h: int, w: int) -> tuple[int, int]:
+        """The max-pool after a stem unit, over its output [N, cout, h, w]; returns (H', W')."""
+        return self.maxpool("stem", unit.pool, unit.cout, h, w, *STEM_POOL)
+
+    def stem(self, size: int) -> tuple[int, int]:
+        """The stem's launches on a ``size`` x ``size`` input, in forward order: conv1, maxpool1,
+        [lrn1], conv2, conv3, [lrn2], maxpool2 (the LRNs in the paper variant only); returns the
+        stem's output (H, W)."""
+        conv1, conv2, conv3 = STEM_UNITS
+        h, w = self.stem_pool(conv1, *self.stem_unit(conv1, size, size))
+        if self.paper:
+            self.lrn("stem", "lrn1", conv1.cout, h, w)
+        h, w = self.stem_unit(conv3, *self.stem_unit(conv2, h, w))
+        if self.paper:
+            self.lrn("stem", "lrn2", conv3.cout, h, w)
+        return self.stem_pool(conv3, h, w)
+
     def inception(self, block: str, spec: InceptionSpec, h: int, w: int) -> None:
         s = spec
         self.conv_unit(block, "branch1", s.in_channels, s.ch1x1, 1, h, w)
@@ -98,19 +148,10 @@ class EagerTracer:
 
 
 def network_launches(tracer: EagerTracer, variant: str, size: int, dtype: str, fused_block) -> list[Launch]:
-    """Walk GoogLeNet's forward (eval) and record launches; ``fused_block`` handles Inception
-    blocks for the fused network (None: eager blocks)."""
+    """Walk GoogLeNet's forward (eval) and record launches: the stem as ``tracer.stem`` traces it,
+    the Inception blocks by ``fused_block`` for the fused network (None: eager blocks)."""
     t = tracer
-    h = w = size
-    h, w = t.conv_unit("stem", "conv1", 3, 64, 7, h, w, stride=2, pad=3)
-    h, w = t.maxpool("stem", "maxpool1", 64, h, w, 3, 2)
-    if t.paper:
-        t.lrn("stem", "lrn1", 64, h, w)
-    h, w = t.conv_unit("stem", "conv2", 64, 64, 1, h, w)
-    h, w = t.conv_unit("stem", "conv3", 64, 192, 3, h, w, pad=1)
-    if t.paper:
-        t.lrn("stem", "lrn2", 192, h, w)
-    h, w = t.maxpool("stem", "maxpool2", 192, h, w, 3, 2)
+    h, w = t.stem(size)
     for name in BLOCK_NAMES:
         spec = googlenet_spec(name, variant)
         if name == "4a":

@@ -1,21 +1,25 @@
-"""The launches of the fused Inception blocks and of the fused network (eager stem, pools, head).
+"""The launches of the fused Inception blocks, of the fused stem and of the fused network.
 
-The fused network swaps only the Inception blocks: stem, inter-stage pools and head are the eager
-launches above, and each block is the four launches of ``fused_inception.forward._forward_triton``:
-branch 1 and the pool projection (one pointwise/pool kernel launched twice, ``IS_POOL``), then the
-reduce -> k x k kernel for the 3x3 and the "5x5" branch.
+Each Inception block is the four launches of ``fused_inception.forward._forward_triton``: branch 1
+and the pool projection (one pointwise/pool kernel launched twice, ``IS_POOL``), then the reduce ->
+k x k kernel for the 3x3 and the "5x5" branch. The torchvision variant's stem runs each conv unit
+as its cuDNN conv, the eager launch, then one epilogue launch (kernels/bn_relu_pool.py) for its
+BatchNorm, ReLU and the max-pool after it, where there is one (``FusedTracer``); the paper
+variant's stem (LRN, no BatchNorm), the inter-stage pools and the head are the eager launches.
 """
 
 from __future__ import annotations
 
+from fused_inception.kernels.bn_relu_pool import BLOCK_C, BLOCK_P, NUM_WARPS, bn_relu_pool_grid
 from fused_inception.kernels.configs import PointwiseConfig, ReduceConvConfig, config_name, tiles_for
 from fused_inception.kernels.pointwise_pool import pool_tile_width, wide_pool_tiles
 from fused_inception.kernels.reduce_conv import grid_for_sms
 from fused_inception.kernels.tuned_configs import pick_pointwise_config, pick_reduce_conv_config
 from fused_inception.spec import InceptionSpec
-from fused_inception.tools.plan.eager import EagerTracer, check_network_args, network_launches
+from fused_inception.tools.plan.eager import (BN_PARAMS_PER_CHANNEL, STEM_POOL, STEM_UNITS, EagerTracer, StemUnit,
+                                              check_network_args, network_launches)
 from fused_inception.tools.plan.launches import BIAS_BYTES, Launch, dtype_bytes
-from fused_inception.tools.plan.shapes import cdiv, round_up
+from fused_inception.tools.plan.shapes import cdiv, pool_out, round_up
 
 
 def modelled_dot_precision(dtype: str, tf32: bool = True) -> str:
@@ -247,10 +251,82 @@ def fused_block_launches(block: str, spec: InceptionSpec, batch: int, h: int, w:
     ]
 
 
+def taps_inside(size: int, k: int, stride: int, out: int) -> int:
+    """Window taps inside an input of ``size`` along one axis, summed over the ``out`` windows of
+    an unpadded k x k / ``stride`` pool (ceil_mode's last window may hang over the edge; its taps
+    outside are masked, not loaded)."""
+    return sum(min(o * stride + k, size) - o * stride for o in range(out))
+
+
+class FusedTracer(EagerTracer):
+    """The fused network's launches outside its Inception blocks: eager, except the torchvision
+    variant's stem (see the module docstring)."""
+
+    def stem(self, size: int) -> tuple[int, int]:
+        """The stem on a ``size`` x ``size`` input: per conv unit of STEM_UNITS its conv launch and
+        one ``stem_epilogue`` launch (torchvision); the eager stem for the paper variant, whose LRNs
+        and bias-only convs the epilogue does not fuse. Returns the stem's output (H, W)."""
+        if self.paper:
+            return super().stem(size)
+        h = w = size
+        for unit in STEM_UNITS:
+            h, w = self.stem_epilogue(unit, *self.conv_launch("stem", unit.name, unit.cin, unit.cout, unit.k, h, w,
+                                                              unit.stride, unit.pad))
+        return h, w
+
+    def stem_epilogue(self, unit: StemUnit, h: int, w: int) -> tuple[int, int]:
+        """One bn_relu_pool launch over the unit's conv output x [N, cout, h, w]: reads x once and
+        the BN's parameters, writes relu(BN(x)) max-pooled by STEM_POOL (ceil_mode) where the unit
+        has a pool, else unpooled, as [N, cout, H', W']; returns (H', W'). It replaces eager's BN,
+        ReLU and max-pool launches. Its taps' loads beyond reading x once (a 3x3/2 window shares
+        rows and columns with its neighbours) go to L1/L2: ``cache_reread_bytes``, not HBM. The grid
+        is the launcher's: one program of NUM_WARPS warps per BLOCK_P output pixels x BLOCK_C
+        channels."""
+        c = unit.cout
+        k, stride = STEM_POOL if unit.pool else (1, 1)
+        ho, wo = pool_out(h, k, stride, 0, ceil_mode=True), pool_out(w, k, stride, 0, ceil_mode=True)
+        x, y = self.act(c, h, w), self.act(c, ho, wo)
+        taps = self.n * c * taps_inside(h, k, stride, ho) * taps_inside(w, k, stride, wo) * self.e
+        programs, _ = bn_relu_pool_grid(self.n * ho * wo, c)
+        op = f"bn_relu_pool {k}x{k}/{stride}" if unit.pool else "bn_relu"
+        self.launches.append(Launch(
+            self.network, "stem", f"{unit.name}.{op} {h}x{w}>{ho}x{wo}", "stem_epilogue", 0,
+            x + y + BN_PARAMS_PER_CHANNEL * c * self.e, cache_reread_bytes=taps - x,
+            detail=f"C={c}, {programs} programs of {BLOCK_P} px x {BLOCK_C} channels, {NUM_WARPS} warps"))
+        return ho, wo
+
+
+def stem_launches(tracer: EagerTracer, size: int) -> list[Launch]:
+    """The stem's launches alone, as ``tracer`` traces them (eager, or fused with ``FusedTracer``)."""
+    tracer.stem(size)
+    return tracer.launches
+
+
+def fused_stem_launches(variant: str = "torchvision", batch: int = 256, size: int = 224, dtype: str = "bfloat16",
+                        *, bias_add_separate: bool = True) -> list[Launch]:
+    """The fused network's stem launches (``FusedTracer.stem``), in forward order."""
+    check_network_args(variant, batch, size, dtype)
+    return stem_launches(FusedTracer("fused", variant, batch, dtype, bias_add_separate), size)
+
+
+def stem_fusion(variant: str = "torchvision", batch: int = 256, size: int = 224,
+                dtype: str = "bfloat16") -> tuple[list[Launch], list[Launch]]:
+    """(the eager stem's launches the fused stem drops, the fused stem's launches eager has not),
+    each in forward order; the conv launches are the same in both. torchvision: conv1.bn,
+    conv1.relu_, maxpool1, conv2.bn, conv2.relu_, conv3.bn, conv3.relu_, maxpool2 against the three
+    epilogues; paper: none."""
+    check_network_args(variant, batch, size, dtype)
+    eager = stem_launches(EagerTracer("eager", variant, batch, dtype, bias_add_separate=True), size)
+    fused = fused_stem_launches(variant, batch, size, dtype)
+    eager_names, fused_names = {l.name for l in eager}, {l.name for l in fused}
+    return [l for l in eager if l.name not in fused_names], [l for l in fused if l.name not in eager_names]
+
+
 def fused_launches(variant: str = "torchvision", batch: int = 256, size: int = 224, dtype: str = "bfloat16",
                    *, sms: int = 132, l2_capacity: float = 50e6, bias_add_separate: bool = True,
                    tf32: bool = True) -> list[Launch]:
-    """The fused network: eager stem, pools and head; four fused launches per Inception block.
+    """The fused network: the stem as ``FusedTracer`` traces it (torchvision: conv + one epilogue
+    launch per conv unit; paper: eager), eager pools and head, four fused launches per Inception block.
 
     ``sms`` sizes the reduce -> k x k persistent grid (``reduce_conv_grid``), hence the scratch;
     ``l2_capacity`` (bytes) only affects the pessimistic ``hbm_bytes_high``; ``tf32`` (float32
@@ -261,4 +337,4 @@ def fused_launches(variant: str = "torchvision", batch: int = 256, size: int = 2
     def block(name: str, spec: InceptionSpec, h: int, w: int) -> list[Launch]:
         return fused_block_launches(name, spec, batch, h, w, dtype, sms, l2_capacity, tf32=tf32)
 
-    return network_launches(EagerTracer("fused", variant, batch, dtype, bias_add_separate), variant, size, dtype, block)
+    return network_launches(FusedTracer("fused", variant, batch, dtype, bias_add_separate), variant, size, dtype, block)

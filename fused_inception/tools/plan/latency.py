@@ -31,7 +31,14 @@ chain does not get shorter when its SM is half empty).
 Fused kernels are described by a small declarative ``Schedule`` (schedules.py builds them:
 loops, trip counts, tile bytes, pipeline depth, programs and residency). Eager launches (cuDNN,
 cuBLAS, ATen elementwise) have no schedule: a conv or GEMM runs at ``cudnn_efficiency`` of the
-dense peak, everything is also bounded by its HBM bytes.
+dense peak, everything is also bounded by its HBM bytes. Nor do the fused stem's epilogue launches
+(``fused.FusedTracer.stem_epilogue``): streaming kernels charged as the eager BN, ReLU and max-pool
+launches they replace are, by their HBM bytes. Their tiles would not bind at their compiled
+residency (tests/tools/test_plan.py checks it): channels_last (5 programs per SM) even with every
+tap a round trip of its own; NCHW (2 programs per SM) only with a tile's tap loads in flight
+together, as the kernel issues them (nine serial round trips would put conv1's at about 1.5x its
+HBM time on an H200). Their loop's instructions are not counted (no issue bound, as for any
+uncounted loop).
 
 A network is a timeline: the host issues one launch every ``host_us`` (it runs ahead of the GPU,
 so this only shows where GPU launches are shorter), the GPU runs each launch ``gap_us`` plus its
@@ -279,8 +286,9 @@ def schedule_time(s: Schedule, fig: LatencyFigures, dtype: str, tf32: bool = Tru
 
 
 def eager_time(launch: Launch, fig: LatencyFigures, dtype: str, tf32: bool = True) -> LaunchTime:
-    """An eager launch: convs/GEMMs at ``cudnn_efficiency`` of the dense peak, all launches bound
-    by their HBM bytes at ``hbm_efficiency``; no latency chain (no schedule is known)."""
+    """A launch without a schedule (an eager launch, or a fused stem epilogue): convs/GEMMs at
+    ``cudnn_efficiency`` of the dense peak, all launches bound by their HBM bytes at
+    ``hbm_efficiency``; no latency chain (no schedule is known)."""
     mma = 0.0
     if launch.flops:
         mma = launch.flops / (fig.gpu.peak_flops(dtype, launch.math, tf32) * fig.cudnn_efficiency)

@@ -63,7 +63,8 @@ class Launch:
     network: str  # "eager" or "fused"
     block: str  # "stem", "3a".."5b", "pool3", "pool4", "head"
     name: str  # module-style name and shape, e.g. "branch2.1.conv 3x3 96>128"
-    kind: str  # conv, bias_add, bn, relu, maxpool, lrn, avgpool, cat, linear, pointwise_pool, reduce_conv
+    kind: str  # conv, bias_add, bn, relu, maxpool, lrn, avgpool, cat, linear, pointwise_pool, reduce_conv,
+    # stem_epilogue (the fused stem's BN + ReLU [+ max-pool])
     flops: int  # useful FLOPs (2 x MAC)
     hbm_bytes: int  # minimal HBM traffic
     math: str = "none"  # "conv", "matmul" or "none": which peak its FLOPs run at

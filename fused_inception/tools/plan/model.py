@@ -6,7 +6,8 @@ number below says what it assumes.
 
 The pieces, one file each: ``gpus`` (datasheet peaks), ``shapes`` (shape arithmetic), ``launches``
 (one launch and what its figures count), ``eager`` (the eager network's launches), ``fused`` (the
-fused blocks' launches), ``roofline`` (time per launch and per network). This module puts them
+fused network's: the blocks' launches and the fused stem), ``roofline`` (time per launch and per
+network). This module puts them
 together: per-block summaries, the assumptions, and ``build_plan``.
 """
 
@@ -143,6 +144,12 @@ ASSUMPTIONS = [
     "to the dtype (no autocast), NCHW. The fused blocks then use their cached folded weights: 4 "
     "launches per block (branch 1, pool projection, two reduce -> kxk). (With autograd enabled, FusedInception re-folds BN every forward, adding "
     "small launches not counted here; autocast would add weight casts to both networks.)",
+    "Fused stem (torchvision variant): each stem conv unit runs its cuDNN conv (the eager launch), then "
+    "one Triton epilogue (kernels/bn_relu_pool.py) that reads the conv's output once with the BN's "
+    "4 x C parameters and writes relu(BN(x)), max-pooled 3x3/2 (ceil_mode) after conv1 and conv3: 3 "
+    "launches for eager's 8 BN, ReLU and max-pool launches. Its pool taps' re-reads hit L1/L2 "
+    "(cache_reread_bytes), as the eager max-pool's do. The paper variant's stem (LRN, no BN), the "
+    "inter-stage pools and the head are eager in both networks.",
     "Peaks are NVIDIA datasheet figures, dense (no sparsity): H100 SXM and H200 SXM 989.4 TFLOP/s "
     "bf16/fp16, 494.7 TF32, 66.9 fp32 (non-tensor); HBM 3.35 TB/s (H100, HBM3) and 4.8 TB/s "
     "(H200, HBM3e); 50 MB L2 and 132 SMs (H100 figures; the H200 is the same GH100 chip with "

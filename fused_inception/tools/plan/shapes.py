@@ -4,6 +4,7 @@ Inception block's input shape."""
 from __future__ import annotations
 
 from fused_inception.spec import BLOCK_NAMES, InceptionSpec, googlenet_spec
+from fused_inception.stem import pool_output_size
 
 
 def cdiv(a: int, b: int) -> int:
@@ -19,14 +20,9 @@ def conv_out(size: int, k: int, stride: int = 1, pad: int = 0) -> int:
     return (size + 2 * pad - k) // stride + 1
 
 
-def pool_out(size: int, k: int, stride: int, pad: int = 0, ceil_mode: bool = False) -> int:
-    """Output size of a max/avg pool, with PyTorch's ceil_mode rule (last window starts inside)."""
-    if not ceil_mode:
-        return (size + 2 * pad - k) // stride + 1
-    out = cdiv(size + 2 * pad - k, stride) + 1
-    if (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
+# output size of a max/avg pool, with PyTorch's ceil_mode rule (the library's, which the fused
+# stem allocates its output with)
+pool_out = pool_output_size
 
 
 def block_shapes(variant: str, size: int = 224) -> dict[str, tuple[InceptionSpec, int, int]]:
