@@ -11,6 +11,11 @@ Launched specializations (what GoogLeNet's blocks really run: ints equal to 1 co
 divisible by 16 with tt.divisibility 16): their derivation is checked against triton's own JIT
 binder on every recorded launch, their coverage of the 9 blocks x 2 variants, and one per kernel
 and arch is compiled.
+
+The stem's epilogue (bn_relu_pool: no configs, no dot) has launched specializations only, one per
+dtype, memory format and conv unit: their recording from the library's stem epilogue on the
+torchvision stem and their derivation are checked the same way, its rows are held to every rule but the
+tensor-core ones, and one is compiled per arch.
 """
 
 from __future__ import annotations
@@ -71,6 +76,9 @@ SUBSET = [
 ]
 
 SHIPPED = {("pointwise_pool", n) for n in POINTWISE_CONFIGS} | {("reduce_conv", n) for n in REDUCE_CONV_CONFIGS}
+# the kernels of the Inception blocks (configs, generic variants, aligned tiles); the stem's
+# bn_relu_pool has none of these
+BLOCK_KERNELS = ("pointwise_pool", "reduce_conv")
 
 
 def _variant(kernel, config, dtype, precision, ksize, relu, layout, clamped=False, wide=False,
@@ -686,10 +694,11 @@ def test_launched_variants_cover_all_blocks(recorded, launched):
     by_batch = {b: {v for v in launched if any(n.split("/")[2] == f"N{b}" for n in v.launches)}
                 for b in aot.GOOGLENET_BATCHES}
     assert by_batch[1] != by_batch[256]
-    # a variant round-trips through the workers' JSON, each kernel's aligned tiles (and a config
-    # holding them) included
-    some = launched[:5] + [next(v for v in launched if v.aligned and v.kernel == k) for k in aot.KERNELS]
-    some += [next(v for v in launched if v.kernel == k and v.config.aligned) for k in aot.KERNELS]
+    # a variant round-trips through the workers' JSON, each block kernel's aligned tiles (and a
+    # config holding them) included, and the stem's pool window
+    some = launched[:5] + [next(v for v in launched if v.aligned and v.kernel == k) for k in BLOCK_KERNELS]
+    some += [next(v for v in launched if v.kernel == k and v.config.aligned) for k in BLOCK_KERNELS]
+    some += [next(v for v in launched if v.kernel == "bn_relu_pool")]
     assert all(aot.LaunchVariant.from_dict(json.loads(json.dumps(v.to_dict()))) == v for v in some)
 
 
@@ -801,3 +810,150 @@ def test_cli_selects_generic_and_launched_sets(monkeypatch, capsys):
     assert "FAIL pointwise_pool/" in out and "launched[" in out
     with pytest.raises(SystemExit):
         parser.parse_args(["--generic-only", "--launched-only"])
+
+
+# ---------------------------------------------------------------- the stem's epilogue (bn_relu_pool)
+
+# GoogLeNet's benchmark batches; the stem's specializations do not depend on the batch
+STEM_BATCHES = (1, 32, 256)
+# unit -> (x [C, H, W], out [C, HO, WO], (KERNEL, STRIDE, PAD)): the torchvision stem at 224 x 224
+STEM_SHAPES = {
+    "conv1": ((64, 112, 112), (64, 56, 56), (3, 2, 0)),  # ceil_mode: 112 -> 56, not 55
+    "conv2": ((64, 56, 56), (64, 56, 56), (1, 1, 0)),
+    "conv3": ((192, 56, 56), (192, 28, 28), (3, 2, 0)),
+}
+
+
+@pytest.fixture(scope="module")
+def stem_recorded():
+    return aot.record_stem_launches(STEM_BATCHES)
+
+
+@pytest.fixture(scope="module")
+def stem_launched():
+    return aot.stem_launch_variants(batches=STEM_BATCHES)
+
+
+def _stem_pick(variants, dtype: str, layout: str, unit: str) -> aot.LaunchVariant:
+    """The one stem specialization of ``unit``'s epilogue ("conv1") in this dtype and layout."""
+    (v,) = [v for v in variants
+            if (v.dtype, v.layout) == (dtype, layout) and f"torchvision/{unit}/N1/stem" in v.launches]
+    return v
+
+
+def test_stem_launches_are_the_torchvision_stem_epilogues(stem_recorded):
+    """Each dtype, memory format and batch launches the three units' epilogues with the stem's
+    shapes and pool windows; x, out and the BN's parameters and buffers in the model's dtype, x
+    and out in the memory format, the BN's eps."""
+    assert len(stem_recorded) == len(DTYPES) * len(aot.LAYOUTS) * len(STEM_BATCHES) * len(STEM_SHAPES)
+    for rec in stem_recorded:
+        x, gamma, beta, mean, var, out, eps = rec.args[:7]
+        x_shape, out_shape, window = STEM_SHAPES[rec.block]
+        assert (rec.model, rec.branch, rec.input_precision, rec.arch) == ("torchvision", "stem", None, None)
+        assert (tuple(x.shape), tuple(out.shape)) == ((rec.batch, *x_shape), (rec.batch, *out_shape)), rec.name()
+        assert (rec.kwargs["KERNEL"], rec.kwargs["STRIDE"], rec.kwargs["PAD"]) == window
+        assert {t.dtype for t in (x, gamma, beta, mean, var, out)} == {getattr(torch, rec.dtype)}, rec.name()
+        fmt = torch.channels_last if rec.layout == "nhwc" else torch.contiguous_format
+        assert x.is_contiguous(memory_format=fmt) and out.is_contiguous(memory_format=fmt), rec.name()
+        assert eps == 1e-3
+
+
+def test_stem_specialization_matches_the_jit(stem_recorded):
+    """As for the blocks' launches: signature (eps a float: fp32), constexprs, attributes and
+    num_warps are what triton's JIT derives from the recorded arguments; num_stages is left to
+    triton's default, as the launcher leaves it."""
+    for rec in stem_recorded:
+        v = aot.launched_variant(rec)
+        sig, constexprs, attrs, options = _jit_specialization(rec.kernel, rec.args, rec.kwargs)
+        names = list(sig)
+        assert aot.signature(v) == sig and sig["eps"] == "fp32", rec.name()
+        assert {(names.index(n),): val for n, val in aot.constexpr_values(v).items()} == constexprs, rec.name()
+        assert aot.attributes(v) == attrs, rec.name()
+        assert aot.compile_options(v) == {"num_warps": options.num_warps}
+
+
+def test_stem_variants_one_per_dtype_layout_and_unit(stem_launched):
+    """18 specializations: dtype x memory format x unit (conv1's and conv3's windows are the same,
+    their channel counts and sizes are not), each serving its unit at every batch: the batch only
+    changes P = N * HO * WO, a multiple of 16 at any N. None is a tensor-core variant, none is
+    generic."""
+    assert len(stem_launched) == len(set(stem_launched)) == len(DTYPES) * len(aot.LAYOUTS) * len(STEM_SHAPES)
+    for v in stem_launched:
+        (unit,) = {n.split("/")[1] for n in v.launches}
+        assert sorted(v.launches) == sorted(f"torchvision/{unit}/N{b}/stem" for b in STEM_BATCHES)
+        assert v.config == aot.PoolWindow(*STEM_SHAPES[unit][2]) and v.launched and not v.expects_mma
+        assert v.input_precision is None and v.compiled_for(80) and v.compiled_for(90)
+    for batch in STEM_BATCHES:
+        assert set(aot.stem_launch_variants(batches=[batch])) == set(stem_launched)
+    # 32-channel tiles: 2 of conv1's 64, 6 of conv3's 192 (neither 1 nor a multiple of 16); 56 x 56
+    # and 28 x 28 maps: no hint
+    assert _stem_pick(stem_launched, "bfloat16", "nhwc", "conv1").ints_label() == "1:sx_c,so_c nd:HO,WO,n_c_tiles"
+    assert (_stem_pick(stem_launched, "float16", "nchw", "conv3").ints_label()
+            == "1:sx_w,so_w nd:H,W,HO,WO,sx_h,so_h,n_c_tiles")
+    # what the CLI's launched set holds for the kernel; its generic set has nothing
+    assert aot.googlenet_launch_variants(["bn_relu_pool"], batches=STEM_BATCHES) == stem_launched
+    assert aot.launch_variants(["bn_relu_pool"]) == []
+
+
+def test_stem_rows_are_not_held_to_the_tensor_core_rules(stem_launched):
+    """A bn_relu_pool row without MMA or async copies passes on sm_80 and sm_90 (it has no dot:
+    the no-MMA, mma.sync and no-async-copy rules do not apply); a spill still fails it. Its row
+    takes num_warps from the launch and leaves num_stages to triton."""
+    v = _stem_pick(stem_launched, "bfloat16", "nchw", "conv1")
+    for arch in (80, 90):
+        row = compiling._empty_row(v, arch)
+        row.update(registers=128, stack=0, local=0, spill_stores=0, spill_loads=0, shared=0, static_shared=0,
+                   hmma=0, hgmma=0, ldgsts=0, utmaldg=0, barriers=0)
+        assert not row["expects_mma"] and (row["num_warps"], row["num_stages"]) == (4, None)
+        assert report.row_failures(row) == []
+        (line,) = report.failures([{**row, "spill_stores": 8, "spill_loads": 8, "stack": 8}])
+        assert line.startswith(f"bn_relu_pool/pool3s2p0 bfloat16 relu=1 nchw sm_{arch} launched[")
+        assert line.endswith("(N256 tv:conv1; N32 tv:conv1; N1 tv:conv1): spills (stack 8 B, spill_stores 8 B, "
+                             "spill_loads 8 B)")
+
+
+# one real compile per arch: the channels_last bf16 fast path on sm_90, and an NCHW pool, the
+# heaviest variant (with 64 x 64 tiles and 64-bit offsets it spilled 480-1096 B in every dtype on
+# both archs; 64 x 32 tiles and 32-bit offsets: 165 registers on sm_80, 0 spills, triton 3.8)
+STEM_FAST = (90, "bfloat16", "nhwc", "conv1")
+STEM_NCHW_POOL = (80, "float16", "nchw", "conv3")
+
+
+@pytest.fixture(scope="module")
+def stem_rows(stem_launched) -> dict[tuple, dict]:
+    rows = {}
+    for arch, dtype, layout, unit in (STEM_FAST, STEM_NCHW_POOL):
+        (rows[(arch, dtype, layout, unit)],) = compiling.check([arch], [_stem_pick(stem_launched, dtype, layout, unit)])
+    return rows
+
+
+def test_stem_variants_compile_without_tensor_core_instructions(stem_rows):
+    """Both compile without spills, with no MMA and no async copy (no dot, nothing to pipeline),
+    and no rule fails them (the tensor-core rules do not apply to them)."""
+    for row in stem_rows.values():
+        assert row["error"] is None, row["error"]
+        assert row["set"] == "launched" and not row["expects_mma"]
+        assert row["hmma"] == row["hgmma"] == row["ldgsts"] == row["utmaldg"] == 0
+        assert 0 < row["registers"] <= 255 and row["resident_warps"] >= row["num_warps"] == 4
+        assert report.row_failures(row) == []
+
+
+def test_cli_kernel_bn_relu_pool_checks_the_stem_alone(monkeypatch, capsys):
+    """--kernel bn_relu_pool: the stem's 18 launched specializations per arch, no generic variant,
+    in the launched table with the units that launch them. (Compiles are faked.)"""
+    seen = {}
+
+    def fake_check(archs, variants, jobs=None):
+        seen["variants"] = list(variants)
+        return [{**compiling._empty_row(v, a), "registers": 100, "stack": 0, "local": 0, "spill_stores": 0,
+                 "spill_loads": 0, "shared": 0, "static_shared": 0, "hmma": 0, "hgmma": 0, "ldgsts": 0}
+                for a in archs for v in variants]
+
+    monkeypatch.setattr(cc, "check", fake_check)
+    parser = argparse.ArgumentParser()
+    cc.add_arguments(parser)
+    assert cc.run(parser.parse_args(["--arch", "80,90", "--kernel", "bn_relu_pool"])) == 0
+    assert seen["variants"] == aot.stem_launch_variants()
+    out = capsys.readouterr().out
+    assert "Generic variants" not in out and "Launched specializations" in out
+    assert "sm_90 launched: 18 specializations" in out and "tv:conv3" in out and "36 compiles" in out

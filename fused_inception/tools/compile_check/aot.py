@@ -16,9 +16,11 @@ How a launch specializes (triton's JIT, mirrored here):
 * ints: an int equal to 1 becomes a constexpr; any other int is ``i32`` (``i64``/``u64`` beyond
   that range) and gets ``tt.divisibility = 16`` when divisible by 16 (0 included), see
   :func:`jit_int_key`;
+* floats (bn_relu_pool's ``eps``, :attr:`KernelSpec.float_args`): ``fp32``, never specialized;
 * constexprs: the config's tile sizes, plus ``KSIZE`` (reduce_conv), ``IS_POOL`` and ``CLAMP_TAPS``
   (pointwise_pool), ``APPLY_RELU``
-  and ``INPUT_PRECISION``.
+  and ``INPUT_PRECISION``; bn_relu_pool's are its pool window (:class:`PoolWindow`) and the kernel
+  module's fixed tiles.
 
 Two sets of variants are compiled:
 
@@ -41,7 +43,13 @@ Two sets of variants are compiled:
   the jitted kernels replaced by recorders (:func:`record_googlenet_launches`, once per SM
   architecture of :data:`RECORD_ARCHS`, which pick the aligned tiles), and the recorded values are
   specialized as the JIT does (:func:`jit_int_key`); identical specializations are merged and
-  remember which launches they serve (``LaunchVariant.launches``).
+  remember which launches they serve (``LaunchVariant.launches``). The stem's bn_relu_pool
+  launches (the BN + ReLU + max-pool epilogue of its conv units) are recorded the same way from
+  the library's epilogue call (``fused_inception.stem.bn_relu_pool``) on the torchvision stem
+  (:func:`record_stem_launches`).
+  bn_relu_pool has no config to choose and no generic variant: its launched specializations are
+  all it compiles, and it is not a tensor-core kernel (:attr:`KernelSpec.tensor_cores`), so only
+  the rules on compiling, spills, registers and shared memory apply to it.
 
 Pure: importing this module imports no kernel; :func:`compile_spec`, :func:`constexpr_values` (the
 launchers' own constexpr builders) and the GoogLeNet recording
@@ -59,13 +67,14 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from fused_inception import forward
+from fused_inception import forward, stem
 from fused_inception.dtypes import short_name
+from fused_inception.kernels import bn_relu_pool, pointwise_pool, reduce_conv
 from fused_inception.kernels import gpu as kernel_gpu
-from fused_inception.kernels import pointwise_pool, reduce_conv
-from fused_inception.kernels.configs import (PointwiseConfig, ReduceConvConfig, config_name, launchable_configs,
-                                             sm_generation)
+from fused_inception.kernels.configs import (DTYPES, PointwiseConfig, ReduceConvConfig, config_name,
+                                             launchable_configs, sm_generation)
 from fused_inception.kernels.tuned_configs import shipped_tables
+from fused_inception.models.googlenet import GoogLeNet
 from fused_inception.params import InceptionParams
 from fused_inception.spec import GOOGLENET_BLOCKS, VARIANTS, googlenet_spec
 
@@ -101,7 +110,16 @@ class KernelSpec:
     config_cls: type
     bias_ptrs: tuple[str, ...]  # float32 pointers; every other *_ptr arg is in the compute dtype
     uses_ksize: bool
+    # whether its dots run on tensor cores (except fp32 IEEE, lowered to FMAs): the rules on MMA
+    # instructions and async copies (report.py) apply to its variants only if so
+    tensor_cores: bool
     constexprs: Callable[[Any, "LaunchVariant"], dict[str, Any]] = field(repr=False)
+    # the compile options a launch passes, from the variant's config
+    options: Callable[[Any], dict[str, int]] = field(repr=False)
+    # the unspecialized variants (ints free) a recorded launch may be of, to match its constexprs
+    # and options against (launched_variant)
+    launch_bases: Callable[["RecordedLaunch", dict[str, Any]], list["LaunchVariant"]] = field(repr=False)
+    float_args: tuple[str, ...] = ()  # runtime float arguments: fp32, never specialized
 
     def jit_fn(self):
         """The kernel's @triton.jit object (a JITFunction unless TRITON_INTERPRET=1)."""
@@ -123,16 +141,73 @@ def _reduce_conv_constexprs(cfg: ReduceConvConfig, v: "LaunchVariant") -> dict[s
     return reduce_conv.launch_constexprs(cfg, v.ksize, v.relu, v.input_precision)
 
 
+def _config_options(cfg: PointwiseConfig | ReduceConvConfig) -> dict[str, int]:
+    return {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+
+
+@dataclass(frozen=True)
+class PoolWindow:
+    """bn_relu_pool's "config": the max-pool window of its epilogue, what its launches compile
+    differently besides dtype and layout (KERNEL x KERNEL taps, STRIDE, PAD; (1, 1, 0) without a
+    pool). Its tiles and warps are the kernel module's constants, not chosen per launch."""
+
+    kernel: int
+    stride: int
+    pad: int
+
+    @property
+    def name(self) -> str:
+        """"pool3s2p0", or "nopool" for BN + ReLU alone."""
+        return "nopool" if self.kernel == 1 else f"pool{self.kernel}s{self.stride}p{self.pad}"
+
+
+def _bn_relu_pool_constexprs(w: PoolWindow, v: "LaunchVariant") -> dict[str, Any]:
+    return bn_relu_pool.launch_constexprs(w.kernel, w.stride, w.pad)
+
+
+def _bn_relu_pool_options(w: PoolWindow) -> dict[str, int]:
+    # the launcher passes num_warps alone: the JIT and triton.compile both take triton's default
+    # num_stages (the kernel has no loop to pipeline)
+    return {"num_warps": bn_relu_pool.NUM_WARPS}
+
+
+def _config_bases(rec: "RecordedLaunch", kwargs: dict[str, Any]) -> list["LaunchVariant"]:
+    """The variants of every launchable config of the launch's (kernel, dtype, precision) in every
+    mode of its layout (_modes) that has the launch's IS_POOL and, for aligned tiles, is the
+    recorded arch's."""
+    cfgs = [c for k, d, p, c in launchable_configs() if (k, d, p) == (rec.kernel, rec.dtype, rec.input_precision)]
+    ksize = kwargs.get("KSIZE") if KERNELS[rec.kernel].uses_ksize else None
+    return [LaunchVariant(rec.kernel, config_name(cfg), tiles, rec.dtype, rec.input_precision, ksize,
+                          bool(kwargs["APPLY_RELU"]), rec.layout, pool, clamped, wide, arch)
+            for cfg in cfgs for tiles, pool, clamped, wide, arch in _modes(rec.kernel, cfg, rec.layout)
+            if pool is kwargs.get("IS_POOL") and (arch is None or cfg.aligned_tiles(rec.arch) == tiles)]
+
+
+def _window_bases(rec: "RecordedLaunch", kwargs: dict[str, Any]) -> list["LaunchVariant"]:
+    """The one bn_relu_pool variant of the launch's pool window (no dot: no input precision; the
+    kernel always applies ReLU)."""
+    window = PoolWindow(kwargs["KERNEL"], kwargs["STRIDE"], kwargs["PAD"])
+    return [LaunchVariant(rec.kernel, window.name, window, rec.dtype, None, None, True, rec.layout)]
+
+
 KERNELS: dict[str, KernelSpec] = {
     "pointwise_pool": KernelSpec(
         name="pointwise_pool", module="pointwise_pool", attr="_pointwise_pool_kernel",
-        config_cls=PointwiseConfig, bias_ptrs=("b_ptr",), uses_ksize=False,
-        constexprs=_pointwise_constexprs,
+        config_cls=PointwiseConfig, bias_ptrs=("b_ptr",), uses_ksize=False, tensor_cores=True,
+        constexprs=_pointwise_constexprs, options=_config_options, launch_bases=_config_bases,
     ),
     "reduce_conv": KernelSpec(
         name="reduce_conv", module="reduce_conv", attr="_reduce_conv_kernel",
-        config_cls=ReduceConvConfig, bias_ptrs=("br_ptr", "bk_ptr"), uses_ksize=True,
-        constexprs=_reduce_conv_constexprs,
+        config_cls=ReduceConvConfig, bias_ptrs=("br_ptr", "bk_ptr"), uses_ksize=True, tensor_cores=True,
+        constexprs=_reduce_conv_constexprs, options=_config_options, launch_bases=_config_bases,
+    ),
+    # the stem's epilogue: every pointer (x, out, the BN's parameters and buffers) in the model's
+    # dtype, as a model cast to it holds them
+    "bn_relu_pool": KernelSpec(
+        name="bn_relu_pool", module="bn_relu_pool", attr="_bn_relu_pool_kernel",
+        config_cls=PoolWindow, bias_ptrs=(), uses_ksize=False, tensor_cores=False,
+        constexprs=_bn_relu_pool_constexprs, options=_bn_relu_pool_options,
+        launch_bases=_window_bases, float_args=("eps",),
     ),
 }
 
@@ -143,9 +218,9 @@ class LaunchVariant:
 
     kernel: str
     config_name: str
-    config: Any  # PointwiseConfig | ReduceConvConfig
+    config: Any  # PointwiseConfig | ReduceConvConfig | PoolWindow
     dtype: str  # "float32", "float16", "bfloat16"
-    input_precision: str  # "ieee" or "tf32"
+    input_precision: str | None  # "ieee" or "tf32"; None for a kernel without dots (bn_relu_pool)
     ksize: int | None  # reduce_conv only
     relu: bool = True
     layout: str = "nhwc"  # memory format of input and output: which stride is 1
@@ -199,16 +274,18 @@ class LaunchVariant:
 
     @property
     def expects_mma(self) -> bool:
-        """Tensor cores unless fp32 in IEEE precision (which triton lowers to FMAs)."""
-        return self.dtype != "float32" or self.input_precision != "ieee"
+        """Tensor cores in a tensor-core kernel unless fp32 in IEEE precision (which triton lowers
+        to FMAs); never in a kernel without dots."""
+        return self.spec.tensor_cores and (self.dtype != "float32" or self.input_precision != "ieee")
 
     def label(self) -> str:
+        precision = f" {self.input_precision}" if self.input_precision is not None else ""
         k = f" k={self.ksize}" if self.ksize is not None else ""
         k += {True: " pool", False: " branch1", None: ""}[self.pool]
         k += " wide" if self.wide_pool else " clamped" if self.clamped else ""
         k += f" aligned sm_{sm_generation(self.arch)}x" if self.aligned else ""
         spec = f" [{self.ints_label()}]" if self.launched else ""
-        return (f"{self.kernel}/{self.config_name} {self.dtype} {self.input_precision}{k} "
+        return (f"{self.kernel}/{self.config_name} {self.dtype}{precision}{k} "
                 f"relu={int(self.relu)} {self.layout}{spec}")
 
     def to_dict(self) -> dict:
@@ -307,9 +384,10 @@ def jit_int_key(value: int) -> str:
 
 
 def _runtime_ints(v: LaunchVariant) -> list[str]:
-    """The kernel's runtime int parameters (neither tl.constexpr nor *_ptr), in order."""
+    """The kernel's runtime int parameters (neither tl.constexpr nor *_ptr nor a float), in order."""
     params = inspect.signature(v.spec.python_fn()).parameters
-    return [n for n, p in params.items() if "constexpr" not in str(p.annotation) and not n.endswith("_ptr")]
+    return [n for n, p in params.items()
+            if "constexpr" not in str(p.annotation) and not n.endswith("_ptr") and n not in v.spec.float_args]
 
 
 def _int_keys(v: LaunchVariant) -> dict[str, str]:
@@ -348,6 +426,8 @@ def signature(v: LaunchVariant) -> dict[str, str]:
             sig[name] = "constexpr"
         elif name.endswith("_ptr"):
             sig[name] = "*fp32" if name in spec.bias_ptrs else ptr_type(v.dtype)
+        elif name in spec.float_args:
+            sig[name] = "fp32"
         else:
             sig[name] = ints[name].split(":")[0]
     return sig
@@ -375,11 +455,12 @@ def attributes(v: LaunchVariant) -> dict[tuple[int, ...], list]:
     sig = signature(v)
     ints = _int_keys(v)
     return {(i,): [["tt.divisibility", 16]] for i, (n, t) in enumerate(sig.items())
-            if t.startswith("*") or (t != "constexpr" and ints[n].endswith(":D"))}
+            if t.startswith("*") or (n in ints and ints[n].endswith(":D"))}
 
 
 def compile_options(v: LaunchVariant) -> dict[str, int]:
-    return {"num_warps": v.config.num_warps, "num_stages": v.config.num_stages}
+    """What the launcher passes: num_warps, and num_stages where it chooses one."""
+    return v.spec.options(v.config)
 
 
 @dataclass(frozen=True)
@@ -418,6 +499,12 @@ RECORD_ARCHS: tuple[int, ...] = (80, 90)
 _MEMORY_FORMATS = {"nchw": "contiguous_format", "nhwc": "channels_last"}
 # launch order of fused_inception.forward._forward_triton: branch of each launch, per kernel
 _BRANCHES = {"pointwise_pool": ("b1", "pool"), "reduce_conv": ("b3", "b5")}
+# the stem's bn_relu_pool launches: the model whose stem units have a BatchNorm (the paper's
+# have none), at the input size of the blocks' shapes (GOOGLENET_BLOCKS); their launch names are
+# "torchvision/<unit>/N<batch>/stem"
+STEM_MODEL = "torchvision"
+STEM_INPUT_SIZE = 224
+STEM_BRANCH = "stem"
 
 
 @dataclass(frozen=True)
@@ -428,13 +515,13 @@ class RecordedLaunch:
     args: tuple
     kwargs: dict
     model: str  # "paper" / "torchvision"
-    block: str  # "3a" .. "5b"
+    block: str  # "3a" .. "5b", or the stem's conv unit ("conv1")
     batch: int
     layout: str  # "nchw" / "nhwc"
     dtype: str
-    input_precision: str
-    branch: str  # "b1" (1x1), "pool" (pool projection), "b3", "b5"
-    arch: int  # the SM architecture recorded for (kernels/gpu.py, sm_arch)
+    input_precision: str | None  # None: bn_relu_pool (no dot)
+    branch: str  # "b1" (1x1), "pool" (pool projection), "b3", "b5"; "stem" for bn_relu_pool
+    arch: int | None  # the SM architecture recorded for (kernels/gpu.py, sm_arch); None: the stem's (none consulted)
 
     def name(self) -> str:
         return f"{self.model}/{self.block}/N{self.batch}/{self.branch}"
@@ -534,17 +621,11 @@ def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
     tensors have the variant's pointer types, and the layout's unit strides are 1.
     """
     spec = KERNELS[rec.kernel]
-    cfgs = [c for k, d, p, c in launchable_configs() if (k, d, p) == (rec.kernel, rec.dtype, rec.input_precision)]
     kwargs = dict(rec.kwargs)
     options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
     bound = inspect.signature(spec.python_fn()).bind(*rec.args, **kwargs)
     got_constexprs: dict[str, Any] = {}
-    candidates = [LaunchVariant(rec.kernel, config_name(cfg), tiles, rec.dtype, rec.input_precision,
-                                kwargs.get("KSIZE") if spec.uses_ksize else None, bool(kwargs["APPLY_RELU"]),
-                                rec.layout, pool, clamped, wide, arch)
-                  for cfg in cfgs for tiles, pool, clamped, wide, arch in _modes(rec.kernel, cfg, rec.layout)
-                  if pool is kwargs.get("IS_POOL") and (arch is None or cfg.aligned_tiles(rec.arch) == tiles)]
-    for base in candidates:
+    for base in spec.launch_bases(rec, kwargs):
         want_constexprs = spec.constexprs(base.config, base)
         got_constexprs = {n: bound.arguments[n] for n in want_constexprs}
         if got_constexprs == want_constexprs and options == compile_options(base):
@@ -555,6 +636,11 @@ def launched_variant(rec: RecordedLaunch) -> LaunchVariant:
     ints = []
     for name, value in bound.arguments.items():
         if name in want_constexprs:
+            continue
+        if name in spec.float_args:
+            # an int passed here would be specialized as one (and 1 made a constexpr)
+            if not isinstance(value, float):
+                raise ValueError(f"{rec.name()}: {name} is {value!r}, compile-check assumes a float (fp32)")
             continue
         if name.endswith("_ptr"):
             want = "*fp32" if name in spec.bias_ptrs else ptr_type(rec.dtype)
@@ -576,7 +662,8 @@ def googlenet_launch_variants(kernels: tuple[str, ...] | list[str] | None = None
                               gpus: tuple[str | None, ...] | list[str | None] | None = None,
                               archs: tuple[int, ...] | list[int] = RECORD_ARCHS) -> list[LaunchVariant]:
     """The distinct specializations GoogLeNet's blocks launch (see record_googlenet_launches), each
-    with the sorted names of the launches that use it; ordered like launch_variants(). Recorded
+    with the sorted names of the launches that use it, ordered like launch_variants(); then its
+    stem's (stem_launch_variants). Only ``kernels``' (None: every kernel's). Recorded
     for each of ``archs``: a launch that takes aligned tiles gives a variant per arch
     (``LaunchVariant.compiled_for``), the others one variant for all.
 
@@ -587,16 +674,68 @@ def googlenet_launch_variants(kernels: tuple[str, ...] | list[str] | None = None
     """
     if gpus is None:
         gpus = [None] + [t.gpu for t in shipped_tables()]
-    merged: dict[LaunchVariant, list[str]] = {}
-    for gpu in gpus:
-        for arch in archs:
-            for rec in record_googlenet_launches(batches, gpu=gpu, arch=arch):
-                if kernels is not None and rec.kernel not in kernels:
-                    continue
-                v = launched_variant(rec)
-                merged.setdefault(v, []).extend(v.launches)
+    # the blocks launch _BRANCHES' kernels only: not recorded when none of them is asked for
+    wanted = kernels is None or any(k in kernels for k in _BRANCHES)
+    recs = [rec for gpu in gpus for arch in archs if wanted
+            for rec in record_googlenet_launches(batches, gpu=gpu, arch=arch)]
     order = {(k, d, p, config_name(c)): i for i, (k, d, p, c) in enumerate(launchable_configs())}
     layouts = list(LAYOUTS)
-    variants = [replace(v, launches=tuple(dict.fromkeys(names))) for v, names in merged.items()]
-    return sorted(variants, key=lambda v: (order[(v.kernel, v.dtype, v.input_precision, v.config_name)],
-                                           v.ksize or 0, layouts.index(v.layout), v.arch or 0, v.ints))
+    blocks = sorted(_merged(recs, kernels),
+                    key=lambda v: (order[(v.kernel, v.dtype, v.input_precision, v.config_name)],
+                                   v.ksize or 0, layouts.index(v.layout), v.arch or 0, v.ints))
+    return blocks + stem_launch_variants(kernels, batches)
+
+
+def stem_launch_variants(kernels: tuple[str, ...] | list[str] | None = None,
+                         batches: tuple[int, ...] | list[int] = GOOGLENET_BATCHES) -> list[LaunchVariant]:
+    """The distinct specializations the stem's epilogues launch (see record_stem_launches), each
+    with the names of the launches that use it, in recording order (dtype, layout, unit). No
+    tuned config and no SM architecture enters these launches: recorded once."""
+    return _merged(record_stem_launches(batches), kernels)
+
+
+def _merged(recs: list[RecordedLaunch], kernels: tuple[str, ...] | list[str] | None) -> list[LaunchVariant]:
+    """The launched variants of ``recs`` (those of ``kernels``; None: all), identical
+    specializations merged, each with the names of its launches, first seen first."""
+    merged: dict[LaunchVariant, list[str]] = {}
+    for rec in recs:
+        if kernels is not None and rec.kernel not in kernels:
+            continue
+        v = launched_variant(rec)
+        merged.setdefault(v, []).extend(v.launches)
+    return [replace(v, launches=tuple(dict.fromkeys(names))) for v, names in merged.items()]
+
+
+def record_stem_launches(batches: tuple[int, ...] | list[int] = GOOGLENET_BATCHES,
+                         size: int = STEM_INPUT_SIZE) -> list[RecordedLaunch]:
+    """Every bn_relu_pool launch of GoogLeNet's (torchvision) stem, recorded from the library's
+    own epilogue call.
+
+    For each dtype (the model cast to it: the BatchNorm's parameters and buffers are in it too),
+    memory format and batch, each unit of ``stem.STEM_SLOTS`` and the pool after it go through
+    ``fused_inception.stem.bn_relu_pool`` (pool geometry, output size and allocation as
+    ``FusedStemUnit`` launches them) on meta tensors of ``size`` x ``size`` input, with the kernel
+    replaced by a recorder. The conv's output is allocated in the memory format, as cuDNN writes
+    it (the meta conv gives its shape only: it would not keep channels_last).
+    """
+    out: list[RecordedLaunch] = []
+    with recording_launches() as calls:
+        for dtype_name in DTYPES:
+            dtype = getattr(torch, dtype_name)
+            # a model per dtype: Module.to converts parameters in place, and the recorded
+            # launches keep the BN's tensors
+            with torch.device("meta"):
+                model = GoogLeNet(STEM_MODEL, aux_logits=False, init_weights=False).to(dtype)
+            for layout, fmt in _MEMORY_FORMATS.items():
+                for n in batches:
+                    x = torch.empty((n, 3, size, size), dtype=dtype, device="meta")
+                    for slot, pool_slot in stem.STEM_SLOTS:
+                        unit = getattr(model, slot)
+                        y = torch.empty(unit.conv(x).shape, dtype=dtype, device="meta",
+                                        memory_format=getattr(torch, fmt))
+                        calls.clear()
+                        x = stem.bn_relu_pool(y, unit.bn, getattr(model, pool_slot) if pool_slot else None)
+                        ((kernel, args, kwargs),) = calls
+                        out.append(RecordedLaunch(kernel, args, kwargs, STEM_MODEL, slot, int(n), layout, dtype_name,
+                                                  None, STEM_BRANCH, None))
+    return out

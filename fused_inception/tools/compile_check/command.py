@@ -8,7 +8,9 @@ divisibility hints, only the memory format's unit strides specialized: any shape
 (paper and torchvision, NCHW and channels_last, batches 1 and 256 by default) and specialized as
 triton's JIT does (ints equal to 1 become constexprs, ints divisible by 16 get
 ``tt.divisibility = 16``), deduplicated. The JIT compiles the latter on a GPU, so they are the
-binaries GoogLeNet runs; the generic ones bound every other shape.
+binaries GoogLeNet runs; the generic ones bound every other shape. The stem's epilogue kernel
+(bn_relu_pool, recorded from the library's stem epilogue on the torchvision stem) has launched
+specializations only: ``--kernel bn_relu_pool`` compiles just those.
 
 Compiling and reading the binaries: ``compiling.py`` (also in the ``--worker`` subprocesses this
 command starts, :func:`_worker`); the verdicts, table and summary: ``report.py``. The command

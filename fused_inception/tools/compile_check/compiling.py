@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from fused_inception.tools.compile_check.aot import KERNELS, LaunchVariant, compile_spec, launch_variants
+from fused_inception.tools.compile_check.aot import (KERNELS, LaunchVariant, compile_options, compile_spec,
+                                                     launch_variants)
 from fused_inception.tools.cli import command_line
 
 # opt-in maximum shared memory per block (static + dynamic), bytes
@@ -147,11 +148,13 @@ def loop_instructions(sass: str) -> int:
 
 
 def _empty_row(v: LaunchVariant, arch: int) -> dict:
+    options = compile_options(v)
     return {
         # a config's aligned tiles are "<name> aligned": the table tells them apart
         "kernel": v.kernel, "config": v.config_name + (" aligned" if v.aligned else ""), "dtype": v.dtype,
         "precision": v.input_precision, "ksize": v.ksize, "relu": v.relu, "layout": v.layout,
-        "arch": arch, "num_warps": v.config.num_warps, "num_stages": v.config.num_stages,
+        # num_stages None: the launch leaves triton's default
+        "arch": arch, "num_warps": options["num_warps"], "num_stages": options.get("num_stages"),
         "registers": None, "stack": None, "spill_stores": None, "spill_loads": None,
         "local": None, "shared": None, "static_shared": None, "smem_limit": SMEM_LIMIT.get(arch),
         "hmma": None, "hgmma": None, "ldgsts": None, "utmaldg": None, "barriers": None, "loop_instructions": None,
@@ -233,7 +236,7 @@ def check_variant(v: LaunchVariant, arch: int) -> dict:
                 row["registers"] = int(regs.group(1))
         if row["registers"] is not None:
             row["resident_warps"] = resident_warps(arch, row["registers"],
-                                                   row["shared"] + (row["static_shared"] or 0), v.config.num_warps)
+                                                   row["shared"] + (row["static_shared"] or 0), row["num_warps"])
     except Exception as e:  # a failed compile is a result, not a crash
         row["compile_s"] = round(time.perf_counter() - t0, 2)
         row["error"] = f"{type(e).__name__}: {e}"[:4000]

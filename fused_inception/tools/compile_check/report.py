@@ -3,7 +3,8 @@ failing and spilling lines, the fixed-width table, the per-arch summary.
 
 A variant of either set (generic or launched: ``command.py``) fails if it does not compile,
 spills (STACK, LOCAL or ptxas spill bytes nonzero), needs more shared memory than the arch allows
-per block, or, for a tensor-core variant (every half-precision and TF32 variant):
+per block, or, for a tensor-core variant (every half-precision and TF32 variant of a kernel whose
+dots run on tensor cores, ``aot.KernelSpec.tensor_cores``; the row's ``expects_mma``):
 
 * has no tensor-core instruction;
 * runs mma.sync (HMMA) on sm_90 or later, where wgmma (HGMMA) is the full-rate path;
@@ -14,7 +15,7 @@ per block, or, for a tensor-core variant (every half-precision and TF32 variant)
   any launch whose channel counts are multiples of 8) gets the hints.
 
 fp32 IEEE variants are FMA loops by design (triton lowers fp32 IEEE dots to FFMA): no rule about
-tensor cores or async copies applies to them.
+tensor cores or async copies applies to them, nor to any variant of bn_relu_pool, which has no dot.
 
 A launched specialization is labelled with the GoogLeNet launches that use it
 (:func:`launches_label`).
@@ -61,11 +62,12 @@ def _row_set(row: dict) -> str:
 
 
 def _row_label(row: dict) -> str:
+    precision = f" {row['precision']}" if row.get("precision") is not None else ""
     k = f" k={row['ksize']}" if row.get("ksize") is not None else ""
     spec = ""
     if _row_set(row) == "launched":
         spec = f" launched[{row.get('ints')}] ({launches_label(row.get('launches') or [])})"
-    return (f"{row['kernel']}/{row['config']} {row['dtype']} {row['precision']}{k} "
+    return (f"{row['kernel']}/{row['config']} {row['dtype']}{precision}{k} "
             f"relu={int(bool(row['relu']))} {row['layout']} sm_{row['arch']}{spec}")
 
 
@@ -113,7 +115,8 @@ def _cell(row: dict, key: str) -> str:
     return n(row.get(key))
 
 
-_BRANCH_SHORT = {"b1p": "", "b3": "3", "b5": "5"}
+# the stem's launches name their unit ("conv1") in place of a block, with no branch
+_BRANCH_SHORT = {"b1p": "", "b3": "3", "b5": "5", "stem": ""}
 _MODEL_SHORT = {"paper": "p", "torchvision": "tv"}
 
 
