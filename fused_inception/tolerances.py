@@ -74,11 +74,13 @@ def assert_close(out: torch.Tensor, ref: torch.Tensor, dtype_key: str, what: str
     return result
 
 
-def assert_same_nonfinite(out: torch.Tensor, ref: torch.Tensor, dtype_key: str, what: str = "output") -> ParityResult:
+def assert_same_nonfinite(out: torch.Tensor, ref: torch.Tensor, dtype_key: str, what: str = "output",
+                          baseline: torch.Tensor | None = None) -> ParityResult:
     """For inputs holding NaN/Inf: ``out`` is NaN exactly where the float64 ``ref`` is NaN, +Inf
     and -Inf exactly where it is, and within TOLERANCES[dtype_key] of it (compare()) on the
-    positions where ``ref`` is finite. AssertionError with counts and the first position on a
-    mismatch."""
+    positions where ``ref`` is finite; with a ``baseline`` (the unfused computation in the same
+    dtype) within the larger of that and BASELINE_FACTOR x the baseline's own error there
+    (compare_with_baseline). AssertionError with counts and the first position on a mismatch."""
     if out.shape != ref.shape:
         raise ValueError(f"shape mismatch: out {tuple(out.shape)} vs reference {tuple(ref.shape)}")
     o = out.detach().to(device=ref.device, dtype=torch.float64)
@@ -92,7 +94,12 @@ def assert_same_nonfinite(out: torch.Tensor, ref: torch.Tensor, dtype_key: str, 
                 f"{int(mismatch.sum())} differ, first at {first} "
                 f"(out {o[first].item()}, reference {ref[first].item()})")
     finite = torch.isfinite(ref)
-    return assert_close(o[finite], ref[finite], dtype_key, f"{what} (finite positions)")
+    if baseline is None:
+        return assert_close(o[finite], ref[finite], dtype_key, f"{what} (finite positions)")
+    b = baseline.detach().to(device=ref.device, dtype=torch.float64)
+    if not bool(torch.isfinite(b[finite]).all()):  # an infinite baseline error would pass anything
+        raise AssertionError(f"{what}: the baseline is not finite where the reference is")
+    return assert_close_to_baseline(o[finite], ref[finite], b[finite], dtype_key, f"{what} (finite positions)")
 
 
 # Whole networks: their own rounding error in a dtype grows with depth (measured: the unfused

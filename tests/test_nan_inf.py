@@ -101,21 +101,27 @@ def _run_with_grad(model, x, grad_out):
 def test_backward_nonfinite_parity(mode, case, relu, gen):
     """Outputs, input and parameter gradients (and BN buffers in training) against the float64
     block: NaN/Inf at the same positions, the same values elsewhere. Training runs the
-    BN-training op (BN after every conv); eval runs the fused kernels forward."""
+    BN-training op (BN after every conv); eval runs the fused kernels forward. Gradients are held
+    to the larger of the float32 tolerance and the plain float32 block's own error
+    (parity.BASELINE_FACTOR): this spec's 2-wide reduce5 has a bias gradient of two sums, and with
+    an input pixel at +Inf one of them can be all that is finite, a sum that cancels to near zero
+    (seen: 1.10e-5 relative where the tolerance is 1e-5, FI_TEST_SEED=1164612629)."""
     block = random_block(_spec(relu), gen)
     training = mode == "bn-train-op"
     fused = fi.FusedInception.from_module(copy.deepcopy(block).float().to(DEVICE)).train(training)
+    plain = copy.deepcopy(block).float().to(DEVICE).train(training)
     reference = block.train(training)
     x = _bad_input(case, gen)
     grad_out = torch.randn((SHAPE[0], block.spec.out_channels, *SHAPE[2:]), generator=gen, dtype=torch.float64)
     ref_out, ref_grads = _run_with_grad(reference, x, grad_out)
     out, grads = _run_with_grad(fused, x.float().to(DEVICE), grad_out.to(DEVICE))
+    _, plain_grads = _run_with_grad(plain, x.float().to(DEVICE), grad_out.to(DEVICE))
     what = f"{mode} {case} relu={relu}"
     assert_same_nonfinite(out, ref_out, "float32", f"{what} output")
     assert ref_grads.keys() == grads.keys()
     for name, ref_grad in ref_grads.items():
         assert grads[name] is not None, name
-        assert_same_nonfinite(grads[name], ref_grad, "float32", f"{what} grad {name}")
+        assert_same_nonfinite(grads[name], ref_grad, "float32", f"{what} grad {name}", baseline=plain_grads[name])
     if training:
         ref_buffers = dict(reference.named_buffers())
         for name, b in fused.named_buffers():
