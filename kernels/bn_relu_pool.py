@@ -14,8 +14,9 @@ max as in ``F.relu`` and ``F.max_pool2d``. The value is computed in float32 and 
 output dtype; rounding commutes with ReLU and max, so it equals the eager result up to the BN's own
 float32 arithmetic. Without a pool (``KERNEL`` 1) it is BN + ReLU alone.
 
-Tiles are BLOCK_P output pixels x BLOCK_C channels; the taps are unrolled at compile time and
-every tap's load is issued before its max. Offsets are int32 (the launcher refuses tensors whose
+Tiles are BLOCK_P output pixels x BLOCK_C channels; the taps are unrolled at compile time (ptxas
+interleaves their loads with the maxes, so they are not all in flight at once: benchmarks/NOTES.md,
+"The fused stem"). Offsets are int32 (the launcher refuses tensors whose
 largest offset does not fit): with 64-bit offsets and 64 x 64 tiles the NCHW pool launches, where
 every element needs its own address, spilled 480-1096 B (compile-check, triton 3.8); with 32-bit
 offsets and 64 x 32 tiles none of the stem's launches at 224 x 224 spills (at most 190 registers,

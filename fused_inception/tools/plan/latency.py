@@ -33,12 +33,13 @@ loops, trip counts, tile bytes, pipeline depth, programs and residency). Eager l
 cuBLAS, ATen elementwise) have no schedule: a conv or GEMM runs at ``cudnn_efficiency`` of the
 dense peak, everything is also bounded by its HBM bytes. Nor do the fused stem's epilogue launches
 (``fused.FusedTracer.stem_epilogue``): streaming kernels charged as the eager BN, ReLU and max-pool
-launches they replace are, by their HBM bytes. Their tiles would not bind at their compiled
-residency (tests/tools/test_plan.py checks it): channels_last (5 programs per SM) even with every
-tap a round trip of its own; NCHW (2 programs per SM) only with a tile's tap loads in flight
-together, as the kernel issues them (nine serial round trips would put conv1's at about 1.5x its
-HBM time on an H200). Their loop's instructions are not counted (no issue bound, as for any
-uncounted loop).
+launches they replace are, by their HBM bytes: the channels_last launches, whose tiles do not
+bind at their compiled residency (5 programs per SM) even with every tap a round trip of its own,
+as their SASS nearly has it (the taps' loads interleaved with the maxes). NCHW (2 programs per
+SM) they would: conv1's latency chain is about 1.5x its HBM time on an H200, so the model
+undercounts that layout's epilogues, which still stay under the eager launches they replace
+(tests/tools/test_plan.py checks both). Their loop's instructions are not counted (no issue
+bound, as for any uncounted loop).
 
 A network is a timeline: the host issues one launch every ``host_us`` (it runs ahead of the GPU,
 so this only shows where GPU launches are shorter), the GPU runs each launch ``gap_us`` plus its
